@@ -1,0 +1,65 @@
+# The developer interface of finrisk. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.finrisk-installed
+
+.PHONY: help setup lock test unit integration e2e lint format demo smoke stack-up stack-down stack-status compile clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the pinned lock (quick when nothing changed)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; finrisk needs Python 3.11 (README: Prerequisites)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+lock: ## re-resolve requirements.in into requirements.lock
+	@test -x $(BIN)/uv || $(MAKE) setup
+	$(BIN)/uv pip compile -q --python-version 3.11 requirements.in -o requirements.lock
+
+# pytest exits 5 when it collects no test; make passes that on as a failure.
+test: setup ## run every test (unit, integration against real local services, e2e)
+	$(BIN)/pytest tests
+
+unit: setup ## unit tests only (no services)
+	$(BIN)/pytest tests/unit
+
+integration: setup ## integration tests (start Kafka, MLflow, BigQuery emulator as needed)
+	$(BIN)/pytest tests/integration
+
+e2e: setup ## end-to-end tests
+	$(BIN)/pytest tests/e2e
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup ## apply ruff's formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: setup ## run finrisk end to end on embedded defaults
+	$(BIN)/finrisk stack smoke
+
+smoke: demo
+
+stack-up: setup ## start Kafka, MLflow and the BigQuery emulator on 127.0.0.1
+	$(BIN)/finrisk stack up
+
+stack-down: setup ## end the local services
+	$(BIN)/finrisk stack down
+
+stack-status: setup ## show the local services
+	$(BIN)/finrisk stack status
+
+clean: stack-down ## stop the stack and remove its data and logs
+	rm -rf .finrisk local_outputs

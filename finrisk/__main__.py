@@ -1,0 +1,5 @@
+import sys
+
+from finrisk.cli import main
+
+sys.exit(main())
