@@ -11,7 +11,11 @@ from finrisk import __version__
 from finrisk.errors import FinriskError
 
 # Modules under finrisk.cli that add sub-commands; each defines register(subparsers).
-COMMAND_MODULES = ("stack",)
+COMMAND_MODULES = (
+    "stack",
+    "bench",
+    "data",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

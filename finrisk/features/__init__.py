@@ -1,0 +1,31 @@
+"""Transaction and user features, defined once for training (batch) and streaming (online).
+
+- `definitions`: feature names and constants (windows, thresholds, category groups);
+- `formulas`: each feature's formula, written once over per-user running statistics;
+- `batch`: the statistics vectorised over a DataFrame (training, evaluation);
+- `online`: the statistics kept incrementally per user (the Kafka bridge), with snapshots;
+- `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to.
+"""
+
+from finrisk.features.batch import batch_features, transaction_features, user_features
+from finrisk.features.definitions import (
+    LOW_BALANCE_THRESHOLD,
+    SEED_USER_FEATURES,
+    TRANSACTION_FEATURES,
+    USER_FEATURES,
+)
+from finrisk.features.online import OnlineFeatures
+from finrisk.features.ordering import ORDER_KEYS, canonical_order
+
+__all__ = [
+    "LOW_BALANCE_THRESHOLD",
+    "ORDER_KEYS",
+    "SEED_USER_FEATURES",
+    "TRANSACTION_FEATURES",
+    "USER_FEATURES",
+    "OnlineFeatures",
+    "batch_features",
+    "canonical_order",
+    "transaction_features",
+    "user_features",
+]

@@ -1,0 +1,145 @@
+"""Throughput of the feature paths on synthetic data: what `finrisk bench features` prints.
+
+- batch: `batch_features` (transaction and user features) on the whole table, end to end
+  from the canonical DataFrame; best of `repeats` runs after a small warm-up;
+- online: one `OnlineFeatures` in this process, fed every transaction in streaming order as
+  a dict with an epoch-millisecond timestamp (the bridge's wire form), then asked for every
+  user's features; building the dicts is not timed;
+- alternative: what one would write with plain pandas, `groupby(user).rolling("24h")`, for
+  the 24 h velocity count and debit sum alone, on the same data.
+
+Wall-clock figures are the headline; CPU-time figures are printed beside them because a
+busy machine slows the wall clock but hardly the CPU time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from finrisk.features.batch import batch_features
+from finrisk.features.online import OnlineFeatures
+from finrisk.schema import AMOUNT, DEBIT, DIRECTION, TIMESTAMP, TRANSACTION_ID, USER_ID
+
+BATCH_TARGET_TX_PER_S = 200_000
+ONLINE_TARGET_TX_PER_S = 50_000
+_CHUNK = 50_000
+
+
+def _timed(action: Callable[[], object]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    action()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _rates(n: int, wall: float, cpu: float) -> dict[str, float]:
+    return {
+        "seconds": round(wall, 4),
+        "cpu_seconds": round(cpu, 4),
+        "tx_per_s": round(n / wall),
+        "cpu_tx_per_s": round(n / cpu) if cpu > 0 else float("nan"),
+    }
+
+
+def _log(message: str) -> None:
+    print(f"bench features: {message}", file=sys.stderr, flush=True)
+
+
+def bench_batch(transactions: pd.DataFrame, repeats: int) -> dict[str, Any]:
+    batch_features(transactions.head(2_000))  # imports, allocator and caches
+    runs = [_timed(lambda: batch_features(transactions)) for _ in range(repeats)]
+    wall, cpu = min(runs)
+    return {
+        **_rates(len(transactions), wall, cpu),
+        "runs_seconds": [round(r[0], 4) for r in runs],
+        "covers": "transaction + user features from the canonical DataFrame",
+        "target_tx_per_s": BATCH_TARGET_TX_PER_S,
+    }
+
+
+def bench_online(transactions: pd.DataFrame) -> dict[str, Any]:
+    stream = transactions.sort_values([TIMESTAMP, USER_ID, TRANSACTION_ID])
+    stream = stream.assign(**{TIMESTAMP: stream[TIMESTAMP].array.asi8 // 1_000_000})
+    online = OnlineFeatures()
+    update = online.update
+    wall = cpu = 0.0
+    for start in range(0, len(stream), _CHUNK):
+        records = stream.iloc[start : start + _CHUNK].to_dict("records")
+        chunk_wall, chunk_cpu = _timed(functools.partial(_feed, update, records))
+        wall += chunk_wall
+        cpu += chunk_cpu
+    users = list(online.users())
+    user_wall, _ = _timed(lambda: [online.user_features(u) for u in users])
+    snapshot_wall, _ = _timed(lambda: [online.snapshot(u) for u in users])
+    return {
+        **_rates(len(stream), wall, cpu),
+        "timestamp_form": "epoch milliseconds",
+        "user_features_per_s": round(len(users) / user_wall),
+        "snapshots_per_s": round(len(users) / snapshot_wall),
+        "target_tx_per_s": ONLINE_TARGET_TX_PER_S,
+    }
+
+
+def _feed(update: Callable[[Any], object], records: list[Any]) -> None:
+    for record in records:
+        update(record)
+
+
+def bench_pandas_rolling(transactions: pd.DataFrame) -> dict[str, Any]:
+    """The usual pandas way to a per-user 24 h count and debit sum (no other feature)."""
+
+    def rolling() -> None:
+        frame = transactions.sort_values([USER_ID, TIMESTAMP, TRANSACTION_ID])
+        debit = frame[AMOUNT].where(frame[DIRECTION] == DEBIT, 0.0)
+        frame = frame.assign(debit_amount=debit).set_index(TIMESTAMP)
+        frame.groupby(USER_ID)["debit_amount"].rolling("24h").agg(["count", "sum"])
+
+    wall, cpu = _timed(rolling)
+    return {
+        **_rates(len(transactions), wall, cpu),
+        "covers": "24 h count and debit sum only, pandas groupby().rolling('24h')",
+    }
+
+
+def run(users: int, days: int, seed: int, repeats: int = 3) -> dict[str, Any]:
+    """Generate the data, measure every path, return the JSON-able figures."""
+    from finrisk.synthetic import generate
+
+    _log(f"generating {users} users x {days} days (seed {seed})")
+    transactions, _, _ = generate(users=users, days=days, seed=seed)
+    n = len(transactions)
+    _log(f"{n} transactions; batch path x{repeats}")
+    batch = bench_batch(transactions, repeats)
+    _log("online path")
+    online = bench_online(transactions)
+    _log("pandas rolling alternative")
+    alternative = bench_pandas_rolling(transactions)
+    return {
+        "data": {
+            "users": users,
+            "days": days,
+            "seed": seed,
+            "transactions": n,
+            "transactions_per_user": round(n / users, 1),
+        },
+        "batch": batch,
+        "online": online,
+        "alternative_pandas_rolling": alternative,
+        "meets_targets": {
+            "batch": batch["tx_per_s"] >= BATCH_TARGET_TX_PER_S,
+            "online": online["tx_per_s"] >= ONLINE_TARGET_TX_PER_S,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+        },
+    }

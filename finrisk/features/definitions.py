@@ -1,0 +1,124 @@
+"""Feature names and the constants their formulas use, each defined once.
+
+The batch path (`finrisk.features.batch`) and the online path (`finrisk.features.online`) both
+read these; the formulas themselves live in `finrisk.features.formulas`.
+"""
+
+from __future__ import annotations
+
+from finrisk.schema import (
+    ATM,
+    CARD_PRESENT,
+    DEBIT,
+    ONLINE,
+    TRANSFER,
+)
+
+NS_PER_SECOND = 1_000_000_000
+SECONDS_PER_DAY = 86_400
+NS_PER_DAY = SECONDS_PER_DAY * NS_PER_SECOND
+DAYS_PER_MONTH = 30.4375  # 365.25 / 12
+
+# Velocity windows, (suffix, length in ns). A transaction at time t counts the user's
+# transactions with timestamp in (t - length, t], itself included: one exactly a window length
+# earlier has expired.
+WINDOWS: tuple[tuple[str, int], ...] = (
+    ("10m", 10 * 60 * NS_PER_SECOND),
+    ("1h", 60 * 60 * NS_PER_SECOND),
+    ("24h", 24 * 60 * 60 * NS_PER_SECOND),
+)
+# Windows whose debit amount sums are features (the 10-minute one only counts).
+SUM_WINDOWS: tuple[str, ...] = ("1h", "24h")
+
+# Seconds since the user's previous transaction are capped here; the first transaction gets
+# the cap (as if the previous one were long ago).
+GAP_CAP_SECONDS = 30.0 * SECONDS_PER_DAY
+# z-scores of log amounts need two prior debits; with fewer the z-score is 0.
+MIN_ZSCORE_HISTORY = 2
+# Added to the variance of prior log amounts so that a user who always pays the same amount
+# does not turn a cent's difference into a huge z-score.
+LOG_AMOUNT_VARIANCE_FLOOR = 0.01
+# Balances below this floor count as "nothing left" when dividing an amount by the balance
+# before the transaction; the ratio is capped so that overdrawn accounts stay finite.
+BALANCE_FLOOR = 1.0
+BALANCE_RATIO_CAP = 100.0
+
+# A balance after a transaction below this counts towards low_balance_freq (currency units).
+LOW_BALANCE_THRESHOLD = 100.0
+# Per-month rates divide by at least one month, so that a short history is not extrapolated.
+MIN_MONTHS = 1.0
+# Income regularity needs at least this many gaps between salary credits; below, it reports
+# IRREGULAR_INCOME_CV (as irregular as a coefficient of variation of 1).
+MIN_SALARY_INTERVALS = 2
+IRREGULAR_INCOME_CV = 1.0
+# Expense volatility needs at least this many debits; below, it is 0.
+MIN_EXPENSE_HISTORY = 2
+
+SALARY = "salary"
+DISCRETIONARY_CATEGORIES: frozenset[str] = frozenset(
+    {"dining", "shopping", "entertainment", "travel", "electronics", "gift_cards"}
+)
+ESSENTIAL_CATEGORIES: frozenset[str] = frozenset(
+    {"rent", "utilities", "groceries", "transport", "health"}
+)
+CASH_OUT_CATEGORIES: frozenset[str] = frozenset({"cash_withdrawal", "transfer_out"})
+RISKY_CATEGORIES: tuple[str, ...] = ("gift_cards", "electronics", "cash_withdrawal", "transfer_out")
+INDICATOR_CHANNELS: tuple[str, ...] = (ONLINE, ATM, CARD_PRESENT, TRANSFER)
+DEBIT_DIRECTION = DEBIT
+
+# Hour of day and day of week are those of the UTC timestamp (users' time zones are unknown).
+TRANSACTION_FEATURES: tuple[str, ...] = (
+    "log_amount",
+    "is_debit",
+    "amount_log_zscore",
+    "log_amount_to_prior_max",
+    "log_prior_debit_count",
+    *(f"tx_count_{suffix}" for suffix, _ in WINDOWS),
+    *(f"log_debit_sum_{suffix}" for suffix in SUM_WINDOWS),
+    "log_seconds_since_prev",
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+    "is_new_category",
+    "is_new_merchant",
+    "amount_to_balance_before",
+    "is_overdrawn",
+    "signed_log_balance_after",
+    *(f"channel_{channel}" for channel in INDICATOR_CHANNELS),
+    *(f"category_{category}" for category in RISKY_CATEGORIES),
+)
+
+# The seed system's eight behavioural aggregates, with its names; the seed-style baseline uses
+# exactly these.
+SEED_USER_FEATURES: tuple[str, ...] = (
+    "total_income",
+    "total_expense",
+    "n_transactions",
+    "avg_expense",
+    "max_expense",
+    "low_balance_freq",
+    "expense_income_ratio",
+    "top_category_spend",
+)
+
+USER_FEATURES: tuple[str, ...] = (
+    *SEED_USER_FEATURES,
+    "active_days",
+    "tx_per_day",
+    "income_per_month",
+    "expense_per_month",
+    "net_flow_per_month",
+    "salary_share",
+    "income_irregularity",
+    "expense_cv",
+    "min_balance",
+    "mean_balance",
+    "last_balance",
+    "overdraft_freq",
+    "balance_trend_per_month",
+    "discretionary_share",
+    "essential_share",
+    "cash_out_share",
+    "merchant_diversity",
+)

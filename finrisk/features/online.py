@@ -1,0 +1,386 @@
+"""Online path: the statistics of `finrisk.features.formulas`, kept incrementally per user.
+
+`OnlineFeatures` holds one small state per user (running sums, the velocity windows as deques
+of (timestamp, cumulative debit before), the sets of seen categories and merchants) and
+updates it with each transaction, in O(1) amortised time. The same formulas as the batch path
+turn the state into features, so that a stream fed in each user's canonical order
+(timestamp, transaction_id) gives the batch path's values; the parity test proves it.
+
+Input: a mapping with the canonical transaction fields. The timestamp is preferably epoch
+milliseconds (int); ISO-8601 strings, datetimes and pandas Timestamps are accepted too
+(`finrisk.features.timestamps.to_ns`). A transaction arriving with an earlier timestamp than
+its user's previous one is processed as it comes: its gap counts as 0 and the windows expire
+relative to the newest timestamp seen for that user, so a late message is never lost but its
+velocity counts are approximate.
+
+State survives restarts through `snapshot(user_id) -> bytes` and `restore(user_id, bytes)`:
+JSON (orjson), keyed by user, so the streaming bridge can keep a compacted changelog topic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from finrisk.errors import FinriskError
+from finrisk.features.definitions import (
+    CASH_OUT_CATEGORIES,
+    DEBIT_DIRECTION,
+    DISCRETIONARY_CATEGORIES,
+    ESSENTIAL_CATEGORIES,
+    LOW_BALANCE_THRESHOLD,
+    NS_PER_DAY,
+    NS_PER_SECOND,
+    SALARY,
+    SUM_WINDOWS,
+    TRANSACTION_FEATURES,
+    USER_FEATURES,
+    WINDOWS,
+)
+from finrisk.features.formulas import (
+    SCALAR_OPS,
+    TxStats,
+    UserStats,
+    transaction_formulas,
+    user_formulas,
+)
+from finrisk.features.timestamps import to_ns
+from finrisk.schema import (
+    AMOUNT,
+    BALANCE_AFTER,
+    CATEGORY,
+    CHANNEL,
+    CREDIT,
+    DIRECTION,
+    MERCHANT,
+    TIMESTAMP,
+    USER_ID,
+)
+
+SNAPSHOT_VERSION = 1
+_NS_PER_SECOND_F = float(NS_PER_SECOND)
+_NS_PER_DAY_F = float(NS_PER_DAY)
+_WINDOW_LENGTHS: tuple[int, ...] = tuple(length for _, length in WINDOWS)
+_SUM_WINDOW_INDEX: tuple[int, ...] = tuple(
+    [suffix for suffix, _ in WINDOWS].index(name) for name in SUM_WINDOWS
+)
+
+# Scalar fields of a user's state, in snapshot order; the containers are handled apart.
+_SCALARS: tuple[str, ...] = (
+    "n_tx",
+    "last_ts",
+    "first_ts",
+    "n_debits",
+    "debit_log_sum",
+    "debit_log_sumsq",
+    "debit_max",
+    "debit_cum",
+    "expense_sumsq",
+    "total_income",
+    "n_low",
+    "n_overdrawn",
+    "discretionary",
+    "essential",
+    "cash_out",
+    "salary_income",
+    "last_salary_ts",
+    "salary_k",
+    "salary_sum",
+    "salary_sumsq",
+    "balance_sum",
+    "min_balance",
+    "last_balance",
+    "t_sum",
+    "tt_sum",
+    "b_sum",
+    "tb_sum",
+)
+
+
+class _UserState:
+    """Everything the formulas need about one user's history."""
+
+    __slots__ = (*_SCALARS, "categories", "category_spend", "merchants", "windows")
+
+    def __init__(self) -> None:
+        self.n_tx = 0
+        self.last_ts = 0
+        self.first_ts = 0
+        self.n_debits = 0
+        self.debit_log_sum = 0.0
+        self.debit_log_sumsq = 0.0
+        self.debit_max = 0.0
+        self.debit_cum = 0.0  # total expense so far
+        self.expense_sumsq = 0.0
+        self.total_income = 0.0
+        self.n_low = 0
+        self.n_overdrawn = 0
+        self.discretionary = 0.0
+        self.essential = 0.0
+        self.cash_out = 0.0
+        self.salary_income = 0.0
+        self.last_salary_ts: int | None = None
+        self.salary_k = 0
+        self.salary_sum = 0.0
+        self.salary_sumsq = 0.0
+        self.balance_sum = 0.0
+        self.min_balance = 0.0
+        self.last_balance = 0.0
+        self.t_sum = 0.0
+        self.tt_sum = 0.0
+        self.b_sum = 0.0
+        self.tb_sum = 0.0
+        self.categories: set[str] = set()
+        self.category_spend: dict[str, float] = {}
+        self.merchants: set[str] = set()
+        # Per window: (timestamp, cumulative debit amount before that transaction).
+        self.windows: list[deque[tuple[int, float]]] = [deque() for _ in WINDOWS]
+
+
+class OnlineFeatures:
+    """Incremental per-user feature state for a streaming consumer (one process, one thread)."""
+
+    def __init__(self) -> None:
+        self._users: dict[Any, _UserState] = {}
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._users
+
+    def users(self) -> Iterator[Any]:
+        """The ids of the users with state."""
+        return iter(self._users)
+
+    def update(self, tx: Mapping[str, Any]) -> dict[str, float]:
+        """Add one transaction to its user's state; return its TRANSACTION_FEATURES."""
+        return dict(zip(TRANSACTION_FEATURES, self.values(tx), strict=True))
+
+    def values(self, tx: Mapping[str, Any]) -> tuple[float, ...]:
+        """As `update`, but the feature values in TRANSACTION_FEATURES order, without names."""
+        try:
+            user = tx[USER_ID]
+            ts = to_ns(tx[TIMESTAMP])
+            amount = float(tx[AMOUNT])
+            direction = tx[DIRECTION]
+            category = tx[CATEGORY]
+            merchant = tx[MERCHANT]
+            channel = tx[CHANNEL]
+            balance = float(tx[BALANCE_AFTER])
+        except KeyError as exc:
+            raise FinriskError(f"transaction has no field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise FinriskError(f"transaction has a field of the wrong type: {exc}") from None
+        if not amount > 0 or amount == math.inf:
+            raise FinriskError(f"transaction field {AMOUNT!r} must be a finite number > 0")
+        if not math.isfinite(balance):
+            raise FinriskError(f"transaction field {BALANCE_AFTER!r} must be finite")
+        if direction == DEBIT_DIRECTION:
+            debit = True
+        elif direction == CREDIT:
+            debit = False
+        else:
+            raise FinriskError(
+                f"transaction field {DIRECTION!r} must be {DEBIT_DIRECTION!r} or {CREDIT!r}, "
+                f"not {direction!r}"
+            )
+
+        state = self._users.get(user)
+        if state is None:
+            state = self._users[user] = _UserState()
+            state.first_ts = state.last_ts = ts
+            state.min_balance = balance
+            has_prev = False
+            gap = 0.0
+            clock = ts
+        else:
+            has_prev = True
+            last = state.last_ts
+            if ts >= last:
+                gap = (ts - last) / _NS_PER_SECOND_F
+                clock = ts
+            else:  # late: the windows' clock must not go backwards
+                gap = 0.0
+                clock = last
+
+        new_category = category not in state.categories
+        if new_category:
+            state.categories.add(category)
+        new_merchant = merchant not in state.merchants
+        if new_merchant:
+            state.merchants.add(merchant)
+
+        prior_debits = state.n_debits
+        prior_log_sum = state.debit_log_sum
+        prior_log_sumsq = state.debit_log_sumsq
+        prior_max = state.debit_max
+        cum_before = state.debit_cum
+        if debit:
+            log_amount = math.log1p(amount)
+            state.n_debits = prior_debits + 1
+            state.debit_log_sum = prior_log_sum + log_amount
+            state.debit_log_sumsq = prior_log_sumsq + log_amount * log_amount
+            if amount > prior_max:
+                state.debit_max = amount
+            state.debit_cum = cum_before + amount
+
+        counts = []
+        debit_cum = state.debit_cum
+        sums = []
+        for window, length in zip(state.windows, _WINDOW_LENGTHS, strict=True):
+            window.append((ts, cum_before))
+            cutoff = clock - length
+            while window[0][0] <= cutoff:
+                window.popleft()
+            counts.append(len(window))
+            sums.append(debit_cum - window[0][1])
+
+        values = transaction_formulas(
+            SCALAR_OPS,
+            TxStats(
+                amount,
+                1.0 if debit else 0.0,
+                balance,
+                ts,
+                category,
+                channel,
+                prior_debits,
+                prior_log_sum,
+                prior_log_sumsq,
+                prior_max,
+                counts,
+                [sums[i] for i in _SUM_WINDOW_INDEX],
+                has_prev,
+                gap,
+                1.0 if new_category else 0.0,
+                1.0 if new_merchant else 0.0,
+            ),
+        )
+        self._add_to_user(state, ts, amount, debit, category, balance)
+        return values
+
+    @staticmethod
+    def _add_to_user(
+        state: _UserState, ts: int, amount: float, debit: bool, category: str, balance: float
+    ) -> None:
+        state.n_tx += 1
+        if ts > state.last_ts:
+            state.last_ts = ts
+        if debit:
+            state.expense_sumsq += amount * amount
+            spend = state.category_spend
+            spend[category] = spend.get(category, 0.0) + amount
+            if category in DISCRETIONARY_CATEGORIES:
+                state.discretionary += amount
+            elif category in ESSENTIAL_CATEGORIES:
+                state.essential += amount
+            elif category in CASH_OUT_CATEGORIES:
+                state.cash_out += amount
+        else:
+            state.total_income += amount
+            if category == SALARY:
+                state.salary_income += amount
+                if state.last_salary_ts is not None:
+                    interval = (ts - state.last_salary_ts) / _NS_PER_DAY_F
+                    state.salary_k += 1
+                    state.salary_sum += interval
+                    state.salary_sumsq += interval * interval
+                state.last_salary_ts = ts
+        if balance < LOW_BALANCE_THRESHOLD:
+            state.n_low += 1
+            if balance < 0:
+                state.n_overdrawn += 1
+        state.balance_sum += balance
+        if balance < state.min_balance:
+            state.min_balance = balance
+        state.last_balance = balance
+        elapsed = (ts - state.first_ts) / _NS_PER_DAY_F
+        state.t_sum += elapsed
+        state.tt_sum += elapsed * elapsed
+        state.b_sum += balance
+        state.tb_sum += elapsed * balance
+
+    def user_features(self, user_id: Any) -> dict[str, float]:
+        """USER_FEATURES of everything seen so far for `user_id`."""
+        state = self._users.get(user_id)
+        if state is None:
+            raise FinriskError(f"no transactions seen for user {user_id!r}")
+        values = user_formulas(
+            SCALAR_OPS,
+            UserStats(
+                n_transactions=state.n_tx,
+                n_debits=state.n_debits,
+                total_income=state.total_income,
+                total_expense=state.debit_cum,
+                expense_sumsq=state.expense_sumsq,
+                max_expense=state.debit_max,
+                n_low_balance=state.n_low,
+                n_overdrawn=state.n_overdrawn,
+                top_category_spend=max(state.category_spend.values(), default=0.0),
+                discretionary_spend=state.discretionary,
+                essential_spend=state.essential,
+                cash_out_spend=state.cash_out,
+                salary_income=state.salary_income,
+                salary_intervals=state.salary_k,
+                salary_interval_sum=state.salary_sum,
+                salary_interval_sumsq=state.salary_sumsq,
+                balance_sum=state.balance_sum,
+                min_balance=state.min_balance,
+                last_balance=state.last_balance,
+                span_days=(state.last_ts - state.first_ts) / _NS_PER_DAY_F,
+                trend_t_sum=state.t_sum,
+                trend_tt_sum=state.tt_sum,
+                trend_b_sum=state.b_sum,
+                trend_tb_sum=state.tb_sum,
+                n_merchants=len(state.merchants),
+            ),
+        )
+        return {name: float(value) for name, value in zip(USER_FEATURES, values, strict=True)}
+
+    def snapshot(self, user_id: Any) -> bytes:
+        """The user's whole state as bytes (JSON), for a changelog keyed by user."""
+        state = self._users.get(user_id)
+        if state is None:
+            raise FinriskError(f"no state for user {user_id!r}")
+        document: dict[str, Any] = {"version": SNAPSHOT_VERSION}
+        for name in _SCALARS:
+            document[name] = getattr(state, name)
+        document["categories"] = list(state.categories)
+        document["category_spend"] = state.category_spend
+        document["merchants"] = list(state.merchants)
+        document["windows"] = [list(window) for window in state.windows]
+        return orjson.dumps(document)
+
+    def restore(self, user_id: Any, data: bytes) -> None:
+        """Replace the user's state with one written by `snapshot`."""
+        try:
+            document = orjson.loads(data)
+            if document.get("version") != SNAPSHOT_VERSION:
+                raise FinriskError(
+                    f"feature state of user {user_id!r} has version "
+                    f"{document.get('version')!r}; this finrisk reads {SNAPSHOT_VERSION}"
+                )
+            state = _UserState()
+            for name in _SCALARS:
+                setattr(state, name, document[name])
+            state.categories = set(document["categories"])
+            state.category_spend = {str(k): float(v) for k, v in document["category_spend"].items()}
+            state.merchants = set(document["merchants"])
+            windows = document["windows"]
+            if len(windows) != len(WINDOWS):
+                raise FinriskError(f"feature state of user {user_id!r} has the wrong windows")
+            state.windows = [
+                deque((int(ts), float(cum)) for ts, cum in window) for window in windows
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FinriskError(f"feature state of user {user_id!r} is unreadable: {exc}") from None
+        self._users[user_id] = state
+
+    def forget(self, user_id: Any) -> None:
+        """Drop the user's state (e.g. when a changelog tombstone arrives)."""
+        self._users.pop(user_id, None)

@@ -1,0 +1,357 @@
+"""Individual features on tiny hand-made frames with known answers."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from finrisk.errors import FinriskError
+from finrisk.features import (
+    LOW_BALANCE_THRESHOLD,
+    SEED_USER_FEATURES,
+    TRANSACTION_FEATURES,
+    USER_FEATURES,
+    OnlineFeatures,
+    batch_features,
+    transaction_features,
+    user_features,
+)
+from finrisk.features.definitions import GAP_CAP_SECONDS, LOG_AMOUNT_VARIANCE_FLOOR
+from finrisk.features.timestamps import to_ns
+
+START = pd.Timestamp("2024-01-01 06:00", tz="UTC")  # a Monday
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Canonical transactions; each row gives `minutes` after START and overrides defaults."""
+    records = []
+    for i, row in enumerate(rows):
+        record = {
+            "transaction_id": f"t{i:03d}",
+            "user_id": "u1",
+            "amount": 10.0,
+            "direction": "debit",
+            "category": "groceries",
+            "merchant": "shop",
+            "channel": "card_present",
+            "balance_after": 1000.0,
+            **{k: v for k, v in row.items() if k != "minutes"},
+        }
+        record["timestamp"] = START + pd.Timedelta(minutes=row.get("minutes", i))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def test_names() -> None:
+    assert SEED_USER_FEATURES == (
+        "total_income",
+        "total_expense",
+        "n_transactions",
+        "avg_expense",
+        "max_expense",
+        "low_balance_freq",
+        "expense_income_ratio",
+        "top_category_spend",
+    )
+    assert USER_FEATURES[: len(SEED_USER_FEATURES)] == SEED_USER_FEATURES
+    assert len(set(USER_FEATURES)) == len(USER_FEATURES)
+    assert len(set(TRANSACTION_FEATURES)) == len(TRANSACTION_FEATURES)
+
+
+def test_amount_against_prior_debits() -> None:
+    df = frame(
+        [
+            {"amount": 10.0},
+            {"amount": 500.0, "direction": "credit", "category": "salary"},
+            {"amount": 20.0},
+            {"amount": 40.0},
+        ]
+    )
+    f = transaction_features(df)
+    np.testing.assert_allclose(f["log_amount"], np.log1p([10.0, 500.0, 20.0, 40.0]))
+    assert f["is_debit"].tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert f["log_prior_debit_count"].tolist() == pytest.approx(np.log1p([0, 1, 1, 2]))
+    # z-score needs two prior debits; the credit is never compared with debits.
+    prior = np.log1p([10.0, 20.0])
+    expected = (math.log1p(40.0) - prior.mean()) / math.sqrt(
+        prior.var() + LOG_AMOUNT_VARIANCE_FLOOR
+    )
+    assert f["amount_log_zscore"].tolist() == pytest.approx([0.0, 0.0, 0.0, expected])
+    # First debit compared with itself; the credit scores 0; later ones against the prior max.
+    assert f["log_amount_to_prior_max"].tolist() == pytest.approx(
+        [0.0, 0.0, math.log(2.0), math.log(2.0)]
+    )
+
+
+def test_velocity_windows_and_gaps() -> None:
+    df = frame(
+        [
+            {"minutes": 0, "amount": 1.0},
+            {"minutes": 5, "amount": 2.0},
+            {"minutes": 9, "amount": 100.0, "direction": "credit", "category": "refund"},
+            {"minutes": 15, "amount": 4.0},
+            {"minutes": 70, "amount": 8.0},
+        ]
+    )
+    f = transaction_features(df)
+    assert f["tx_count_10m"].tolist() == [1, 2, 3, 2, 1]
+    assert f["tx_count_1h"].tolist() == [1, 2, 3, 4, 2]
+    assert f["tx_count_24h"].tolist() == [1, 2, 3, 4, 5]
+    # The credit adds nothing to debit sums; at 70 min the 1 h window holds 15 and 70.
+    np.testing.assert_allclose(f["log_debit_sum_1h"], np.log1p([1.0, 3.0, 3.0, 7.0, 12.0]))
+    np.testing.assert_allclose(f["log_debit_sum_24h"], np.log1p([1.0, 3.0, 3.0, 7.0, 15.0]))
+    np.testing.assert_allclose(
+        f["log_seconds_since_prev"], np.log1p([GAP_CAP_SECONDS, 300, 240, 360, 3300])
+    )
+
+
+def test_a_window_edge_is_exclusive() -> None:
+    f = transaction_features(frame([{"minutes": 0}, {"minutes": 60}, {"minutes": 60 * 24 + 60}]))
+    # Exactly one hour (and exactly 24 h) earlier has expired.
+    assert f["tx_count_1h"].tolist() == [1, 1, 1]
+    assert f["tx_count_24h"].tolist() == [1, 2, 1]
+
+
+def test_gap_is_capped() -> None:
+    f = transaction_features(frame([{"minutes": 0}, {"minutes": 60 * 24 * 90}]))
+    assert f["log_seconds_since_prev"].tolist() == pytest.approx([math.log1p(GAP_CAP_SECONDS)] * 2)
+
+
+def test_hour_and_day_of_week() -> None:
+    # START is Monday 06:00 UTC; +36 h is Tuesday 18:00.
+    f = transaction_features(frame([{"minutes": 0}, {"minutes": 36 * 60}]))
+    assert f["hour_sin"].tolist() == pytest.approx([1.0, -1.0])
+    assert f["hour_cos"].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert f["dow_sin"].tolist() == pytest.approx([0.0, math.sin(2 * math.pi / 7)])
+    assert f["dow_cos"].tolist() == pytest.approx([1.0, math.cos(2 * math.pi / 7)])
+
+
+def test_novelty_per_user() -> None:
+    df = frame(
+        [
+            {"category": "groceries", "merchant": "a"},
+            {"category": "dining", "merchant": "a"},
+            {"category": "groceries", "merchant": "b"},
+            {"user_id": "u2", "category": "groceries", "merchant": "a"},
+        ]
+    )
+    f = transaction_features(df)
+    assert f["is_new_category"].tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert f["is_new_merchant"].tolist() == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_balance_features() -> None:
+    df = frame(
+        [
+            {"amount": 50.0, "balance_after": 50.0},
+            {"amount": 30.0, "balance_after": -20.0},
+            {"amount": 500.0, "balance_after": 480.0, "direction": "credit", "category": "salary"},
+            {"amount": 10.0, "balance_after": -5000.0},
+        ]
+    )
+    f = transaction_features(df)
+    # 50 of 100; 30 of 10; credit 0; 10 of a balance below the floor: capped.
+    assert f["amount_to_balance_before"].tolist() == pytest.approx([0.5, 3.0, 0.0, 10.0])
+    assert f["is_overdrawn"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert f["signed_log_balance_after"].tolist() == pytest.approx(
+        [math.log1p(50), -math.log1p(20), math.log1p(480), -math.log1p(5000)]
+    )
+
+
+def test_indicators() -> None:
+    df = frame(
+        [
+            {"channel": "online", "category": "gift_cards"},
+            {"channel": "atm", "category": "cash_withdrawal"},
+            {"channel": "direct_debit", "category": "rent"},
+        ]
+    )
+    f = transaction_features(df)
+    assert f["channel_online"].tolist() == [1.0, 0.0, 0.0]
+    assert f["channel_atm"].tolist() == [0.0, 1.0, 0.0]
+    assert f["channel_card_present"].tolist() == [0.0, 0.0, 0.0]
+    assert f["category_gift_cards"].tolist() == [1.0, 0.0, 0.0]
+    assert f["category_cash_withdrawal"].tolist() == [0.0, 1.0, 0.0]
+    assert f["category_electronics"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_ties_are_broken_by_transaction_id_and_input_order_is_kept() -> None:
+    df = frame(
+        [
+            {"minutes": 0, "transaction_id": "b", "merchant": "x"},
+            {"minutes": 0, "transaction_id": "a", "merchant": "x"},
+        ]
+    ).set_index(pd.Index([10, 20]))
+    f = transaction_features(df)
+    assert f.index.tolist() == [10, 20]
+    # "a" comes first: it sees only itself and meets merchant x first.
+    assert f["tx_count_10m"].tolist() == [2.0, 1.0]
+    assert f["is_new_merchant"].tolist() == [0.0, 1.0]
+
+
+def test_features_are_causal_and_order_free() -> None:
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "minutes": int(m),
+            "user_id": f"u{rng.integers(3)}",
+            "amount": float(rng.uniform(1, 300)),
+            "merchant": f"m{rng.integers(6)}",
+            "direction": "credit" if rng.random() < 0.2 else "debit",
+            "balance_after": float(rng.normal(200, 300)),
+        }
+        for m in np.sort(rng.integers(0, 3 * 24 * 60, 120))
+    ]
+    df = frame(rows)
+    full = transaction_features(df)
+    cut = df["timestamp"] < df["timestamp"].iloc[60]
+    pd.testing.assert_frame_equal(transaction_features(df[cut]), full[cut])
+    shuffled = df.sample(frac=1.0, random_state=1)
+    pd.testing.assert_frame_equal(transaction_features(shuffled).loc[df.index], full)
+
+
+def test_seed_user_features() -> None:
+    df = frame(
+        [
+            {"amount": 1000.0, "direction": "credit", "category": "salary", "balance_after": 1000},
+            {"amount": 300.0, "category": "rent", "balance_after": 700.0},
+            {"amount": 100.0, "category": "dining", "balance_after": 600.0},
+            {"amount": 250.0, "category": "dining", "balance_after": 50.0},
+            {"user_id": "u2", "amount": 5.0, "balance_after": -5.0},
+        ]
+    )
+    u = user_features(df)
+    assert u.index.tolist() == ["u1", "u2"]
+    assert u.index.name == "user_id"
+    assert list(u.columns) == list(USER_FEATURES)
+    assert (u.dtypes == np.float64).all()
+    u1 = u.loc["u1"]
+    assert u1["total_income"] == 1000.0
+    assert u1["total_expense"] == 650.0
+    assert u1["n_transactions"] == 4.0
+    assert u1["avg_expense"] == pytest.approx(650.0 / 3)
+    assert u1["max_expense"] == 300.0
+    assert LOW_BALANCE_THRESHOLD > 50.0
+    assert u1["low_balance_freq"] == 0.25
+    assert u1["expense_income_ratio"] == 0.65
+    assert u1["top_category_spend"] == 350.0
+    assert u1["discretionary_share"] == pytest.approx(350.0 / 650.0)
+    assert u1["essential_share"] == pytest.approx(300.0 / 650.0)
+    assert u1["min_balance"] == 50.0
+    assert u1["last_balance"] == 50.0
+    u2 = u.loc["u2"]
+    assert u2["total_income"] == 0.0
+    assert u2["expense_income_ratio"] == 5.0  # income floored at 1
+    assert u2["overdraft_freq"] == 1.0
+
+
+def test_richer_user_features() -> None:
+    days = 24 * 60
+    salaries = [
+        {
+            "minutes": d * days,
+            "amount": 2000.0,
+            "direction": "credit",
+            "category": "salary",
+            "balance_after": 0.0,
+        }
+        for d in (0, 30, 60, 91)
+    ]
+    # Balance grows by exactly 10 a day.
+    daily = [{"minutes": d * days + 1, "balance_after": 10.0 * d} for d in range(0, 92, 7)]
+    u = user_features(frame(sorted(salaries + daily, key=lambda r: r["minutes"]))).loc["u1"]
+    intervals = np.array([30.0, 30.0, 31.0])
+    assert u["income_irregularity"] == pytest.approx(intervals.std() / intervals.mean())
+    assert u["salary_share"] == 1.0
+    span = 91.0 + 1 / (24 * 60)  # the last daily row is a minute after the last salary
+    assert u["active_days"] == pytest.approx(span)
+    months = span / 30.4375
+    assert u["income_per_month"] == pytest.approx(8000.0 / months)
+    # Salary rows sit at 0, daily rows on the line; fit over both is not the line, so check
+    # on the daily rows alone.
+    only_daily = user_features(frame(daily)).loc["u1"]
+    assert only_daily["balance_trend_per_month"] == pytest.approx(10.0 * 30.4375)
+    assert only_daily["income_irregularity"] == 1.0  # no salary: as irregular as cv 1
+    assert only_daily["merchant_diversity"] == pytest.approx(1 / len(daily))
+
+
+def test_batch_features_match_the_separate_calls() -> None:
+    df = frame([{"amount": a} for a in (5.0, 50.0, 500.0)])
+    tx, users = batch_features(df)
+    pd.testing.assert_frame_equal(tx, transaction_features(df))
+    pd.testing.assert_frame_equal(users, user_features(df))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda df: df.drop(columns="merchant"), "merchant"),
+        (lambda df: df.assign(amount=[10.0, -1.0]), "amount"),
+        (lambda df: df.assign(direction=["debit", "sideways"]), "sideways"),
+        (lambda df: df.assign(timestamp=["2024-01-01", "not a time"]), "timestamp"),
+        (lambda df: df.assign(balance_after=[1.0, None]), "balance_after"),
+        (lambda df: df.iloc[:0], "empty"),
+    ],
+)
+def test_bad_frames_get_a_clear_error(change: Any, message: str) -> None:
+    with pytest.raises(FinriskError, match=message):
+        transaction_features(change(frame([{}, {}])))
+
+
+def test_online_rejects_bad_transactions() -> None:
+    online = OnlineFeatures()
+    good = frame([{}]).to_dict("records")[0]
+    with pytest.raises(FinriskError, match="merchant"):
+        online.update({k: v for k, v in good.items() if k != "merchant"})
+    with pytest.raises(FinriskError, match="amount"):
+        online.update({**good, "amount": 0.0})
+    with pytest.raises(FinriskError, match="direction"):
+        online.update({**good, "direction": "up"})
+    with pytest.raises(FinriskError, match="timestamp"):
+        online.update({**good, "timestamp": "yesterday"})
+    with pytest.raises(FinriskError, match="u9"):
+        online.user_features("u9")
+    online.update(good)
+    with pytest.raises(FinriskError, match="unreadable"):
+        online.restore("u1", b"{not json")
+    with pytest.raises(FinriskError, match="version"):
+        online.restore("u1", b'{"version": 99}')
+
+
+def test_online_late_transaction_does_not_rewind_windows() -> None:
+    online = OnlineFeatures()
+    base = frame([{}]).to_dict("records")[0]
+    online.update(base)
+    online.update({**base, "transaction_id": "t1", "timestamp": START + pd.Timedelta(hours=30)})
+    late = online.update({**base, "transaction_id": "t2", "timestamp": START})
+    assert late["log_seconds_since_prev"] == 0.0
+    # The clock stays at +30 h: the transaction at START has expired from the 24 h window.
+    assert late["tx_count_24h"] == 2.0
+
+
+def test_timestamp_forms() -> None:
+    moment = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    expected = int(pd.Timestamp(moment).value)
+    assert to_ns(int(moment.timestamp() * 1000)) == expected
+    assert to_ns(moment) == expected
+    assert to_ns(moment.replace(tzinfo=None)) == expected
+    assert to_ns(pd.Timestamp(moment)) == expected
+    assert to_ns("2024-05-06T07:08:09.123Z") == expected
+    assert to_ns("2024-05-06T09:08:09.123+02:00") == expected
+    assert to_ns(moment.astimezone(timezone(timedelta(hours=-5)))) == expected
+    with pytest.raises(FinriskError):
+        to_ns(None)
+
+
+def test_categorical_and_integer_columns_give_the_same_features() -> None:
+    df = frame([{"user_id": "u2", "merchant": "b"}, {"user_id": "u1"}, {"category": "dining"}])
+    as_categories = df.astype({c: "category" for c in ("user_id", "category", "merchant")})
+    pd.testing.assert_frame_equal(transaction_features(as_categories), transaction_features(df))
+    users = user_features(as_categories)
+    assert users.index.tolist() == ["u1", "u2"]
+    pd.testing.assert_frame_equal(users, user_features(df), check_index_type=False)
