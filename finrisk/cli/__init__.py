@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "stack",
     "bench",
     "data",
+    "train",
 )
 
 

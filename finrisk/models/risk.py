@@ -1,0 +1,201 @@
+"""User risk classifiers: the seed-style Logistic Regression and our calibrated model.
+
+Both map a user-feature DataFrame (one row per user) to a probability of the risk outcome, a
+band (see bands.py) and the top reasons (see reasons.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from finrisk.errors import FinriskError
+from finrisk.models.bands import RiskBands
+from finrisk.models.base import build_metadata, feature_matrix, labels_vector, resolve_feature_names
+from finrisk.models.reasons import Reason, occlusion_contributions, top_reasons
+
+DEFAULT_REASONS = 3
+
+
+def _signed_log1p(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    # Money amounts span orders of magnitude; a linear model sees them better on a log scale.
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+class _RiskModel(ClassifierMixin, BaseEstimator):
+    """Probability, band and reasons shared by both risk models."""
+
+    band_low: float
+    band_high: float
+
+    feature_names_: tuple[str, ...]
+    estimator_: Any
+    reference_: npt.NDArray[np.float64]
+    bands_: RiskBands
+    metadata_: dict[str, Any]
+    classes_: npt.NDArray[np.int64]
+
+    def _make_estimator(self) -> Any:
+        raise NotImplementedError
+
+    def fit(self, X: pd.DataFrame, y: Any) -> _RiskModel:
+        self.bands_ = RiskBands(low=self.band_low, high=self.band_high)
+        self.feature_names_ = resolve_feature_names(X, getattr(self, "feature_names", None))
+        values = feature_matrix(X, self.feature_names_)
+        labels = labels_vector(y, len(values))
+        if len(np.unique(labels)) < 2:
+            raise FinriskError("the risk label has a single class: nothing to learn from")
+        self.estimator_ = self._make_estimator().fit(values, labels)
+        self.reference_ = np.median(values, axis=0)
+        self.classes_ = np.array([0, 1], dtype=np.int64)
+        self.metadata_ = build_metadata(
+            self,
+            self.feature_names_,
+            bands=self.bands_.to_dict(),
+            n_train=len(values),
+            train_positive_rate=float(labels.mean()),
+            reference=dict(zip(self.feature_names_, map(float, self.reference_), strict=True)),
+        )
+        return self
+
+    def _proba(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(self.estimator_.predict_proba(values)[:, 1], dtype=np.float64)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "estimator_"):
+            raise FinriskError(f"{type(self).__name__} is not trained yet: call fit first")
+
+    def risk_probability(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Probability of the risk outcome per row."""
+        self._check_fitted()
+        return self._proba(feature_matrix(X, self.feature_names_))
+
+    def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        p = self.risk_probability(X)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> npt.NDArray[np.int64]:
+        return (self.risk_probability(X) >= 0.5).astype(np.int64)
+
+    def predict_band(self, X: pd.DataFrame, bands: RiskBands | None = None) -> npt.NDArray[np.str_]:
+        """LOW / MEDIUM / HIGH per row, with the model's bands unless others are given."""
+        return (bands or self.bands_).bands(self.risk_probability(X))
+
+    def explain(self, X: pd.DataFrame, k: int = DEFAULT_REASONS) -> list[list[Reason]]:
+        """Top-k reasons per row (occlusion against the training medians, see reasons.py)."""
+        self._check_fitted()
+        if k < 1:
+            raise FinriskError(f"number of reasons must be >= 1, got {k}")
+        values = feature_matrix(X, self.feature_names_)
+        contributions = occlusion_contributions(self._proba, values, self.reference_)
+        return top_reasons(contributions, values, self.reference_, self.feature_names_, k)
+
+    def assess(
+        self, X: pd.DataFrame, k: int = DEFAULT_REASONS, bands: RiskBands | None = None
+    ) -> pd.DataFrame:
+        """probability, band and reasons (list of dicts) per row, indexed like X."""
+        probability = self.risk_probability(X)
+        reasons = self.explain(X, k)
+        return pd.DataFrame(
+            {
+                "probability": probability,
+                "band": (bands or self.bands_).bands(probability),
+                "reasons": [[r.to_dict() for r in row] for row in reasons],
+            },
+            index=X.index,
+        )
+
+
+class SeedLogisticRiskModel(_RiskModel):
+    """The seed's model: standardised features into a plain Logistic Regression."""
+
+    def __init__(
+        self,
+        feature_names: Sequence[str] | None = None,
+        C: float = 1.0,
+        band_low: float = 0.40,
+        band_high: float = 0.70,
+    ) -> None:
+        self.feature_names = feature_names
+        self.C = C
+        self.band_low = band_low
+        self.band_high = band_high
+
+    def _make_estimator(self) -> Pipeline:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
+
+
+class RiskModel(_RiskModel):
+    """Ours: a model on the full user features, probabilities calibrated by cross-validation.
+
+    estimator="logistic" (default): log-scaled, standardised features into a Logistic
+    Regression, which is as good as gradient boosting on the benchmark's 5000 users
+    (cross-validated ROC-AUC 0.807 vs 0.800) and cheaper; "hgb": gradient boosting, for
+    larger populations with non-linear effects. calibration="isotonic"/"sigmoid" fits
+    `cv` calibrated copies (CalibratedClassifierCV, ensemble averaged), so every training
+    user helps both the model and its calibration.
+    """
+
+    def __init__(
+        self,
+        feature_names: Sequence[str] | None = None,
+        estimator: str = "logistic",
+        calibration: str = "sigmoid",
+        cv: int = 5,
+        learning_rate: float = 0.05,
+        max_iter: int = 200,
+        max_leaf_nodes: int = 8,
+        min_samples_leaf: int = 20,
+        l2_regularization: float = 1.0,
+        C: float = 1.0,
+        random_state: int = 0,
+        band_low: float = 0.40,
+        band_high: float = 0.70,
+    ) -> None:
+        self.feature_names = feature_names
+        self.estimator = estimator
+        self.calibration = calibration
+        self.cv = cv
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.C = C
+        self.random_state = random_state
+        self.band_low = band_low
+        self.band_high = band_high
+
+    def _make_estimator(self) -> CalibratedClassifierCV:
+        if self.calibration not in ("isotonic", "sigmoid"):
+            raise FinriskError(f"unknown calibration {self.calibration!r}: isotonic or sigmoid")
+        base: Any
+        if self.estimator == "hgb":
+            base = HistGradientBoostingClassifier(
+                learning_rate=self.learning_rate,
+                max_iter=self.max_iter,
+                max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf,
+                l2_regularization=self.l2_regularization,
+                early_stopping=False,
+                random_state=self.random_state,
+            )
+        elif self.estimator == "logistic":
+            base = make_pipeline(
+                FunctionTransformer(_signed_log1p),
+                StandardScaler(),
+                LogisticRegression(C=self.C, max_iter=2000),
+            )
+        else:
+            raise FinriskError(f"unknown risk estimator {self.estimator!r}: hgb or logistic")
+        return CalibratedClassifierCV(base, method=self.calibration, cv=self.cv, ensemble=True)
