@@ -19,13 +19,14 @@ from finrisk.io import (
 )
 from finrisk.parsing import parse_transactions
 from finrisk.schema import load_schema
-from finrisk.synthetic import DEFAULT_START, generate
+from finrisk.synthetic import (
+    BENCHMARK_DAYS,
+    BENCHMARK_SEED,
+    BENCHMARK_USERS,
+    DEFAULT_START,
+    generate,
+)
 from finrisk.validation import ValidationReport, check_parsed, validate_users
-
-# The documented benchmark dataset (docs/synthetic-data.md).
-BENCHMARK_USERS = 5000
-BENCHMARK_DAYS = 120
-BENCHMARK_SEED = 7
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

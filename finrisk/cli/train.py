@@ -79,7 +79,7 @@ def _bands(args: argparse.Namespace) -> Any:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from finrisk.cli.data import BENCHMARK_SEED
+    from finrisk.synthetic import BENCHMARK_SEED
 
     return BENCHMARK_SEED if args.seed is None else int(args.seed)
 
@@ -160,8 +160,7 @@ def side_by_side(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _benchmark(args: argparse.Namespace, seed: int) -> tuple[Any, Any, dict[str, Any]]:
-    from finrisk.cli.data import BENCHMARK_DAYS, BENCHMARK_USERS
-    from finrisk.synthetic import generate
+    from finrisk.synthetic import BENCHMARK_DAYS, BENCHMARK_USERS, generate
 
     users = BENCHMARK_USERS if args.users is None else args.users
     days = BENCHMARK_DAYS if args.days is None else args.days
