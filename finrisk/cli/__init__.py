@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "bench",
     "data",
     "train",
+    "serve",
 )
 
 

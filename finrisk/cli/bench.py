@@ -14,7 +14,10 @@ import json
 
 from finrisk.errors import FinriskError
 
-BENCHMARKS: tuple[str, ...] = ("finrisk.cli.bench:register_features",)
+BENCHMARKS: tuple[str, ...] = (
+    "finrisk.cli.bench:register_features",
+    "finrisk.serving.predictor.benchmark:register_serving",
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,33 @@
+"""Trained finrisk models compiled for serving: ONNX Runtime trees plus a small numpy head.
+
+`compile_model(model)` -> CompiledModel with `score(values)`; `check_parity` / `require_parity`
+prove compiled and original scores agree. See compiler.py for the supported estimators.
+"""
+
+from finrisk.compiled.compiler import DETECTOR, MODEL_KINDS, RISK, model_kind
+from finrisk.compiled.parity import (
+    DEFAULT_TOLERANCE,
+    ParityReport,
+    check_parity,
+    original_scores,
+    probe_rows,
+    require_parity,
+)
+from finrisk.compiled.runtime import ONNX_FILE, SPEC_FILE, CompiledModel, compile_model
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "DETECTOR",
+    "MODEL_KINDS",
+    "ONNX_FILE",
+    "RISK",
+    "SPEC_FILE",
+    "CompiledModel",
+    "ParityReport",
+    "check_parity",
+    "compile_model",
+    "model_kind",
+    "original_scores",
+    "probe_rows",
+    "require_parity",
+]

@@ -1,0 +1,35 @@
+"""Which code produced a model: recorded as a registry tag on every challenger."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from finrisk import __version__
+
+# Set at image build time (components/Dockerfile: ARG FINRISK_CODE_VERSION).
+CODE_VERSION_ENV = "FINRISK_CODE_VERSION"
+
+
+def code_version() -> str:
+    """`<package version>+<git commit>`: from the image's build arg, else the checkout, else
+    the package version alone."""
+    pinned = os.environ.get(CODE_VERSION_ENV)
+    if pinned:
+        return pinned
+    root = Path(__file__).resolve().parents[2]
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+        if commit:
+            return f"{__version__}+g{commit}"
+    return __version__

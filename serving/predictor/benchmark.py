@@ -1,0 +1,400 @@
+"""`finrisk bench serving`: finrisk's predictor against `mlflow models serve`, same model, same run.
+
+Both servers run on 127.0.0.1 as subprocesses and answer one keep-alive client, one request at a
+time: single-row latency (p50 / p99) and rows/s at each batch size, plus the in-process ceiling
+of the original (sklearn) model and of the compiled one. The model is the registered champion
+when there is one, else a detector trained here on synthetic data and registered for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BATCHES = (1, 100, 1000)
+BENCH_EXPERIMENT = "finrisk-bench"
+
+
+def register_serving(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "finrisk's predictor vs `mlflow models serve` on the same registered model"
+    sub = actions.add_parser("serving", help=text, description=text)
+    sub.add_argument("--model", default="detector", help="detector or risk (default detector)")
+    sub.add_argument(
+        "--model-uri",
+        help="models:/<name>@<alias> or models:/<name>/<version> (default: the champion if one "
+        "is registered, else a model trained here on synthetic data)",
+    )
+    sub.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: the local stack, started if needed)"
+    )
+    sub.add_argument("--batches", default="1,100,1000", help="batch sizes (default 1,100,1000)")
+    sub.add_argument(
+        "--requests", type=int, default=400, help="timed single-row requests (default 400)"
+    )
+    sub.add_argument(
+        "--batch-requests",
+        type=int,
+        default=60,
+        help="timed requests per larger batch (default 60)",
+    )
+    sub.add_argument("--users", type=int, default=200, help="synthetic users for training/requests")
+    sub.add_argument("--days", type=int, default=60, help="days of synthetic history")
+    sub.add_argument("--seed", type=int, default=7, help="synthetic data seed")
+    sub.add_argument(
+        "--mlflow-omp-threads",
+        default="1",
+        help="OMP_NUM_THREADS for mlflow models serve (default 1: sklearn's OpenMP tree predict "
+        "stalls for seconds on a busy machine otherwise; 'default' leaves it unset)",
+    )
+    sub.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from finrisk.errors import FinriskError
+
+    try:
+        batches = tuple(int(b) for b in args.batches.split(","))
+    except ValueError:
+        raise FinriskError(
+            f"--batches must be comma-separated integers, got {args.batches!r}"
+        ) from None
+    if not batches or min(batches) < 1:
+        raise FinriskError("--batches needs positive batch sizes")
+    if args.requests < 10 or args.batch_requests < 3:
+        raise FinriskError("--requests must be at least 10 and --batch-requests at least 3")
+    print(json.dumps(run(args, batches), indent=2))
+    return 0
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def _percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    import numpy as np
+
+    ms = np.asarray(seconds) * 1e3
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+def _time_calls(call: Callable[[], Any], n: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        call()
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def _original_scores(model: Any, frame: Any) -> Any:
+    """The finrisk model's own call, with sklearn's default threading."""
+    if hasattr(model, "anomaly_score"):
+        return model.anomaly_score(frame)
+    return model.risk_probability(frame)
+
+
+def _figures(seconds: list[float], rows: int) -> dict[str, float]:
+    return {**_percentiles(seconds), "rows_per_s": round(rows * len(seconds) / sum(seconds), 1)}
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _process(
+    argv: Sequence[str], env: dict[str, str], log: Path, ready: Callable[[], bool], what: str
+) -> Iterator[None]:
+    from finrisk.errors import FinriskError
+    from finrisk.stack import process
+
+    child = process.spawn(argv, log, env)
+    try:
+
+        def died() -> str | None:
+            if child.poll() is None:
+                return None
+            return f"exited with code {child.returncode}; log {log}:\n{process.log_tail(log)}"
+
+        try:
+            process.wait_until(ready, 180, what, failed=died, interval=0.25)
+        except FinriskError:
+            raise
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    import httpx
+
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+# -- model and data ------------------------------------------------------------------------
+
+
+def _synthetic(users: int, days: int, seed: int) -> tuple[Any, Any]:
+    from finrisk.synthetic import generate
+
+    transactions, users_frame, *_ = generate(users=users, days=days, seed=seed)
+    return transactions, users_frame
+
+
+def _feature_frames(transactions: Any) -> tuple[Any, Any]:
+    import pandas as pd
+
+    from finrisk.features import transaction_features, user_features
+    from finrisk.models import seed_transaction_frame
+
+    tx = transaction_features(transactions)
+    seed_cols = seed_transaction_frame(transactions)
+    tx = pd.concat([tx, seed_cols.loc[:, [c for c in seed_cols if c not in tx]]], axis=1)
+    return tx, user_features(transactions)
+
+
+def _train_and_register(kind: str, tracking_uri: str, transactions: Any, users: Any) -> str:
+    from finrisk import registry
+    from finrisk.compiled import DETECTOR
+    from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+    from finrisk.models import RiskModel, TransactionAnomalyDetector
+
+    tx, user = _feature_frames(transactions)
+    if kind == DETECTOR:
+        model = TransactionAnomalyDetector().fit(
+            tx.loc[:, list(TRANSACTION_FEATURES)], transactions["is_fraud"]
+        )
+    else:
+        labels = users.set_index("user_id").loc[user.index, "is_risky"].to_numpy()
+        model = RiskModel().fit(user.loc[:, list(USER_FEATURES)], labels)
+    name = f"finrisk-bench-{kind}"
+    _, model_uri = registry.log_model(
+        model, kind, tracking_uri=tracking_uri, experiment=BENCH_EXPERIMENT
+    )
+    version = registry.register(
+        model_uri, name, {"purpose": "finrisk bench serving"}, tracking_uri=tracking_uri
+    )
+    registry.set_alias(name, "bench", version, tracking_uri=tracking_uri)
+    return f"models:/{name}/{version}"
+
+
+def _default_model_uri(kind: str, tracking_uri: str) -> str | None:
+    from finrisk import registry
+
+    name = registry.DEFAULT_MODEL_NAMES[kind]
+    found = registry.get_version(name, registry.CHAMPION, tracking_uri=tracking_uri)
+    return None if found is None else f"models:/{name}/{found.version}"
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, batches: Sequence[int]) -> dict[str, Any]:
+    from finrisk.registry import canonical_kind, resolve_tracking_uri
+    from finrisk.settings import Settings
+    from finrisk.stack import SERVICE_TYPES
+
+    kind = canonical_kind(args.model)
+    settings = Settings()
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    local = SERVICE_TYPES["mlflow"](settings)
+    started = tracking_uri.rstrip("/") == settings.mlflow.tracking_uri and local.up()
+    try:
+        return _run(args, batches, kind, tracking_uri, settings.home / "bench")
+    finally:
+        if started:
+            local.down()
+
+
+def _run(
+    args: argparse.Namespace, batches: Sequence[int], kind: str, tracking_uri: str, logs: Path
+) -> dict[str, Any]:
+    import httpx
+    import numpy as np
+    import orjson
+    from threadpoolctl import threadpool_limits
+
+    from finrisk.compiled import DETECTOR
+    from finrisk.registry import load_uri, parse_model_uri
+    from finrisk.stack.process import free_port
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    transactions, users = _synthetic(args.users, args.days, args.seed)
+    trained = False
+    model_uri = args.model_uri or _default_model_uri(kind, tracking_uri)
+    if model_uri is None:
+        model_uri = _train_and_register(kind, tracking_uri, transactions, users)
+        trained = True
+    ref = parse_model_uri(model_uri)
+    loaded = load_uri(model_uri, tracking_uri=tracking_uri)
+    names = list(loaded.compiled.feature_names)
+    tx, user = _feature_frames(transactions)
+    pool = tx if kind == DETECTOR else user
+    missing = [n for n in names if n not in pool]
+    if missing:
+        from finrisk.errors import FinriskError
+
+        raise FinriskError(f"{model_uri} takes features the benchmark cannot build: {missing}")
+    biggest = max(batches)
+    frame = pool.loc[:, names].sample(n=biggest, replace=len(pool) < biggest, random_state=0)
+    frame = frame.reset_index(drop=True)
+    matrix = np.ascontiguousarray(frame.to_numpy(dtype=np.float64))
+
+    def count(b: int) -> int:
+        return args.requests if b == 1 else args.batch_requests
+
+    # In-process ceilings: the original sklearn model and the compiled one, no HTTP.
+    in_process: dict[str, Any] = {"original": {}, "original_one_openmp_thread": {}, "compiled": {}}
+    for b in batches:
+        part, rows = frame.iloc[:b], matrix[:b]
+        original = partial(_original_scores, loaded.model, part)
+        in_process["original"][f"batch_{b}"] = _figures(_time_calls(original, count(b), 3), b)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            in_process["original_one_openmp_thread"][f"batch_{b}"] = _figures(
+                _time_calls(original, count(b), 3), b
+            )
+        compiled = partial(loaded.compiled.score, rows)
+        in_process["compiled"][f"batch_{b}"] = _figures(_time_calls(compiled, count(b), 3), b)
+
+    ours_port, mlflow_port = free_port(), free_port()
+    ours_argv = [
+        sys.executable, "-m", "finrisk", "serve", "--models", kind,
+        f"--{'detector' if kind == DETECTOR else 'risk'}-uri", model_uri,
+        "--tracking-uri", tracking_uri, "--http-port", str(ours_port), "--reload-interval", "0",
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    bin_dir = str(Path(sys.executable).parent)
+    mlflow_env = {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        # `mlflow models serve` execs `uvicorn` from PATH.
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    if args.mlflow_omp_threads != "default":
+        mlflow_env["OMP_NUM_THREADS"] = str(args.mlflow_omp_threads)
+    mlflow_argv = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port),
+    ]  # fmt: skip
+    ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
+    stamp = uuid.uuid4().hex[:6]
+    results: dict[str, Any] = {"finrisk_v2": {}, "finrisk_v1": {}, "mlflow": {}}
+    parameters = {"reasons": 0} if kind != DETECTOR else {}
+    agreement = 0.0
+    ours_ready = _http_ok(f"{ours_url}/v2/health/ready")
+    mlflow_ready = _http_ok(f"{mlflow_url}/ping")
+    with (
+        _process(ours_argv, {}, logs / f"predictor-{stamp}.log", ours_ready, "finrisk predictor"),
+        _process(
+            mlflow_argv,
+            mlflow_env,
+            logs / f"mlflow-{stamp}.log",
+            mlflow_ready,
+            "mlflow models serve",
+        ),
+        httpx.Client(timeout=300) as client,
+    ):
+        headers = {"content-type": "application/json"}
+        for b in batches:
+            rows = matrix[:b]
+            extra = {"parameters": parameters} if parameters else {}
+            tensor = {"name": "features", "shape": [b, len(names)], "datatype": "FP64"}
+            v2 = orjson.dumps(
+                {"inputs": [{**tensor, "data": rows.ravel()}], **extra},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+            v1 = orjson.dumps({"instances": frame.iloc[:b].to_dict(orient="records"), **extra})
+            split = orjson.dumps(
+                {"dataframe_split": {"columns": names, "data": rows}},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+            targets = (
+                ("finrisk_v2", f"{ours_url}/v2/models/{ref.name}/infer", v2),
+                ("finrisk_v1", f"{ours_url}/v1/models/{ref.name}:predict", v1),
+                ("mlflow", f"{mlflow_url}/invocations", split),
+            )
+            for label, url, body in targets:
+
+                def call(url: str = url, body: bytes = body) -> httpx.Response:
+                    response = client.post(url, content=body, headers=headers)
+                    if response.status_code != 200:
+                        raise RuntimeError(
+                            f"{url} answered {response.status_code}: {response.text[:300]}"
+                        )
+                    return response
+
+                results[label][f"batch_{b}"] = _figures(
+                    _time_calls(call, count(b), 5 if b == 1 else 2), b
+                )
+            ours = client.post(targets[0][1], content=v2, headers=headers).json()["outputs"][0][
+                "data"
+            ]
+            theirs = client.post(targets[2][1], content=split, headers=headers).json()[
+                "predictions"
+            ]
+            key = "score" if kind == DETECTOR else "probability"
+            agreement = max(
+                agreement, float(np.max(np.abs(np.asarray(ours) - [p[key] for p in theirs])))
+            )
+
+    summary: dict[str, Any] = {}
+    if 1 in batches:
+        ratio = results["finrisk_v2"]["batch_1"]["p50_ms"] / results["mlflow"]["batch_1"]["p50_ms"]
+        summary["single_row_p50_finrisk_over_mlflow"] = round(ratio, 3)
+        summary["single_row_target_met"] = ratio <= 1 / 3
+    big = f"batch_{biggest}"
+    if biggest > 1:
+        speedup = results["finrisk_v2"][big]["rows_per_s"] / results["mlflow"][big]["rows_per_s"]
+        summary[f"rows_per_s_{big}_finrisk_over_mlflow"] = round(speedup, 2)
+        summary[f"{big}_target_met"] = speedup >= 3
+    return {
+        "model": {
+            "uri": model_uri,
+            "kind": kind,
+            "class": loaded.metadata.get("model_class"),
+            "features": len(names),
+            "trained_for_this_run": trained,
+            "tracking_uri": tracking_uri,
+        },
+        "setup": {
+            "client": "one keep-alive httpx client, sequential requests, 127.0.0.1",
+            "finrisk": "finrisk serve (V2 tensor and V1 named instances), compiled ONNX model",
+            "mlflow": "mlflow models serve --env-manager local, dataframe_split, "
+            "pyfunc on the original model",
+            "mlflow_env": {k: v for k, v in mlflow_env.items() if k == "OMP_NUM_THREADS"},
+            "risk_reasons": "off (reasons=0) so both servers do the same work"
+            if kind != DETECTOR
+            else None,
+            "cpus": len(os.sched_getaffinity(0)),
+        },
+        "max_abs_score_diff_finrisk_vs_mlflow": agreement,
+        "in_process": in_process,
+        **results,
+        "summary": summary,
+    }

@@ -1,0 +1,338 @@
+"""Strict request parsing for the predictor: V1 named instances and V2 (Open Inference) tensors.
+
+Every problem becomes an InputError whose message names the field and the row; nothing is
+coerced (a string "1.5", a boolean, a null or a NaN is an error, never a number). No kserve
+import here: the rules are tested on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+Matrix = npt.NDArray[np.float64]
+FP64 = "FP64"
+_NUMBER_TYPES = frozenset({float, int})
+V1_FIELDS = frozenset({"instances", "parameters"})
+# model_name / model_version are not in the protocol, but kserve's own client sends them.
+V2_FIELDS = frozenset({"id", "parameters", "inputs", "outputs", "model_name", "model_version"})
+V2_INPUT_FIELDS = frozenset({"name", "shape", "datatype", "data", "parameters"})
+JSON_MEDIA_TYPE = "application/json"
+
+
+class InputError(ValueError):
+    """A request the client must fix (HTTP 400); the message says what and where."""
+
+
+@dataclass
+class V2Request:
+    matrix: Matrix
+    id: str | None = None
+    outputs: list[str] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    model_name: str | None = None
+    model_version: str | None = None
+
+
+def check_content_type(value: str | None) -> None:
+    media = (value or "").split(";", 1)[0].strip().lower()
+    if media != JSON_MEDIA_TYPE:
+        shown = f"{value!r}" if value else "none"
+        raise InputError(f"content-type must be {JSON_MEDIA_TYPE}, got {shown}")
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON. orjson rejects NaN / Infinity; the stdlib reads them so that the
+    validators can say which field and row hold one."""
+    if not body:
+        raise InputError("request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InputError(f"request body is not valid JSON: {exc}") from None
+
+
+def _check_rows(n: int, max_rows: int) -> None:
+    if n == 0:
+        raise InputError("empty batch: send at least one row")
+    if n > max_rows:
+        raise InputError(f"batch of {n} rows exceeds the limit of {max_rows} rows per request")
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    text = repr(value)
+    return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _numbers(flat: Sequence[Any], where: Callable[[int], str]) -> Matrix:
+    """float64 array of `flat`, which must hold only JSON numbers that are finite."""
+    kinds = set(map(type, flat))
+    if not kinds <= _NUMBER_TYPES:
+        for i, value in enumerate(flat):
+            if type(value) not in _NUMBER_TYPES:
+                raise InputError(f"{where(i)}: expected a number, got {_describe(value)}")
+    try:
+        values = np.fromiter(flat, dtype=np.float64, count=len(flat))
+    except OverflowError:
+        for i, value in enumerate(flat):
+            try:
+                float(value)
+            except OverflowError:
+                raise InputError(f"{where(i)}: {value} is too large for FP64") from None
+        raise
+    finite = np.isfinite(values)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        kind = "NaN" if math.isnan(values[i]) else "infinite"
+        raise InputError(f"{where(i)}: {kind} values are not allowed")
+    return values
+
+
+def v1_parameters(payload: dict[str, Any]) -> dict[str, Any]:
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InputError("'parameters' must be an object")
+    return parameters
+
+
+def reasons_parameter(parameters: dict[str, Any], maximum: int) -> int | None:
+    """The optional "reasons" parameter (how many top reasons per row, 0 = none)."""
+    if "reasons" not in parameters:
+        return None
+    value = parameters["reasons"]
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise InputError(
+            f"parameter 'reasons' must be an integer from 0 to {maximum}, got {value!r}"
+        )
+    return value
+
+
+def v1_matrix(payload: Any, feature_names: Sequence[str], max_rows: int) -> Matrix:
+    """{"instances": [{feature: number, ...}, ...]} -> (rows, features) in model order."""
+    if not isinstance(payload, dict):
+        raise InputError('V1 body must be a JSON object {"instances": [...]}')
+    unknown = sorted(set(payload) - V1_FIELDS)
+    if unknown:
+        raise InputError(
+            f"unknown field {unknown[0]!r} in the V1 body: send 'instances' (and 'parameters')"
+        )
+    instances = payload.get("instances")
+    if not isinstance(instances, list):
+        raise InputError("'instances' must be a list of objects of named features")
+    _check_rows(len(instances), max_rows)
+    n_features = len(feature_names)
+    getter = itemgetter(*feature_names)
+    try:
+        rows = [getter(row) for row in instances]
+        complete = all(len(row) == n_features for row in instances)
+    except (KeyError, TypeError):
+        complete = False
+    if not complete:
+        _explain_v1(instances, feature_names)
+    if n_features == 1:
+        rows = [(value,) for value in rows]
+
+    def where(i: int) -> str:
+        return f"row {i // n_features}, feature {feature_names[i % n_features]!r}"
+
+    values = _numbers(list(chain.from_iterable(rows)), where)
+    return values.reshape(len(instances), n_features)
+
+
+def _explain_v1(instances: list[Any], feature_names: Sequence[str]) -> None:
+    names = set(feature_names)
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise InputError(f"row {i}: expected an object of named features, got {_describe(row)}")
+        missing = [name for name in feature_names if name not in row]
+        if missing:
+            raise InputError(f"row {i}: missing feature(s) {', '.join(map(repr, missing))}")
+        extra = [key for key in row if key not in names]
+        if extra:
+            raise InputError(
+                f"row {i}: unknown feature(s) {', '.join(map(repr, extra))}; this model takes "
+                f"{', '.join(feature_names)}"
+            )
+    raise InputError("instances do not match the model's features")  # unreachable in practice
+
+
+def _shape(item: dict[str, Any], label: str) -> list[int]:
+    shape = item.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise InputError(f"{label}: 'shape' must be a non-empty list of non-negative integers")
+    return shape
+
+
+def _flatten(data: Any, depth: int, label: str) -> list[Any]:
+    """Row-major values of `data`, given flat or nested as deep as the shape (OIP allows both)."""
+    if not isinstance(data, list):
+        raise InputError(f"{label}: 'data' must be a list")
+    flat: list[Any] = data
+    for _ in range(depth - 1):
+        if not flat or not isinstance(flat[0], list):
+            break
+        if not all(isinstance(part, list) for part in flat):
+            raise InputError(f"{label}: 'data' mixes nested lists and values")
+        flat = list(chain.from_iterable(flat))
+    return flat
+
+
+def v2_request(payload: Any, feature_names: Sequence[str], max_rows: int) -> V2Request:
+    """Open Inference Protocol request -> V2Request (rows, features) in model order.
+
+    Either one FP64 input per feature (shape [n] or [n, 1]) or a single FP64 input of shape
+    [n, n_features] in the model's feature order.
+    """
+    if not isinstance(payload, dict):
+        raise InputError('V2 body must be a JSON object {"inputs": [...]}')
+    unknown = sorted(set(payload) - V2_FIELDS)
+    if unknown:
+        raise InputError(f"unknown field {unknown[0]!r} in the inference request")
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InputError(f"'id' must be a string, got {_describe(request_id)}")
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InputError("'parameters' must be an object")
+    outputs = _requested_outputs(payload.get("outputs"))
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InputError("'inputs' must be a non-empty list of tensors")
+    for k, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            raise InputError(f"inputs[{k}] must be an object")
+        for key in ("name", "shape", "datatype", "data"):
+            if key not in item:
+                raise InputError(f"inputs[{k}]: missing {key!r}")
+        if not isinstance(item["name"], str):
+            raise InputError(f"inputs[{k}]: 'name' must be a string")
+        extra = sorted(set(item) - V2_INPUT_FIELDS)
+        if extra:
+            raise InputError(f"input {item['name']!r}: unknown field {extra[0]!r}")
+        if item["datatype"] != FP64:
+            raise InputError(
+                f"input {item['name']!r}: datatype {item['datatype']!r} is not accepted; "
+                f"this model takes {FP64}"
+            )
+    n_features = len(feature_names)
+    if len(inputs) == 1 and _is_matrix(inputs[0], feature_names):
+        matrix = _matrix_input(inputs[0], feature_names, max_rows)
+    else:
+        matrix = _named_inputs(inputs, feature_names, max_rows)
+    assert matrix.shape[1] == n_features
+    names = {}
+    for key in ("model_name", "model_version"):
+        value = payload.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{key!r} must be a string, got {_describe(value)}")
+        names[key] = value
+    return V2Request(matrix=matrix, id=request_id, outputs=outputs, parameters=parameters, **names)
+
+
+def _requested_outputs(outputs: Any) -> list[str] | None:
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise InputError("'outputs' must be a list of objects with a 'name'")
+    return [o["name"] for o in outputs]
+
+
+def _is_matrix(item: dict[str, Any], feature_names: Sequence[str]) -> bool:
+    shape = item.get("shape")
+    if not isinstance(shape, list) or len(shape) != 2:
+        return False
+    # A single named feature of shape [n, 1] is the named form, not a one-column matrix.
+    return not (len(feature_names) == 1 and item["name"] == feature_names[0])
+
+
+def _matrix_input(item: dict[str, Any], feature_names: Sequence[str], max_rows: int) -> Matrix:
+    label = f"input {item['name']!r}"
+    rows, width = _shape(item, label)
+    n_features = len(feature_names)
+    if width != n_features:
+        raise InputError(
+            f"{label} has shape [{rows}, {width}]; this model takes [rows, {n_features}] with "
+            f"columns in this order: {', '.join(feature_names)}"
+        )
+    _check_rows(rows, max_rows)
+    flat = _flatten(item["data"], 2, label)
+    if len(flat) != rows * width:
+        raise InputError(
+            f"{label}: shape [{rows}, {width}] needs {rows * width} values, got {len(flat)}"
+        )
+
+    def where(i: int) -> str:
+        return f"{label}, row {i // n_features}, feature {feature_names[i % n_features]!r}"
+
+    return _numbers(flat, where).reshape(rows, width)
+
+
+def _row_of(label: str, i: int) -> str:
+    return f"{label}, row {i}"
+
+
+def _named_inputs(
+    inputs: list[dict[str, Any]], feature_names: Sequence[str], max_rows: int
+) -> Matrix:
+    position = {name: j for j, name in enumerate(feature_names)}
+    seen: dict[str, int] = {}
+    columns: list[tuple[int, dict[str, Any]]] = []
+    for item in inputs:
+        name = item["name"]
+        if name not in position:
+            raise InputError(
+                f"unknown input {name!r}; this model takes one FP64 input per feature "
+                f"({', '.join(feature_names)}) or one [rows, {len(feature_names)}] FP64 tensor"
+            )
+        if name in seen:
+            raise InputError(f"input {name!r} is given twice")
+        seen[name] = 1
+        columns.append((position[name], item))
+    missing = [name for name in feature_names if name not in seen]
+    if missing:
+        raise InputError(f"missing input(s) {', '.join(map(repr, missing))}")
+    n_rows: int | None = None
+    matrix: Matrix | None = None
+    for j, item in columns:
+        label = f"input {item['name']!r}"
+        shape = _shape(item, label)
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise InputError(
+                f"{label} has shape {shape}; a named feature takes [rows] or [rows, 1]"
+            )
+        rows = shape[0]
+        if n_rows is None:
+            _check_rows(rows, max_rows)
+            n_rows = rows
+            matrix = np.empty((rows, len(feature_names)), dtype=np.float64)
+        elif rows != n_rows:
+            raise InputError(f"{label} has {rows} rows but other inputs have {n_rows}")
+        flat = _flatten(item["data"], len(shape), label)
+        if len(flat) != rows:
+            raise InputError(f"{label}: shape {shape} needs {rows} values, got {len(flat)}")
+        assert matrix is not None
+        matrix[:, j] = _numbers(flat, partial(_row_of, label))
+    assert matrix is not None
+    return matrix

@@ -1,0 +1,73 @@
+"""V1 and V2 (Open Inference Protocol) response bodies, encoded once with orjson."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+import orjson
+
+from finrisk.compiled import DETECTOR
+from finrisk.serving.predictor.scoring import Scored, Scorer
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=_OPTIONS)
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def v1_body(scorer: Scorer, scored: Scored) -> dict[str, Any]:
+    """{"predictions": [{output: value, ...} per row], "model_name", "model_version", ...}."""
+    out = scored.outputs
+    if scorer.kind == DETECTOR:
+        predictions = [
+            {"score": s, "is_anomaly": a}
+            for s, a in zip(out["score"].tolist(), out["is_anomaly"].tolist(), strict=True)
+        ]
+    else:
+        reasons = scored.reasons or [[] for _ in range(scored.rows)]
+        predictions = [
+            {"probability": p, "band": b, "reasons": [r.to_dict() for r in row]}
+            for p, b, row in zip(
+                out["probability"].tolist(), out["band"].tolist(), reasons, strict=True
+            )
+        ]
+    return {
+        "predictions": predictions,
+        "model_name": scorer.name,
+        "model_version": scorer.version,
+        **scorer.decision(),
+    }
+
+
+def v2_body(
+    scorer: Scorer, scored: Scored, request_id: str | None, outputs: list[str] | None
+) -> dict[str, Any]:
+    names = outputs if outputs is not None else list(scored.outputs)
+    datatypes = scorer.datatypes()
+    tensors = []
+    for name in names:
+        data = scored.outputs[name]
+        if isinstance(data, np.ndarray):
+            shape = list(data.shape)
+            flat: Any = data.ravel() if data.ndim > 1 else data
+            if data.dtype.kind == "U":
+                flat = flat.tolist()
+        else:  # list of lists of strings
+            shape = [len(data), len(data[0]) if data else 0]
+            flat = [v for row in data for v in row]
+        tensors.append({"name": name, "datatype": datatypes[name], "shape": shape, "data": flat})
+    return {
+        "model_name": scorer.name,
+        "model_version": scorer.version,
+        # The protocol wants a string id; invent one when the client sent none.
+        "id": request_id if request_id is not None else uuid.uuid4().hex,
+        "parameters": scorer.decision_parameters(),
+        "outputs": tensors,
+    }

@@ -1,0 +1,112 @@
+"""What one served model computes, and the tensors it takes and returns (no kserve here).
+
+Detector: score (FP64) and is_anomaly (BOOL, score >= the registered threshold).
+Risk model: probability (FP64), band (BYTES: LOW / MEDIUM / HIGH at the registered edges) and
+the top reasons (occlusion against the training medians, finrisk.models.reasons), as
+`reasons` (BYTES [rows, k], feature names, "" where a row has fewer) and
+`reason_contributions` (FP64 [rows, k]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from finrisk.compiled import DETECTOR
+from finrisk.models.bands import RiskBands
+from finrisk.models.reasons import Reason, occlusion_contributions, top_reasons
+from finrisk.registry import LoadedModel
+
+Matrix = npt.NDArray[np.float64]
+MAX_REASONS = 10
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+
+
+@dataclass
+class Scored:
+    """One batch's results: output name -> array (rows first), plus per-row reasons (risk)."""
+
+    rows: int
+    outputs: dict[str, Any]
+    reasons: list[list[Reason]] | None = None
+
+
+class Scorer:
+    """The compiled model of one registered version, with its decision parameters."""
+
+    def __init__(self, loaded: LoadedModel, default_reasons: int = 3) -> None:
+        self.loaded = loaded
+        self.name = loaded.name
+        self.version = loaded.version_number
+        self.kind = loaded.kind
+        self.compiled = loaded.compiled
+        self.feature_names: tuple[str, ...] = tuple(loaded.compiled.feature_names)
+        meta = loaded.metadata
+        if self.kind == DETECTOR:
+            self.threshold = float(meta["threshold"])
+        else:
+            self.bands = RiskBands.from_dict(meta["bands"])
+            self.reference = np.asarray(meta["reference"], dtype=np.float64)
+            self.default_reasons = min(default_reasons, len(self.feature_names))
+
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec(name, "FP64", [-1]) for name in self.feature_names]
+
+    def outputs(self) -> list[TensorSpec]:
+        if self.kind == DETECTOR:
+            return [TensorSpec("score", "FP64", [-1]), TensorSpec("is_anomaly", "BOOL", [-1])]
+        k = self.default_reasons
+        return [
+            TensorSpec("probability", "FP64", [-1]),
+            TensorSpec("band", "BYTES", [-1]),
+            TensorSpec("reasons", "BYTES", [-1, k]),
+            TensorSpec("reason_contributions", "FP64", [-1, k]),
+        ]
+
+    def output_names(self) -> list[str]:
+        return [spec.name for spec in self.outputs()]
+
+    def datatypes(self) -> dict[str, str]:
+        return {spec.name: spec.datatype for spec in self.outputs()}
+
+    def decision_parameters(self) -> dict[str, float]:
+        """decision() flattened to scalars (Open Inference parameters hold scalars only)."""
+        if self.kind == DETECTOR:
+            return {"threshold": self.threshold}
+        return {"band_low": self.bands.low, "band_high": self.bands.high}
+
+    def decision(self) -> dict[str, Any]:
+        """The registered decision parameters, echoed in responses and metadata."""
+        if self.kind == DETECTOR:
+            return {"threshold": self.threshold}
+        return {"bands": self.bands.to_dict()}
+
+    def score(self, matrix: Matrix, reasons: int | None = None) -> Scored:
+        scores = self.compiled.score(matrix)
+        if self.kind == DETECTOR:
+            return Scored(len(matrix), {"score": scores, "is_anomaly": scores >= self.threshold})
+        k = self.default_reasons if reasons is None else reasons
+        out: dict[str, Any] = {"probability": scores, "band": self.bands.bands(scores)}
+        explained = None
+        if k > 0:
+            contributions = occlusion_contributions(self.compiled.score, matrix, self.reference)
+            explained = top_reasons(contributions, matrix, self.reference, self.feature_names, k)
+            names = [[r.feature for r in row] + [""] * (k - len(row)) for row in explained]
+            values = np.zeros((len(matrix), k), dtype=np.float64)
+            for i, row in enumerate(explained):
+                values[i, : len(row)] = [r.contribution for r in row]
+            out["reasons"] = names
+            out["reason_contributions"] = values
+        return Scored(len(matrix), out, explained)

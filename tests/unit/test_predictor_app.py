@@ -1,0 +1,329 @@
+"""The predictor's HTTP app in-process (models built in memory, no MLflow): protocols, errors,
+metadata, metrics and reload. The same routes are exercised over real HTTP in
+tests/integration/test_predictor_http.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from finrisk.errors import FinriskError
+from finrisk.registry import ModelRef
+from finrisk.serving.predictor.app import build_app
+from finrisk.serving.predictor.model import DetectorPredictor, FinriskModel, RiskPredictor
+from tests.support import trained_models
+
+DET, RISK = "det", "risk"
+
+
+def _predictor(cls: type[FinriskModel], name: str, model: Any, **kwargs: Any) -> FinriskModel:
+    predictor = cls(ModelRef(name, alias="champion"), **kwargs)
+    predictor._install(trained_models.loaded(model, name))  # type: ignore[arg-type]
+    predictor.ready = True
+    return predictor
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[TestClient, FinriskModel, FinriskModel]]:
+    det = _predictor(DetectorPredictor, DET, trained_models.detector("supervised"), max_rows=50)
+    risk = _predictor(RiskPredictor, RISK, trained_models.risk_model("hgb"))
+    with TestClient(build_app([det, risk])) as client:
+        yield client, det, risk
+
+
+def _frame(name: str) -> Any:
+    if name == DET:
+        frame, _ = trained_models.detector_frame(n=20, seed=3)
+    else:
+        frame, _ = trained_models.risk_frame(n=6, seed=4)
+    return frame
+
+
+def test_v1_detector_matches_the_model(served: Any) -> None:
+    client, det, _ = served
+    model = det.scorer.loaded.model
+    frame = _frame(DET)
+    response = client.post(
+        f"/v1/models/{DET}:predict", json={"instances": frame.to_dict(orient="records")}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == DET and body["model_version"] == "1"
+    assert body["threshold"] == model.threshold_
+    scores = np.array([p["score"] for p in body["predictions"]])
+    np.testing.assert_allclose(scores, model.anomaly_score(frame), atol=1e-12, rtol=0)
+    assert [p["is_anomaly"] for p in body["predictions"]] == [bool(v) for v in model.predict(frame)]
+
+
+def test_v2_tensor_and_named_inputs_agree(served: Any) -> None:
+    client, det, _ = served
+    frame = _frame(DET).loc[:, list(det.scorer.feature_names)]
+    tensor = {
+        "inputs": [
+            {
+                "name": "features",
+                "shape": list(frame.shape),
+                "datatype": "FP64",
+                "data": frame.to_numpy().ravel().tolist(),
+            }
+        ]
+    }
+    named = {
+        "id": "req-7",
+        "inputs": [
+            {"name": c, "shape": [len(frame)], "datatype": "FP64", "data": frame[c].tolist()}
+            for c in frame
+        ],
+    }
+    a = client.post(f"/v2/models/{DET}/infer", json=tensor).json()
+    b = client.post(f"/v2/models/{DET}/infer", json=named).json()
+    assert isinstance(a["id"], str) and a["id"] and b["id"] == "req-7"
+    assert a["model_name"] == DET and a["model_version"] == "1"
+    assert a["parameters"] == {"threshold": det.scorer.threshold}
+    assert [o["name"] for o in a["outputs"]] == ["score", "is_anomaly"]
+    assert a["outputs"] == b["outputs"]
+    score = a["outputs"][0]
+    assert score["datatype"] == "FP64" and score["shape"] == [len(frame)]
+    np.testing.assert_allclose(
+        score["data"], det.scorer.loaded.model.anomaly_score(frame), atol=1e-12, rtol=0
+    )
+    assert a["outputs"][1]["datatype"] == "BOOL"
+
+
+def test_v2_requested_outputs_only(served: Any) -> None:
+    client, det, _ = served
+    n = det.scorer.compiled.n_features
+    body = {
+        "inputs": [{"name": "x", "shape": [1, n], "datatype": "FP64", "data": [0.5] * n}],
+        "outputs": [{"name": "is_anomaly"}],
+    }
+    out = client.post(f"/v2/models/{DET}/infer", json=body).json()["outputs"]
+    assert [o["name"] for o in out] == ["is_anomaly"]
+
+
+def test_risk_v1_gives_probability_band_and_reasons(served: Any) -> None:
+    client, _, risk = served
+    model = risk.scorer.loaded.model
+    frame = _frame(RISK)
+    body = client.post(
+        f"/v1/models/{RISK}:predict", json={"instances": frame.to_dict(orient="records")}
+    ).json()
+    assert body["bands"] == {"low": 0.4, "high": 0.7}
+    assessed = model.assess(frame)
+    for prediction, (_, row) in zip(body["predictions"], assessed.iterrows(), strict=True):
+        assert prediction["probability"] == pytest.approx(row["probability"], abs=1e-12)
+        assert prediction["band"] == row["band"]
+        assert [r["feature"] for r in prediction["reasons"]] == [
+            r["feature"] for r in row["reasons"]
+        ]
+        for got, want in zip(prediction["reasons"], row["reasons"], strict=True):
+            assert got["contribution"] == pytest.approx(want["contribution"], abs=1e-12)
+
+
+def test_risk_v2_reasons_as_tensors_and_switched_off(served: Any) -> None:
+    client, _, risk = served
+    frame = _frame(RISK).loc[:, list(risk.scorer.feature_names)]
+    tensor = {
+        "name": "features",
+        "shape": list(frame.shape),
+        "datatype": "FP64",
+        "data": frame.to_numpy().tolist(),
+    }
+    out = {
+        o["name"]: o
+        for o in client.post(f"/v2/models/{RISK}/infer", json={"inputs": [tensor]}).json()[
+            "outputs"
+        ]
+    }
+    assert out["band"]["datatype"] == "BYTES" and set(out["band"]["data"]) <= {
+        "LOW",
+        "MEDIUM",
+        "HIGH",
+    }
+    assert out["reasons"]["shape"] == [len(frame), 3] and out["reason_contributions"]["shape"] == [
+        len(frame),
+        3,
+    ]
+    explained = risk.scorer.loaded.model.explain(frame, 3)
+    first = [r.feature for r in explained[0]]
+    assert out["reasons"]["data"][: len(first)] == first
+    off = client.post(
+        f"/v2/models/{RISK}/infer", json={"inputs": [tensor], "parameters": {"reasons": 0}}
+    ).json()
+    assert [o["name"] for o in off["outputs"]] == ["probability", "band"]
+    assert off["outputs"][0]["data"] == out["probability"]["data"]
+
+
+def test_metadata_on_both_protocols(served: Any) -> None:
+    client, det, _ = served
+    v2 = client.get(f"/v2/models/{DET}").json()
+    assert v2["name"] == DET and v2["versions"] == ["1"]
+    assert [i["name"] for i in v2["inputs"]] == list(det.scorer.feature_names)
+    assert {i["datatype"] for i in v2["inputs"]} == {"FP64"}
+    assert v2["outputs"] == [
+        {"name": "score", "datatype": "FP64", "shape": [-1]},
+        {"name": "is_anomaly", "datatype": "BOOL", "shape": [-1]},
+    ]
+    v1 = client.get(f"/v1/models/{DET}").json()
+    assert v1["ready"] is True and v1["version"] == "1" and v1["kind"] == "detector"
+    assert v1["feature_order"] == list(det.scorer.feature_names) and "threshold" in v1
+
+
+def test_health_readiness_and_metrics(served: Any) -> None:
+    client, _, _ = served
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get(f"/v2/models/{DET}/ready").json() == {"name": DET, "ready": True}
+    assert client.get("/v2/models").json() == {"models": [DET, RISK]}
+    client.post(f"/v1/models/{DET}:predict", json={"instances": []})
+    text = client.get("/metrics").text
+    assert f'finrisk_predictor_requests_total{{model="{DET}",protocol="v1",status="400"}}' in text
+    assert f'finrisk_predictor_model_version{{model="{DET}"}}' in text
+    assert "request_predict_seconds" in text  # kserve's own stage histograms
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "message"),
+    [
+        (
+            f"/v1/models/{DET}:predict",
+            {"content": b'{"instances": []}', "headers": {"content-type": "text/plain"}},
+            400,
+            "content-type",
+        ),
+        (
+            f"/v2/models/{DET}/infer",
+            {"content": b"{", "headers": {"content-type": "application/json"}},
+            400,
+            "not valid JSON",
+        ),
+        (
+            f"/v2/models/{DET}/infer",
+            {
+                "json": {
+                    "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]
+                }
+            },
+            400,
+            "this model takes [rows,",
+        ),
+        (
+            f"/v2/models/{DET}/infer",
+            {
+                "json": {
+                    "inputs": [
+                        {"name": "x", "shape": [51, 4], "datatype": "FP64", "data": [1] * 204}
+                    ]
+                }
+            },
+            400,
+            "exceeds the limit of 50",
+        ),
+        (
+            f"/v2/models/{RISK}/infer",
+            {"json": {"inputs": [], "outputs": [{"name": "nope"}]}},
+            400,
+            "'inputs' must be",
+        ),
+        (
+            f"/v2/models/{DET}/versions/9/infer",
+            {"json": {"inputs": []}},
+            404,
+            "serves version 1, not 9",
+        ),
+        ("/v2/models/ghost/infer", {"json": {"inputs": []}}, 404, "not served here"),
+        ("/v1/models/ghost:predict", {"json": {"instances": []}}, 404, "not served here"),
+    ],
+)
+def test_bad_requests(
+    served: Any, path: str, kwargs: dict[str, Any], status: int, message: str
+) -> None:
+    client, _, _ = served
+    response = client.post(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_body_naming_another_model_or_version_is_refused(served: Any) -> None:
+    client, det, _ = served
+    n = det.scorer.compiled.n_features
+    tensor = {"name": "x", "shape": [1, n], "datatype": "FP64", "data": [0.0] * n}
+    ok = client.post(f"/v2/models/{DET}/infer", json={"inputs": [tensor], "model_name": DET})
+    assert ok.status_code == 200
+    other = client.post(f"/v2/models/{DET}/infer", json={"inputs": [tensor], "model_name": RISK})
+    assert other.status_code == 400 and "the body names model 'risk'" in other.json()["error"]
+    stale = client.post(f"/v2/models/{DET}/infer", json={"inputs": [tensor], "model_version": "7"})
+    assert stale.status_code == 400 and "serving 1" in stale.json()["error"]
+
+
+def test_unknown_output_names_are_refused(served: Any) -> None:
+    client, det, _ = served
+    n = det.scorer.compiled.n_features
+    body = {
+        "inputs": [{"name": "x", "shape": [1, n], "datatype": "FP64", "data": [0.0] * n}],
+        "outputs": [{"name": "probability"}],
+    }
+    response = client.post(f"/v2/models/{DET}/infer", json=body)
+    assert (
+        response.status_code == 400 and "unknown output 'probability'" in response.json()["error"]
+    )
+
+
+def test_reload_swaps_the_version_and_survives_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    det = _predictor(DetectorPredictor, DET, trained_models.detector("supervised"))
+    second = trained_models.loaded(trained_models.detector("isolation"), DET, version="2")
+    target = {"version": "1"}
+    monkeypatch.setattr(det, "_target_version", lambda: target["version"])
+    monkeypatch.setattr(det, "_fetch", lambda version: second)
+    frame = _frame(DET)
+    with TestClient(build_app([det])) as client:
+        unchanged = client.post(f"/v2/repository/models/{DET}/load").json()
+        assert unchanged == {
+            "load": True,
+            "name": DET,
+            "version": "1",
+            "previous_version": "1",
+            "changed": False,
+        }
+        target["version"] = "2"
+        changed = client.post(f"/v2/repository/models/{DET}/load").json()
+        assert changed["changed"] is True and changed["version"] == "2"
+        body = client.post(
+            f"/v1/models/{DET}:predict", json={"instances": frame.to_dict(orient="records")}
+        ).json()
+        assert body["model_version"] == "2"
+        np.testing.assert_allclose(
+            [p["score"] for p in body["predictions"]],
+            second.model.anomaly_score(frame),
+            atol=1e-12,
+            rtol=0,
+        )
+
+        def broken(version: str) -> Any:
+            raise FinriskError("registry unreachable")
+
+        target["version"] = "3"
+        monkeypatch.setattr(det, "_fetch", broken)
+        failed = client.post(f"/v2/repository/models/{DET}/load")
+        assert (
+            failed.status_code == 503
+            and "still serving the previous version" in failed.json()["error"]
+        )
+        assert client.get(f"/v1/models/{DET}").json()["version"] == "2"
+
+
+def test_alias_watcher_picks_up_a_new_champion(monkeypatch: pytest.MonkeyPatch) -> None:
+    det = _predictor(DetectorPredictor, DET, trained_models.detector("supervised"))
+    second = trained_models.loaded(trained_models.detector("isolation"), DET, version="2")
+    monkeypatch.setattr(det, "_target_version", lambda: "2")
+    monkeypatch.setattr(det, "_fetch", lambda version: second)
+    with TestClient(build_app([det], reload_interval=0.05)) as client:
+        deadline = time.monotonic() + 20
+        while client.get(f"/v2/models/{DET}").json()["versions"] != ["2"]:
+            assert time.monotonic() < deadline, "the watcher never reloaded"
+            time.sleep(0.05)

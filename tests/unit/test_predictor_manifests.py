@@ -1,0 +1,105 @@
+"""The predictor's deployment files: InferenceServices valid against the KServe CRD (raw and
+serverless), hardened and wired to the registry by reference; the Dockerfile's basic facts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.crds import load_documents, require_crds, validate_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+PREDICTOR = ROOT / "manifests" / "base" / "predictor.yaml"
+DOCKERFILE = ROOT / "serving" / "Dockerfile"
+
+
+def _services(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in documents if d.get("kind") == "InferenceService"]
+
+
+def _kustomize(folder: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_base_inference_services_are_valid_and_hardened() -> None:
+    require_crds()
+    services = _services(load_documents([PREDICTOR]))
+    assert [s["metadata"]["name"] for s in services] == [
+        "finrisk-anomaly-detector",
+        "finrisk-risk-classifier",
+    ]
+    for service in services:
+        assert validate_manifest(service) == [], service["metadata"]["name"]
+        annotations = service["metadata"]["annotations"]
+        assert annotations["serving.kserve.io/deploymentMode"] == "RawDeployment"
+        predictor = service["spec"]["predictor"]
+        assert predictor["securityContext"]["runAsNonRoot"] is True
+        assert predictor["securityContext"]["runAsUser"] != 0
+        (container,) = predictor["containers"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert set(container["resources"]) == {"requests", "limits"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+        env = {e["name"]: e for e in container["env"]}
+        assert env["MLFLOW_TRACKING_URI"]["valueFrom"]["configMapKeyRef"] == {
+            "name": "finrisk-config",
+            "key": "MLFLOW_TRACKING_URI",
+        }
+        assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["optional"] is True
+        assert container["args"][0] == "serve"
+
+
+def test_each_service_serves_the_model_it_is_named_after() -> None:
+    from finrisk.registry import DEFAULT_MODEL_NAMES
+
+    services = {s["metadata"]["name"]: s for s in _services(load_documents([PREDICTOR]))}
+    for kind, name in DEFAULT_MODEL_NAMES.items():
+        (container,) = services[name]["spec"]["predictor"]["containers"]
+        assert container["args"] == ["serve", "--models", kind]
+
+
+def test_base_kustomization_lists_the_predictor() -> None:
+    kustomization = yaml.safe_load((ROOT / "manifests" / "base" / "kustomization.yaml").read_text())
+    assert "predictor.yaml" in kustomization["resources"]
+
+
+@pytest.mark.parametrize(
+    ("overlay", "mode"), [("base", "RawDeployment"), ("overlays/serverless", "Serverless")]
+)
+def test_rendered_variants_validate(overlay: str, mode: str) -> None:
+    require_crds()
+    services = _services(_kustomize(ROOT / "manifests" / overlay))
+    assert len(services) == 2
+    for service in services:
+        assert service["metadata"]["namespace"] == "finrisk"
+        assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
+        assert validate_manifest(service) == [], service["metadata"]["name"]
+    if mode == "Serverless":
+        assert {s["spec"]["predictor"]["scaleMetric"] for s in services} == {"concurrency"}
+
+
+def test_dockerfile_basics() -> None:
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    assert instructions[0] == "FROM python:3.11-slim"
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert 'ENTRYPOINT ["finrisk"]' in instructions
+    assert 'CMD ["serve"]' in instructions
+    assert "EXPOSE 8080" in instructions
+    text = DOCKERFILE.read_text()
+    assert "FINRISK_PREDICTOR_HOST=0.0.0.0" in text  # loopback inside a pod would be unreachable
+    for source in ("requirements.lock", "finrisk", "serving"):
+        assert any(line.startswith("COPY ") and source in line for line in instructions)
