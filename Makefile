@@ -61,5 +61,8 @@ stack-down: setup ## end the local services
 stack-status: setup ## show the local services
 	$(BIN)/finrisk stack status
 
+compile: setup ## compile the retraining pipeline (IR + Kubernetes manifests) into build/pipeline
+	$(BIN)/finrisk pipeline compile --out build/pipeline
+
 clean: stack-down ## stop the stack and remove its data and logs
 	rm -rf .finrisk local_outputs

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "data",
     "train",
     "serve",
+    "pipeline",
 )
 
 

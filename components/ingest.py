@@ -1,0 +1,36 @@
+"""Ingest: a file/URI, a BigQuery table, or synthetic data, copied as read."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from finrisk.components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def ingest_data(
+    raw_data: Output[Dataset],
+    source: str = "synthetic",
+    data_uri: str = "",
+    users_uri: str = "",
+    bigquery_table: str = "",
+    bigquery_users_table: str = "",
+    synthetic_users: int = 400,
+    synthetic_days: int = 60,
+    seed: int = 0,
+) -> int:
+    """Read the transactions (and users with labels) from the source; returns the row count."""
+    from finrisk.retraining.data import IngestRequest, ingest
+
+    request = IngestRequest(
+        source=source,
+        uri=data_uri,
+        users_uri=users_uri,
+        bigquery_table=bigquery_table,
+        bigquery_users_table=bigquery_users_table,
+        synthetic_users=synthetic_users,
+        synthetic_days=synthetic_days,
+        seed=seed,
+    )
+    manifest = ingest(request, raw_data.path)
+    raw_data.metadata.update({"source": source, "rows": manifest["rows"]})
+    return int(manifest["rows"])

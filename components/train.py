@@ -1,0 +1,61 @@
+"""Training: the transaction anomaly detector and the user risk model (they run in parallel)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from finrisk.components.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train_detector(
+    dataset: Input[Dataset],
+    model: Output[Model],
+    training_run: Output[Artifact],
+    seed: int = 0,
+    params_json: str = "{}",
+) -> str:
+    """Our detector and the seed-style baseline on the early period; returns the mode used."""
+    import json
+
+    from finrisk.retraining.training import train_detector as train
+
+    run = train(
+        dataset.path,
+        model.path,
+        training_run.path,
+        seed=seed,
+        params=json.loads(params_json or "{}"),
+    )
+    model.metadata.update(
+        {
+            "framework": "scikit-learn",
+            "finrisk_kind": "detector",
+            "threshold": float(run.ours.threshold_),
+            **run.facts,
+        }
+    )
+    return str(run.facts["ours_mode"])
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train_risk_model(
+    user_features: Input[Dataset],
+    model: Output[Model],
+    training_run: Output[Artifact],
+    seed: int = 0,
+    params_json: str = "{}",
+) -> int:
+    """Our calibrated risk model and the seed-style baseline; returns the training user count."""
+    import json
+
+    from finrisk.retraining.training import train_risk as train
+
+    run = train(
+        user_features.path,
+        model.path,
+        training_run.path,
+        seed=seed,
+        params=json.loads(params_json or "{}"),
+    )
+    model.metadata.update({"framework": "scikit-learn", "finrisk_kind": "risk", **run.facts})
+    return len(run.split.train)

@@ -1,0 +1,27 @@
+"""Names of the cluster objects that carry finrisk's configuration and secrets.
+
+The retraining pipeline's tasks and the InferenceService read them by reference
+(kfp-kubernetes, `valueFrom`), so no URI or credential is ever written into a manifest.
+manifests/base creates the ConfigMap and documents the Secrets.
+"""
+
+from __future__ import annotations
+
+# ConfigMap with non-secret settings.
+CONFIG_MAP = "finrisk-config"
+MLFLOW_URI_KEY = "MLFLOW_TRACKING_URI"
+BIGQUERY_ENDPOINT_KEY = "FINRISK_BIGQUERY_ENDPOINT"
+
+# Secret with MLflow credentials (optional: an unauthenticated tracking server needs none).
+MLFLOW_SECRET = "finrisk-mlflow-credentials"
+MLFLOW_USERNAME_KEY = "MLFLOW_TRACKING_USERNAME"
+MLFLOW_PASSWORD_KEY = "MLFLOW_TRACKING_PASSWORD"
+
+# Secret with a Google service-account key (optional: Workload Identity needs none).
+BIGQUERY_SECRET = "finrisk-bigquery-credentials"
+BIGQUERY_KEY = "service-account.json"
+# The environment variable the key's JSON text arrives in.
+BIGQUERY_CREDENTIALS_ENV = "FINRISK_BIGQUERY_CREDENTIALS_JSON"
+
+# The service account the retraining runs use (RBAC in manifests/base/pipeline-rbac.yaml).
+PIPELINE_SERVICE_ACCOUNT = "finrisk-pipeline"

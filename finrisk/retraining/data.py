@@ -1,0 +1,265 @@
+"""Ingest and validation stages.
+
+Ingest copies the source's tables as read (after column mapping nothing is coerced yet), so
+that validation sees every problem the source has: a file or dataset folder (local path,
+`gs://` or `http(s)://`), a BigQuery table, or the synthetic generator. Validation checks both
+tables with finrisk.validation and, when they pass, writes the canonical dataset the training
+stages read, with its fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from finrisk.deploy import cluster
+from finrisk.errors import FinriskError
+from finrisk.io import read_table
+from finrisk.parsing import parse_transactions
+from finrisk.retraining.dataset import (
+    TRANSACTIONS_FILE,
+    Dataset,
+    fingerprint,
+    read_dataset,
+    write_dataset,
+)
+from finrisk.schema import IS_RISKY, USER_ID, default_schema
+from finrisk.validation import ValidationReport, validate_transactions, validate_users
+
+SYNTHETIC = "synthetic"
+URI = "uri"
+BIGQUERY = "bigquery"
+SOURCES: tuple[str, ...] = (SYNTHETIC, URI, BIGQUERY)
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    source: str = SYNTHETIC
+    uri: str = ""
+    users_uri: str = ""
+    bigquery_table: str = ""
+    bigquery_users_table: str = ""
+    synthetic_users: int = 400
+    synthetic_days: int = 60
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise FinriskError(f"data source {self.source!r} is unknown; use one of {SOURCES}")
+        if self.source == URI and not self.uri:
+            raise FinriskError("data source 'uri' needs data_uri (a file, folder or URL)")
+        if self.source == BIGQUERY and not self.bigquery_table:
+            raise FinriskError(
+                "data source 'bigquery' needs bigquery_table (project.dataset.table)"
+            )
+
+
+# ---------------------------------------------------------------- reading files and URIs
+
+
+@contextmanager
+def _local(uri: str) -> Iterator[Path]:
+    """A local path for `uri`: itself, or a download of a gs:// or http(s):// object."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        path = Path(urlparse(uri).path if scheme == "file" else uri)
+        if not path.exists():
+            raise FinriskError(f"data_uri {uri!r} does not exist")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="finrisk-ingest-") as tmp:
+        target = Path(tmp) / (Path(urlparse(uri).path).name or "data")
+        if scheme == "gs":
+            from google.cloud import storage
+
+            parsed = urlparse(uri)
+            blob = storage.Client().bucket(parsed.netloc).blob(parsed.path.lstrip("/"))
+            if not blob.exists():
+                raise FinriskError(f"data_uri {uri!r} does not exist")
+            blob.download_to_filename(str(target))
+        elif scheme in ("http", "https"):
+            import httpx
+
+            with httpx.stream("GET", uri, follow_redirects=True, timeout=60) as response:
+                if response.status_code != 200:
+                    raise FinriskError(f"data_uri {uri!r} answered HTTP {response.status_code}")
+                with target.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        else:
+            raise FinriskError(
+                f"data_uri {uri!r}: scheme {scheme!r} is not supported "
+                "(a path, file://, gs:// or http(s)://)"
+            )
+        yield target
+
+
+def _from_uri(uri: str, users_uri: str) -> Dataset:
+    with _local(uri) as path:
+        if path.is_dir():
+            if not (path / TRANSACTIONS_FILE).is_file():
+                raise FinriskError(f"folder {uri!r} has no {TRANSACTIONS_FILE}")
+            data = read_dataset(path)
+        else:
+            data = Dataset(read_table(path), None, {})
+    if users_uri:
+        with _local(users_uri) as users_path:
+            data.users = read_table(users_path)
+    data.manifest = {**data.manifest, "source": URI, "uri": uri, "users_uri": users_uri or None}
+    return data
+
+
+# ---------------------------------------------------------------- BigQuery
+
+
+def _bigquery_frame(client: Any, table: str) -> pd.DataFrame:
+    from google.api_core import exceptions
+
+    try:
+        rows = client.list_rows(client.get_table(table))
+        # Through Arrow: pandas' BigQuery extras (db-dtypes) are not needed for these types.
+        frame: pd.DataFrame = rows.to_arrow(create_bqstorage_client=False).to_pandas()
+        return frame
+    except exceptions.NotFound:
+        raise FinriskError(f"BigQuery table {table!r} does not exist") from None
+    except exceptions.GoogleAPIError as exc:
+        raise FinriskError(f"reading BigQuery table {table!r} failed: {exc}") from None
+
+
+@contextmanager
+def _bigquery_credentials() -> Iterator[None]:
+    """A service-account key that arrived as JSON text (a Secret as env) as the ADC file."""
+    text = os.environ.get(cluster.BIGQUERY_CREDENTIALS_ENV)
+    if not text or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="finrisk-gcp-") as tmp:
+        key = Path(tmp) / "key.json"
+        key.write_text(text, encoding="utf-8")
+        key.chmod(0o600)
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(key)
+        try:
+            yield
+        finally:
+            os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+
+
+def _from_bigquery(table: str, users_table: str, endpoint: str | None) -> Dataset:
+    from finrisk.bigquery_client import bigquery_client
+
+    parts = table.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise FinriskError(f"bigquery_table {table!r} must be project.dataset.table")
+    with _bigquery_credentials():
+        client = bigquery_client(parts[0], endpoint or None)
+        transactions = _bigquery_frame(client, table)
+        users = _bigquery_frame(client, users_table) if users_table else None
+    manifest = {"source": BIGQUERY, "table": table, "users_table": users_table or None}
+    return Dataset(transactions, users, manifest)
+
+
+# ---------------------------------------------------------------- stages
+
+
+def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
+    """Write the source's tables (as read) to `out_dir`; returns the manifest."""
+    if request.source == SYNTHETIC:
+        from finrisk.synthetic import generate
+
+        transactions, users, manifest = generate(
+            request.synthetic_users, request.synthetic_days, request.seed
+        )
+        data = Dataset(transactions, users, {**manifest, "source": SYNTHETIC})
+    elif request.source == URI:
+        data = _from_uri(request.uri, request.users_uri)
+    else:
+        endpoint = os.environ.get(cluster.BIGQUERY_ENDPOINT_KEY)
+        data = _from_bigquery(request.bigquery_table, request.bigquery_users_table, endpoint)
+    data.manifest["rows"] = len(data.transactions)
+    data.manifest["users_rows"] = None if data.users is None else len(data.users)
+    write_dataset(out_dir, data)
+    return data.manifest
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    passed: bool
+    summary: str
+    fingerprint: str
+    reports: tuple[ValidationReport, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "summary": self.summary,
+            "fingerprint": self.fingerprint,
+            "reports": [r.to_dict() for r in self.reports],
+        }
+
+    def to_markdown(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        parts = [f"# Data validation {verdict}\n", self.summary + "\n"]
+        if self.fingerprint:
+            parts.append(f"Data fingerprint: `{self.fingerprint}`\n")
+        for report in self.reports:
+            parts.append(f"## {report.table}\n\n```\n{report.format()}\n```\n")
+        return "\n".join(parts)
+
+
+def validate(raw_dir: str | Path, out_dir: str | Path) -> ValidationOutcome:
+    """Check the ingested tables; when they pass, write the canonical dataset to `out_dir`."""
+    raw = read_dataset(raw_dir)
+    # The output exists even when validation fails: a pipeline uploads every declared output.
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    schema = default_schema()
+    tx_report = validate_transactions(raw.transactions, schema, source="transactions")
+    reports = [tx_report]
+    if raw.users is None:
+        users_report = ValidationReport(rows=0, source="users", table="users")
+        missing = "no users table: the risk model needs one with user_id and is_risky"
+        reports.append(users_report)
+        return ValidationOutcome(False, missing, "", tuple(reports))
+    users_report = validate_users(raw.users, schema, source="users")
+    reports.append(users_report)
+    errors = [p for r in reports for p in r.errors]
+    if errors:
+        first = "; ".join(p.format() for p in errors[:3])
+        summary = f"{len(errors)} validation error(s): {first}"
+        return ValidationOutcome(False, summary, "", tuple(reports))
+    transactions = parse_transactions(raw.transactions, schema).frame
+    users = raw.users.rename(
+        columns={schema.users.user_id_column: USER_ID, schema.users.label_column: IS_RISKY}
+    )
+    users = users.astype({USER_ID: str, IS_RISKY: "int64"})
+    unknown = sorted(set(transactions[USER_ID]) - set(users[USER_ID]))
+    if unknown:
+        summary = (
+            f"{len(unknown)} user(s) with transactions are missing from the users table "
+            f"(first: {unknown[0]!r})"
+        )
+        return ValidationOutcome(False, summary, "", tuple(reports))
+    fp = fingerprint(transactions, users)
+    manifest = {**raw.manifest, "fingerprint": fp}
+    write_dataset(out_dir, Dataset(transactions, users, manifest))
+    summary = (
+        f"{tx_report.rows} transactions and {users_report.rows} users passed validation "
+        f"({len(tx_report.warnings) + len(users_report.warnings)} warning(s))"
+    )
+    return ValidationOutcome(True, summary, fp, tuple(reports))
+
+
+def write_report(
+    outcome: ValidationOutcome, markdown_path: str | Path, json_path: str | Path | None = None
+) -> None:
+    Path(markdown_path).write_text(outcome.to_markdown(), encoding="utf-8")
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(outcome.to_dict(), indent=2) + "\n", encoding="utf-8")

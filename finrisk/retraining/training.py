@@ -1,0 +1,143 @@
+"""Features and training stages: finrisk.features and finrisk.evaluation.runs over files.
+
+A training stage leaves two files: the model (finrisk.models.save_model format, what the
+registry logs) and the whole run (model, seed-style baseline, split and test scores, pickled),
+which the evaluation stage reads so that it scores exactly the held-out rows training set aside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from finrisk import features
+from finrisk.errors import FinriskError
+from finrisk.evaluation.runs import AnomalyRun, RiskRun, run_anomaly, run_risk
+from finrisk.models.anomaly import TransactionAnomalyDetector
+from finrisk.models.persistence import save_model
+from finrisk.models.risk import RiskModel
+from finrisk.retraining.dataset import read_dataset, user_labels
+from finrisk.schema import IS_FRAUD, IS_RISKY, TRANSACTION_ID, USER_ID
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    transactions: int
+    users: int
+    fraud_rate: float | None
+    risky_rate: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_features(
+    dataset_dir: str | Path, transaction_features_path: str | Path, user_features_path: str | Path
+) -> FeatureSummary:
+    """Transaction features (row order of the dataset, keyed by transaction id) and user
+    features with the `is_risky` label, as parquet files."""
+    data = read_dataset(dataset_dir)
+    tx = data.transactions
+    tx_features, user_table = features.batch_features(tx)
+    tx_out = tx_features.copy()
+    tx_out.insert(0, TRANSACTION_ID, tx[TRANSACTION_ID].to_numpy())
+    if IS_FRAUD in tx.columns:
+        tx_out[IS_FRAUD] = tx[IS_FRAUD].to_numpy()
+    labels = user_labels(data.users, user_table.index)
+    users_out = user_table.copy()
+    users_out[IS_RISKY] = labels.to_numpy()
+    for path in (transaction_features_path, user_features_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tx_out.to_parquet(transaction_features_path, index=False)
+    users_out.reset_index(names=USER_ID).to_parquet(user_features_path, index=False)
+    return FeatureSummary(
+        transactions=len(tx),
+        users=len(users_out),
+        fraud_rate=float(tx[IS_FRAUD].mean()) if IS_FRAUD in tx.columns else None,
+        risky_rate=float(labels.mean()),
+    )
+
+
+def read_user_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """(user feature table indexed by user id, is_risky labels) from `build_features`."""
+    table = pd.read_parquet(path).set_index(USER_ID)
+    missing = [c for c in (*features.USER_FEATURES, IS_RISKY) if c not in table.columns]
+    if missing:
+        raise FinriskError(f"{path} lacks user feature columns {missing}")
+    return table[list(features.USER_FEATURES)], table[IS_RISKY].to_numpy(dtype=np.int64)
+
+
+def train_detector(
+    dataset_dir: str | Path,
+    model_path: str | Path,
+    run_path: str | Path,
+    *,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+) -> AnomalyRun:
+    """Ours and the seed-style detector on the early period; threshold and test on later ones.
+
+    `params` go to TransactionAnomalyDetector (e.g. {"max_iter": 100}).
+    """
+    run = run_anomaly(
+        read_dataset(dataset_dir).transactions,
+        seed=seed,
+        detector_params=_params(params, TransactionAnomalyDetector),
+    )
+    save_model(run.ours, model_path)
+    save_run(run, run_path)
+    return run
+
+
+def train_risk(
+    user_features_path: str | Path,
+    model_path: str | Path,
+    run_path: str | Path,
+    *,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+) -> RiskRun:
+    """Ours and the seed-style risk model on the training users; scored on held-out users.
+
+    `params` go to RiskModel (e.g. {"estimator": "logistic"}).
+    """
+    table, labels = read_user_features(user_features_path)
+    run = run_risk(table, labels, seed=seed, risk_params=_params(params, RiskModel))
+    save_model(run.ours, model_path)
+    save_run(run, run_path)
+    return run
+
+
+def _params(params: Any, model: type[Any]) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise FinriskError(
+            f"model parameters must be a JSON object of name -> value, got {params!r}"
+        )
+    known = set(model().get_params())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise FinriskError(
+            f"unknown {model.__name__} parameter(s) {unknown}; known: {sorted(known)}"
+        )
+    return params
+
+
+def save_run(run: AnomalyRun | RiskRun, path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(run, target)
+    return target
+
+
+def load_run(path: str | Path, kind: type[AnomalyRun] | type[RiskRun]) -> Any:
+    run = joblib.load(path)
+    if not isinstance(run, kind):
+        raise FinriskError(f"{path} holds a {type(run).__name__}, expected a {kind.__name__}")
+    return run

@@ -1,0 +1,218 @@
+"""The retraining DAG.
+
+    ingest -> validate -+-> (invalid) fail_run
+                        +-> (valid) features -+-> train detector --+-> evaluate -> gate -> register
+                                              +-> train risk model +               |
+                                       (gate passes) promote champion -> deploy <--+
+                                       (gate fails)  keep champion (the reason)
+
+Secrets and configuration reach the tasks by reference through kfp-kubernetes (ConfigMap
+`finrisk-config`, optional Secrets for MLflow and BigQuery credentials); locally those
+settings are ignored and the tasks read the caller's environment instead.
+"""
+
+from kfp import dsl, kubernetes
+
+from finrisk.components import (
+    build_features,
+    deploy_champion,
+    evaluate_models,
+    fail_run,
+    gate_decision,
+    ingest_data,
+    keep_champion,
+    promote_champion,
+    register_challenger,
+    train_detector,
+    train_risk_model,
+    validate_data,
+)
+from finrisk.deploy import cluster
+
+PIPELINE_NAME = "finrisk-retraining"
+PIPELINE_DESCRIPTION = (
+    "finrisk retraining: ingest, validate, features, train the transaction anomaly detector and "
+    "the user risk model, evaluate against the seed-style baseline and the champion, gate, "
+    "register in MLflow (challenger / champion aliases) and roll the champion out to KServe."
+)
+
+# Requests and limits per kind of task (the cluster schedules by them).
+LIGHT = {"cpu": ("250m", "1"), "memory": ("512M", "2G")}
+HEAVY = {"cpu": ("1", "4"), "memory": ("2G", "8G")}
+
+
+def _resources(task: dsl.PipelineTask, sizes: dict[str, tuple[str, str]]) -> dsl.PipelineTask:
+    cpu, memory = sizes["cpu"], sizes["memory"]
+    return (
+        task.set_cpu_request(cpu[0])
+        .set_cpu_limit(cpu[1])
+        .set_memory_request(memory[0])
+        .set_memory_limit(memory[1])
+    )
+
+
+def _mlflow(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The tracking URI from the ConfigMap, credentials from an optional Secret."""
+    kubernetes.use_config_map_as_env(
+        task, cluster.CONFIG_MAP, {cluster.MLFLOW_URI_KEY: cluster.MLFLOW_URI_KEY}
+    )
+    kubernetes.use_secret_as_env(
+        task,
+        cluster.MLFLOW_SECRET,
+        {key: key for key in (cluster.MLFLOW_USERNAME_KEY, cluster.MLFLOW_PASSWORD_KEY)},
+        optional=True,
+    )
+    return task
+
+
+def _bigquery(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """A service-account key from an optional Secret (Workload Identity needs none), and an
+    optional endpoint (the emulator) from the ConfigMap."""
+    kubernetes.use_secret_as_env(
+        task,
+        cluster.BIGQUERY_SECRET,
+        {cluster.BIGQUERY_KEY: cluster.BIGQUERY_CREDENTIALS_ENV},
+        optional=True,
+    )
+    kubernetes.use_config_map_as_env(
+        task,
+        cluster.CONFIG_MAP,
+        {cluster.BIGQUERY_ENDPOINT_KEY: cluster.BIGQUERY_ENDPOINT_KEY},
+        optional=True,
+    )
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
+def retraining_pipeline(
+    data_source: str = "synthetic",
+    data_uri: str = "",
+    users_uri: str = "",
+    bigquery_table: str = "",
+    bigquery_users_table: str = "",
+    synthetic_users: int = 2000,
+    synthetic_days: int = 90,
+    seed: int = 0,
+    detector_params: str = "{}",
+    risk_params: str = "{}",
+    detector_metric: str = "pr_auc",
+    risk_metric: str = "roc_auc",
+    min_improvement: float = 0.0,
+    detector_floor: float = 0.5,
+    risk_floor: float = 0.6,
+    detector_model_name: str = "finrisk-anomaly-detector",
+    risk_model_name: str = "finrisk-risk-classifier",
+    mlflow_experiment: str = "finrisk-retraining",
+    inference_service: str = "finrisk",
+    namespace: str = "finrisk",
+    predictor_image: str = "",
+    canary_traffic_percent: int = 0,
+    deploy_timeout_seconds: int = 600,
+    deploy_dry_run: bool = False,
+) -> None:
+    ingest = ingest_data(
+        source=data_source,
+        data_uri=data_uri,
+        users_uri=users_uri,
+        bigquery_table=bigquery_table,
+        bigquery_users_table=bigquery_users_table,
+        synthetic_users=synthetic_users,
+        synthetic_days=synthetic_days,
+        seed=seed,
+    ).set_display_name("ingest")
+    # Sources change under the same arguments: always read them afresh (recurring runs too).
+    ingest.set_caching_options(False)
+    _bigquery(_resources(ingest, LIGHT))
+
+    validate = validate_data(raw_data=ingest.outputs["raw_data"]).set_display_name("validate")
+    _resources(validate, LIGHT)
+
+    with dsl.If(validate.outputs["passed"] == False, name="data-invalid"):  # noqa: E712
+        fail_run(reason=validate.outputs["summary"]).set_display_name("fail: invalid data")
+
+    with dsl.Else(name="data-valid"):
+        features = build_features(dataset=validate.outputs["dataset"]).set_display_name("features")
+        _resources(features, HEAVY)
+
+        detector = train_detector(
+            dataset=validate.outputs["dataset"], seed=seed, params_json=detector_params
+        ).set_display_name("train detector")
+        _resources(detector, HEAVY)
+
+        risk = train_risk_model(
+            user_features=features.outputs["user_features"], seed=seed, params_json=risk_params
+        ).set_display_name("train risk model")
+        _resources(risk, HEAVY)
+
+        evaluate = evaluate_models(
+            detector_run=detector.outputs["training_run"],
+            risk_run=risk.outputs["training_run"],
+            transaction_features=features.outputs["transaction_features"],
+            user_features=features.outputs["user_features"],
+            detector_model_name=detector_model_name,
+            risk_model_name=risk_model_name,
+        ).set_display_name("evaluate")
+        # The champion it compares with lives outside the pipeline: never reuse a result.
+        evaluate.set_caching_options(False)
+        _mlflow(_resources(evaluate, HEAVY))
+
+        decision = gate_decision(
+            evaluation=evaluate.outputs["evaluation"],
+            detector_metric=detector_metric,
+            risk_metric=risk_metric,
+            min_improvement=min_improvement,
+            detector_floor=detector_floor,
+            risk_floor=risk_floor,
+        ).set_display_name("gate")
+        decision.set_caching_options(False)
+        _resources(decision, LIGHT)
+
+        register = register_challenger(
+            detector_model=detector.outputs["model"],
+            risk_model=risk.outputs["model"],
+            evaluation=evaluate.outputs["evaluation"],
+            data_fingerprint=validate.outputs["fingerprint"],
+            gate_promote=decision.outputs["promote"],
+            gate_reason=decision.outputs["reason"],
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            detector_model_name=detector_model_name,
+            risk_model_name=risk_model_name,
+            experiment=mlflow_experiment,
+        ).set_display_name("register challenger")
+        register.set_caching_options(False)
+        _mlflow(_resources(register, LIGHT))
+
+        with dsl.If(decision.outputs["promote"] == True, name="challenger-wins"):  # noqa: E712
+            promote = promote_champion(
+                detector_version=register.outputs["detector_version"],
+                risk_version=register.outputs["risk_version"],
+                detector_model_name=detector_model_name,
+                risk_model_name=risk_model_name,
+            ).set_display_name("promote champion")
+            promote.set_caching_options(False)
+            _mlflow(_resources(promote, LIGHT))
+
+            deploy = deploy_champion(
+                detector_version=register.outputs["detector_version"],
+                risk_version=register.outputs["risk_version"],
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                detector_model_name=detector_model_name,
+                risk_model_name=risk_model_name,
+                inference_service=inference_service,
+                namespace=namespace,
+                predictor_image=predictor_image,
+                canary_traffic_percent=canary_traffic_percent,
+                timeout_seconds=deploy_timeout_seconds,
+                dry_run=deploy_dry_run,
+            ).set_display_name("deploy")
+            deploy.after(promote)
+            deploy.set_caching_options(False)
+            _resources(deploy, LIGHT)
+
+        with dsl.Else(name="champion-stays"):
+            keep = keep_champion(reason=decision.outputs["reason"]).set_display_name(
+                "keep champion"
+            )
+            keep.set_caching_options(False)
+            _resources(keep, LIGHT)

@@ -1,0 +1,197 @@
+"""The compiled pipeline: valid against the upstream CRDs, a parseable PipelineSpec, references
+(not literals) for secrets and config, no pip at run time, a version name that follows the spec."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from finrisk.components import COMPONENT_IMAGE
+from finrisk.deploy import cluster
+from finrisk.pipelines.compile import (
+    CompiledPipeline,
+    compile_pipeline,
+    load_manifests,
+    spec_hash,
+    version_name,
+)
+from finrisk.pipelines.retraining import PIPELINE_NAME
+from tests.support.crds import require_crds, validate_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+MLFLOW_TASKS = ("exec-evaluate-models", "exec-register-challenger", "exec-promote-champion")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> CompiledPipeline:
+    return compile_pipeline(tmp_path_factory.mktemp("pipeline"), namespace="kubeflow")
+
+
+@pytest.fixture(scope="module")
+def manifests(compiled: CompiledPipeline) -> dict[str, dict[str, Any]]:
+    docs = load_manifests(compiled.manifest_path)
+    return {doc["kind"]: doc for doc in docs}
+
+
+def _ir(compiled: CompiledPipeline) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(compiled.ir_path.read_text()) if d]
+
+
+def test_manifests_validate_against_the_kfp_crds(manifests: dict[str, dict[str, Any]]) -> None:
+    require_crds()
+    assert set(manifests) == {"Pipeline", "PipelineVersion"}
+    for kind, doc in manifests.items():
+        assert doc["apiVersion"] == "pipelines.kubeflow.org/v2beta1"
+        assert validate_manifest(doc) == [], kind
+
+
+def test_version_names_its_pipeline_and_carries_the_spec_hash(
+    compiled: CompiledPipeline, manifests: dict[str, dict[str, Any]]
+) -> None:
+    pipeline, version = manifests["Pipeline"], manifests["PipelineVersion"]
+    assert pipeline["metadata"] == {"name": PIPELINE_NAME, "namespace": "kubeflow"}
+    assert version["spec"]["pipelineName"] == pipeline["metadata"]["name"]
+    assert version["metadata"]["name"] == compiled.version_name
+    assert compiled.version_name == f"{PIPELINE_NAME}-{spec_hash(compiled.ir_path)[:12]}"
+
+
+def test_pipeline_spec_parses_as_the_kfp_proto(
+    compiled: CompiledPipeline, manifests: dict[str, dict[str, Any]]
+) -> None:
+    for source in (manifests["PipelineVersion"]["spec"]["pipelineSpec"], _ir(compiled)[0]):
+        spec = pipeline_spec_pb2.PipelineSpec()
+        json_format.ParseDict(source, spec)
+        assert spec.pipeline_info.name == PIPELINE_NAME
+        assert "synthetic_users" in spec.root.input_definitions.parameters
+    platform = pipeline_spec_pb2.PlatformSpec()
+    json_format.ParseDict(manifests["PipelineVersion"]["spec"]["platformSpec"], platform)
+    assert "kubernetes" in platform.platforms
+
+
+def test_every_task_runs_the_component_image_without_pip(compiled: CompiledPipeline) -> None:
+    executors = _ir(compiled)[0]["deploymentSpec"]["executors"]
+    assert len(executors) == 12
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == COMPONENT_IMAGE, name
+        command = " ".join(container["command"] + container.get("args", []))
+        assert "pip install" not in command, name
+        if name not in ("exec-fail-run", "exec-keep-champion"):  # these only report
+            assert "from finrisk." in command, f"{name} does not call the finrisk package"
+
+
+def test_secrets_and_config_arrive_by_reference(compiled: CompiledPipeline) -> None:
+    _, platform = _ir(compiled)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in MLFLOW_TASKS:
+        config_maps = executors[name]["configMapAsEnv"]
+        assert config_maps[0]["configMapName"] == cluster.CONFIG_MAP
+        assert config_maps[0]["keyToEnv"] == [
+            {"configMapKey": cluster.MLFLOW_URI_KEY, "envVar": "MLFLOW_TRACKING_URI"}
+        ]
+        secret = executors[name]["secretAsEnv"][0]
+        assert secret["secretName"] == cluster.MLFLOW_SECRET and secret["optional"] is True
+    ingest = executors["exec-ingest-data"]["secretAsEnv"][0]
+    assert ingest["secretName"] == cluster.BIGQUERY_SECRET
+    assert ingest["keyToEnv"] == [
+        {"secretKey": cluster.BIGQUERY_KEY, "envVar": cluster.BIGQUERY_CREDENTIALS_ENV}
+    ]
+    # No tracking URI or credential is compiled in.
+    text = compiled.ir_path.read_text() + compiled.manifest_path.read_text()
+    assert not re.search(r"https?://(127\.0\.0\.1|localhost|mlflow)", text)
+
+
+def _tasks(ir: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    tasks: dict[str, dict[str, Any]] = {}
+    for component in [ir["root"], *ir["components"].values()]:
+        tasks.update((component.get("dag") or {}).get("tasks", {}))
+    return tasks
+
+
+def test_caching_is_off_where_results_must_be_fresh(compiled: CompiledPipeline) -> None:
+    tasks = _tasks(_ir(compiled)[0])
+    for name in (
+        "ingest-data",
+        "evaluate-models",
+        "gate-decision",
+        "register-challenger",
+        "promote-champion",
+        "deploy-champion",
+        "keep-champion",
+    ):
+        assert not tasks[name]["cachingOptions"].get("enableCache"), name
+    assert tasks["build-features"]["cachingOptions"]["enableCache"] is True
+
+
+def test_gate_branches_on_the_decision(compiled: CompiledPipeline) -> None:
+    tasks = _tasks(_ir(compiled)[0])
+    conditions = {
+        name: task.get("triggerPolicy", {}).get("condition", "") for name, task in tasks.items()
+    }
+    promote = next(
+        c
+        for n, c in conditions.items()
+        if n.startswith("condition-") and "gate-decision" in c and "== true" in c
+    )
+    keep = next(c for n, c in conditions.items() if "gate-decision" in c and "!(" in c)
+    assert "promote" in promote and "promote" in keep
+    assert any("validate-data" in c and "passed" in c for c in conditions.values())
+
+
+def test_recompiling_gives_the_same_version(compiled: CompiledPipeline, tmp_path: Path) -> None:
+    again = compile_pipeline(tmp_path)
+    assert again.version_name == compiled.version_name
+
+
+def test_any_spec_change_gives_a_new_version(compiled: CompiledPipeline, tmp_path: Path) -> None:
+    docs = _ir(compiled)
+    docs[0]["root"]["inputDefinitions"]["parameters"]["min_improvement"]["defaultValue"] = 0.02
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump_all(docs))
+    assert version_name(spec_hash(changed)) != compiled.version_name
+    # Layout and key order are not changes.
+    reordered = tmp_path / "reordered.yaml"
+    reordered.write_text(yaml.safe_dump_all(_ir(compiled), sort_keys=False, indent=4))
+    assert version_name(spec_hash(reordered)) == compiled.version_name
+
+
+def test_cli_compile_with_another_image(compiled: CompiledPipeline, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "finrisk",
+            "pipeline",
+            "compile",
+            "--out",
+            str(tmp_path),
+            "--image",
+            "registry.example/finrisk-components:test",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    result = json.loads(out.stdout)
+    assert result["version"] != compiled.version_name
+    ir = yaml.safe_load_all(Path(result["ir"]).read_text())
+    images = {e["container"]["image"] for e in next(ir)["deploymentSpec"]["executors"].values()}
+    assert images == {"registry.example/finrisk-components:test"}
+
+
+def test_make_compile_target() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    target = re.search(r"^compile: setup.*\n\t(.+)$", makefile, re.MULTILINE)
+    assert target is not None
+    assert target.group(1) == "$(BIN)/finrisk pipeline compile --out build/pipeline"
