@@ -9,7 +9,9 @@ every statistic is an array operation over the sorted columns, with no Python lo
   counts are index differences, debit sums differences of the user's cumulative debit sum;
 - novelty: first occurrence of the (user, category) and (user, merchant) pairs;
 - user statistics: bincount over user ids (which adds in row order, as the online path
-  does) and ufunc.reduceat for minima and maxima.
+  does) and ufunc.reduceat for minima and maxima; the time-decayed "recent" sums weigh each
+  row by exp(-age / tau) against its user's latest timestamp (closed form: the weights are
+  at most 1, so nothing overflows; the online path's recurrence agrees up to rounding).
 
 The formulas are then evaluated once on whole columns and the rows put back in input order.
 """
@@ -24,8 +26,10 @@ import pandas as pd
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
     CASH_OUT_CATEGORIES,
+    COUNTED_CATEGORIES,
     DEBIT_DIRECTION,
     DISCRETIONARY_CATEGORIES,
+    DISTRESS_CATEGORIES,
     ESSENTIAL_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
     NS_PER_DAY,
@@ -33,14 +37,17 @@ from finrisk.features.definitions import (
     SALARY,
     SUM_WINDOWS,
     TRANSACTION_FEATURES,
+    TRANSFER_IN,
     USER_FEATURES,
     WINDOWS,
 )
 from finrisk.features.formulas import (
     ARRAY_OPS,
+    DECAY_PER_NS,
     Codes,
     TxStats,
     UserStats,
+    is_gambling_merchant,
     transaction_formulas,
     user_formulas,
 )
@@ -206,9 +213,11 @@ def _user_stats(data: _Sorted) -> UserStats:
         return np.bincount(group, weights=weights, minlength=n_users)
 
     n_levels = len(data.category.levels)
-    per_category = np.bincount(
-        group * n_levels + data.category.codes, weights=debit_amount, minlength=n_users * n_levels
-    ).reshape(n_users, n_levels)
+    cell = group * n_levels + data.category.codes  # (user, category)
+    cells = n_users * n_levels
+    per_category = np.bincount(cell, weights=debit_amount, minlength=cells)
+    per_category = per_category.reshape(n_users, n_levels)
+    category_counts = np.bincount(cell, minlength=cells).reshape(n_users, n_levels)
 
     def spend_in(categories: frozenset[str]) -> np.ndarray:
         mask = np.isin(data.category.codes, _level_codes(data.category, categories))
@@ -225,6 +234,24 @@ def _user_stats(data: _Sorted) -> UserStats:
     interval_group = group[later]
 
     elapsed = (data.timestamp_ns - data.timestamp_ns[data.row_start]) / float(NS_PER_DAY)
+
+    gambling_levels = np.array([is_gambling_merchant(m) for m in data.merchant.levels], dtype=bool)
+    gambling = debit & gambling_levels[data.merchant.codes]
+    distress = debit & (
+        gambling | np.isin(data.category.codes, _level_codes(data.category, DISTRESS_CATEGORIES))
+    )
+
+    # Recent sums in closed form against each user's latest timestamp: weights in (0, 1], so
+    # nothing overflows, and the online recurrence gives the same sums up to rounding.
+    age = data.timestamp_ns[data.ends][group] - data.timestamp_ns
+    weight = np.exp(age * -DECAY_PER_NS)
+    low = balance < LOW_BALANCE_THRESHOLD
+    overdrawn = balance < 0
+    transfer_in = (data.category.codes == _level_code(data.category, TRANSFER_IN)) & ~debit
+
+    def recent(mask: np.ndarray) -> np.ndarray:
+        return total(np.where(mask, weight, 0.0))
+
     return UserStats(
         n_transactions=np.bincount(group, minlength=n_users).astype(np.float64),
         n_debits=total(debit.astype(np.float64)),
@@ -232,8 +259,8 @@ def _user_stats(data: _Sorted) -> UserStats:
         total_expense=total(debit_amount),
         expense_sumsq=total(debit_amount * debit_amount),
         max_expense=np.maximum.reduceat(debit_amount, data.starts),
-        n_low_balance=total((balance < LOW_BALANCE_THRESHOLD).astype(np.float64)),
-        n_overdrawn=total((balance < 0).astype(np.float64)),
+        n_low_balance=total(low.astype(np.float64)),
+        n_overdrawn=total(overdrawn.astype(np.float64)),
         top_category_spend=per_category.max(axis=1),
         discretionary_spend=spend_in(DISCRETIONARY_CATEGORIES),
         essential_spend=spend_in(ESSENTIAL_CATEGORIES),
@@ -258,6 +285,23 @@ def _user_stats(data: _Sorted) -> UserStats:
         trend_b_sum=total(balance),
         trend_tb_sum=total(elapsed * balance),
         n_merchants=total(_first_seen(data, data.merchant).astype(np.float64)),
+        category_counts=[
+            category_counts[:, code].astype(np.float64)
+            if (code := _level_code(data.category, name)) >= 0
+            else np.zeros(n_users)
+            for name in COUNTED_CATEGORIES
+        ],
+        n_gambling=total(gambling.astype(np.float64)),
+        n_distress=total(distress.astype(np.float64)),
+        recent_weight=total(weight),
+        recent_debit_weight=recent(debit),
+        recent_income=total(np.where(debit, 0.0, weight * amount)),
+        recent_expense=total(weight * debit_amount),
+        recent_overdrawn=recent(overdrawn),
+        recent_low_balance=recent(low),
+        recent_distress=recent(distress),
+        recent_balance=total(weight * balance),
+        recent_transfer_in=recent(transfer_in),
     )
 
 

@@ -54,7 +54,27 @@ IRREGULAR_INCOME_CV = 1.0
 # Expense volatility needs at least this many debits; below, it is 0.
 MIN_EXPENSE_HISTORY = 2
 
+# "Recent" user features weigh each transaction by exp(-age / RECENT_DECAY_DAYS), its age
+# measured back from the user's latest transaction: the mean age of that weighting is 20 days
+# and 86% of the weight lies in the last 40 days. A decayed sum needs O(1) online state (no
+# window of transactions to keep or snapshot) and does not depend on arrival order.
+RECENT_DECAY_DAYS = 20.0
+
 SALARY = "salary"
+TRANSFER_IN = "transfer_in"
+# Categories whose transactions per month are user features (any direction).
+COUNTED_CATEGORIES: tuple[str, ...] = (
+    "gift_cards",
+    "cash_withdrawal",
+    "entertainment",
+    SALARY,
+    TRANSFER_IN,
+)
+# Debits that signal financial distress: cash, gift cards, and gambling (below).
+DISTRESS_CATEGORIES: frozenset[str] = frozenset({"gift_cards", "cash_withdrawal"})
+# A debit at a merchant whose name, lower-cased, starts with one of these is gambling. The
+# synthetic generator's betting brands are here; a bank's own data would add its own.
+GAMBLING_MERCHANT_PREFIXES: tuple[str, ...] = ("betbuddy", "luckyspin")
 DISCRETIONARY_CATEGORIES: frozenset[str] = frozenset(
     {"dining", "shopping", "entertainment", "travel", "electronics", "gift_cards"}
 )
@@ -121,4 +141,13 @@ USER_FEATURES: tuple[str, ...] = (
     "essential_share",
     "cash_out_share",
     "merchant_diversity",
+    *(f"{category}_tx_per_month" for category in COUNTED_CATEGORIES),
+    "gambling_tx_per_month",
+    "distress_share",
+    "recent_expense_income_ratio",
+    "recent_overdraft_share",
+    "recent_low_balance_share",
+    "recent_distress_share",
+    "recent_mean_balance",
+    "recent_transfer_in_per_month",
 )

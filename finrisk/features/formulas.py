@@ -32,6 +32,7 @@ from finrisk.features.definitions import (
     BALANCE_FLOOR,
     BALANCE_RATIO_CAP,
     DAYS_PER_MONTH,
+    GAMBLING_MERCHANT_PREFIXES,
     GAP_CAP_SECONDS,
     INDICATOR_CHANNELS,
     IRREGULAR_INCOME_CV,
@@ -40,7 +41,9 @@ from finrisk.features.definitions import (
     MIN_MONTHS,
     MIN_SALARY_INTERVALS,
     MIN_ZSCORE_HISTORY,
+    NS_PER_DAY,
     NS_PER_SECOND,
+    RECENT_DECAY_DAYS,
     RISKY_CATEGORIES,
     SECONDS_PER_DAY,
 )
@@ -234,6 +237,15 @@ def transaction_formulas(ops: Ops, s: TxStats) -> tuple[Value, ...]:
     )
 
 
+# One decay step: ns of age times this, negated and exponentiated, is a transaction's weight.
+DECAY_PER_NS = 1.0 / (RECENT_DECAY_DAYS * NS_PER_DAY)
+
+
+def is_gambling_merchant(merchant: object) -> bool:
+    """Whether a merchant name marks gambling (GAMBLING_MERCHANT_PREFIXES, any case)."""
+    return str(merchant).lower().startswith(GAMBLING_MERCHANT_PREFIXES)
+
+
 class UserStats(NamedTuple):
     """Primitive statistics of all of a user's transactions seen so far."""
 
@@ -262,6 +274,20 @@ class UserStats(NamedTuple):
     trend_b_sum: Value  # b = balance_after
     trend_tb_sum: Value
     n_merchants: Value  # distinct merchants
+    category_counts: Sequence[Value]  # transactions in each of COUNTED_CATEGORIES
+    n_gambling: Value  # debits at gambling merchants
+    n_distress: Value  # debits in DISTRESS_CATEGORIES or at a gambling merchant
+    # Sums weighted by exp(-age * DECAY_PER_NS), age = the user's latest timestamp minus the
+    # transaction's (the latest transaction weighs 1):
+    recent_weight: Value  # of 1
+    recent_debit_weight: Value  # of 1 over debits
+    recent_income: Value  # of credit amounts
+    recent_expense: Value  # of debit amounts
+    recent_overdrawn: Value  # of balance_after < 0
+    recent_low_balance: Value  # of balance_after < LOW_BALANCE_THRESHOLD
+    recent_distress: Value  # of distress debits
+    recent_balance: Value  # of balance_after
+    recent_transfer_in: Value  # of transfer_in credits
 
 
 def user_formulas(ops: Ops, s: UserStats) -> tuple[Value, ...]:
@@ -297,6 +323,8 @@ def user_formulas(ops: Ops, s: UserStats) -> tuple[Value, ...]:
     trend_ok = trend_den > _TINY * ops.maximum(n * s.trend_tt_sum, 1.0)
     trend_num = n * s.trend_tb_sum - s.trend_t_sum * s.trend_b_sum
     trend = ops.where(trend_ok, trend_num / ops.where(trend_ok, trend_den, 1.0), 0.0)
+    # The latest transaction weighs 1, so this floor only guards a state with no transaction.
+    recent_weight = ops.maximum(s.recent_weight, 1.0)
 
     return (
         s.total_income,
@@ -324,4 +352,15 @@ def user_formulas(ops: Ops, s: UserStats) -> tuple[Value, ...]:
         s.essential_spend / expense_safe,
         s.cash_out_spend / expense_safe,
         s.n_merchants / n_safe,
+        *[count / months for count in s.category_counts],
+        s.n_gambling / months,
+        s.n_distress / n_debits_safe,
+        s.recent_expense / ops.maximum(s.recent_income, MONEY_FLOOR),
+        s.recent_overdrawn / recent_weight,
+        s.recent_low_balance / recent_weight,
+        # Without recent debits (all weight underflowed) the share is 0, not 0/0.
+        s.recent_distress / ops.maximum(s.recent_debit_weight, _TINY),
+        s.recent_balance / recent_weight,
+        # A decayed count of a steady rate r a day tends to r * RECENT_DECAY_DAYS.
+        s.recent_transfer_in * (DAYS_PER_MONTH / RECENT_DECAY_DAYS),
     )

@@ -1,7 +1,8 @@
 """Online path: the statistics of `finrisk.features.formulas`, kept incrementally per user.
 
-`OnlineFeatures` holds one small state per user (running sums, the velocity windows as deques
-of (timestamp, cumulative debit before), the sets of seen categories and merchants) and
+`OnlineFeatures` holds one small state per user (running sums, time-decayed "recent" sums
+against a per-user reference time, the velocity windows as deques of (timestamp, cumulative
+debit before), per-category counts and the set of seen merchants) and
 updates it with each transaction, in O(1) amortised time. The same formulas as the batch path
 turn the state into features, so that a stream fed in each user's canonical order
 (timestamp, transaction_id) gives the batch path's values; the parity test proves it.
@@ -11,7 +12,8 @@ milliseconds (int); ISO-8601 strings, datetimes and pandas Timestamps are accept
 (`finrisk.features.timestamps.to_ns`). A transaction arriving with an earlier timestamp than
 its user's previous one is processed as it comes: its gap counts as 0 and the windows expire
 relative to the newest timestamp seen for that user, so a late message is never lost but its
-velocity counts are approximate.
+velocity counts are approximate. The recent (time-decayed) sums stay exact: a late
+transaction enters them with its own age's weight.
 
 State survives restarts through `snapshot(user_id) -> bytes` and `restore(user_id, bytes)`:
 JSON (orjson), keyed by user, so the streaming bridge can keep a compacted changelog topic.
@@ -29,22 +31,28 @@ import orjson
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
     CASH_OUT_CATEGORIES,
+    COUNTED_CATEGORIES,
     DEBIT_DIRECTION,
     DISCRETIONARY_CATEGORIES,
+    DISTRESS_CATEGORIES,
     ESSENTIAL_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
     NS_PER_DAY,
     NS_PER_SECOND,
+    RECENT_DECAY_DAYS,
     SALARY,
     SUM_WINDOWS,
     TRANSACTION_FEATURES,
+    TRANSFER_IN,
     USER_FEATURES,
     WINDOWS,
 )
 from finrisk.features.formulas import (
+    DECAY_PER_NS,
     SCALAR_OPS,
     TxStats,
     UserStats,
+    is_gambling_merchant,
     transaction_formulas,
     user_formulas,
 )
@@ -61,12 +69,31 @@ from finrisk.schema import (
     USER_ID,
 )
 
-SNAPSHOT_VERSION = 1
+# 2: per-category counts (replacing the set of seen categories), gambling and distress counts
+# and the recent sums. An older snapshot lacks them: rebuild its state by replaying.
+SNAPSHOT_VERSION = 2
 _NS_PER_SECOND_F = float(NS_PER_SECOND)
 _NS_PER_DAY_F = float(NS_PER_DAY)
 _WINDOW_LENGTHS: tuple[int, ...] = tuple(length for _, length in WINDOWS)
 _SUM_WINDOW_INDEX: tuple[int, ...] = tuple(
     [suffix for suffix, _ in WINDOWS].index(name) for name in SUM_WINDOWS
+)
+
+# The time-decayed sums of UserStats (recent_*). Online each is kept against a per-user
+# reference time (`recent_ref_ts`), a transaction adding x * exp((ts - ref) / tau): no sum
+# has to be decayed on every update, and reading one multiplies it by exp((ref - latest) /
+# tau). The reference moves forward (rescaling the sums) once a weight would exceed e^30.
+_REBASE_NS = round(30 * RECENT_DECAY_DAYS * NS_PER_DAY)
+_RECENT: tuple[str, ...] = (
+    "recent_weight",
+    "recent_debit_weight",
+    "recent_income",
+    "recent_expense",
+    "recent_overdrawn",
+    "recent_low_balance",
+    "recent_distress",
+    "recent_balance",
+    "recent_transfer_in",
 )
 
 # Scalar fields of a user's state, in snapshot order; the containers are handled apart.
@@ -98,13 +125,17 @@ _SCALARS: tuple[str, ...] = (
     "tt_sum",
     "b_sum",
     "tb_sum",
+    "n_gambling",
+    "n_distress",
+    "recent_ref_ts",
+    *_RECENT,
 )
 
 
 class _UserState:
     """Everything the formulas need about one user's history."""
 
-    __slots__ = (*_SCALARS, "categories", "category_spend", "merchants", "windows")
+    __slots__ = (*_SCALARS, "category_counts", "category_spend", "merchants", "windows")
 
     def __init__(self) -> None:
         self.n_tx = 0
@@ -134,7 +165,20 @@ class _UserState:
         self.tt_sum = 0.0
         self.b_sum = 0.0
         self.tb_sum = 0.0
-        self.categories: set[str] = set()
+        self.n_gambling = 0
+        self.n_distress = 0
+        self.recent_ref_ts = 0
+        self.recent_weight = 0.0
+        self.recent_debit_weight = 0.0
+        self.recent_income = 0.0
+        self.recent_expense = 0.0
+        self.recent_overdrawn = 0.0
+        self.recent_low_balance = 0.0
+        self.recent_distress = 0.0
+        self.recent_balance = 0.0
+        self.recent_transfer_in = 0.0
+        # Transactions per category; a category's first one is "new".
+        self.category_counts: dict[str, int] = {}
         self.category_spend: dict[str, float] = {}
         self.merchants: set[str] = set()
         # Per window: (timestamp, cumulative debit amount before that transaction).
@@ -193,7 +237,7 @@ class OnlineFeatures:
         state = self._users.get(user)
         if state is None:
             state = self._users[user] = _UserState()
-            state.first_ts = state.last_ts = ts
+            state.first_ts = state.last_ts = state.recent_ref_ts = ts
             state.min_balance = balance
             has_prev = False
             gap = 0.0
@@ -208,9 +252,10 @@ class OnlineFeatures:
                 gap = 0.0
                 clock = last
 
-        new_category = category not in state.categories
-        if new_category:
-            state.categories.add(category)
+        category_counts = state.category_counts
+        seen = category_counts.get(category, 0)
+        category_counts[category] = seen + 1
+        new_category = seen == 0
         new_merchant = merchant not in state.merchants
         if new_merchant:
             state.merchants.add(merchant)
@@ -261,17 +306,38 @@ class OnlineFeatures:
                 1.0 if new_merchant else 0.0,
             ),
         )
-        self._add_to_user(state, ts, amount, debit, category, balance)
+        self._add_to_user(state, ts, amount, debit, category, merchant, balance)
         return values
 
     @staticmethod
     def _add_to_user(
-        state: _UserState, ts: int, amount: float, debit: bool, category: str, balance: float
+        state: _UserState,
+        ts: int,
+        amount: float,
+        debit: bool,
+        category: str,
+        merchant: Any,
+        balance: float,
     ) -> None:
         state.n_tx += 1
         if ts > state.last_ts:
             state.last_ts = ts
+        offset = ts - state.recent_ref_ts
+        if offset > _REBASE_NS:
+            _rebase_recent_sums(state, ts)
+            offset = 0
+        weight = math.exp(offset * DECAY_PER_NS)
+        state.recent_weight += weight
+        state.recent_balance += weight * balance
         if debit:
+            state.recent_debit_weight += weight
+            state.recent_expense += weight * amount
+            gambling = is_gambling_merchant(merchant)
+            if gambling:
+                state.n_gambling += 1
+            if gambling or category in DISTRESS_CATEGORIES:
+                state.n_distress += 1
+                state.recent_distress += weight
             state.expense_sumsq += amount * amount
             spend = state.category_spend
             spend[category] = spend.get(category, 0.0) + amount
@@ -282,6 +348,9 @@ class OnlineFeatures:
             elif category in CASH_OUT_CATEGORIES:
                 state.cash_out += amount
         else:
+            state.recent_income += weight * amount
+            if category == TRANSFER_IN:
+                state.recent_transfer_in += weight
             state.total_income += amount
             if category == SALARY:
                 state.salary_income += amount
@@ -293,8 +362,10 @@ class OnlineFeatures:
                 state.last_salary_ts = ts
         if balance < LOW_BALANCE_THRESHOLD:
             state.n_low += 1
+            state.recent_low_balance += weight
             if balance < 0:
                 state.n_overdrawn += 1
+                state.recent_overdrawn += weight
         state.balance_sum += balance
         if balance < state.min_balance:
             state.min_balance = balance
@@ -310,6 +381,8 @@ class OnlineFeatures:
         state = self._users.get(user_id)
         if state is None:
             raise FinriskError(f"no transactions seen for user {user_id!r}")
+        # From the reference time to the latest transaction, as the formulas define the sums.
+        scale = math.exp((state.recent_ref_ts - state.last_ts) * DECAY_PER_NS)
         values = user_formulas(
             SCALAR_OPS,
             UserStats(
@@ -338,6 +411,18 @@ class OnlineFeatures:
                 trend_b_sum=state.b_sum,
                 trend_tb_sum=state.tb_sum,
                 n_merchants=len(state.merchants),
+                category_counts=[state.category_counts.get(c, 0) for c in COUNTED_CATEGORIES],
+                n_gambling=state.n_gambling,
+                n_distress=state.n_distress,
+                recent_weight=state.recent_weight * scale,
+                recent_debit_weight=state.recent_debit_weight * scale,
+                recent_income=state.recent_income * scale,
+                recent_expense=state.recent_expense * scale,
+                recent_overdrawn=state.recent_overdrawn * scale,
+                recent_low_balance=state.recent_low_balance * scale,
+                recent_distress=state.recent_distress * scale,
+                recent_balance=state.recent_balance * scale,
+                recent_transfer_in=state.recent_transfer_in * scale,
             ),
         )
         return {name: float(value) for name, value in zip(USER_FEATURES, values, strict=True)}
@@ -350,7 +435,7 @@ class OnlineFeatures:
         document: dict[str, Any] = {"version": SNAPSHOT_VERSION}
         for name in _SCALARS:
             document[name] = getattr(state, name)
-        document["categories"] = list(state.categories)
+        document["category_counts"] = state.category_counts
         document["category_spend"] = state.category_spend
         document["merchants"] = list(state.merchants)
         document["windows"] = [list(window) for window in state.windows]
@@ -360,15 +445,18 @@ class OnlineFeatures:
         """Replace the user's state with one written by `snapshot`."""
         try:
             document = orjson.loads(data)
-            if document.get("version") != SNAPSHOT_VERSION:
+            version = document.get("version")
+            if version != SNAPSHOT_VERSION:
                 raise FinriskError(
-                    f"feature state of user {user_id!r} has version "
-                    f"{document.get('version')!r}; this finrisk reads {SNAPSHOT_VERSION}"
+                    f"feature state of user {user_id!r} has snapshot version {version!r}; this "
+                    f"finrisk reads version {SNAPSHOT_VERSION} only (a state of another version "
+                    "lacks statistics the features need: drop it and replay the user's "
+                    "transactions)"
                 )
             state = _UserState()
             for name in _SCALARS:
                 setattr(state, name, document[name])
-            state.categories = set(document["categories"])
+            state.category_counts = {str(k): int(v) for k, v in document["category_counts"].items()}
             state.category_spend = {str(k): float(v) for k, v in document["category_spend"].items()}
             state.merchants = set(document["merchants"])
             windows = document["windows"]
@@ -384,3 +472,11 @@ class OnlineFeatures:
     def forget(self, user_id: Any) -> None:
         """Drop the user's state (e.g. when a changelog tombstone arrives)."""
         self._users.pop(user_id, None)
+
+
+def _rebase_recent_sums(state: _UserState, ts: int) -> None:
+    """Move the recent sums' reference time to `ts`, before their weights grow too large."""
+    scale = math.exp((state.recent_ref_ts - ts) * DECAY_PER_NS)
+    for name in _RECENT:
+        setattr(state, name, getattr(state, name) * scale)
+    state.recent_ref_ts = ts

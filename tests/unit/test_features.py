@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -21,8 +22,17 @@ from finrisk.features import (
     transaction_features,
     user_features,
 )
-from finrisk.features.definitions import GAP_CAP_SECONDS, LOG_AMOUNT_VARIANCE_FLOOR
+from finrisk.features.definitions import (
+    COUNTED_CATEGORIES,
+    DAYS_PER_MONTH,
+    GAP_CAP_SECONDS,
+    LOG_AMOUNT_VARIANCE_FLOOR,
+    RECENT_DECAY_DAYS,
+)
+from finrisk.features.formulas import is_gambling_merchant
+from finrisk.features.online import SNAPSHOT_VERSION
 from finrisk.features.timestamps import to_ns
+from finrisk.synthetic.merchants import build_pool
 
 START = pd.Timestamp("2024-01-01 06:00", tz="UTC")  # a Monday
 
@@ -59,6 +69,11 @@ def test_names() -> None:
         "top_category_spend",
     )
     assert USER_FEATURES[: len(SEED_USER_FEATURES)] == SEED_USER_FEATURES
+    for category in COUNTED_CATEGORIES:
+        assert f"{category}_tx_per_month" in USER_FEATURES
+    assert {"gambling_tx_per_month", "distress_share", "recent_distress_share"} <= set(
+        USER_FEATURES
+    )
     assert len(set(USER_FEATURES)) == len(USER_FEATURES)
     assert len(set(TRANSACTION_FEATURES)) == len(TRANSACTION_FEATURES)
 
@@ -278,6 +293,168 @@ def test_richer_user_features() -> None:
     assert only_daily["balance_trend_per_month"] == pytest.approx(10.0 * 30.4375)
     assert only_daily["income_irregularity"] == 1.0  # no salary: as irregular as cv 1
     assert only_daily["merchant_diversity"] == pytest.approx(1 / len(daily))
+
+
+RECENT_FEATURES = tuple(name for name in USER_FEATURES if name.startswith("recent_"))
+DAY_MINUTES = 24 * 60
+
+
+def _recent_frame() -> pd.DataFrame:
+    """u1: days 0, 20 and 40, so weights e^-2, e^-1 and 1; u2: one of each distress kind."""
+    return frame(
+        [
+            {"minutes": 0, "amount": 100.0, "balance_after": -50.0},
+            {
+                "minutes": 20 * DAY_MINUTES,
+                "amount": 400.0,
+                "direction": "credit",
+                "category": "transfer_in",
+                "merchant": "A. Smith",
+                "balance_after": 350.0,
+            },
+            {
+                "minutes": 40 * DAY_MINUTES,
+                "amount": 30.0,
+                "category": "entertainment",
+                "merchant": "BetBuddy #2",
+                "balance_after": 50.0,
+            },
+            {"user_id": "u2", "minutes": 0, "category": "gift_cards", "merchant": "eGiftNow"},
+            {"user_id": "u2", "minutes": 1, "category": "cash_withdrawal", "merchant": "ATM X"},
+            {"user_id": "u2", "minutes": 2, "category": "dining", "merchant": "LUCKYSPIN Live"},
+            {"user_id": "u2", "minutes": 3, "category": "entertainment", "merchant": "CineMax"},
+            {
+                "user_id": "u2",
+                "minutes": 4,
+                "amount": 2000.0,
+                "direction": "credit",
+                "category": "salary",
+                "merchant": "Acme",
+            },
+        ]
+    )
+
+
+def test_counted_categories_gambling_and_distress() -> None:
+    u = user_features(_recent_frame())
+    months = 40.0 / DAYS_PER_MONTH  # u1 spans 40 days: more than a month
+    u1 = u.loc["u1"]
+    assert u1["transfer_in_tx_per_month"] == pytest.approx(1 / months)
+    assert u1["entertainment_tx_per_month"] == pytest.approx(1 / months)
+    assert u1["gambling_tx_per_month"] == pytest.approx(1 / months)
+    assert u1["gift_cards_tx_per_month"] == 0.0
+    assert u1["distress_share"] == 0.5  # of its two debits, the bet
+    # u2 spans minutes: per-month rates divide by one month. Gambling goes by merchant name in
+    # any case and category; cinema is entertainment but not gambling.
+    u2 = u.loc["u2"]
+    for category in ("gift_cards", "cash_withdrawal", "entertainment", "salary"):
+        assert u2[f"{category}_tx_per_month"] == 1.0
+    assert u2["gambling_tx_per_month"] == 1.0
+    assert u2["distress_share"] == 0.75  # gift card, cash, LuckySpin of four debits
+
+
+def test_recent_features_weigh_by_age_from_the_latest_transaction() -> None:
+    u1 = user_features(_recent_frame()).loc["u1"]
+    w = np.exp(-np.array([40.0, 20.0, 0.0]) / RECENT_DECAY_DAYS)
+    assert RECENT_DECAY_DAYS == 20.0  # the weights below are e^-2, e^-1, 1
+    assert u1["recent_expense_income_ratio"] == pytest.approx(
+        (100 * w[0] + 30 * w[2]) / (400 * w[1])
+    )
+    assert u1["recent_overdraft_share"] == pytest.approx(w[0] / w.sum())
+    assert u1["recent_low_balance_share"] == pytest.approx((w[0] + w[2]) / w.sum())
+    assert u1["recent_distress_share"] == pytest.approx(w[2] / (w[0] + w[2]))
+    assert u1["recent_mean_balance"] == pytest.approx((-50 * w[0] + 350 * w[1] + 50) / w.sum())
+    assert u1["recent_transfer_in_per_month"] == pytest.approx(
+        w[1] * DAYS_PER_MONTH / RECENT_DECAY_DAYS
+    )
+    # The whole period gives the old overdraft the same weight as the rest.
+    assert u1["overdraft_freq"] == pytest.approx(1 / 3)
+
+
+def test_recent_features_survive_long_gaps_and_late_arrivals() -> None:
+    years = 365 * DAY_MINUTES
+    df = frame(
+        [
+            {"minutes": 0, "category": "gift_cards", "balance_after": -10.0},
+            {"minutes": 5, "category": "gift_cards", "balance_after": -20.0},
+            # 50 years on, the old debits' weights underflow to 0: shares stay defined.
+            {"minutes": 50 * years, "direction": "credit", "category": "refund"},
+            {"minutes": 50 * years + 60, "direction": "credit", "category": "refund"},
+        ]
+    )
+    u1 = user_features(df).loc["u1"]
+    assert u1["recent_distress_share"] == 0.0
+    assert u1["recent_overdraft_share"] == 0.0
+    assert u1["recent_expense_income_ratio"] == 0.0
+    assert u1["distress_share"] == 1.0
+    assert np.isfinite(user_features(df).to_numpy()).all()
+    # Online, in order and newest first (every later message late): the same recent features.
+    for records in (df.to_dict("records"), df.iloc[::-1].to_dict("records")):
+        online = OnlineFeatures()
+        for record in records:
+            online.update(record)
+        got = online.user_features("u1")
+        for name in RECENT_FEATURES:
+            assert got[name] == pytest.approx(u1[name], rel=1e-12, abs=1e-12), name
+
+
+def test_online_recent_sums_stay_exact_over_years() -> None:
+    # A transaction every 45 days for 10 years: online, the sums' reference time moves on
+    # several times; none of the old transactions' weights has underflowed yet at the end.
+    rows = [
+        {
+            "minutes": k * 45 * DAY_MINUTES,
+            "amount": 10.0 + k,
+            "direction": "credit" if k % 3 == 0 else "debit",
+            "category": "transfer_in" if k % 3 == 0 else ("gift_cards" if k % 2 else "dining"),
+            "balance_after": 50.0 * (k % 5) - 75.0,
+        }
+        for k in range(81)
+    ]
+    df = frame(rows)
+    batch = user_features(df).loc["u1"]
+    online = OnlineFeatures()
+    for record in df.to_dict("records"):
+        online.update(record)
+    got = online.user_features("u1")
+    for name in RECENT_FEATURES:
+        assert got[name] == pytest.approx(batch[name], rel=1e-12), name
+    assert 0 < batch["recent_overdraft_share"] < 1
+    assert 0 < batch["recent_distress_share"] < 1
+
+
+def test_online_recent_features_do_not_depend_on_arrival_order() -> None:
+    df = _recent_frame()
+    batch = user_features(df)
+    for seed in range(3):
+        online = OnlineFeatures()
+        for record in df.sample(frac=1.0, random_state=seed).to_dict("records"):
+            online.update(record)
+        for user in ("u1", "u2"):
+            got = online.user_features(user)
+            # Per-month rates are not order-free online (span runs from the first arrival).
+            for name in (*RECENT_FEATURES, "distress_share"):
+                assert got[name] == pytest.approx(batch.loc[user, name], rel=1e-12), name
+
+
+def test_gambling_merchants_are_the_generators_betting_brands() -> None:
+    pool = build_pool()
+    flagged = {i for i, name in enumerate(pool.names) if is_gambling_merchant(name)}
+    assert flagged == set(pool.betting.tolist())
+    assert flagged
+
+
+def test_old_snapshot_versions_are_refused_clearly() -> None:
+    online = OnlineFeatures()
+    online.update(frame([{}]).to_dict("records")[0])
+    data = online.snapshot("u1")
+    assert orjson.loads(data)["version"] == SNAPSHOT_VERSION
+    old = data.replace(
+        f'"version":{SNAPSHOT_VERSION}'.encode(), f'"version":{SNAPSHOT_VERSION - 1}'.encode()
+    )
+    assert old != data
+    with pytest.raises(FinriskError, match=f"version {SNAPSHOT_VERSION - 1}.*replay"):
+        OnlineFeatures().restore("u1", old)
 
 
 def test_batch_features_match_the_separate_calls() -> None:

@@ -83,6 +83,10 @@ def test_online_user_features_equal_batch(stream: pd.DataFrame) -> None:
     got = pd.DataFrame([online.user_features(u) for u in batch.index], index=batch.index)
     for name in USER_FEATURES:
         np.testing.assert_allclose(got[name], batch[name], rtol=RTOL, atol=ATOL, err_msg=name)
+    # The stream must exercise the distress counts and the recent (decayed) sums.
+    assert (batch["gambling_tx_per_month"] > 0).mean() > 0.2
+    assert ((batch["recent_overdraft_share"] > 0) & (batch["recent_overdraft_share"] < 1)).any()
+    assert not np.allclose(batch["recent_distress_share"], batch["distress_share"])
 
 
 def test_timestamp_forms_give_identical_features(stream: pd.DataFrame) -> None:
