@@ -1,0 +1,68 @@
+"""Assemble a bridge from settings, and run it until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from finrisk.serving.bridge.backoff import Backoff
+from finrisk.serving.bridge.breaker import CircuitBreaker
+from finrisk.serving.bridge.loop import Bridge, RunStats
+from finrisk.serving.bridge.scoring import V2Scorer
+from finrisk.serving.bridge.v2_client import V2Client
+from finrisk.settings import BridgeSettings, Settings
+from finrisk.sinks import open_sink
+
+log = logging.getLogger("finrisk.bridge")
+# httpx logs every request at INFO: thousands a minute here.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def v2_client(config: BridgeSettings, url: str) -> V2Client:
+    return V2Client(
+        url,
+        timeout_s=config.request_timeout_s,
+        max_attempts=config.max_attempts,
+        backoff=Backoff(
+            config.backoff_initial_s, max(config.backoff_max_s, config.backoff_initial_s)
+        ),
+        breaker=CircuitBreaker(config.breaker_failure_threshold, config.breaker_reset_s),
+    )
+
+
+def build_scorer(config: BridgeSettings) -> V2Scorer:
+    detector = v2_client(config, config.predictor_url)
+    risk = None
+    if config.risk_model:
+        same = config.risk_predictor_url in (None, config.predictor_url)
+        risk = detector if same else v2_client(config, str(config.risk_predictor_url))
+    return V2Scorer(
+        detector,
+        risk,
+        config.detector_model,
+        config.risk_model,
+        reasons=config.reasons,
+        reasons_per_row=config.reasons_per_row,
+    )
+
+
+def build_bridge(settings: Settings, *, serve_http: bool = True) -> Bridge:
+    return Bridge(
+        settings, build_scorer(settings.bridge), open_sink(settings), serve_http=serve_http
+    )
+
+
+def run_bridge(settings: Settings, *, idle_exit_s: float | None = None) -> RunStats:
+    """Run a bridge in this (main) thread; SIGTERM and SIGINT make it finish and commit."""
+    bridge = build_bridge(settings)
+
+    def graceful(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: finishing the batch, committing, closing", signal.Signals(signum).name)
+        bridge.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, graceful)
+    return bridge.run(idle_exit_s=idle_exit_s)

@@ -1,0 +1,178 @@
+"""One micro-batch: its messages parsed and checked, features computed, and what is left to do.
+
+`prepare` runs in the bridge's thread, in message order: it parses each message (bad ones
+become dead letters), skips those the restored state already includes, updates the online
+features, and snapshots every user the batch touched (the batch's changelog records) before
+the next batch can change them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from confluent_kafka import Message
+
+from finrisk.errors import FinriskError
+from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
+from finrisk.serving.bridge.outputs import Score
+from finrisk.serving.bridge.state import ChangelogRecord, StateStore
+from finrisk.sinks.base import AnomalyRecord
+
+if TYPE_CHECKING:
+    from finrisk.serving.bridge.delivery import Tracker
+
+SCORING, SENT, CHANGELOG_SENT = "scoring", "sent", "changelog_sent"
+Headers = list[tuple[str, str | bytes | None]]
+# (topic, key, value, headers, partition or None for the key's partition)
+OutRecord = tuple[str, bytes | None, bytes | None, Headers | None, int | None]
+
+
+def where(msg: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed message (always set on those)."""
+    partition, offset = msg.partition(), msg.offset()
+    assert partition is not None and offset is not None
+    return partition, offset
+
+
+def headers_of(msg: Message) -> Headers:
+    raw = msg.headers()
+    if raw is None:
+        return []
+    return list(raw.items()) if isinstance(raw, dict) else list(raw)
+
+
+@dataclass
+class Batch:
+    """A micro-batch on its way out; each step done is recorded, so a retry resumes there."""
+
+    rows: list[tuple[Message, Transaction]]
+    tx_matrix: np.ndarray
+    user_matrix: np.ndarray
+    dead: list[tuple[Message, str, str]]
+    next_offsets: dict[int, int]  # input partition -> offset to commit
+    changelog: list[ChangelogRecord]
+    skipped: int = 0
+    consume_errors: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    # Scoring: in flight, then done.
+    future: Future[list[Score]] | None = None
+    scores: list[Score] | None = None
+    scored_at_ms: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    outputs: list[OutRecord] | None = None
+    # At least once, after scoring: outputs sent, then the sink flushed, then the changelog
+    # sent (once both are durable), then the offsets committed (once the changelog is).
+    stage: str = SCORING
+    outputs_sent: Tracker | None = None
+    changelog_sent: Tracker | None = None
+    anomalies: list[AnomalyRecord] = field(default_factory=list)
+    sink_flush: Future[None] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + len(self.dead) + self.skipped
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows and not self.dead and not self.next_offsets
+
+    def settle_future(self) -> None:
+        """Wait for scoring in flight; its result (or failure) is then kept, not lost."""
+        if self.future is None:
+            return
+        future, self.future = self.future, None
+        try:
+            self.set_scores(future.result())
+        except Exception:  # any failure: the next attempt scores it again, in order
+            self.scores = None
+
+    def forget_failed_scoring(self) -> None:
+        future = self.future
+        if future is not None and future.done() and future.exception() is not None:
+            self.future = None
+
+    def set_scores(self, scores: list[Score]) -> None:
+        self.scores = scores
+        self.scored_at_ms = now = int(time.time() * 1000)
+        latencies = []
+        for msg, _ in self.rows:
+            stamp = msg.timestamp()[1]
+            latencies.append(float(now - stamp) if stamp > 0 else 0.0)
+        self.latencies_ms = latencies
+
+    def keep_rows(self, keep: list[int]) -> None:
+        self.rows = [self.rows[i] for i in keep]
+        self.tx_matrix = self.tx_matrix[keep]
+        self.user_matrix = self.user_matrix[keep]
+        if self.scores is not None:
+            self.scores = [self.scores[i] for i in keep]
+            self.latencies_ms = [self.latencies_ms[i] for i in keep]
+        self.outputs = None
+
+    def drop_partitions(self, gone: set[int]) -> None:
+        """Forget what is left to do for revoked partitions: their next owner replays them.
+
+        Outputs already sent stay sent (a replay may duplicate them, as at least once allows);
+        their changelog records and offsets must not follow, since a changelog record written
+        after the next owner took over could later be restored over its newer state.
+        """
+        if self.stage == SCORING:
+            self.settle_future()
+            keep = [i for i, (msg, _) in enumerate(self.rows) if where(msg)[0] not in gone]
+            if len(keep) != len(self.rows):
+                self.keep_rows(keep)
+            self.dead = [d for d in self.dead if where(d[0])[0] not in gone]
+            self.outputs = None  # rebuilt from what is kept
+        self.next_offsets = {p: o for p, o in self.next_offsets.items() if p not in gone}
+        self.changelog = [r for r in self.changelog if r.partition not in gone]
+
+
+def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStore) -> Batch:
+    rows: list[tuple[Message, Transaction]] = []
+    tx_values: list[tuple[float, ...]] = []
+    user_values: list[tuple[float, ...]] = []
+    dead: list[tuple[Message, str, str]] = []
+    next_offsets: dict[int, int] = {}
+    skipped = errors = 0
+    parse = parser.parse
+    for msg in messages:
+        if msg.error() is not None:
+            errors += 1
+            continue
+        partition, offset = where(msg)
+        next_offsets[partition] = offset + 1
+        try:
+            tx = parse(msg.value())
+        except BadMessage as bad:
+            dead.append((msg, bad.kind, bad.reason))
+            continue
+        if state.applied(tx.user_id, partition, offset):
+            skipped += 1
+            continue
+        try:
+            values, user = state.apply(tx, partition, offset)
+        except FinriskError as exc:
+            dead.append((msg, SCHEMA_INVALID, str(exc)))
+            continue
+        rows.append((msg, tx))
+        tx_values.append(values)
+        user_values.append(tuple(user.values()))  # USER_FEATURES order
+    n = len(rows)
+    changelog = state.changelog()
+    state.mark_clean()
+    return Batch(
+        rows=rows,
+        tx_matrix=np.array(tx_values, dtype=np.float64).reshape(n, len(TRANSACTION_FEATURES)),
+        user_matrix=np.array(user_values, dtype=np.float64).reshape(n, len(USER_FEATURES)),
+        dead=dead,
+        next_offsets=next_offsets,
+        changelog=changelog,
+        skipped=skipped,
+        consume_errors=errors,
+    )

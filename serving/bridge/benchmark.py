@@ -1,0 +1,267 @@
+"""`finrisk bench bridge`: end-to-end throughput and event-to-score latency, against the seed's
+one-call-per-message consumer, in one run on the real broker and the real predictor.
+
+1. throughput: `count` transactions are produced to a fresh topic first; a `finrisk bridge`
+   process then drains the backlog. Rate = scored records / time between the first and the
+   last scored record arriving at a consumer of the scored topic (startup excluded, shown
+   apart).
+2. the same backlog through the one-call-per-message consumer, bounded in messages and time.
+3. latency: a fresh bridge on a fresh topic, warmed up, then transactions offered at
+   `latency_rate` per second for `latency_seconds`; event-to-score latency per transaction =
+   arrival of its scored record downstream - the input message's timestamp.
+
+Every process and topic is its own (uuid names); figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer
+
+from finrisk.errors import FinriskError
+from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge.local_processes import (
+    BridgeProcess,
+    RegisteredModels,
+    bridge_environment,
+)
+from finrisk.serving.bridge.producer import produce, stream_producer, synthetic_records
+from finrisk.settings import Settings
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    models: RegisteredModels
+
+
+class ScoredWatcher:
+    """Counts scored records as they arrive (read_committed), with arrival times."""
+
+    def __init__(self, settings: Settings, topic: str, *, parse: bool) -> None:
+        self.consumer = Consumer(
+            {
+                **kafka_config.client_config(settings),
+                "group.id": f"bench-watch-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.parse = parse
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.latencies_ms: list[float] = []
+        self.ids: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> ScoredWatcher:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # poll returns as soon as one record is there (consume would wait out its timeout
+            # for a full batch, adding that wait to every latency); then take what is buffered.
+            first = self.consumer.poll(0.05)
+            if first is None:
+                continue
+            now = time.monotonic()
+            now_ms = time.time() * 1000
+            batch = [first, *self.consumer.consume(5_000, 0)]
+            got = 0
+            for msg in batch:
+                if msg.error() is not None:
+                    continue
+                got += 1
+                if self.parse:
+                    doc = orjson.loads(msg.value() or b"{}")
+                    self.ids.add(doc["transaction_id"])
+                    created = doc["scored_at_ms"] - doc["latency_ms"]
+                    self.latencies_ms.append(now_ms - created)
+            if got:
+                self.first = self.first or now
+                self.last = now
+                self.count += got
+
+    def wait_for(self, n: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.count < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.count >= n
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.consumer.close()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.asarray(values)
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 1),
+        "p95_ms": round(float(np.percentile(arr, 95)), 1),
+        "p99_ms": round(float(np.percentile(arr, 99)), 1),
+        "max_ms": round(float(arr.max()), 1),
+    }
+
+
+def _baseline_worker(settings_json: str, queue: Any, max_messages: int, max_seconds: float) -> None:
+    from finrisk.serving.bridge.baseline import run_one_per_message
+
+    settings = Settings.model_validate_json(settings_json)
+    queue.put(run_one_per_message(settings, max_messages=max_messages, max_seconds=max_seconds))
+
+
+def run_baseline(settings: Settings, max_messages: int, max_seconds: float) -> dict[str, Any]:
+    """The one-call-per-message consumer in its own process, like the bridge."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(
+        target=_baseline_worker,
+        args=(settings.model_dump_json(), queue, max_messages, max_seconds),
+    )
+    worker.start()
+    try:
+        result: dict[str, Any] = queue.get(timeout=max_seconds + 120)
+    finally:
+        worker.join(30)
+        if worker.is_alive():
+            worker.kill()
+    return result
+
+
+def run(
+    settings: Settings,
+    endpoint: Endpoint,
+    *,
+    count: int,
+    users: int,
+    days: int,
+    seed: int,
+    partitions: int,
+    bridge_settings: dict[str, Any],
+    baseline_messages: int,
+    baseline_seconds: float,
+    latency_rate: float,
+    latency_seconds: float,
+    timeout_s: float,
+) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    bootstrap = kafka_config.bootstrap_servers(settings)
+    logs = settings.home / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    latency_count = int(latency_rate * latency_seconds)
+    warmup = 200
+    records = synthetic_records(count + latency_count + warmup, users, days, seed)
+    producer_conf = kafka_config.client_config(settings)
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
+        "input": {"transactions": count, "users": users, "partitions": partitions},
+        "predictor": {"url": endpoint.url, **endpoint.models.versions},
+    }
+
+    # 1. Throughput on a backlog.
+    topic = f"bench.{run_id}.tx"
+    kafka_config.ensure_topic(settings, topic, partitions)
+    sent = produce(producer_conf, topic, records[:count])
+    result["produce_backlog"] = sent.as_dict()
+    name = f"bench-{run_id}-batched"
+    watcher = ScoredWatcher(settings, f"{name}.scored", parse=False).start()
+    env = bridge_environment(
+        bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
+    )
+    started = time.monotonic()
+    bridge = BridgeProcess(env, logs / f"{name}.log").start()
+    try:
+        if not watcher.wait_for(count, timeout_s):
+            raise FinriskError(
+                f"the bridge scored {watcher.count} of {count} within {timeout_s:.0f} s; "
+                f"log {bridge.log}"
+            )
+    finally:
+        bridge.terminate()
+        watcher.stop()
+    assert watcher.first is not None and watcher.last is not None
+    drain = watcher.last - watcher.first
+    batched_rate = count / drain if drain > 0 else float("inf")
+    result["bridge"] = {
+        "scored": watcher.count,
+        "first_score_after_start_s": round(watcher.first - started, 2),
+        "drain_seconds": round(drain, 3),
+        "tx_per_s": round(batched_rate, 1),
+        "settings": bridge_settings,
+    }
+
+    # 2. The seed's way on the same backlog.
+    baseline_settings = settings.model_copy(
+        update={
+            "bridge": settings.bridge.model_copy(
+                update={
+                    "bootstrap_servers": bootstrap,
+                    "input_topic": topic,
+                    "scored_topic": f"bench-{run_id}-single.scored",
+                    "group_id": f"bench-{run_id}-single",
+                    "predictor_url": endpoint.url,
+                    "detector_model": endpoint.models.detector,
+                    "risk_model": endpoint.models.risk,
+                    **bridge_settings,
+                }
+            )
+        }
+    )
+    single = run_baseline(baseline_settings, baseline_messages, baseline_seconds)
+    result["one_call_per_message"] = single
+    if single["tx_per_s"]:
+        result["speedup"] = round(batched_rate / single["tx_per_s"], 1)
+
+    # 3. Event-to-score latency at a fixed offered rate.
+    topic = f"bench.{run_id}.lat"
+    kafka_config.ensure_topic(settings, topic, partitions)
+    name = f"bench-{run_id}-latency"
+    watcher = ScoredWatcher(settings, f"{name}.scored", parse=True).start()
+    env = bridge_environment(
+        bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
+    )
+    bridge = BridgeProcess(env, logs / f"{name}.log").start()
+    try:
+        feed = stream_producer(producer_conf)  # one warm connection for warm-up and run
+        produce(feed, topic, records[count : count + warmup])
+        if not watcher.wait_for(warmup, timeout_s):
+            raise FinriskError(f"the latency bridge did not warm up; log in {logs}")
+        watcher.latencies_ms.clear()
+        offered = produce(feed, topic, records[count + warmup :], rate=latency_rate)
+        if not watcher.wait_for(warmup + latency_count, timeout_s):
+            raise FinriskError(
+                f"the latency bridge scored {watcher.count - warmup} of {latency_count}"
+            )
+    finally:
+        bridge.terminate()
+        watcher.stop()
+    result["latency"] = {
+        "offered_tx_per_s": latency_rate,
+        "achieved_offer_tx_per_s": round(offered.rate, 1),
+        "transactions": latency_count,
+        "event_to_score": _percentiles(watcher.latencies_ms),
+    }
+    result["targets"] = {
+        "tx_per_s_at_least_20000": batched_rate >= 20_000,
+        "speedup_at_least_100x": result.get("speedup", 0) >= 100,
+        "p99_under_250_ms_at_5k": result["latency"]["event_to_score"].get("p99_ms", 1e9) < 250
+        and latency_rate >= 5_000,
+    }
+    return result

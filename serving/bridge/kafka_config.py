@@ -1,0 +1,184 @@
+"""librdkafka configuration from typed settings, and the topics the bridge needs."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from finrisk.errors import FinriskError
+from finrisk.settings import BridgeSettings, Settings
+
+DEFAULT_PARTITIONS = 6
+# How long the producer keeps retrying a record before reporting it failed.
+MESSAGE_TIMEOUT_MS = 30_000
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    return settings.bridge.bootstrap_servers or settings.kafka.bootstrap_servers
+
+
+def changelog_topic(bridge: BridgeSettings) -> str:
+    return bridge.changelog_topic or f"{bridge.group_id}.state"
+
+
+def transactional_id(bridge: BridgeSettings) -> str:
+    return bridge.transactional_id or f"{bridge.group_id}-{socket.gethostname()}"
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Connection and security properties every client shares."""
+    bridge = settings.bridge
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "security.protocol": bridge.security_protocol,
+    }
+    if bridge.sasl_mechanism:
+        conf["sasl.mechanism"] = bridge.sasl_mechanism
+    if bridge.sasl_username is not None:
+        conf["sasl.username"] = bridge.sasl_username
+    if bridge.sasl_password is not None:
+        conf["sasl.password"] = bridge.sasl_password.get_secret_value()
+    for key, path in (
+        ("ssl.ca.location", bridge.ssl_ca_location),
+        ("ssl.certificate.location", bridge.ssl_certificate_location),
+        ("ssl.key.location", bridge.ssl_key_location),
+    ):
+        if path is not None:
+            conf[key] = str(path)
+    if bridge.ssl_key_password is not None:
+        conf["ssl.key.password"] = bridge.ssl_key_password.get_secret_value()
+    conf.update(bridge.kafka_options)  # they win over the bridge's defaults below too
+    return conf
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    bridge = settings.bridge
+    return {
+        **client_config(settings),
+        "group.id": bridge.group_id,
+        # Offsets are committed by hand, only after a batch's outputs are durable.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "isolation.level": "read_committed",
+        "session.timeout.ms": bridge.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, bridge.session_timeout_ms // 4),
+        # Let a paused bridge keep its partitions for long outages of the predictor: the loop
+        # polls every few hundred ms while paused, so this bounds only a wedged process.
+        "max.poll.interval.ms": 300_000,
+        "queued.min.messages": 4 * bridge.batch_max_messages,
+        **bridge.kafka_options,
+    }
+
+
+def producer_config(settings: Settings, *, transactional: bool) -> dict[str, Any]:
+    bridge = settings.bridge
+    conf: dict[str, Any] = {
+        **client_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 2,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "compression.type": "lz4",
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+    }
+    if transactional:
+        conf["transactional.id"] = transactional_id(bridge)
+        conf["transaction.timeout.ms"] = 30_000
+    conf.update(bridge.kafka_options)
+    return conf
+
+
+def restore_consumer_config(settings: Settings) -> dict[str, Any]:
+    """A group-less consumer that reads changelog partitions it is assigned by hand."""
+    return {
+        **client_config(settings),
+        "group.id": f"{settings.bridge.group_id}.restore",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+    }
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings))
+
+
+def partition_count(client: AdminClient, topic: str, timeout_s: float = 10.0) -> int | None:
+    # All topics: asking for one by name makes a broker with auto-creation create it.
+    metadata = client.list_topics(timeout=timeout_s)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        return None
+    return len(found.partitions)
+
+
+def ensure_topics(settings: Settings, *, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """Create the bridge's topics when missing; return the input topic's partition count.
+
+    The outputs and the dead-letter topic get the input's partition count; the state changelog
+    must have at least as many (a user's state lives in the partition number of their input).
+    """
+    bridge = settings.bridge
+    client = admin(settings)
+    try:
+        n = partition_count(client, bridge.input_topic)
+        wanted = {}
+        if n is None:
+            n = partitions
+            wanted[bridge.input_topic] = NewTopic(bridge.input_topic, n)
+        for topic in (bridge.scored_topic, bridge.dlq_topic):
+            if partition_count(client, topic) is None:
+                wanted[topic] = NewTopic(topic, n)
+        changelog = changelog_topic(bridge)
+        have = partition_count(client, changelog)
+        if have is None:
+            wanted[changelog] = NewTopic(
+                changelog,
+                n,
+                config={
+                    "cleanup.policy": "compact",
+                    "min.compaction.lag.ms": "0",
+                    "segment.ms": "600000",
+                },
+            )
+        elif have < n:
+            raise FinriskError(
+                f"state changelog {changelog} has {have} partitions, fewer than the "
+                f"{n} of {bridge.input_topic}; add partitions to it (kafka-topics --alter)"
+            )
+        _create(client, list(wanted.values()))
+    except KafkaException as exc:
+        raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
+    return n
+
+
+def ensure_topic(settings: Settings, topic: str, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """Create `topic` with `partitions` when missing; its partition count."""
+    client = admin(settings)
+    try:
+        have = partition_count(client, topic)
+        if have is not None:
+            return have
+        _create(client, [NewTopic(topic, partitions)])
+    except KafkaException as exc:
+        raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
+    return partitions
+
+
+def _create(client: AdminClient, topics: list[NewTopic]) -> None:
+    if not topics:
+        return
+    for topic, future in client.create_topics(topics, operation_timeout=30).items():
+        try:
+            future.result(timeout=60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise FinriskError(f"cannot create Kafka topic {topic}: {error}") from None

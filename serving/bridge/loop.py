@@ -1,0 +1,616 @@
+"""The bridge: consume transactions, score them in micro-batches, write outputs, then commit.
+
+One thread runs the loop; Kafka's rebalance callbacks run inside its consume calls. A batch
+goes through these steps in order, and a step that completed is not redone when a later one
+fails:
+
+1. `prepare`: parse and check every message (bad ones become dead letters), skip messages the
+   restored state already includes, update the online features, snapshot touched users;
+2. score with the V2 calls (detector, risk model) in a worker thread: while the predictor works
+   on batch N, the loop prepares batch N+1 when it is already buffered;
+3. send the scored records and dead letters, and hand the anomalies to the sink's thread;
+4. once the outputs are acknowledged and the sink flushed: send the state changelog;
+5. once the changelog is acknowledged: commit the offsets.
+
+Steps 4 and 5 run behind the loop (it checks them between batches and waits only when idle,
+stopping or rebalancing), so no batch waits for the previous one's acknowledgements. The order
+is what at least once needs: a durable changelog record means durable outputs for everything
+in its state (the replay skip relies on it), and a commit means a durable changelog. Exactly
+once: steps 3-5 are one Kafka transaction per batch (scored records, dead letters, changelog,
+offsets), after the sink flush.
+
+When the predictor or the sink is unavailable, or Kafka does not acknowledge, the batch stays
+in memory, every assigned partition is paused, and the step is retried with backoff: nothing is
+dropped, nothing is committed, and consumption resumes by itself once the step passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from finrisk.schema import Schema
+from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge.backoff import Backoff
+from finrisk.serving.bridge.batch import (
+    CHANGELOG_SENT,
+    SENT,
+    Batch,
+    OutRecord,
+    headers_of,
+    prepare,
+    where,
+)
+from finrisk.serving.bridge.batching import MicroBatcher
+from finrisk.serving.bridge.delivery import (
+    BridgeFenced,
+    Delivery,
+    OutputUnavailable,
+    Tracker,
+    commit,
+)
+from finrisk.serving.bridge.messages import MessageParser
+from finrisk.serving.bridge.metrics import BridgeMetrics, Health, OpsServer
+from finrisk.serving.bridge.outputs import Score, anomaly_record, dead_letter_headers, scored_value
+from finrisk.serving.bridge.restore import ChangelogReader
+from finrisk.serving.bridge.scoring import Scorer
+from finrisk.serving.bridge.state import StateStore
+from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
+from finrisk.settings import Settings
+from finrisk.sinks import AnomalyRecord, AnomalySink, SinkError
+
+log = logging.getLogger("finrisk.bridge")
+
+MODEL_REJECTED = "model_rejected"
+# How long a SIGTERM waits for unfinished batches before leaving them uncommitted.
+STOP_GRACE_S = 15.0
+# What pauses consumption until it passes.
+STALLS = (EndpointUnavailable, SinkError, OutputUnavailable)
+
+__all__ = ["Bridge", "BridgeFenced", "RunStats"]
+
+
+@dataclass
+class RunStats:
+    batches: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    replay_skipped: int = 0
+    anomalies: int = 0
+    pauses: int = 0
+    restored_records: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Bridge:
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: Scorer,
+        sink: AnomalySink | None,
+        *,
+        schema: Schema | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.bridge
+        self.scorer = scorer
+        self.sink = sink
+        self.parser = MessageParser(schema)
+        self.state = StateStore()
+        self.metrics = BridgeMetrics()
+        self.health = Health()
+        self.stats = RunStats()
+        self.exactly_once = self.config.exactly_once
+        self.changelog_topic = kafka_config.changelog_topic(self.config)
+        self.backoff = Backoff(
+            self.config.backoff_initial_s,
+            max(self.config.backoff_max_s, self.config.backoff_initial_s),
+        )
+        self._stop = threading.Event()
+        self._paused = False
+        self._retries = 0
+        # Prepared, being scored or waiting to be sent (step 1-3), oldest first.
+        self._pending: deque[Batch] = deque()
+        # Sent, waiting for acknowledgements, the sink, the changelog or the commit (4-5).
+        self._durable: deque[Batch] = deque()
+        self._held: list[Message] = []
+        self._assigned: set[int] = set()
+        self._serve_http = serve_http
+        self._ops: OpsServer | None = None
+        self._consumer: Consumer | None = None
+        self._delivery: Delivery | None = None
+        self._reader: ChangelogReader | None = None
+        self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-scoring")
+        self._sinking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sink")
+        self._last_gauges = 0.0
+        self._last_count = 0
+
+    # ----------------------------------------------------------------- life cycle
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batches, commit and close (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def ops_port(self) -> int | None:
+        return self._ops.port if self._ops else None
+
+    def start(self) -> None:
+        kafka_config.ensure_topics(self.settings)
+        if self._serve_http:
+            self._ops = OpsServer(
+                self.config.http_host, self.config.http_port, self.metrics, self.health
+            ).start()
+            log.info("health and metrics on http://%s:%d", self.config.http_host, self._ops.port)
+        producer = Producer(
+            kafka_config.producer_config(self.settings, transactional=self.exactly_once)
+        )
+        if self.exactly_once:
+            # Fences an earlier instance with the same id and aborts its open transaction.
+            producer.init_transactions(60)
+        self._delivery = Delivery(
+            producer, self.changelog_topic, kafka_config.MESSAGE_TIMEOUT_MS / 1000 + 5
+        )
+        self._reader = ChangelogReader(
+            Consumer(kafka_config.restore_consumer_config(self.settings)),
+            self.changelog_topic,
+            self.backoff,
+        )
+        self._consumer = Consumer(
+            {**kafka_config.consumer_config(self.settings), "on_commit": self._on_commit}
+        )
+        self._consumer.subscribe(
+            [self.config.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self.health.ready = True
+        log.info(
+            "bridge %s: %s -> %s (dead letters %s, state %s), %s, sink %s",
+            self.config.group_id,
+            self.config.input_topic,
+            self.config.scored_topic,
+            self.config.dlq_topic,
+            self.changelog_topic,
+            "exactly once" if self.exactly_once else "at least once",
+            self.sink.location if self.sink else "none",
+        )
+
+    def run(self, *, idle_exit_s: float | None = None) -> RunStats:
+        """Loop until stop() (SIGTERM), or until nothing came for `idle_exit_s` seconds."""
+        if self._consumer is None:
+            self.start()
+        batcher = MicroBatcher(
+            self._consume,
+            self.config.batch_max_messages,
+            self.config.batch_max_wait_ms / 1000,
+            idle_s=0.1,
+        )
+        last_message = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.health.tick()
+                self._update_gauges()
+                if self._paused:
+                    self._retry_paused()
+                    continue
+                # While a batch is being scored, take only what is already buffered.
+                messages = batcher.buffered() if self._pending else batcher.next_batch()
+                if messages:
+                    last_message = time.monotonic()
+                    with self._step("prepare"):
+                        batch = prepare(messages, self.parser, self.state)
+                    self._submit(batch)
+                    self._pending.append(batch)
+                ready = self._pending and (len(self._pending) > 1 or not messages)
+                if ready and not self._attempt(self._send, self._pending[0]):
+                    continue
+                # Behind the loop; waiting only when there is nothing else to do.
+                idle = not messages and not self._pending
+                if not self._attempt(self._advance, idle):
+                    continue
+                quiet = time.monotonic() - last_message
+                if idle and not self._durable and idle_exit_s is not None and quiet > idle_exit_s:
+                    break
+            self._drain_on_stop()
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # leaves the group (its revocation callback runs)
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer: %s", exc)
+            self._consumer = None
+        if self._delivery is not None:
+            self._delivery.producer.flush(10)
+            self._delivery = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._scoring.shutdown(wait=True)
+        self._sinking.shutdown(wait=True)
+        if self.sink is not None:
+            self.sink.close()
+        self.scorer.close()
+        if self._ops is not None:
+            self._ops.stop()
+            self._ops = None
+
+    def _drain_on_stop(self) -> None:
+        """Batches caught by SIGTERM get a grace period; what cannot finish stays uncommitted."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        while (self._pending or self._durable) and time.monotonic() < deadline:
+            if self._paused:
+                self._retry_paused(deadline)
+            elif self._pending:
+                self._attempt(self._send, self._pending[0])
+            else:
+                self._attempt(self._advance, True)
+        left = sum(b.size for b in (*self._pending, *self._durable))
+        if left:
+            log.warning("stopping with %d messages uncommitted; the next run replays them", left)
+
+    # ----------------------------------------------------------------- consuming
+
+    def _consumer_(self) -> Consumer:
+        assert self._consumer is not None, "bridge not started"
+        return self._consumer
+
+    def _delivery_(self) -> Delivery:
+        assert self._delivery is not None, "bridge not started"
+        return self._delivery
+
+    def _consume(self, max_messages: int, timeout_s: float) -> list[Message]:
+        if self._held:
+            held, self._held = self._held[:max_messages], self._held[max_messages:]
+            return held
+        return self._consumer_().consume(max_messages, timeout_s)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        assert self._reader is not None
+        records = self._reader.restore(numbers, self.state)
+        self.stats.restored_records += records
+        self.metrics.restored.inc(records)
+        consumer.incremental_assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
+        self._assigned.update(numbers)
+        self.metrics.assigned.set(len(self._assigned))
+        log.info("assigned partitions %s; restored %d state records", numbers, records)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        # What was sent gets its changelog and commit now, before the next owner restores.
+        try:
+            self._advance(block=True)
+        except STALLS as exc:
+            log.warning("revocation: outputs not durable (%s); the next owner replays them", exc)
+        for batch in (*self._pending, *self._durable):
+            batch.drop_partitions(gone)
+        self._held = [m for m in self._held if where(m)[0] not in gone]
+        dropped = self.state.drop_partitions(gone)
+        self._assigned -= gone
+        self.metrics.assigned.set(len(self._assigned))
+        for partition in gone:
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(str(partition))
+        log.info("revoked partitions %s; dropped the state of %d users", sorted(gone), dropped)
+
+    def _on_commit(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            # Outputs and changelog are durable: a replay is skipped by the state, so a lost
+            # commit costs time, not correctness.
+            self.metrics.errors.labels("commit").inc()
+            log.warning("offset commit failed: %s", error)
+
+    # ----------------------------------------------------------------- a batch
+
+    def _submit(self, batch: Batch) -> None:
+        if batch.rows:
+            batch.future = self._scoring.submit(
+                self.scorer.score, batch.tx_matrix, batch.user_matrix
+            )
+        else:
+            batch.set_scores([])
+
+    def _attempt(self, step: Callable[..., None], *args: object) -> bool:
+        """Run a step; on a stall, pause consumption (the step is retried later): False."""
+        try:
+            step(*args)
+        except STALLS as exc:
+            self._pause(f"{self._count_stall(exc)}: {exc}")
+            return False
+        return True
+
+    def _count_stall(self, exc: Exception) -> str:
+        kind = (
+            "endpoint"
+            if isinstance(exc, EndpointUnavailable)
+            else "sink"
+            if isinstance(exc, SinkError)
+            else "produce"
+        )
+        self.metrics.errors.labels(kind).inc()
+        return kind
+
+    @contextlib.contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.step_seconds.labels(name).observe(time.perf_counter() - started)
+
+    def _send(self, batch: Batch) -> None:
+        """Steps 2-3 for the oldest pending batch (all of 2-5 in one transaction, exactly once)."""
+        if batch.scores is None:
+            with self._step("score_wait"):
+                self._score(batch)
+        if batch.outputs is None:
+            batch.outputs = self._outputs(batch)
+            batch.anomalies = self._anomalies(batch)
+        delivery = self._delivery_()
+        if self.exactly_once:
+            if self.sink is not None and batch.anomalies:
+                with self._step("sink"):
+                    self._sinking.submit(self._store, batch.anomalies).result()
+                batch.anomalies = []
+            offsets = [
+                TopicPartition(self.config.input_topic, p, o) for p, o in batch.next_offsets.items()
+            ]
+            with self._step("transaction"):
+                delivery.transact(
+                    [*batch.outputs, *self._changelog_records(batch)], offsets, self._consumer_()
+                )
+            self._pending.popleft()
+            self._account(batch)
+            return
+        batch.outputs_sent = Tracker()
+        with self._step("send"):
+            delivery.send(batch.outputs, batch.outputs_sent)
+        if self.sink is not None and batch.anomalies:
+            batch.sink_flush = self._sinking.submit(self._store, batch.anomalies)
+        batch.stage = SENT
+        self._pending.popleft()
+        self._durable.append(batch)
+        self._account(batch)
+
+    def _advance(self, block: bool) -> None:
+        """Steps 4-5 for sent batches, in order, as far as acknowledgements allow."""
+        delivery = self._delivery_()
+        delivery.poll()
+        while self._durable:
+            batch = self._durable[0]
+            if batch.stage == SENT:
+                assert batch.outputs_sent is not None
+                if not delivery.settle(batch.outputs_sent, block=block):
+                    return
+                if batch.anomalies:
+                    if batch.sink_flush is None:  # failed before: try again
+                        batch.sink_flush = self._sinking.submit(self._store, batch.anomalies)
+                    if not block and not batch.sink_flush.done():
+                        return
+                    flush, batch.sink_flush = batch.sink_flush, None
+                    with self._step("sink_wait"):
+                        flush.result()  # SinkError: paused, resubmitted on the retry
+                    batch.anomalies = []
+                batch.changelog_sent = Tracker()
+                delivery.send(self._changelog_records(batch), batch.changelog_sent)
+                batch.stage = CHANGELOG_SENT
+            assert batch.changelog_sent is not None
+            if not delivery.settle(batch.changelog_sent, block=block):
+                return
+            with self._step("commit"):
+                commit(self._consumer_(), self.config.input_topic, batch.next_offsets, wait=block)
+            self._durable.popleft()
+
+    def _store(self, anomalies: list[AnomalyRecord]) -> None:
+        """In the sink's thread: buffer and flush (its bounded retries; SinkError if they fail)."""
+        assert self.sink is not None
+        self.sink.write(anomalies)
+        self.sink.flush()
+
+    def _changelog_records(self, batch: Batch) -> list[OutRecord]:
+        return [
+            (self.changelog_topic, r.key, r.value, r.headers, r.partition) for r in batch.changelog
+        ]
+
+    def _score(self, batch: Batch) -> None:
+        future, batch.future = batch.future, None
+        try:
+            if future is not None:
+                batch.set_scores(future.result())
+            else:
+                batch.set_scores(self.scorer.score(batch.tx_matrix, batch.user_matrix))
+        except RequestRejected as exc:
+            self._isolate_rejected(batch, exc)
+
+    def _isolate_rejected(self, batch: Batch, first: RequestRejected) -> None:
+        """Split the batch until the rows the models reject are alone; dead-letter those."""
+        log.warning("the predictor rejected a batch of %d: %s", len(batch.rows), first)
+        scores: dict[int, Score] = {}
+        rejected: dict[int, str] = {}
+
+        def visit(indices: list[int]) -> None:
+            try:
+                got = self.scorer.score(batch.tx_matrix[indices], batch.user_matrix[indices])
+            except RequestRejected as exc:
+                if len(indices) == 1:
+                    rejected[indices[0]] = exc.message
+                    return
+                half = len(indices) // 2
+                visit(indices[:half])
+                visit(indices[half:])
+                return
+            scores.update(zip(indices, got, strict=True))
+
+        visit(list(range(len(batch.rows))))
+        for index, reason in rejected.items():
+            batch.dead.append((batch.rows[index][0], MODEL_REJECTED, reason))
+        keep = sorted(scores)
+        batch.keep_rows(keep)
+        batch.set_scores([scores[i] for i in keep])
+
+    def _outputs(self, batch: Batch) -> list[OutRecord]:
+        assert batch.scores is not None
+        scored_topic = self.config.scored_topic
+        records: list[OutRecord] = []
+        for (msg, tx), score, latency in zip(
+            batch.rows, batch.scores, batch.latencies_ms, strict=True
+        ):
+            partition, offset = where(msg)
+            value = scored_value(
+                tx,
+                score,
+                scored_at_ms=batch.scored_at_ms,
+                latency_ms=latency,
+                partition=partition,
+                offset=offset,
+            )
+            records.append((scored_topic, msg.key(), value, None, None))
+        for msg, kind, reason in batch.dead:
+            partition, offset = where(msg)
+            headers = dead_letter_headers(
+                kind,
+                reason,
+                topic=msg.topic() or self.config.input_topic,
+                partition=partition,
+                offset=offset,
+                original=headers_of(msg),
+            )
+            records.append((self.config.dlq_topic, msg.key(), msg.value(), headers, None))
+        return records
+
+    def _anomalies(self, batch: Batch) -> list[AnomalyRecord]:
+        assert batch.scores is not None
+        if self.sink is None:
+            return []
+        return [
+            anomaly_record(tx, score, scored_at_ms=batch.scored_at_ms, latency_ms=latency)
+            for (_, tx), score, latency in zip(
+                batch.rows, batch.scores, batch.latencies_ms, strict=True
+            )
+            if score.is_anomaly
+        ]
+
+    def _account(self, batch: Batch) -> None:
+        n = len(batch.rows)
+        now_ms = time.time() * 1000
+        stamps = [msg.timestamp()[1] for msg, _ in batch.rows]
+        self.metrics.event_to_score.observe_many(
+            [max(0.0, now_ms - stamp) / 1000 for stamp in stamps if stamp > 0]
+        )
+        anomalies = sum(1 for s in batch.scores or () if s.is_anomaly)
+        self.metrics.messages.labels("scored").inc(n)
+        self.metrics.messages.labels("dead_lettered").inc(len(batch.dead))
+        self.metrics.messages.labels("replay_skipped").inc(batch.skipped)
+        self.metrics.anomalies.inc(anomalies)
+        for _, kind, _ in batch.dead:
+            self.metrics.errors.labels(kind).inc()
+        if batch.consume_errors:
+            self.metrics.errors.labels("consume").inc(batch.consume_errors)
+        self.metrics.batch_size.observe(batch.size)
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+        self.stats.batches += 1
+        self.stats.scored += n
+        self.stats.dead_lettered += len(batch.dead)
+        self.stats.replay_skipped += batch.skipped
+        self.stats.anomalies += anomalies
+
+    # ----------------------------------------------------------------- pausing
+
+    def _pause(self, why: str) -> None:
+        if self._paused:
+            return
+        consumer = self._consumer_()
+        consumer.pause(consumer.assignment())
+        self._paused = True
+        self.stats.pauses += 1
+        self.metrics.paused.set(1)
+        self.health.ready = False
+        log.warning("pausing consumption; the batch is kept and retried: %s", why)
+
+    def _resume(self) -> None:
+        consumer = self._consumer_()
+        consumer.resume(consumer.assignment())
+        self._paused = False
+        self._retries = 0
+        self.metrics.paused.set(0)
+        self.health.ready = True
+        log.info("resumed consumption")
+
+    def _retry_paused(self, until: float | None = None) -> None:
+        """Serve rebalances while paused; retry the stalled steps when the backoff allows."""
+        self._retries += 1
+        wait = max(self.backoff.delay(min(self._retries, 30)), self._breaker_wait())
+        deadline = time.monotonic() + wait
+        if until is not None:
+            deadline = min(deadline, until)
+        consumer = self._consumer_()
+        while time.monotonic() < deadline and not (self._stop.is_set() and until is None):
+            self.health.tick()
+            # Paused partitions fetch nothing new; anything already buffered is held, in order.
+            msg = consumer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
+            if msg is not None:
+                self._held.append(msg)
+        while self._pending and self._pending[0].empty:
+            self._pending.popleft()  # everything in it was revoked meanwhile
+        try:
+            self._advance(block=True)
+            for batch in self._pending:
+                batch.forget_failed_scoring()  # failed during the outage: score it again
+            while self._pending:
+                self._send(self._pending[0])
+        except STALLS as exc:
+            log.debug("still stalled (%s): %s", self._count_stall(exc), exc)
+            return
+        self._resume()
+
+    def _breaker_wait(self) -> float:
+        waits = [
+            client.breaker.retry_in()
+            for client in (
+                getattr(self.scorer, "detector", None),
+                getattr(self.scorer, "risk", None),
+            )
+            if client is not None and hasattr(client, "breaker")
+        ]
+        return max(waits, default=0.0)
+
+    # ----------------------------------------------------------------- gauges
+
+    def _update_gauges(self, every_s: float = 2.0) -> None:
+        now = time.monotonic()
+        if now - self._last_gauges < every_s or self._consumer is None:
+            return
+        elapsed = now - self._last_gauges
+        self._last_gauges = now
+        total = self.stats.scored + self.stats.dead_lettered + self.stats.replay_skipped
+        self.metrics.throughput.set((total - self._last_count) / elapsed)
+        self._last_count = total
+        self.metrics.state_users.set(len(self.state))
+        consumer = self._consumer
+        try:
+            assignment = consumer.assignment()
+            for tp in consumer.position(assignment):
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    self.metrics.consumer_lag.labels(str(tp.partition)).set(high - tp.offset)
+        except KafkaException as exc:
+            log.debug("lag not available: %s", exc)

@@ -1,0 +1,206 @@
+"""The wire format of the transactions topic, and the check every message passes before scoring.
+
+A message is a UTF-8 JSON object with the canonical transaction fields (`finrisk.schema`),
+keyed by user id. `timestamp` is epoch milliseconds (int) or an ISO-8601 string. The rules are
+the schema's: required fields present and typed, amount within its bounds, direction, category
+and channel from the schema's vocabularies, category consistent with direction. A user schema
+file's column and value mappings apply, so a bank's own field names can be read as they are.
+
+A message that fails is a `BadMessage` with a kind ("unparseable" or "schema_invalid") and a
+reason naming the field; the bridge sends it to the dead-letter topic and carries on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from finrisk.errors import FinriskError
+from finrisk.features.timestamps import to_ns
+from finrisk.schema import (
+    AMOUNT,
+    BALANCE_AFTER,
+    CATEGORY,
+    CHANNEL,
+    CREDIT,
+    DEBIT,
+    DIRECTION,
+    MERCHANT,
+    TIMESTAMP,
+    TRANSACTION_ID,
+    USER_ID,
+    Schema,
+    default_schema,
+)
+
+UNPARSEABLE = "unparseable"
+SCHEMA_INVALID = "schema_invalid"
+
+# The fields scoring needs; labels (is_fraud, fraud_type) and unknown fields are ignored.
+WIRE_FIELDS: tuple[str, ...] = (
+    TRANSACTION_ID,
+    USER_ID,
+    TIMESTAMP,
+    AMOUNT,
+    DIRECTION,
+    CATEGORY,
+    MERCHANT,
+    CHANNEL,
+    BALANCE_AFTER,
+)
+_NS_PER_MS = 1_000_000
+
+
+class BadMessage(Exception):
+    """A message that cannot be scored; `kind` is UNPARSEABLE or SCHEMA_INVALID."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A valid transaction: canonical fields (as OnlineFeatures reads them) and its event time."""
+
+    fields: dict[str, Any]
+    event_ns: int
+
+    @property
+    def transaction_id(self) -> str:
+        return str(self.fields[TRANSACTION_ID])
+
+    @property
+    def user_id(self) -> str:
+        return str(self.fields[USER_ID])
+
+
+def encode_transaction(tx: Mapping[Any, Any]) -> bytes:
+    """The wire form of one canonical transaction (timestamp already in epoch ms or ISO)."""
+    return orjson.dumps({name: tx[name] for name in WIRE_FIELDS})
+
+
+def _number(fields: Mapping[str, Any], name: str) -> float:
+    value = fields.get(name)
+    if value is None:
+        raise BadMessage(SCHEMA_INVALID, f"field {name!r} is missing")
+    if type(value) is bool or not isinstance(value, int | float):
+        raise BadMessage(SCHEMA_INVALID, f"field {name!r} must be a number, not {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadMessage(SCHEMA_INVALID, f"field {name!r} must be finite, not {value!r}")
+    return number
+
+
+def _text(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if value is None:
+        raise BadMessage(SCHEMA_INVALID, f"field {name!r} is missing")
+    if not isinstance(value, str) or not value:
+        raise BadMessage(
+            SCHEMA_INVALID, f"field {name!r} must be a non-empty string, not {value!r}"
+        )
+    return value
+
+
+class MessageParser:
+    """Parses and checks message values against one schema (the packaged one by default)."""
+
+    def __init__(self, schema: Schema | None = None) -> None:
+        schema = schema or default_schema()
+        spec = schema.transactions
+        self._column_mapping = dict(spec.column_mapping)
+        self._value_mapping = {col: dict(m) for col, m in spec.value_mapping.items()}
+        self._signed_amounts = spec.signed_amounts
+        self._directions = frozenset(spec.directions)
+        self._credit = frozenset(schema.credit_categories)
+        self._debit = frozenset(schema.debit_categories)
+        self._channels = frozenset(schema.channels)
+        self._amount_min = spec.amount.min_exclusive
+        self._amount_max = spec.amount.max
+
+    def parse(self, value: bytes | None) -> Transaction:
+        """The transaction in `value`, or BadMessage saying what is wrong."""
+        if value is None:
+            raise BadMessage(UNPARSEABLE, "message has no value")
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadMessage(UNPARSEABLE, f"value is not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise BadMessage(UNPARSEABLE, f"value is JSON {type(document).__name__}, not an object")
+        return self.check(document)
+
+    def check(self, document: dict[str, Any]) -> Transaction:
+        if self._column_mapping:
+            document = {self._column_mapping.get(k, k): v for k, v in document.items()}
+        for column, mapping in self._value_mapping.items():
+            if column in document and document[column] in mapping:
+                document[column] = mapping[document[column]]
+
+        amount = _number(document, AMOUNT)
+        if self._signed_amounts and DIRECTION not in document:
+            document[DIRECTION] = DEBIT if amount < 0 else CREDIT
+            amount = abs(amount)
+        if not amount > self._amount_min:
+            raise BadMessage(
+                SCHEMA_INVALID, f"field {AMOUNT!r} must be > {self._amount_min}, not {amount}"
+            )
+        if amount > self._amount_max:
+            raise BadMessage(
+                SCHEMA_INVALID, f"field {AMOUNT!r} exceeds the maximum {self._amount_max}"
+            )
+        balance = _number(document, BALANCE_AFTER)
+        tx_id = _text(document, TRANSACTION_ID)
+        user = _text(document, USER_ID)
+        merchant = _text(document, MERCHANT)
+        direction = _text(document, DIRECTION)
+        if direction not in self._directions:
+            raise BadMessage(SCHEMA_INVALID, f"field {DIRECTION!r} has unknown value {direction!r}")
+        category = _text(document, CATEGORY)
+        allowed = self._debit if direction == DEBIT else self._credit
+        if category not in allowed:
+            known = category in self._debit or category in self._credit
+            raise BadMessage(
+                SCHEMA_INVALID,
+                f"field {CATEGORY!r} value {category!r} "
+                + (f"is not a {direction} category" if known else "is not a known category"),
+            )
+        channel = _text(document, CHANNEL)
+        if channel not in self._channels:
+            raise BadMessage(SCHEMA_INVALID, f"field {CHANNEL!r} has unknown value {channel!r}")
+
+        timestamp = document.get(TIMESTAMP)
+        if timestamp is None:
+            raise BadMessage(SCHEMA_INVALID, f"field {TIMESTAMP!r} is missing")
+        if type(timestamp) is not int and not isinstance(timestamp, str):
+            raise BadMessage(
+                SCHEMA_INVALID,
+                f"field {TIMESTAMP!r} must be epoch milliseconds or ISO-8601, not {timestamp!r}",
+            )
+        try:
+            event_ns = to_ns(timestamp)
+        except (FinriskError, OverflowError, ValueError) as exc:
+            raise BadMessage(SCHEMA_INVALID, f"field {TIMESTAMP!r}: {exc}") from None
+        if type(timestamp) is str and event_ns % _NS_PER_MS == 0:
+            timestamp = event_ns // _NS_PER_MS  # the cheap form for the feature code
+
+        return Transaction(
+            fields={
+                TRANSACTION_ID: tx_id,
+                USER_ID: user,
+                TIMESTAMP: timestamp,
+                AMOUNT: amount,
+                DIRECTION: direction,
+                CATEGORY: category,
+                MERCHANT: merchant,
+                CHANNEL: channel,
+                BALANCE_AFTER: balance,
+            },
+            event_ns=event_ns,
+        )

@@ -1,0 +1,130 @@
+"""What the bridge writes: scored records, anomaly records for the sink, dead-letter headers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from finrisk.schema import (
+    AMOUNT,
+    BALANCE_AFTER,
+    CATEGORY,
+    CHANNEL,
+    DIRECTION,
+    MERCHANT,
+)
+from finrisk.serving.bridge.messages import Transaction
+from finrisk.sinks.base import AnomalyRecord
+
+# Dead-letter headers; the original key, value and headers are kept as they came.
+ERROR_KIND_HEADER = "finrisk.error.kind"
+ERROR_REASON_HEADER = "finrisk.error.reason"
+SOURCE_TOPIC_HEADER = "finrisk.source.topic"
+SOURCE_PARTITION_HEADER = "finrisk.source.partition"
+SOURCE_OFFSET_HEADER = "finrisk.source.offset"
+MAX_REASON_BYTES = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """The models' verdict on one transaction."""
+
+    anomaly_score: float
+    is_anomaly: bool
+    threshold: float | None
+    risk_probability: float | None
+    risk_band: str | None
+    reasons: Any  # JSON-able list from the risk model
+    detector_version: str
+    risk_model_version: str | None
+
+
+def _utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+def scored_value(
+    tx: Transaction,
+    score: Score,
+    *,
+    scored_at_ms: int,
+    latency_ms: float,
+    partition: int,
+    offset: int,
+) -> bytes:
+    """The scored topic's record for one transaction (keyed by user id)."""
+    fields = tx.fields
+    return orjson.dumps(
+        {
+            "transaction_id": tx.transaction_id,
+            "user_id": tx.user_id,
+            "event_time": _utc(tx.event_ns),  # orjson writes RFC 3339
+            "amount": fields[AMOUNT],
+            "direction": fields[DIRECTION],
+            "category": fields[CATEGORY],
+            "channel": fields[CHANNEL],
+            "anomaly_score": score.anomaly_score,
+            "is_anomaly": score.is_anomaly,
+            "threshold": score.threshold,
+            "risk_probability": score.risk_probability,
+            "risk_band": score.risk_band,
+            "reasons": score.reasons,
+            "detector_version": score.detector_version,
+            "risk_model_version": score.risk_model_version,
+            "scored_at_ms": scored_at_ms,
+            "latency_ms": round(latency_ms, 3),
+            "source": {"partition": partition, "offset": offset},
+        }
+    )
+
+
+def anomaly_record(
+    tx: Transaction, score: Score, *, scored_at_ms: int, latency_ms: float
+) -> AnomalyRecord:
+    fields = tx.fields
+    return AnomalyRecord(
+        transaction_id=tx.transaction_id,
+        user_id=tx.user_id,
+        event_time=_utc(tx.event_ns),
+        amount=float(fields[AMOUNT]),
+        direction=str(fields[DIRECTION]),
+        category=str(fields[CATEGORY]),
+        merchant=str(fields[MERCHANT]),
+        channel=str(fields[CHANNEL]),
+        balance_after=float(fields[BALANCE_AFTER]),
+        anomaly_score=score.anomaly_score,
+        threshold=score.threshold,
+        risk_probability=score.risk_probability,
+        risk_band=score.risk_band,
+        reasons=orjson.dumps(score.reasons).decode(),
+        detector_version=score.detector_version,
+        risk_model_version=score.risk_model_version,
+        scored_at=datetime.fromtimestamp(scored_at_ms / 1000, tz=UTC),
+        latency_ms=latency_ms,
+    )
+
+
+def dead_letter_headers(
+    kind: str,
+    reason: str,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    original: Sequence[tuple[str, str | bytes | None]] | None,
+) -> list[tuple[str, str | bytes | None]]:
+    headers: list[tuple[str, str | bytes | None]] = [
+        (ERROR_KIND_HEADER, kind.encode()),
+        (ERROR_REASON_HEADER, reason.encode("utf-8", "replace")[:MAX_REASON_BYTES]),
+        (SOURCE_TOPIC_HEADER, topic.encode()),
+        (SOURCE_PARTITION_HEADER, str(partition).encode()),
+        (SOURCE_OFFSET_HEADER, str(offset).encode()),
+    ]
+    headers.extend(
+        (name, value) for name, value in original or () if not name.startswith("finrisk.error.")
+    )
+    return headers

@@ -1,0 +1,198 @@
+"""Batched scoring through the predictor: the detector for transactions, the risk model for users.
+
+The bridge hands over two matrices per batch, one row per transaction: its
+TRANSACTION_FEATURES and its user's USER_FEATURES after it. `V2Scorer` reorders the columns to
+each served model's input order (its V2 metadata lists one input per feature, in order),
+sends each matrix as one 2-D FP64 tensor, and turns the answers into one `Score` per row.
+
+The predictor's outputs (finrisk.serving.predictor): the detector returns `score` and
+`is_anomaly`, with the threshold in the response parameters; the risk model returns
+`probability`, `band` and, unless asked for none, `reasons` and `reason_contributions`
+([rows, k]). Explaining costs the predictor far more than scoring, so the risk model is called
+without reasons first, then again with them for the rows the reasons policy picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.serving.bridge.outputs import Score
+from finrisk.serving.bridge.v2_client import BadAnswer, InferResult, V2Client, column
+
+SCORE_OUTPUT = "score"
+FLAG_OUTPUT = "is_anomaly"
+THRESHOLD_PARAMETER = "threshold"
+PROBABILITY_OUTPUT = "probability"
+BAND_OUTPUT = "band"
+REASONS_OUTPUT = "reasons"
+CONTRIBUTIONS_OUTPUT = "reason_contributions"
+REASONS_PARAMETER = "reasons"
+# The risk model's lower band edge, in its response parameters: LOW is below it.
+BAND_LOW_PARAMETER = "band_low"
+# The 2-D tensor's name; the predictor tells the matrix form by its shape, not its name.
+MATRIX_INPUT = "features"
+
+ReasonsPolicy = Literal["all", "elevated", "none"]
+
+
+class Scorer(Protocol):
+    def score(
+        self, tx_rows: npt.NDArray[np.float64], user_rows: npt.NDArray[np.float64]
+    ) -> list[Score]:
+        """One Score per row; tx_rows in TRANSACTION_FEATURES order, user_rows in USER_FEATURES."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How to call one served model: its name and the column order it takes."""
+
+    model: str
+    columns: npt.NDArray[np.intp]  # indices into the bridge's feature order
+    identity: bool
+
+    @classmethod
+    def of(cls, model: str, wanted: Sequence[str], have: Sequence[str]) -> Binding:
+        missing = [name for name in wanted if name not in have]
+        if missing:
+            raise BadAnswer(f"model {model} wants features this bridge does not compute: {missing}")
+        columns = np.array([list(have).index(name) for name in wanted], dtype=np.intp)
+        return cls(model, columns, tuple(wanted) == tuple(have))
+
+    def select(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return rows if self.identity else rows[:, self.columns]
+
+
+def feature_order(inputs: Sequence[dict[str, Any]], default: Sequence[str]) -> tuple[str, ...]:
+    """The model's feature order from its V2 metadata (one named input per feature)."""
+    names = tuple(str(item["name"]) for item in inputs if "name" in item)
+    return names or tuple(default)
+
+
+class V2Scorer:
+    def __init__(
+        self,
+        detector: V2Client,
+        risk: V2Client | None,
+        detector_model: str,
+        risk_model: str | None,
+        *,
+        reasons: ReasonsPolicy = "elevated",
+        reasons_per_row: int = 3,
+    ) -> None:
+        self.detector = detector
+        self.risk = risk if risk_model else None
+        self.detector_model = detector_model
+        self.risk_model = risk_model
+        self.reasons = reasons
+        self.reasons_per_row = reasons_per_row
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2-detector")
+        self._detector: Binding | None = None
+        self._risk: Binding | None = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.detector.close()
+        if self.risk is not None and self.risk is not self.detector:
+            self.risk.close()
+
+    def bind(self) -> None:
+        """Read both models' feature order from their metadata (retried by the clients)."""
+        order = feature_order(self.detector.metadata(self.detector_model).inputs, ())
+        self._detector = Binding.of(self.detector_model, order, TRANSACTION_FEATURES)
+        if self.risk is not None and self.risk_model is not None:
+            order = feature_order(self.risk.metadata(self.risk_model).inputs, ())
+            self._risk = Binding.of(self.risk_model, order, USER_FEATURES)
+
+    def score(
+        self, tx_rows: npt.NDArray[np.float64], user_rows: npt.NDArray[np.float64]
+    ) -> list[Score]:
+        if self._detector is None or (self.risk is not None and self._risk is None):
+            self.bind()
+        detector = self._detector
+        assert detector is not None
+        n = len(tx_rows)
+        # The two models are called at once: the detector from a worker thread.
+        pending = self._pool.submit(
+            self.detector.infer,
+            detector.model,
+            detector.select(tx_rows),
+            input_name=MATRIX_INPUT,
+        )
+        risk = self._risk_scores(user_rows) if self.risk is not None else None
+        return _scores(pending.result(), risk, n)
+
+    def _risk_scores(self, user_rows: npt.NDArray[np.float64]) -> tuple[InferResult, list[Any]]:
+        risk, binding = self.risk, self._risk
+        assert risk is not None and binding is not None
+        n = len(user_rows)
+        k = self.reasons_per_row
+        matrix = binding.select(user_rows)
+        if self.reasons == "all":
+            result = risk.infer(
+                binding.model, matrix, input_name=MATRIX_INPUT, parameters={REASONS_PARAMETER: k}
+            )
+            return result, _reasons(result, n, k)
+        result = risk.infer(
+            binding.model, matrix, input_name=MATRIX_INPUT, parameters={REASONS_PARAMETER: 0}
+        )
+        explained: list[Any] = [[] for _ in range(n)]
+        if self.reasons == "elevated":
+            probabilities = column(result, PROBABILITY_OUTPUT, n)
+            low = float(result.parameters.get(BAND_LOW_PARAMETER, -1.0))
+            rows = [i for i, p in enumerate(probabilities) if p >= low]
+            if rows:
+                again = risk.infer(
+                    binding.model,
+                    matrix[rows],
+                    input_name=MATRIX_INPUT,
+                    parameters={REASONS_PARAMETER: k},
+                )
+                for i, reasons in zip(rows, _reasons(again, len(rows), k), strict=True):
+                    explained[i] = reasons
+        return result, explained
+
+
+def _reasons(result: InferResult, n: int, k: int) -> list[list[dict[str, Any]]]:
+    names = column(result, REASONS_OUTPUT, n, k)
+    values = column(result, CONTRIBUTIONS_OUTPUT, n, k)
+    return [
+        [
+            {"feature": name, "contribution": float(value)}
+            for name, value in zip(row_names, row_values, strict=True)
+            if name
+        ]
+        for row_names, row_values in zip(names, values, strict=True)
+    ]
+
+
+def _scores(
+    detector: InferResult, risk: tuple[InferResult, list[Any]] | None, n: int
+) -> list[Score]:
+    scores = column(detector, SCORE_OUTPUT, n)
+    flags = column(detector, FLAG_OUTPUT, n)
+    raw_threshold = detector.parameters.get(THRESHOLD_PARAMETER)
+    threshold = None if raw_threshold is None else float(raw_threshold)
+    detector_version = detector.model_version or "unknown"
+    if risk is None:
+        return [
+            Score(float(s), bool(f), threshold, None, None, [], detector_version, None)
+            for s, f in zip(scores, flags, strict=True)
+        ]
+    result, reasons = risk
+    probabilities = column(result, PROBABILITY_OUTPUT, n)
+    bands = column(result, BAND_OUTPUT, n)
+    risk_version = result.model_version or "unknown"
+    return [
+        Score(float(s), bool(f), threshold, float(p), str(b), r, detector_version, risk_version)
+        for s, f, p, b, r in zip(scores, flags, probabilities, bands, reasons, strict=True)
+    ]

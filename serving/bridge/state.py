@@ -1,0 +1,113 @@
+"""Per-user feature state that survives restarts and rebalances, through a changelog topic.
+
+The state is `finrisk.features.OnlineFeatures`. Besides it, the store remembers for each user
+the input position (partition, offset) of the last transaction its state includes.
+
+After each batch's outputs are durable, the bridge writes one changelog record per user the
+batch touched: key = user id, value = the user's snapshot, header = that input offset. The
+changelog is compacted and has one partition per input partition; a user's record goes to the
+partition their transactions come from. On assignment of input partition p, the bridge reads
+changelog partition p to its end and restores every user in it.
+
+A restored state may be ahead of the committed input offset (the process died after writing
+the changelog, before committing). The transactions in between were scored and their outputs
+made durable before the changelog record was written, so they are skipped on replay
+(`applied`): features are never counted twice, and scores after a restart equal those without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from finrisk.errors import FinriskError
+from finrisk.features import OnlineFeatures
+from finrisk.serving.bridge.messages import Transaction
+
+SOURCE_OFFSET_HEADER = "finrisk.source.offset"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogRecord:
+    key: bytes
+    value: bytes | None  # None: a tombstone (the user's state was dropped)
+    partition: int
+    source_offset: int
+
+    @property
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
+        return [(SOURCE_OFFSET_HEADER, str(self.source_offset).encode())]
+
+
+class StateStore:
+    """OnlineFeatures plus the input position each user's state has reached."""
+
+    def __init__(self) -> None:
+        self.features = OnlineFeatures()
+        self._position: dict[str, tuple[int, int]] = {}
+        self._dirty: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._position)
+
+    def applied(self, user_id: str, partition: int, offset: int) -> bool:
+        """Whether the user's state already includes the input message at (partition, offset)."""
+        position = self._position.get(user_id)
+        return position is not None and position[0] == partition and offset <= position[1]
+
+    def apply(
+        self, tx: Transaction, partition: int, offset: int
+    ) -> tuple[tuple[float, ...], dict[str, float]]:
+        """Add `tx` to its user's state: its transaction features and the user's features after."""
+        user = tx.user_id
+        values = self.features.values(tx.fields)
+        self._position[user] = (partition, offset)
+        self._dirty.add(user)
+        return values, self.features.user_features(user)
+
+    def changelog(self) -> list[ChangelogRecord]:
+        """A record for each user changed since the last `mark_clean`."""
+        records = []
+        for user in self._dirty:
+            partition, offset = self._position[user]
+            records.append(
+                ChangelogRecord(user.encode(), self.features.snapshot(user), partition, offset)
+            )
+        return records
+
+    def mark_clean(self) -> None:
+        self._dirty.clear()
+
+    def restore(
+        self,
+        key: bytes,
+        value: bytes | None,
+        partition: int,
+        headers: Sequence[tuple[str, str | bytes | None]],
+    ) -> None:
+        """Apply one changelog record (later records of a user replace earlier ones)."""
+        user = key.decode()
+        if value is None:
+            self._drop(user)
+            return
+        offset = None
+        for name, raw in headers:
+            if name == SOURCE_OFFSET_HEADER and raw is not None:
+                offset = int(raw)
+        if offset is None:
+            raise FinriskError(f"changelog record of user {user!r} has no {SOURCE_OFFSET_HEADER}")
+        self.features.restore(user, value)
+        self._position[user] = (partition, offset)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget every user whose state comes from `partitions` (revoked); how many."""
+        gone = set(partitions)
+        users = [user for user, (partition, _) in self._position.items() if partition in gone]
+        for user in users:
+            self._drop(user)
+        return len(users)
+
+    def _drop(self, user: str) -> None:
+        self.features.forget(user)
+        self._position.pop(user, None)
+        self._dirty.discard(user)

@@ -1,0 +1,93 @@
+"""Scored records, anomaly records and dead-letter headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from finrisk.serving.bridge.messages import MessageParser, encode_transaction
+from finrisk.serving.bridge.outputs import (
+    ERROR_KIND_HEADER,
+    ERROR_REASON_HEADER,
+    MAX_REASON_BYTES,
+    Score,
+    anomaly_record,
+    dead_letter_headers,
+    scored_value,
+)
+
+TX = MessageParser().parse(
+    encode_transaction(
+        {
+            "transaction_id": "tx9",
+            "user_id": "u3",
+            "timestamp": 1_735_689_600_123,
+            "amount": 99.5,
+            "direction": "debit",
+            "category": "electronics",
+            "merchant": "Gadgets",
+            "channel": "online",
+            "balance_after": 12.0,
+        }
+    )
+)
+REASONS = [{"feature": "expense_income_ratio", "contribution": 0.25}]
+SCORE = Score(0.93, True, 0.9, 0.81, "HIGH", REASONS, "7", "3")
+
+
+def test_scored_record_has_everything_downstream_needs() -> None:
+    doc = orjson.loads(
+        scored_value(
+            TX, SCORE, scored_at_ms=1_735_689_601_000, latency_ms=12.34567, partition=2, offset=41
+        )
+    )
+    assert doc == {
+        "transaction_id": "tx9",
+        "user_id": "u3",
+        "event_time": "2025-01-01T00:00:00.123000+00:00",
+        "amount": 99.5,
+        "direction": "debit",
+        "category": "electronics",
+        "channel": "online",
+        "anomaly_score": 0.93,
+        "is_anomaly": True,
+        "threshold": 0.9,
+        "risk_probability": 0.81,
+        "risk_band": "HIGH",
+        "reasons": REASONS,
+        "detector_version": "7",
+        "risk_model_version": "3",
+        "scored_at_ms": 1_735_689_601_000,
+        "latency_ms": 12.346,
+        "source": {"partition": 2, "offset": 41},
+    }
+
+
+def test_anomaly_record_for_the_sink() -> None:
+    record = anomaly_record(TX, SCORE, scored_at_ms=1_735_689_601_000, latency_ms=5.0)
+    assert record.transaction_id == "tx9" and record.merchant == "Gadgets"
+    assert record.event_time == datetime(2025, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC)
+    assert record.scored_at == datetime(2025, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert orjson.loads(record.reasons) == REASONS
+    assert (record.risk_band, record.detector_version) == ("HIGH", "7")
+
+
+def test_dead_letter_headers_name_the_reason_and_the_source_and_keep_the_originals() -> None:
+    headers = dead_letter_headers(
+        "schema_invalid",
+        "field 'amount' is missing " + "x" * 5000,
+        topic="transactions",
+        partition=4,
+        offset=17,
+        original=[("trace-id", b"abc"), (ERROR_KIND_HEADER, b"old")],
+    )
+    named = dict(headers)
+    assert named[ERROR_KIND_HEADER] == b"schema_invalid"
+    assert named[ERROR_REASON_HEADER].startswith(b"field 'amount' is missing")  # type: ignore[union-attr]
+    assert len(named[ERROR_REASON_HEADER]) == MAX_REASON_BYTES  # type: ignore[arg-type]
+    assert named["finrisk.source.topic"] == b"transactions"
+    assert (named["finrisk.source.partition"], named["finrisk.source.offset"]) == (b"4", b"17")
+    assert named["trace-id"] == b"abc"
+    # An earlier error header (a message re-sent from the DLQ) does not shadow the new one.
+    assert [v for k, v in headers if k == ERROR_KIND_HEADER] == [b"schema_invalid"]

@@ -1,0 +1,162 @@
+"""V2Scorer: column order from metadata, both models per batch, the reasons policy."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.serving.bridge.backoff import Backoff
+from finrisk.serving.bridge.breaker import CircuitBreaker
+from finrisk.serving.bridge.scoring import V2Scorer
+from finrisk.serving.bridge.v2_client import BadAnswer, V2Client
+
+# The served detector takes its features in reverse order; the risk model takes five of them.
+DETECTOR_ORDER = list(reversed(TRANSACTION_FEATURES))
+RISK_ORDER = list(USER_FEATURES[:5])
+
+
+class Predictor:
+    """Answers like finrisk's predictor (the contract in serving/predictor/scoring.py)."""
+
+    def __init__(self) -> None:
+        self.infer_bodies: list[tuple[str, dict[str, object]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.path.split("/")[3]
+        order = DETECTOR_ORDER if name == "det" else RISK_ORDER
+        if request.method == "GET":
+            inputs = [{"name": f, "datatype": "FP64", "shape": [-1]} for f in order]
+            return httpx.Response(200, json={"name": name, "versions": ["4"], "inputs": inputs})
+        body = orjson.loads(request.content)
+        self.infer_bodies.append((name, body))
+        (tensor,) = body["inputs"]
+        rows, width = tensor["shape"]
+        x = np.asarray(tensor["data"]).reshape(rows, width)
+        if name == "det":
+            score = x[:, 0] / 100  # the first served column: the bridge's last feature
+            outputs = [
+                {"name": "score", "datatype": "FP64", "shape": [rows], "data": score.tolist()},
+                {
+                    "name": "is_anomaly",
+                    "datatype": "BOOL",
+                    "shape": [rows],
+                    "data": (score >= 0.5).tolist(),
+                },
+            ]
+            return httpx.Response(
+                200,
+                json={
+                    "model_name": name,
+                    "model_version": "4",
+                    "parameters": {"threshold": 0.5},
+                    "outputs": outputs,
+                },
+            )
+        p = x[:, 0] / 100
+        bands = ["LOW" if v < 0.4 else "HIGH" if v > 0.7 else "MEDIUM" for v in p]
+        outputs = [
+            {"name": "probability", "datatype": "FP64", "shape": [rows], "data": p.tolist()},
+            {"name": "band", "datatype": "BYTES", "shape": [rows], "data": bands},
+        ]
+        k = body.get("parameters", {}).get("reasons", 3)
+        if k:
+            names = [RISK_ORDER[j] if j < 2 else "" for _ in range(rows) for j in range(k)]
+            outputs.append(
+                {"name": "reasons", "datatype": "BYTES", "shape": [rows, k], "data": names}
+            )
+            values = [0.1 * (j + 1) for _ in range(rows) for j in range(k)]
+            outputs.append(
+                {
+                    "name": "reason_contributions",
+                    "datatype": "FP64",
+                    "shape": [rows, k],
+                    "data": values,
+                }
+            )
+        return httpx.Response(
+            200,
+            json={
+                "model_name": name,
+                "model_version": "9",
+                "parameters": {"band_low": 0.4, "band_high": 0.7},
+                "outputs": outputs,
+            },
+        )
+
+
+def _client(predictor: Predictor) -> V2Client:
+    return V2Client(
+        "http://predictor.test",
+        timeout_s=1,
+        max_attempts=1,
+        backoff=Backoff(0.01, 0.1),
+        breaker=CircuitBreaker(3, 1.0),
+        transport=httpx.MockTransport(predictor),
+    )
+
+
+def _matrices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    tx = np.zeros((n, len(TRANSACTION_FEATURES)))
+    tx[:, -1] = np.linspace(10, 90, n)  # the detector scores 0.1 .. 0.9
+    users = np.zeros((n, len(USER_FEATURES)))
+    users[:, 0] = [10, 50, 90, 20][:n]  # LOW, MEDIUM, HIGH, LOW
+    return tx, users
+
+
+def test_columns_follow_each_models_metadata_and_both_are_scored() -> None:
+    predictor = Predictor()
+    client = _client(predictor)
+    scorer = V2Scorer(client, client, "det", "risk", reasons="none")
+    tx, users = _matrices(4)
+    scores = scorer.score(tx, users)
+    scorer.close()
+    assert [s.anomaly_score for s in scores] == pytest.approx([0.1, 0.3666667, 0.6333333, 0.9])
+    assert [s.is_anomaly for s in scores] == [False, False, True, True]
+    assert {s.threshold for s in scores} == {0.5}
+    assert [s.risk_band for s in scores] == ["LOW", "MEDIUM", "HIGH", "LOW"]
+    assert {(s.detector_version, s.risk_model_version) for s in scores} == {("4", "9")}
+    sent = {name: body for name, body in predictor.infer_bodies}
+    assert sent["risk"]["inputs"][0]["shape"] == [4, 5]  # type: ignore[index]
+    assert all(s.reasons == [] for s in scores)
+
+
+def test_elevated_policy_explains_only_medium_and_high_rows_in_a_second_call() -> None:
+    predictor = Predictor()
+    client = _client(predictor)
+    scorer = V2Scorer(client, client, "det", "risk", reasons="elevated", reasons_per_row=3)
+    scores = scorer.score(*_matrices(4))
+    scorer.close()
+    risk_calls = [body for name, body in predictor.infer_bodies if name == "risk"]
+    assert [c["inputs"][0]["shape"][0] for c in risk_calls] == [4, 2]  # type: ignore[index]
+    assert [c.get("parameters") for c in risk_calls] == [{"reasons": 0}, {"reasons": 3}]
+    expected = [
+        {"feature": RISK_ORDER[0], "contribution": 0.1},
+        {"feature": RISK_ORDER[1], "contribution": 0.2},
+    ]  # empty reason names are padding, dropped
+    assert [s.reasons for s in scores] == [[], expected, expected, []]
+
+
+def test_all_policy_explains_every_row_in_one_call() -> None:
+    predictor = Predictor()
+    client = _client(predictor)
+    scorer = V2Scorer(client, client, "det", "risk", reasons="all", reasons_per_row=2)
+    scores = scorer.score(*_matrices(4))
+    scorer.close()
+    risk_calls = [body for name, body in predictor.infer_bodies if name == "risk"]
+    assert len(risk_calls) == 1 and risk_calls[0]["parameters"] == {"reasons": 2}
+    assert all(len(s.reasons) == 2 for s in scores)
+
+
+def test_a_model_wanting_an_unknown_feature_is_a_bad_answer() -> None:
+    def odd(request: httpx.Request) -> httpx.Response:
+        inputs = [{"name": "shoe_size", "datatype": "FP64", "shape": [-1]}]
+        return httpx.Response(200, json={"name": "det", "inputs": inputs})
+
+    client = _client(odd)  # type: ignore[arg-type]
+    scorer = V2Scorer(client, None, "det", None)
+    with pytest.raises(BadAnswer, match="shoe_size"):
+        scorer.score(*_matrices(2))
+    scorer.close()
