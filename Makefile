@@ -47,10 +47,11 @@ format: setup ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: setup ## run finrisk end to end on embedded defaults
-	$(BIN)/finrisk stack smoke
+demo: setup ## run finrisk end to end on embedded defaults (the stack stays up; make stack-down)
+	$(BIN)/finrisk demo
 
-smoke: demo
+smoke: setup ## one record through each local service
+	$(BIN)/finrisk stack smoke
 
 stack-up: setup ## start Kafka, MLflow and the BigQuery emulator on 127.0.0.1
 	$(BIN)/finrisk stack up

@@ -72,8 +72,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_csv(p, sep=sep, dtype=str, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise FinriskError(f"cannot read {p}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pa.ArrowException, OSError,
-            ValueError, EOFError) as exc:
+    except (
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        pa.ArrowException,
+        OSError,
+        ValueError,
+        EOFError,
+    ) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FinriskError(f"cannot read {p}: {reason}") from None
     raise FinriskError(

@@ -164,8 +164,15 @@ def parse_transactions(df: pd.DataFrame, schema: Schema) -> Parsed:
         columns[AMOUNT] = amount.abs()
 
     # copy=False: consolidating million-row object columns into one block is slow.
-    frame = pd.DataFrame({c: columns[c] for c in TRANSACTION_COLUMNS if c in columns},
-                         index=mapped.index, copy=False)
+    frame = pd.DataFrame(
+        {c: columns[c] for c in TRANSACTION_COLUMNS if c in columns}, index=mapped.index, copy=False
+    )
     extra = [str(c) for c in mapped.columns if c not in TRANSACTION_COLUMNS]
-    return Parsed(frame=frame, bad=bad, missing=missing, raw=raw, extra_columns=extra,
-                  source_names=source_names)
+    return Parsed(
+        frame=frame,
+        bad=bad,
+        missing=missing,
+        raw=raw,
+        extra_columns=extra,
+        source_names=source_names,
+    )

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +54,86 @@ class BigQuerySettings(BaseModel):
         return f"http://{LOOPBACK}:{self.port}"
 
 
+class BridgeSettings(BaseModel):
+    """The Kafka bridge (`finrisk bridge`): FINRISK_BRIDGE__<FIELD> or `bridge:` in the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Kafka. None: the local stack's broker.
+    bootstrap_servers: str | None = None
+    input_topic: str = "transactions"
+    scored_topic: str = "transactions.scored"
+    dlq_topic: str = "transactions.dlq"
+    # Compacted, keyed by user, one partition per input partition. None: "<group_id>.state".
+    changelog_topic: str | None = None
+    group_id: str = "finrisk-bridge"
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    # Any other librdkafka property, passed through to every client as is.
+    kafka_options: dict[str, str] = Field(default_factory=dict)
+
+    # Micro-batches end at whichever bound comes first.
+    batch_max_messages: int = Field(default=2_000, ge=1, le=100_000)
+    batch_max_wait_ms: int = Field(default=25, ge=0, le=60_000)
+
+    # The predictor (V2 Open Inference Protocol REST); the risk model may live elsewhere.
+    predictor_url: str = "http://127.0.0.1:8080"
+    risk_predictor_url: str | None = None
+    detector_model: str = "finrisk-anomaly-detector"
+    # None: transactions are scored without a risk band.
+    risk_model: str | None = "finrisk-risk-classifier"
+    # Which transactions carry the risk model's top reasons: explaining costs the predictor
+    # ~25x a plain score, so by default only MEDIUM and HIGH bands are explained.
+    reasons: Literal["all", "elevated", "none"] = "elevated"
+    reasons_per_row: int = Field(default=3, ge=1, le=10)
+    request_timeout_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_initial_s: float = Field(default=0.05, gt=0)
+    backoff_max_s: float = Field(default=2.0, gt=0)
+    breaker_failure_threshold: int = Field(default=3, ge=1)
+    breaker_reset_s: float = Field(default=1.0, gt=0)
+
+    # Exactly-once for the scored topic: Kafka transactions, read_committed downstream.
+    exactly_once: bool = False
+    # None: "<group_id>-<host name>"; keep it stable across restarts of one instance.
+    transactional_id: str | None = None
+
+    # Where anomalies go: a SQLite file (embedded default), BigQuery, or nowhere.
+    sink: Literal["local", "bigquery", "none"] = "local"
+    # None: <home>/anomalies.sqlite
+    local_sink_path: Path | None = None
+    # None: the stack's project (bigquery.project).
+    bigquery_project: str | None = None
+    bigquery_dataset: str = "finrisk"
+    bigquery_table: str = "anomalies"
+    # None: Google's service; the emulator's URL (bigquery.endpoint) locally.
+    bigquery_endpoint: str | None = None
+    bigquery_location: str | None = None
+    sink_max_attempts: int = Field(default=5, ge=1)
+    sink_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Health, readiness and Prometheus metrics; port 0 turns the server off.
+    http_host: str = LOOPBACK
+    http_port: int = Field(default=9108, ge=0, le=65_535)
+
+
+class PredictorPortSettings(BaseModel):
+    """Where the local stack runs `finrisk serve` (`finrisk stack up predictor`)."""
+
+    port: int = 8080
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
 def _default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "finrisk"
 
@@ -69,6 +150,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     mlflow: MLflowSettings = MLflowSettings()
     bigquery: BigQuerySettings = BigQuerySettings()
+    bridge: BridgeSettings = BridgeSettings()
+    predictor: PredictorPortSettings = PredictorPortSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -112,8 +112,10 @@ class ValidationReport:
     def format(self) -> str:
         name = self.source or f"{self.table} table"
         verdict = "OK" if self.ok else "INVALID"
-        head = (f"{name}: {verdict}, {self.rows} rows, {len(self.errors)} error(s), "
-                f"{len(self.warnings)} warning(s)")
+        head = (
+            f"{name}: {verdict}, {self.rows} rows, {len(self.errors)} error(s), "
+            f"{len(self.warnings)} warning(s)"
+        )
         lines = [head] + [f"  {p.format()}" for p in self.errors + self.warnings]
         if self.problems and any(p.rows for p in self.problems):
             lines.append("  (row 1 = first data row, after any header)")
@@ -163,8 +165,15 @@ class _Collector:
                     picked = list(pd.Series(values).iloc[sample])
                 examples = tuple(dict.fromkeys(str(v) for v in picked))[:MAX_EXAMPLES]
         self.problems.append(
-            Problem(kind=kind, column=self.label(column), count=int(count or 0), message=message,
-                    severity=severity, rows=rows, values=examples)
+            Problem(
+                kind=kind,
+                column=self.label(column),
+                count=int(count or 0),
+                message=message,
+                severity=severity,
+                rows=rows,
+                values=examples,
+            )
         )
 
 
@@ -177,14 +186,24 @@ def _check_columns(c: _Collector, parsed: Parsed, schema: Schema) -> None:
             c.add(MISSING_COLUMN, column, f"required column is missing{hint}", count=c.n)
     if parsed.extra_columns:
         names = parsed.extra_columns
-        c.add(EXTRA_COLUMN, None, f"{len(names)} column(s) not in the schema are ignored: "
-              f"{', '.join(repr(n) for n in names[:10])}{' ...' if len(names) > 10 else ''}",
-              severity="warning", count=c.n)
+        c.add(
+            EXTRA_COLUMN,
+            None,
+            f"{len(names)} column(s) not in the schema are ignored: "
+            f"{', '.join(repr(n) for n in names[:10])}{' ...' if len(names) > 10 else ''}",
+            severity="warning",
+            count=c.n,
+        )
     has_fraud, has_type = IS_FRAUD in frame.columns, FRAUD_TYPE in frame.columns
     if has_fraud != has_type:
         there, absent = (IS_FRAUD, FRAUD_TYPE) if has_fraud else (FRAUD_TYPE, IS_FRAUD)
-        c.add(LABEL_INCOMPLETE, absent, f"label column {there!r} is present but {absent!r} is not",
-              severity="warning", count=c.n)
+        c.add(
+            LABEL_INCOMPLETE,
+            absent,
+            f"label column {there!r} is present but {absent!r} is not",
+            severity="warning",
+            count=c.n,
+        )
 
 
 def _check_values(c: _Collector, parsed: Parsed, schema: Schema) -> None:
@@ -192,21 +211,35 @@ def _check_values(c: _Collector, parsed: Parsed, schema: Schema) -> None:
     for column in frame.columns:
         spec = schema.columns[column]
         bad = parsed.bad[column]
-        c.add(WRONG_TYPE, column, f"values are not {_type_phrase(spec.type, schema)}", bad,
-              values=parsed.raw[column])
+        c.add(
+            WRONG_TYPE,
+            column,
+            f"values are not {_type_phrase(spec.type, schema)}",
+            bad,
+            values=parsed.raw[column],
+        )
         c.add(NULL_VALUE, column, "values are missing", parsed.missing[column])
 
     if AMOUNT in frame.columns:
         amount = frame[AMOUNT].to_numpy()
         bounds = schema.transactions.amount
-        c.add(NON_POSITIVE_AMOUNT, AMOUNT, f"amounts must be > {bounds.min_exclusive:g}",
-              amount <= bounds.min_exclusive, values=amount)
-        c.add(ABSURD_AMOUNT, AMOUNT, f"amounts above the maximum {bounds.max:g}",
-              amount > bounds.max, values=amount)
+        c.add(
+            NON_POSITIVE_AMOUNT,
+            AMOUNT,
+            f"amounts must be > {bounds.min_exclusive:g}",
+            amount <= bounds.min_exclusive,
+            values=amount,
+        )
+        c.add(
+            ABSURD_AMOUNT,
+            AMOUNT,
+            f"amounts above the maximum {bounds.max:g}",
+            amount > bounds.max,
+            values=amount,
+        )
     if BALANCE_AFTER in frame.columns:
         balance = frame[BALANCE_AFTER].to_numpy()
-        c.add(NON_FINITE, BALANCE_AFTER, "balances are infinite", np.isinf(balance),
-              values=balance)
+        c.add(NON_FINITE, BALANCE_AFTER, "balances are infinite", np.isinf(balance), values=balance)
 
     for column, allowed in schema.allowed_values().items():
         if column not in frame.columns:
@@ -214,8 +247,7 @@ def _check_values(c: _Collector, parsed: Parsed, schema: Schema) -> None:
         values = frame[column]
         unknown = ~parsed.missing[column] & ~values.isin(allowed).to_numpy()
         shown = ", ".join(allowed) if len(allowed) <= 6 else f"{len(allowed)} known values"
-        c.add(UNKNOWN_VALUE, column, f"values outside the schema ({shown})", unknown,
-              values=values)
+        c.add(UNKNOWN_VALUE, column, f"values outside the schema ({shown})", unknown, values=values)
 
     if IS_FRAUD in frame.columns:
         label = frame[IS_FRAUD]
@@ -229,33 +261,50 @@ def _check_rows(c: _Collector, parsed: Parsed, schema: Schema) -> None:
         if schema.columns[column].unique:
             values = frame[column]
             dup = (values.duplicated(keep="first") & values.notna()).to_numpy()
-            c.add(DUPLICATE_ID, column, "values appear more than once (repeats shown)", dup,
-                  values=values)
+            c.add(
+                DUPLICATE_ID,
+                column,
+                "values appear more than once (repeats shown)",
+                dup,
+                values=values,
+            )
 
     if USER_ID in frame.columns and TIMESTAMP in frame.columns:
-        c.add(TIMESTAMP_OUT_OF_ORDER, TIMESTAMP,
-              "earlier than the user's previous transaction in the file",
-              _out_of_order(frame[USER_ID], frame[TIMESTAMP]), values=frame[USER_ID])
+        c.add(
+            TIMESTAMP_OUT_OF_ORDER,
+            TIMESTAMP,
+            "earlier than the user's previous transaction in the file",
+            _out_of_order(frame[USER_ID], frame[TIMESTAMP]),
+            values=frame[USER_ID],
+        )
 
     if DIRECTION in frame.columns and CATEGORY in frame.columns:
         direction, category = frame[DIRECTION], frame[CATEGORY]
         wrong = (direction.eq(DEBIT) & category.isin(schema.credit_categories)) | (
             direction.eq(CREDIT) & category.isin(schema.debit_categories)
         )
-        c.add(DIRECTION_MISMATCH, DIRECTION,
-              "direction contradicts the category (credit categories: "
-              f"{', '.join(schema.credit_categories)})",
-              wrong.to_numpy(),
-              values=lambda rows: [f"{category.iloc[i]}/{direction.iloc[i]}" for i in rows])
+        c.add(
+            DIRECTION_MISMATCH,
+            DIRECTION,
+            "direction contradicts the category (credit categories: "
+            f"{', '.join(schema.credit_categories)})",
+            wrong.to_numpy(),
+            values=lambda rows: [f"{category.iloc[i]}/{direction.iloc[i]}" for i in rows],
+        )
 
     if IS_FRAUD in frame.columns and FRAUD_TYPE in frame.columns:
         label, kind = frame[IS_FRAUD], frame[FRAUD_TYPE]
         both = label.notna() & kind.notna()
         mismatch = both & ((label.eq(1) & kind.eq(NO_FRAUD)) | (label.eq(0) & kind.ne(NO_FRAUD)))
-        c.add(LABEL_MISMATCH, FRAUD_TYPE,
-              f"is_fraud=1 needs a fraud type, is_fraud=0 needs {NO_FRAUD!r}", mismatch.to_numpy(),
-              values=lambda rows: [f"is_fraud={label.iloc[i]:g}, fraud_type={kind.iloc[i]}"
-                                   for i in rows])
+        c.add(
+            LABEL_MISMATCH,
+            FRAUD_TYPE,
+            f"is_fraud=1 needs a fraud type, is_fraud=0 needs {NO_FRAUD!r}",
+            mismatch.to_numpy(),
+            values=lambda rows: [
+                f"is_fraud={label.iloc[i]:g}, fraud_type={kind.iloc[i]}" for i in rows
+            ],
+        )
 
 
 def _out_of_order(users: pd.Series, timestamps: pd.Series) -> np.ndarray:
@@ -315,8 +364,13 @@ def validate_users(
     else:
         ids = df[id_col]
         c.add(NULL_VALUE, USER_ID, "user ids are missing", (~present(ids)).to_numpy())
-        c.add(DUPLICATE_ID, USER_ID, "user ids appear more than once (repeats shown)",
-              (ids.duplicated(keep="first") & ids.notna()).to_numpy(), values=ids)
+        c.add(
+            DUPLICATE_ID,
+            USER_ID,
+            "user ids appear more than once (repeats shown)",
+            (ids.duplicated(keep="first") & ids.notna()).to_numpy(),
+            values=ids,
+        )
     if label_col not in df.columns:
         if require_label:
             c.add(MISSING_COLUMN, IS_RISKY, "label column is missing", count=len(df))
@@ -324,11 +378,22 @@ def validate_users(
         raw = df[label_col]
         label = pd.to_numeric(raw.where(present(raw)), errors="coerce")
         c.add(NULL_VALUE, IS_RISKY, "labels are missing", (~present(raw)).to_numpy())
-        c.add(INVALID_LABEL, IS_RISKY, "labels must be 0 or 1",
-              (present(raw) & ~label.isin([0, 1])).to_numpy(), values=raw)
+        c.add(
+            INVALID_LABEL,
+            IS_RISKY,
+            "labels must be 0 or 1",
+            (present(raw) & ~label.isin([0, 1])).to_numpy(),
+            values=raw,
+        )
     others = [col for col in df.columns if col not in (id_col, label_col)]
     non_numeric = [str(col) for col in others if df[col].dtype.kind not in "iufb"]
     if non_numeric:
-        c.add(NON_NUMERIC_COLUMN, None, "non-numeric column(s) cannot be used as features: "
-              + ", ".join(repr(n) for n in non_numeric[:10]), severity="warning", count=len(df))
+        c.add(
+            NON_NUMERIC_COLUMN,
+            None,
+            "non-numeric column(s) cannot be used as features: "
+            + ", ".join(repr(n) for n in non_numeric[:10]),
+            severity="warning",
+            count=len(df),
+        )
     return ValidationReport(rows=len(df), problems=c.problems, source=source, table="users")

@@ -15,9 +15,11 @@ COMMAND_MODULES = (
     "stack",
     "bench",
     "data",
-    "train",
-    "serve",
+    "bridge",
     "pipeline",
+    "demo",
+    "serve",
+    "train",
 )
 
 

@@ -17,6 +17,7 @@ from finrisk.errors import FinriskError
 BENCHMARKS: tuple[str, ...] = (
     "finrisk.cli.bench:register_features",
     "finrisk.serving.predictor.benchmark:register_serving",
+    "finrisk.cli.bridge:register_bench",
 )
 
 

@@ -39,14 +39,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Simulate bank customers with a latent financial health, labelled fraud "
         "episodes and a per-user risk outcome. The same arguments give identical files.",
     )
-    gen.add_argument("--users", type=int, default=BENCHMARK_USERS,
-                     help=f"number of customers (default {BENCHMARK_USERS})")
-    gen.add_argument("--days", type=int, default=BENCHMARK_DAYS,
-                     help=f"days simulated (default {BENCHMARK_DAYS})")
-    gen.add_argument("--seed", type=int, default=BENCHMARK_SEED,
-                     help=f"random seed (default {BENCHMARK_SEED})")
-    gen.add_argument("--start", default=DEFAULT_START,
-                     help=f"first day, UTC (default {DEFAULT_START})")
+    gen.add_argument(
+        "--users",
+        type=int,
+        default=BENCHMARK_USERS,
+        help=f"number of customers (default {BENCHMARK_USERS})",
+    )
+    gen.add_argument(
+        "--days",
+        type=int,
+        default=BENCHMARK_DAYS,
+        help=f"days simulated (default {BENCHMARK_DAYS})",
+    )
+    gen.add_argument(
+        "--seed", type=int, default=BENCHMARK_SEED, help=f"random seed (default {BENCHMARK_SEED})"
+    )
+    gen.add_argument(
+        "--start", default=DEFAULT_START, help=f"first day, UTC (default {DEFAULT_START})"
+    )
     gen.add_argument("--out", required=True, type=Path, help="dataset directory to write")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     gen.set_defaults(handler=run_generate)
@@ -59,9 +69,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     val.add_argument("path", type=Path, help="CSV/TSV/Parquet file or dataset directory")
     val.add_argument("--schema", type=Path, help="schema file overriding the packaged one")
-    val.add_argument("--table", choices=("transactions", "users"), default=None,
-                     help="what a file holds (default transactions; a dataset directory "
-                     "checks both)")
+    val.add_argument(
+        "--table",
+        choices=("transactions", "users"),
+        default=None,
+        help="what a file holds (default transactions; a dataset directory checks both)",
+    )
     val.add_argument("--json", action="store_true", help="print the report as JSON")
     val.set_defaults(handler=run_validate)
 
@@ -93,8 +106,9 @@ def run_validate(args: argparse.Namespace) -> int:
                 "file or a dataset directory made by `finrisk data generate`"
             )
         tx_file = args.path / TRANSACTIONS_FILE
-        reports.append(check_parsed(parse_transactions(read_table(tx_file), schema), schema,
-                                    str(tx_file)))
+        reports.append(
+            check_parsed(parse_transactions(read_table(tx_file), schema), schema, str(tx_file))
+        )
         users_file = args.path / USERS_FILE
         if users_file.is_file():
             reports.append(validate_users(read_table(users_file), schema, str(users_file)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from finrisk.stack import SERVICE_TYPES, Stack
+from finrisk.stack import SERVICE_TYPES, ServiceStatus, Stack
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,34 +22,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "services",
             nargs="*",
             metavar="SERVICE",
-            help=f"any of {', '.join(SERVICE_TYPES)} (default: all)",
+            help=f"any of {', '.join(SERVICE_TYPES)} (default: all but predictor; "
+            "down and status: all)",
         )
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
 
 
 def _up(args: argparse.Namespace) -> int:
-    stack = Stack()
-    for service in stack.select(args.services):
+    selected = Stack().select(args.services or None)
+    for service in selected:
         outcome = "started" if service.up() else "already running"
         if not args.json:
             print(f"{service.name:<9} {outcome:<15}  {service.address}")
     if args.json:
-        _print_status(stack, args)
+        _print_status([service.status() for service in selected], as_json=True)
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    for name, stopped in Stack().down(args.services).items():
+    for name, stopped in Stack().down(args.services or None).items():
         if not args.json:
             print(f"{name:<9} {'stopped' if stopped else 'was not running'}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Exit 0 when every named (default: every default) service runs and nothing is unhealthy."""
     stack = Stack()
-    _print_status(stack, args)
-    return 0 if all(s.state == "running" for s in stack.status(args.services)) else 1
+    statuses = stack.status(args.services or None)
+    _print_status(statuses, as_json=args.json)
+    required = {service.name for service in stack.select(args.services or None)}
+    ok = all(
+        s.state == "running" if s.name in required else s.state != "unhealthy" for s in statuses
+    )
+    return 0 if ok else 1
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -61,9 +68,8 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(stack: Stack, args: argparse.Namespace) -> None:
-    statuses = stack.status(args.services)
-    if args.json:
+def _print_status(statuses: list[ServiceStatus], *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps([s.as_dict() for s in statuses], indent=2))
         return
     for s in statuses:

@@ -14,6 +14,7 @@ from typing import Any
 from finrisk import __version__
 from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
+from finrisk.registry.names import DETECTOR, MODEL_URI_ENV, RISK
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
@@ -22,8 +23,8 @@ DEFAULT_PREDICTOR_IMAGE = f"ghcr.io/finrisk/finrisk-predictor:{__version__}"
 HTTP_PORT = 8080
 ANNOTATION_PREFIX = "finrisk.io"
 # The variables that tell the predictor (serving/) which registry versions to load.
-DETECTOR_MODEL_ENV = "FINRISK_DETECTOR_MODEL_URI"
-RISK_MODEL_ENV = "FINRISK_RISK_MODEL_URI"
+DETECTOR_MODEL_ENV = MODEL_URI_ENV[DETECTOR]
+RISK_MODEL_ENV = MODEL_URI_ENV[RISK]
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -13,6 +13,13 @@ DEFAULT_MODEL_NAMES: dict[str, str] = {
     RISK: "finrisk-risk-classifier",
 }
 
+# The environment variables that pin the exact registry versions a predictor serves: the
+# pipeline's deploy step sets them on the InferenceService, `finrisk serve` reads them.
+MODEL_URI_ENV: dict[str, str] = {
+    DETECTOR: "FINRISK_DETECTOR_MODEL_URI",
+    RISK: "FINRISK_RISK_MODEL_URI",
+}
+
 # Other spellings users type for a kind.
 _KIND_ALIASES = {"anomaly": DETECTOR, "detector": DETECTOR, "fraud": DETECTOR, "risk": RISK}
 

@@ -9,10 +9,11 @@ from finrisk.settings import Settings
 from finrisk.stack.bigquery_emulator import BigQueryEmulator
 from finrisk.stack.kafka import Kafka
 from finrisk.stack.mlflow_server import MLflowServer
+from finrisk.stack.predictor import Predictor
 from finrisk.stack.service import Service, ServiceStatus
 
 SERVICE_TYPES: dict[str, type[Service]] = {
-    cls.name: cls for cls in (Kafka, MLflowServer, BigQueryEmulator)
+    cls.name: cls for cls in (Kafka, MLflowServer, BigQueryEmulator, Predictor)
 }
 
 __all__ = ["SERVICE_TYPES", "Service", "ServiceStatus", "Stack"]
@@ -23,9 +24,16 @@ class Stack:
         self.settings = settings or Settings()
         self.services = {name: cls(self.settings) for name, cls in SERVICE_TYPES.items()}
 
-    def select(self, names: Iterable[str] | None = None) -> list[Service]:
-        if not names:
-            return list(self.services.values())
+    def select(
+        self, names: Iterable[str] | None = None, *, everything: bool = False
+    ) -> list[Service]:
+        """The named services; with None the default ones (or all, with `everything`).
+
+        An empty list selects nothing, so code that stops "what it started" can never stop all.
+        """
+        if names is None:
+            return [s for s in self.services.values() if everything or s.default]
+        names = list(names)
         unknown = sorted(set(names) - set(self.services))
         if unknown:
             raise FinriskError(
@@ -37,7 +45,8 @@ class Stack:
         return {service.name: service.up() for service in self.select(names)}
 
     def down(self, names: Iterable[str] | None = None) -> dict[str, bool]:
-        return {service.name: service.down() for service in reversed(self.select(names))}
+        selected = self.select(names, everything=True)
+        return {service.name: service.down() for service in reversed(selected)}
 
     def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
-        return [service.status() for service in self.select(names)]
+        return [service.status() for service in self.select(names, everything=True)]

@@ -37,6 +37,8 @@ class ServiceStatus:
 class Service(ABC):
     name: str
     start_timeout: float = 90.0
+    # Started by a plain `finrisk stack up`; others only when named.
+    default: bool = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

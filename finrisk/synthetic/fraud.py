@@ -74,19 +74,36 @@ def card_testing(
     u = np.repeat(users, m)
     t0 = day.start_second + rng.uniform(0, DAY, k)
     t = np.repeat(t0, m) + _offsets(rng, m, 40, 2)
-    cat = _pick(rng, ["shopping", "entertainment", "gift_cards", "electronics"],
-                [0.4, 0.25, 0.2, 0.15], len(u))
-    ledger.add(u, t, rng.uniform(0.3, 4.99, len(u)), credit=False, category=cat,
-               merchant=_new_merchant(rng, pool, cat), channel=CHAN["online"],
-               fraud=FRAUD_CODE[CARD_TESTING])
+    cat = _pick(
+        rng,
+        ["shopping", "entertainment", "gift_cards", "electronics"],
+        [0.4, 0.25, 0.2, 0.15],
+        len(u),
+    )
+    ledger.add(
+        u,
+        t,
+        rng.uniform(0.3, 4.99, len(u)),
+        credit=False,
+        category=cat,
+        merchant=_new_merchant(rng, pool, cat),
+        channel=CHAN["online"],
+        fraud=FRAUD_CODE[CARD_TESTING],
+    )
     cash_out = rng.random(k) < 0.5
     n_out = int(cash_out.sum())
     last = t[np.cumsum(m) - 1][cash_out]
     cat = _pick(rng, ["electronics", "gift_cards"], [0.6, 0.4], n_out)
-    ledger.add(users[cash_out], last + 60 + rng.exponential(600, n_out),
-               rng.lognormal(np.log(350), 0.6, n_out), credit=False, category=cat,
-               merchant=_new_merchant(rng, pool, cat), channel=CHAN["online"],
-               fraud=FRAUD_CODE[CARD_TESTING])
+    ledger.add(
+        users[cash_out],
+        last + 60 + rng.exponential(600, n_out),
+        rng.lognormal(np.log(350), 0.6, n_out),
+        credit=False,
+        category=cat,
+        merchant=_new_merchant(rng, pool, cat),
+        channel=CHAN["online"],
+        fraud=FRAUD_CODE[CARD_TESTING],
+    )
 
 
 def account_takeover(
@@ -104,10 +121,19 @@ def account_takeover(
     t = np.repeat(t0, m) + _offsets(rng, m, 1200, 60)
     typical = day.scale[u] * pop.expected_purchase[u]
     amount = np.maximum(typical * rng.lognormal(np.log(8), 0.5, len(u)), 150)
-    cat = _pick(rng, ["electronics", "gift_cards", "travel", "shopping"],
-                [0.35, 0.3, 0.2, 0.15], len(u))
-    ledger.add(u, t, amount, credit=False, category=cat, merchant=_new_merchant(rng, pool, cat),
-               channel=CHAN["online"], fraud=FRAUD_CODE[ACCOUNT_TAKEOVER])
+    cat = _pick(
+        rng, ["electronics", "gift_cards", "travel", "shopping"], [0.35, 0.3, 0.2, 0.15], len(u)
+    )
+    ledger.add(
+        u,
+        t,
+        amount,
+        credit=False,
+        category=cat,
+        merchant=_new_merchant(rng, pool, cat),
+        channel=CHAN["online"],
+        fraud=FRAUD_CODE[ACCOUNT_TAKEOVER],
+    )
 
 
 def balance_drain(
@@ -131,9 +157,16 @@ def balance_drain(
     cat = np.where(cash, CAT["cash_withdrawal"], CAT["transfer_out"])
     t0 = day.start_second + rng.uniform(0, DAY, k)
     t = np.repeat(t0, m) + _offsets(rng, m, 480, 30)
-    ledger.add(u, t, amount, credit=False, category=cat, merchant=_new_merchant(rng, pool, cat),
-               channel=np.where(cash, CHAN["atm"], CHAN["transfer"]),
-               fraud=FRAUD_CODE[BALANCE_DRAIN])
+    ledger.add(
+        u,
+        t,
+        amount,
+        credit=False,
+        category=cat,
+        merchant=_new_merchant(rng, pool, cat),
+        channel=np.where(cash, CHAN["atm"], CHAN["transfer"]),
+        fraud=FRAUD_CODE[BALANCE_DRAIN],
+    )
 
 
 def velocity_spike(
@@ -157,8 +190,16 @@ def velocity_spike(
     amount = SPEND_MEDIAN[idx] * day.scale[u] * rng.lognormal(0.3, 0.6, len(u))
     channel = (rng.random(len(u))[:, None] > SPEND_CHANNEL_CDF[idx]).sum(axis=1)
     cat = SPEND_CAT[idx]
-    ledger.add(u, t, amount, credit=False, category=cat, merchant=_new_merchant(rng, pool, cat),
-               channel=channel, fraud=FRAUD_CODE[VELOCITY_SPIKE])
+    ledger.add(
+        u,
+        t,
+        amount,
+        credit=False,
+        category=cat,
+        merchant=_new_merchant(rng, pool, cat),
+        channel=channel,
+        fraud=FRAUD_CODE[VELOCITY_SPIKE],
+    )
 
 
 def add_episodes(

@@ -99,24 +99,48 @@ def _simulate_day(
         * np.where(pop.biweekly[paid], 12 / 26, 1.0)
         * rng.lognormal(0.0, volatility)
     )
-    ledger.add(paid, day0 + rng.uniform(1, 6, len(paid)) * 3600, amount, credit=True,
-               category=CAT["salary"], merchant=pop.employer[paid], channel=CHAN["transfer"])
+    ledger.add(
+        paid,
+        day0 + rng.uniform(1, 6, len(paid)) * 3600,
+        amount,
+        credit=True,
+        category=CAT["salary"],
+        merchant=pop.employer[paid],
+        channel=CHAN["transfer"],
+    )
 
     # Recurring bills, early in the morning.
     renters = everyone[pop.rent_day == dom]
-    ledger.add(renters, day0 + rng.uniform(0, 8, len(renters)) * 3600, pop.rent[renters],
-               credit=False, category=CAT["rent"], merchant=pop.landlord[renters],
-               channel=CHAN["direct_debit"])
+    ledger.add(
+        renters,
+        day0 + rng.uniform(0, 8, len(renters)) * 3600,
+        pop.rent[renters],
+        credit=False,
+        category=CAT["rent"],
+        merchant=pop.landlord[renters],
+        channel=CHAN["direct_debit"],
+    )
     u, slot = np.nonzero(pop.utility_day == dom)
-    ledger.add(u, day0 + rng.uniform(0, 8, len(u)) * 3600,
-               pop.utility_amount[u, slot] * rng.lognormal(0.0, 0.15, len(u)), credit=False,
-               category=CAT["utilities"], merchant=pop.utility_merchant[u, slot],
-               channel=CHAN["direct_debit"])
+    ledger.add(
+        u,
+        day0 + rng.uniform(0, 8, len(u)) * 3600,
+        pop.utility_amount[u, slot] * rng.lognormal(0.0, 0.15, len(u)),
+        credit=False,
+        category=CAT["utilities"],
+        merchant=pop.utility_merchant[u, slot],
+        channel=CHAN["direct_debit"],
+    )
     u, slot = np.nonzero(pop.sub_day == dom)
     merchant = pop.sub_merchant[u, slot]
-    ledger.add(u, day0 + rng.uniform(0, 8, len(u)) * 3600, pop.sub_amount[u, slot],
-               credit=False, category=CAT["subscriptions"], merchant=merchant,
-               channel=np.where(merchant % 2 == 0, CHAN["online"], CHAN["direct_debit"]))
+    ledger.add(
+        u,
+        day0 + rng.uniform(0, 8, len(u)) * 3600,
+        pop.sub_amount[u, slot],
+        credit=False,
+        category=CAT["subscriptions"],
+        merchant=merchant,
+        channel=np.where(merchant % 2 == 0, CHAN["online"], CHAN["direct_debit"]),
+    )
 
     # Everyday spending sized so that monthly outflow ~ spend_ratio * income; the ratio
     # worsens as health falls, and an overdraft makes disciplined (healthy) users hold back.
@@ -148,22 +172,38 @@ def _simulate_day(
     )
     betting = distressed & (idx == _ENTERTAINMENT)
     merchant[betting] = rng.choice(pool.betting, int(betting.sum()))
-    ledger.add(u, day0 + hour * 3600, amount, credit=False, category=category,
-               merchant=merchant, channel=channel)
+    ledger.add(
+        u,
+        day0 + hour * 3600,
+        amount,
+        credit=False,
+        category=category,
+        merchant=merchant,
+        channel=channel,
+    )
 
     # Money in besides salary: occasional transfers, more often when overdrawn and struggling.
     p_in = 0.04 + 0.3 * (balance < 0) * sigmoid(-health)
     u = everyone[rng.random(n) < p_in]
-    ledger.add(u, day0 + rng.uniform(8, 22, len(u)) * 3600,
-               pop.income[u] * rng.lognormal(np.log(0.08), 0.7, len(u)), credit=True,
-               category=CAT["transfer_in"], merchant=pop.contacts[u, rng.integers(0, 3, len(u))],
-               channel=CHAN["transfer"])
+    ledger.add(
+        u,
+        day0 + rng.uniform(8, 22, len(u)) * 3600,
+        pop.income[u] * rng.lognormal(np.log(0.08), 0.7, len(u)),
+        credit=True,
+        category=CAT["transfer_in"],
+        merchant=pop.contacts[u, rng.integers(0, 3, len(u))],
+        channel=CHAN["transfer"],
+    )
     u = everyone[rng.random(n) < 0.012]
-    ledger.add(u, day0 + rng.uniform(8, 22, len(u)) * 3600,
-               SPEND_MEDIAN[_SHOPPING] * scale[u] * rng.lognormal(0.0, 0.8, len(u)), credit=True,
-               category=CAT["refund"],
-               merchant=pool.popular(np.full(len(u), CAT["refund"]), rng.random(len(u))),
-               channel=CHAN["online"])
+    ledger.add(
+        u,
+        day0 + rng.uniform(8, 22, len(u)) * 3600,
+        SPEND_MEDIAN[_SHOPPING] * scale[u] * rng.lognormal(0.0, 0.8, len(u)),
+        credit=True,
+        category=CAT["refund"],
+        merchant=pool.popular(np.full(len(u), CAT["refund"]), rng.random(len(u))),
+        channel=CHAN["online"],
+    )
     return scale
 
 
@@ -235,8 +275,9 @@ def generate(
         start_ts = pd.Timestamp(start)
     except ValueError:
         raise FinriskError(f"--start {start!r} is not a date") from None
-    start_ts = (start_ts.tz_localize("UTC") if start_ts.tzinfo is None
-                else start_ts.tz_convert("UTC")).normalize()
+    start_ts = (
+        start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
+    ).normalize()
 
     rng = np.random.default_rng(seed)
     pool = build_pool()
@@ -249,8 +290,9 @@ def generate(
     warmup = min(7, days // 4)
     dates = pd.date_range(start_ts, periods=days, freq="D")
 
-    for d in tqdm(range(days), desc="simulating days", unit="day", disable=not progress,
-                  file=sys.stderr):
+    for d in tqdm(
+        range(days), desc="simulating days", unit="day", disable=not progress, file=sys.stderr
+    ):
         drift += rng.normal(0.0, DAILY_HEALTH_VOLATILITY, users)
         health = pop.health0 + pop.health_slope * d / days + drift
         scale = _simulate_day(rng, pool, pop, ledger, d, dates[d], health, balance)
@@ -281,8 +323,9 @@ def generate(
             "fraud_episodes": episodes.sum(axis=1),
         }
     )
-    manifest = _manifest(transactions, users_frame, episodes, seed, users, days, start_ts,
-                         fraud_episode_rate)
+    manifest = _manifest(
+        transactions, users_frame, episodes, seed, users, days, start_ts, fraud_episode_rate
+    )
     return transactions, users_frame, manifest
 
 
@@ -311,9 +354,7 @@ def _manifest(
         "fraud_transactions": int(transactions[IS_FRAUD].sum()),
         "fraud_rate": round(float(transactions[IS_FRAUD].mean()), 6) if n else 0.0,
         "fraud_transactions_by_type": {t: int(fraud_rows.get(t, 0)) for t in FRAUD_TYPES},
-        "fraud_episodes_by_type": {
-            t: int(episodes[:, i].sum()) for i, t in enumerate(FRAUD_TYPES)
-        },
+        "fraud_episodes_by_type": {t: int(episodes[:, i].sum()) for i, t in enumerate(FRAUD_TYPES)},
         "risky_users": int(users_frame[IS_RISKY].sum()),
         "risky_rate": round(float(users_frame[IS_RISKY].mean()), 6),
     }

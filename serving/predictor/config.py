@@ -11,7 +11,7 @@ import os
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from finrisk.compiled import DETECTOR
+from finrisk.compiled import DETECTOR, RISK
 from finrisk.registry import (
     CHAMPION,
     DEFAULT_MODEL_NAMES,
@@ -19,10 +19,11 @@ from finrisk.registry import (
     canonical_kind,
     parse_model_uri,
 )
+from finrisk.registry.names import MODEL_URI_ENV
 from finrisk.settings import LOOPBACK
 
-DETECTOR_URI_ENV = "FINRISK_DETECTOR_MODEL_URI"
-RISK_URI_ENV = "FINRISK_RISK_MODEL_URI"
+DETECTOR_URI_ENV = MODEL_URI_ENV[DETECTOR]
+RISK_URI_ENV = MODEL_URI_ENV[RISK]
 
 
 class PredictorSettings(BaseSettings):

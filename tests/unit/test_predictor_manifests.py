@@ -35,10 +35,7 @@ def _kustomize(folder: Path) -> list[dict[str, Any]]:
 def test_base_inference_services_are_valid_and_hardened() -> None:
     require_crds()
     services = _services(load_documents([PREDICTOR]))
-    assert [s["metadata"]["name"] for s in services] == [
-        "finrisk-anomaly-detector",
-        "finrisk-risk-classifier",
-    ]
+    assert [s["metadata"]["name"] for s in services] == ["finrisk"]
     for service in services:
         assert validate_manifest(service) == [], service["metadata"]["name"]
         annotations = service["metadata"]["annotations"]
@@ -61,13 +58,37 @@ def test_base_inference_services_are_valid_and_hardened() -> None:
         assert container["args"][0] == "serve"
 
 
-def test_each_service_serves_the_model_it_is_named_after() -> None:
-    from finrisk.registry import DEFAULT_MODEL_NAMES
+def test_manifest_is_the_object_the_pipeline_deploys() -> None:
+    """The pipeline's deploy step patches the InferenceService the manifests create: same name,
+    container, port, probes and configuration wiring, so a rollout never forks the two."""
+    from finrisk.deploy.inference_service import (
+        ModelRef,
+        PredictorConfig,
+        inference_service_manifest,
+    )
+    from finrisk.pipelines.retraining import retraining_pipeline
+    from finrisk.registry.names import DEFAULT_MODEL_NAMES, MODEL_URI_ENV
 
-    services = {s["metadata"]["name"]: s for s in _services(load_documents([PREDICTOR]))}
-    for kind, name in DEFAULT_MODEL_NAMES.items():
-        (container,) = services[name]["spec"]["predictor"]["containers"]
-        assert container["args"] == ["serve", "--models", kind]
+    default_name = retraining_pipeline.component_spec.inputs["inference_service"].default
+    deployed = inference_service_manifest(
+        PredictorConfig(
+            name=default_name,
+            namespace="finrisk",
+            detector=ModelRef(DEFAULT_MODEL_NAMES["detector"], "1", MODEL_URI_ENV["detector"]),
+            risk=ModelRef(DEFAULT_MODEL_NAMES["risk"], "1", MODEL_URI_ENV["risk"]),
+        )
+    )
+    (manifest,) = _services(load_documents([PREDICTOR]))
+    assert manifest["metadata"]["name"] == deployed["metadata"]["name"]
+    (ours,) = manifest["spec"]["predictor"]["containers"]
+    (theirs,) = deployed["spec"]["predictor"]["containers"]
+    for key in ("name", "args", "ports"):
+        assert ours[key] == theirs[key], key
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert ours[probe]["httpGet"] == theirs[probe]["httpGet"], probe
+    assert ours["image"].rsplit(":", 1)[0] == theirs["image"].rsplit(":", 1)[0]
+    wired = {e["name"]: e.get("valueFrom") for e in ours["env"] if "valueFrom" in e}
+    assert wired == {e["name"]: e["valueFrom"] for e in theirs["env"] if "valueFrom" in e}
 
 
 def test_base_kustomization_lists_the_predictor() -> None:
@@ -81,7 +102,7 @@ def test_base_kustomization_lists_the_predictor() -> None:
 def test_rendered_variants_validate(overlay: str, mode: str) -> None:
     require_crds()
     services = _services(_kustomize(ROOT / "manifests" / overlay))
-    assert len(services) == 2
+    assert len(services) == 1
     for service in services:
         assert service["metadata"]["namespace"] == "finrisk"
         assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode

@@ -43,15 +43,18 @@ def _write(tmp_path: Path, content: dict | str, name: str = "schema.yaml") -> Pa
 
 
 def test_user_schema_overrides_only_what_it_sets(tmp_path: Path) -> None:
-    file = _write(tmp_path, {
-        "transactions": {
-            "amount": {"max": 500},
-            "categories": {"debit": ["food", "fun"]},
-            "column_mapping": {"ref": "transaction_id"},
-            "timestamp": {"format": "%d/%m/%Y %H:%M"},
+    file = _write(
+        tmp_path,
+        {
+            "transactions": {
+                "amount": {"max": 500},
+                "categories": {"debit": ["food", "fun"]},
+                "column_mapping": {"ref": "transaction_id"},
+                "timestamp": {"format": "%d/%m/%Y %H:%M"},
+            },
+            "users": {"label_column": "defaulted"},
         },
-        "users": {"label_column": "defaulted"},
-    })
+    )
     schema = load_schema(file)
     assert schema.transactions.amount.max == 500
     assert schema.debit_categories == ("food", "fun")
@@ -95,35 +98,46 @@ def test_missing_schema_file(tmp_path: Path) -> None:
 
 def _bank_csv(tmp_path: Path) -> Path:
     file = tmp_path / "bank.csv"
-    pd.DataFrame({
-        "txn_ref": ["a1", "a2", "a3"],
-        "customer": ["007", "007", "042"],
-        "booked_at": ["31/01/2025 09:15:00", "31/01/2025 18:00:00", "01/02/2025 08:00:00"],
-        "value": ["-12.50", "2500", "-40"],
-        "mcc_group": ["Groceries", "salary", "dining"],
-        "counterparty": ["FreshMart", "Acme", "Cafe"],
-        "method": ["POS", "SEPA", "ECOM"],
-        "running_balance": ["100.5", "2600.5", "2560.5"],
-    }).to_csv(file, index=False)
+    pd.DataFrame(
+        {
+            "txn_ref": ["a1", "a2", "a3"],
+            "customer": ["007", "007", "042"],
+            "booked_at": ["31/01/2025 09:15:00", "31/01/2025 18:00:00", "01/02/2025 08:00:00"],
+            "value": ["-12.50", "2500", "-40"],
+            "mcc_group": ["Groceries", "salary", "dining"],
+            "counterparty": ["FreshMart", "Acme", "Cafe"],
+            "method": ["POS", "SEPA", "ECOM"],
+            "running_balance": ["100.5", "2600.5", "2560.5"],
+        }
+    ).to_csv(file, index=False)
     return file
 
 
 def _bank_schema(tmp_path: Path) -> Path:
-    return _write(tmp_path, {
-        "transactions": {
-            "column_mapping": {
-                "txn_ref": "transaction_id", "customer": "user_id", "booked_at": "timestamp",
-                "value": "amount", "mcc_group": "category", "counterparty": "merchant",
-                "method": "channel", "running_balance": "balance_after",
+    return _write(
+        tmp_path,
+        {
+            "transactions": {
+                "column_mapping": {
+                    "txn_ref": "transaction_id",
+                    "customer": "user_id",
+                    "booked_at": "timestamp",
+                    "value": "amount",
+                    "mcc_group": "category",
+                    "counterparty": "merchant",
+                    "method": "channel",
+                    "running_balance": "balance_after",
+                },
+                "value_mapping": {
+                    "channel": {"POS": "card_present", "ECOM": "online", "SEPA": "transfer"},
+                    "category": {"Groceries": "groceries"},
+                },
+                "signed_amounts": True,
+                "timestamp": {"format": "%d/%m/%Y %H:%M:%S", "timezone": "Europe/Berlin"},
             },
-            "value_mapping": {
-                "channel": {"POS": "card_present", "ECOM": "online", "SEPA": "transfer"},
-                "category": {"Groceries": "groceries"},
-            },
-            "signed_amounts": True,
-            "timestamp": {"format": "%d/%m/%Y %H:%M:%S", "timezone": "Europe/Berlin"},
         },
-    }, "bank.yaml")
+        "bank.yaml",
+    )
 
 
 def test_column_mapping_loads_a_foreign_csv(tmp_path: Path) -> None:
@@ -146,8 +160,17 @@ def test_without_the_mapping_the_same_file_is_rejected_with_every_problem(
     with pytest.raises(DataValidationError) as info:
         load_transactions(_bank_csv(tmp_path))
     missing = {p.column for p in info.value.report.errors if p.kind == "missing_column"}
-    assert missing == {S.TRANSACTION_ID, S.USER_ID, S.TIMESTAMP, S.AMOUNT, S.DIRECTION,
-                       S.CATEGORY, S.MERCHANT, S.CHANNEL, S.BALANCE_AFTER}
+    assert missing == {
+        S.TRANSACTION_ID,
+        S.USER_ID,
+        S.TIMESTAMP,
+        S.AMOUNT,
+        S.DIRECTION,
+        S.CATEGORY,
+        S.MERCHANT,
+        S.CHANNEL,
+        S.BALANCE_AFTER,
+    }
     assert "missing_column" in str(info.value)
 
 
@@ -175,11 +198,12 @@ def test_problems_on_mapped_columns_name_the_file_column(tmp_path: Path) -> None
 
 def test_user_table_with_its_own_names(tmp_path: Path) -> None:
     file = tmp_path / "users.csv"
-    pd.DataFrame({"customer": ["007", "042"], "defaulted": ["1", "0"], "score": ["3.5", "1"]}
-                 ).to_csv(file, index=False)
-    schema = load_schema(_write(
-        tmp_path, {"users": {"user_id_column": "customer", "label_column": "defaulted"}}
-    ))
+    pd.DataFrame(
+        {"customer": ["007", "042"], "defaulted": ["1", "0"], "score": ["3.5", "1"]}
+    ).to_csv(file, index=False)
+    schema = load_schema(
+        _write(tmp_path, {"users": {"user_id_column": "customer", "label_column": "defaulted"}})
+    )
     users = load_users(file, schema)
     assert users[S.USER_ID].tolist() == ["007", "042"]
     assert users[S.IS_RISKY].tolist() == [1, 0]
@@ -199,19 +223,33 @@ def test_mapping_onto_a_column_the_file_already_has_is_refused(tmp_path: Path) -
 
 def test_loaded_frame_has_the_contract_dtypes(tmp_path: Path) -> None:
     file = tmp_path / "t.csv"
-    pd.DataFrame({
-        "transaction_id": ["1", "2"], "user_id": ["10", "10"],
-        "timestamp": ["2025-03-01 10:00:00", "2025-03-01T11:00:00+01:00"],
-        "amount": ["5", "7.25"], "direction": ["debit", "debit"],
-        "category": ["dining", "groceries"], "merchant": ["Cafe", "Shop"],
-        "channel": ["online", "atm"], "balance_after": ["-5", "-12.25"],
-        "is_fraud": ["0", "1"], "fraud_type": ["none", "velocity_spike"],
-    }).to_csv(file, index=False)
+    pd.DataFrame(
+        {
+            "transaction_id": ["1", "2"],
+            "user_id": ["10", "10"],
+            "timestamp": ["2025-03-01 10:00:00", "2025-03-01T11:00:00+01:00"],
+            "amount": ["5", "7.25"],
+            "direction": ["debit", "debit"],
+            "category": ["dining", "groceries"],
+            "merchant": ["Cafe", "Shop"],
+            "channel": ["online", "atm"],
+            "balance_after": ["-5", "-12.25"],
+            "is_fraud": ["0", "1"],
+            "fraud_type": ["none", "velocity_spike"],
+        }
+    ).to_csv(file, index=False)
     frame = load_transactions(file)
     assert frame.dtypes.astype(str).to_dict() == {
-        "transaction_id": "object", "user_id": "object", "timestamp": "datetime64[ns, UTC]",
-        "amount": "float64", "direction": "object", "category": "object", "merchant": "object",
-        "channel": "object", "balance_after": "float64", "is_fraud": "int64",
+        "transaction_id": "object",
+        "user_id": "object",
+        "timestamp": "datetime64[ns, UTC]",
+        "amount": "float64",
+        "direction": "object",
+        "category": "object",
+        "merchant": "object",
+        "channel": "object",
+        "balance_after": "float64",
+        "is_fraud": "int64",
         "fraud_type": "object",
     }
     assert frame[S.TIMESTAMP].tolist() == [pd.Timestamp("2025-03-01 10:00", tz="UTC")] * 2

@@ -38,8 +38,24 @@ def test_cli_writes_identical_files_for_the_same_seed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in ("one", "two"):
-        assert main(["data", "generate", "--users", "30", "--days", "20", "--seed", "9",
-                     "--out", str(tmp_path / name), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "generate",
+                    "--users",
+                    "30",
+                    "--days",
+                    "20",
+                    "--seed",
+                    "9",
+                    "--out",
+                    str(tmp_path / name),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     summary, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
     assert summary["users"] == 30 and summary["transactions"] > 0
     for file in ("transactions.parquet", "users.parquet", "manifest.json"):
@@ -56,14 +72,30 @@ def test_cli_refuses_to_clobber_other_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    assert main(["data", "generate", "--users", "5", "--days", "5", "--out", str(tmp_path),
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "generate",
+                "--users",
+                "5",
+                "--days",
+                "5",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "notes.txt" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize(("users", "days", "start"), [(0, 5, "2025-01-01"), (5, 0, "2025-01-01"),
-                                                      (5, 5, "the first of may")])
+@pytest.mark.parametrize(
+    ("users", "days", "start"),
+    [(0, 5, "2025-01-01"), (5, 0, "2025-01-01"), (5, 5, "the first of may")],
+)
 def test_bad_arguments_are_user_errors(users: int, days: int, start: str) -> None:
     with pytest.raises(FinriskError):
         generate(users, days, seed=1, start=start)
@@ -132,8 +164,7 @@ def test_fraud_kinds_have_their_footprints(data: tuple[pd.DataFrame, pd.DataFram
     fraud = tx[tx[S.IS_FRAUD] == 1]
     seen_before = [
         m in set(legit.loc[(legit[S.USER_ID] == u) & (legit[S.TIMESTAMP] < t), S.MERCHANT])
-        for u, t, m in fraud[[S.USER_ID, S.TIMESTAMP, S.MERCHANT]].head(200).itertuples(
-            index=False)
+        for u, t, m in fraud[[S.USER_ID, S.TIMESTAMP, S.MERCHANT]].head(200).itertuples(index=False)
     ]
     assert np.mean(seen_before) < 0.2
 
@@ -148,7 +179,8 @@ def test_everyday_behaviour(data: tuple[pd.DataFrame, pd.DataFrame, dict]) -> No
     # Everyday spending concentrates on a user's favourite merchants.
     spend = legit[legit[S.CATEGORY].isin(["groceries", "dining"])]
     top_share = spend.groupby([S.USER_ID, S.MERCHANT]).size().groupby(S.USER_ID).max() / (
-        spend.groupby(S.USER_ID).size())
+        spend.groupby(S.USER_ID).size()
+    )
     assert top_share.median() > 0.15
     assert (tx[S.BALANCE_AFTER] < 0).mean() > 0.01  # some overdrafts happen
 

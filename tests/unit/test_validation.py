@@ -17,20 +17,28 @@ from finrisk.validation import validate_transactions, validate_users
 
 def good_frame() -> pd.DataFrame:
     """Six valid transactions of two users, as a CSV would deliver them (all text)."""
-    return pd.DataFrame({
-        "transaction_id": ["t1", "t2", "t3", "t4", "t5", "t6"],
-        "user_id": ["u1", "u2", "u1", "u2", "u1", "u2"],
-        "timestamp": ["2025-01-01T08:00:00Z", "2025-01-01T09:00:00Z", "2025-01-02T10:00:00Z",
-                      "2025-01-02T10:30:00Z", "2025-01-03T12:00:00Z", "2025-01-03T12:00:00Z"],
-        "amount": ["2500", "12.5", "40", "3000", "1.99", "70"],
-        "direction": ["credit", "debit", "debit", "credit", "debit", "debit"],
-        "category": ["salary", "groceries", "dining", "salary", "shopping", "cash_withdrawal"],
-        "merchant": ["Acme", "FreshMart", "Cafe", "Globex", "Shop", "ATM"],
-        "channel": ["transfer", "card_present", "card_present", "transfer", "online", "atm"],
-        "balance_after": ["2600", "87.5", "2560", "3087.5", "2558.01", "3017.5"],
-        "is_fraud": ["0", "0", "0", "0", "1", "0"],
-        "fraud_type": ["none", "none", "none", "none", "card_testing", "none"],
-    })
+    return pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t2", "t3", "t4", "t5", "t6"],
+            "user_id": ["u1", "u2", "u1", "u2", "u1", "u2"],
+            "timestamp": [
+                "2025-01-01T08:00:00Z",
+                "2025-01-01T09:00:00Z",
+                "2025-01-02T10:00:00Z",
+                "2025-01-02T10:30:00Z",
+                "2025-01-03T12:00:00Z",
+                "2025-01-03T12:00:00Z",
+            ],
+            "amount": ["2500", "12.5", "40", "3000", "1.99", "70"],
+            "direction": ["credit", "debit", "debit", "credit", "debit", "debit"],
+            "category": ["salary", "groceries", "dining", "salary", "shopping", "cash_withdrawal"],
+            "merchant": ["Acme", "FreshMart", "Cafe", "Globex", "Shop", "ATM"],
+            "channel": ["transfer", "card_present", "card_present", "transfer", "online", "atm"],
+            "balance_after": ["2600", "87.5", "2560", "3087.5", "2558.01", "3017.5"],
+            "is_fraud": ["0", "0", "0", "0", "1", "0"],
+            "fraud_type": ["none", "none", "none", "none", "card_testing", "none"],
+        }
+    )
 
 
 def test_good_frame_is_ok() -> None:
@@ -56,6 +64,7 @@ def _set(column: str, row: int, value: object) -> Mutation:
     def mutate(frame: pd.DataFrame) -> pd.DataFrame:
         frame.loc[row, column] = value
         return frame
+
     return mutate
 
 
@@ -74,25 +83,40 @@ CASES: list[tuple[str, Mutation, str, str | None, tuple[int, ...]]] = [
     ("infinite amount", _set("amount", 3, "inf"), "absurd_amount", "amount", (4,)),
     ("infinite balance", _set("balance_after", 2, "-inf"), "non_finite", "balance_after", (3,)),
     ("duplicate id", _set("transaction_id", 3, "t2"), "duplicate_id", "transaction_id", (4,)),
-    ("out of order", _set("timestamp", 2, "2024-12-31T00:00:00Z"), "timestamp_out_of_order",
-     "timestamp", (3,)),
+    (
+        "out of order",
+        _set("timestamp", 2, "2024-12-31T00:00:00Z"),
+        "timestamp_out_of_order",
+        "timestamp",
+        (3,),
+    ),
     ("unknown category", _set("category", 1, "grocery"), "unknown_value", "category", (2,)),
     ("unknown channel", _set("channel", 2, "pigeon"), "unknown_value", "channel", (3,)),
     ("unknown direction", _set("direction", 2, "out"), "unknown_value", "direction", (3,)),
-    ("unknown fraud type", _set("fraud_type", 4, "phishing"), "unknown_value", "fraud_type",
-     (5,)),
-    ("credit category as debit", _set("direction", 0, "debit"), "direction_mismatch",
-     "direction", (1,)),
+    ("unknown fraud type", _set("fraud_type", 4, "phishing"), "unknown_value", "fraud_type", (5,)),
+    (
+        "credit category as debit",
+        _set("direction", 0, "debit"),
+        "direction_mismatch",
+        "direction",
+        (1,),
+    ),
     ("label not 0/1", _set("is_fraud", 2, "2"), "invalid_label", "is_fraud", (3,)),
     ("fraud without type", _set("fraud_type", 4, "none"), "label_mismatch", "fraud_type", (5,)),
-    ("type without fraud", _set("fraud_type", 0, "balance_drain"), "label_mismatch",
-     "fraud_type", (1,)),
+    (
+        "type without fraud",
+        _set("fraud_type", 0, "balance_drain"),
+        "label_mismatch",
+        "fraud_type",
+        (1,),
+    ),
     ("no rows", lambda f: f.iloc[0:0], "empty_table", None, ()),
 ]
 
 
-@pytest.mark.parametrize(("name", "mutate", "kind", "column", "rows"), CASES,
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "mutate", "kind", "column", "rows"), CASES, ids=[c[0] for c in CASES]
+)
 def test_each_problem_kind_is_an_error(
     name: str, mutate: Mutation, kind: str, column: str | None, rows: tuple[int, ...]
 ) -> None:
@@ -173,17 +197,27 @@ def test_out_of_order_is_vectorised_on_a_large_frame() -> None:
 
 
 def test_user_table_problems() -> None:
-    users = pd.DataFrame({"user_id": ["a", "b", "b", None], "is_risky": [0, 1, 2, None],
-                          "city": ["x", "y", "z", "w"]})
+    users = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "b", None],
+            "is_risky": [0, 1, 2, None],
+            "city": ["x", "y", "z", "w"],
+        }
+    )
     report = validate_users(users)
     kinds = {(p.kind, p.column) for p in report.errors}
-    assert kinds == {("null_value", "user_id"), ("duplicate_id", "user_id"),
-                     ("invalid_label", "is_risky"), ("null_value", "is_risky")}
+    assert kinds == {
+        ("null_value", "user_id"),
+        ("duplicate_id", "user_id"),
+        ("invalid_label", "is_risky"),
+        ("null_value", "is_risky"),
+    }
     assert [p.kind for p in report.warnings] == ["non_numeric_column"]
     assert validate_users(users.iloc[:2]).ok
 
 
 # CLI: in process, files under tmp_path.
+
 
 def _csv(tmp_path: Path, frame: pd.DataFrame, name: str = "tx.csv") -> Path:
     file = tmp_path / name
@@ -254,9 +288,7 @@ def test_cli_unreadable_file_exits_2_without_traceback(
     assert expected in err and str(file) in err and "Traceback" not in err
 
 
-def test_cli_unknown_file_type_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_unknown_file_type_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = tmp_path / "tx.xlsx"
     file.write_bytes(b"x")
     assert main(["data", "validate", str(file)]) == 2
@@ -266,8 +298,9 @@ def test_cli_unknown_file_type_exits_2(
 def test_cli_bad_schema_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     schema = tmp_path / "s.yaml"
     schema.write_text("transactions: {column_mapping: {x: nothing}}\n")
-    assert main(["data", "validate", str(_csv(tmp_path, good_frame())),
-                 "--schema", str(schema)]) == 2
+    assert (
+        main(["data", "validate", str(_csv(tmp_path, good_frame())), "--schema", str(schema)]) == 2
+    )
     assert "'nothing' is not a canonical column" in capsys.readouterr().err
 
 

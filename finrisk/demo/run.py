@@ -1,0 +1,287 @@
+"""`finrisk demo`: the whole system on this machine, on embedded defaults.
+
+Stack up -> retraining pipeline (kfp.local) registers champions in MLflow -> predictor serves
+them -> synthetic customers the models never saw stream through Kafka -> the bridge scores them
+into the scored topic and logs anomalies to the BigQuery emulator -> a summary checked against
+the injected fraud labels. Each run uses topics, a consumer group and a table of its own, so
+it can run again and again; the stack and the predictor stay up for a look around.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+from tqdm import tqdm
+
+from finrisk.demo.summary import DemoSummary, summarise_stream
+from finrisk.errors import FinriskError
+from finrisk.schema import IS_FRAUD, TRANSACTION_ID
+from finrisk.settings import Settings
+from finrisk.stack import Stack
+from finrisk.stack.process import free_port
+
+DETECTOR_NAME = "finrisk-anomaly-detector"
+RISK_NAME = "finrisk-risk-classifier"
+ANOMALY_DATASET = "finrisk_demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    train_users: int = 400
+    train_days: int = 45
+    stream_users: int = 300
+    stream_days: int = 45
+    seed: int = 7
+    scored_timeout_s: float = 300.0
+    progress: bool = True
+
+
+@contextmanager
+def _step(title: str, out: TextIO) -> Iterator[None]:
+    print(f"==> {title}", file=out, flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"    done in {time.perf_counter() - started:.1f} s", file=out, flush=True)
+
+
+def run_demo(
+    options: DemoOptions, settings: Settings | None = None, out: TextIO = sys.stderr
+) -> DemoSummary:
+    from finrisk.pipelines.local import run_local
+    from finrisk.serving.bridge.local_processes import (
+        BridgeProcess,
+        RegisteredModels,
+        bridge_environment,
+    )
+    from finrisk.serving.bridge.producer import produce, wire_records
+    from finrisk.synthetic import generate
+
+    settings = settings or Settings()
+    stack = Stack(settings)
+    run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    work = settings.home / "demo" / run_id
+    work.mkdir(parents=True, exist_ok=True)
+
+    with _step("local stack: Kafka, MLflow, BigQuery emulator", out):
+        stack.up()
+
+    with _step(
+        f"retraining pipeline (kfp.local): {options.train_users} users x "
+        f"{options.train_days} days, gate, register, deploy (dry run)",
+        out,
+    ):
+        log = work / "pipeline.log"
+        with _output_to(log, out), _naming_log(log):
+            result = run_local(
+                {
+                    "synthetic_users": options.train_users,
+                    "synthetic_days": options.train_days,
+                    "seed": options.seed,
+                    "detector_model_name": DETECTOR_NAME,
+                    "risk_model_name": RISK_NAME,
+                },
+                pipeline_root=work / "pipeline",
+                tracking_uri=settings.mlflow.tracking_uri,
+            )
+        if not result.champion.get("detector") or not result.champion.get("risk"):
+            raise FinriskError(f"the pipeline left no champion: {result.gate_reason}")
+
+    predictor = stack.services["predictor"]
+    with _step(f"predictor serving the champions at {predictor.address}", out):
+        predictor.down()  # a running predictor would still serve the previous champion
+        predictor.up()
+
+    with _step(
+        f"streaming {options.stream_users} new customers x {options.stream_days} days "
+        "through Kafka",
+        out,
+    ):
+        transactions, _, _ = generate(
+            users=options.stream_users, days=options.stream_days, seed=options.seed + 1
+        )
+        prefix = f"{run_id}-"
+        records = wire_records(transactions, id_prefix=prefix)
+        labels = {
+            prefix + str(tx): int(flag)
+            for tx, flag in zip(transactions[TRANSACTION_ID], transactions[IS_FRAUD], strict=True)
+        }
+        topic = f"finrisk.demo.{run_id}.transactions"
+        with _bar(len(records), "produced", options.progress) as advance:
+            produce(
+                {"bootstrap.servers": settings.kafka.bootstrap_servers},
+                topic,
+                records,
+                on_sent=lambda i: advance(i),
+            )
+
+    name = f"finrisk-demo-{run_id}"
+    table = f"anomalies_{run_id.replace('-', '_')}"
+    env = bridge_environment(
+        settings.kafka.bootstrap_servers,
+        predictor.address,
+        RegisteredModels(DETECTOR_NAME, RISK_NAME, {}),
+        topic,
+        name,
+        sink="bigquery",
+        bigquery_endpoint=settings.bigquery.endpoint,
+        bigquery_project=settings.bigquery.project,
+        bigquery_dataset=ANOMALY_DATASET,
+        bigquery_table=table,
+        http_port=free_port(),
+    )
+    with (
+        _step("bridge: consumer group -> features -> predictor -> scored topic + BigQuery", out),
+        BridgeProcess(env, work / "bridge.log") as bridge,
+    ):
+        bridge.start()
+        started = time.monotonic()
+        scored = _read_scored(
+            settings.kafka.bootstrap_servers,
+            f"{name}.scored",
+            set(labels),
+            options.scored_timeout_s,
+            options.progress,
+            bridge.alive,
+        )
+        seconds = time.monotonic() - started
+        code = bridge.terminate()
+        if code != 0:
+            raise FinriskError(f"the bridge exited with {code}; log {work / 'bridge.log'}")
+
+    stream = summarise_stream(scored, labels)
+    anomaly_table = f"{settings.bigquery.project}.{ANOMALY_DATASET}.{table}"
+    return DemoSummary(
+        run_id=run_id,
+        scored_topic=f"{name}.scored",
+        stream=stream,
+        seconds_streaming=seconds,
+        throughput_per_s=stream.scored / seconds if seconds else 0.0,
+        anomalies_logged=_count_rows(settings, anomaly_table),
+        anomaly_table=f"{anomaly_table} (BigQuery emulator {settings.bigquery.endpoint})",
+        pipeline=result.to_dict(),
+        urls=_urls(settings, predictor.address, work),
+    )
+
+
+@contextmanager
+def _output_to(log: Path, out: TextIO) -> Iterator[None]:
+    """Send this process's (and its children's) stdout and stderr to `log` for a while.
+
+    The pipeline's tasks print their full logs; the demo keeps them in a file and names it.
+    """
+    print(f"    task logs: {log}", file=out, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with log.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+@contextmanager
+def _naming_log(log: Path) -> Iterator[None]:
+    try:
+        yield
+    except FinriskError as exc:
+        raise FinriskError(f"{exc}\nthe pipeline's task logs: {log}") from None
+
+
+@contextmanager
+def _bar(total: int, unit: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    with tqdm(total=total, unit=f" {unit}", disable=not enabled, leave=False) as bar:
+
+        def advance(done: int) -> None:
+            bar.update(max(0, done - bar.n))
+
+        yield advance
+        bar.update(total - bar.n)
+
+
+def _read_scored(
+    bootstrap: str,
+    topic: str,
+    expected: set[str],
+    timeout_s: float,
+    progress: bool,
+    bridge_alive: Callable[[], bool],
+) -> list[dict[str, Any]]:
+    """Every record of the scored topic until each expected transaction id has come."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}.demo-reader",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    records: list[dict[str, Any]] = []
+    missing = set(expected)
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.subscribe([topic])
+        with _bar(len(expected), "scored", progress) as advance:
+            while missing:
+                if time.monotonic() > deadline:
+                    raise FinriskError(
+                        f"{len(missing)} of {len(expected)} transactions not scored "
+                        f"within {timeout_s:.0f} s"
+                    )
+                if not bridge_alive():
+                    raise FinriskError("the bridge stopped before scoring every transaction")
+                for message in consumer.consume(5000, 0.5):
+                    value = message.value()
+                    if message.error() is not None or value is None:
+                        continue
+                    record = orjson.loads(value)
+                    records.append(record)
+                    missing.discard(record["transaction_id"])
+                advance(len(expected) - len(missing))
+    finally:
+        consumer.close()
+    return records
+
+
+def _count_rows(settings: Settings, table: str) -> int:
+    from finrisk.bigquery_client import bigquery_client
+
+    client = bigquery_client(settings.bigquery.project, settings.bigquery.endpoint)
+    rows = list(client.query(f"SELECT COUNT(*) AS n FROM `{table}`").result(timeout=60))
+    return int(rows[0]["n"])
+
+
+def _urls(settings: Settings, predictor: str, work: Path) -> dict[str, str]:
+    urls = {
+        "MLflow UI": f"{settings.mlflow.tracking_uri}/#/models/{DETECTOR_NAME}",
+        "V1 endpoint": f"{predictor}/v1/models/{DETECTOR_NAME}:predict",
+        "V2 endpoint": f"{predictor}/v2/models/{DETECTOR_NAME}/infer",
+        "risk endpoint": f"{predictor}/v2/models/{RISK_NAME}/infer",
+    }
+    # KFP artifacts have no file extension; a copy with one opens in a browser.
+    for kind in ("detector", "risk"):
+        for report in (work / "pipeline").glob(f"*/evaluate-models/{kind}_report"):
+            copy = work / f"{kind}-report.html"
+            shutil.copyfile(report, copy)
+            urls[f"{kind} report"] = copy.resolve().as_uri()
+    return urls
