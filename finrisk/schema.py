@@ -43,7 +43,8 @@ FRAUD_TYPE = "fraud_type"
 # Canonical user-level label.
 IS_RISKY = "is_risky"
 
-TRANSACTION_COLUMNS: tuple[str, ...] = (
+# What a transaction is, without labels: the input of features, scoring and the wire format.
+OBSERVED_COLUMNS: tuple[str, ...] = (
     TRANSACTION_ID,
     USER_ID,
     TIMESTAMP,
@@ -53,10 +54,9 @@ TRANSACTION_COLUMNS: tuple[str, ...] = (
     MERCHANT,
     CHANNEL,
     BALANCE_AFTER,
-    IS_FRAUD,
-    FRAUD_TYPE,
 )
 LABEL_COLUMNS: tuple[str, ...] = (IS_FRAUD, FRAUD_TYPE)
+TRANSACTION_COLUMNS: tuple[str, ...] = OBSERVED_COLUMNS + LABEL_COLUMNS
 
 DEBIT = "debit"
 CREDIT = "credit"

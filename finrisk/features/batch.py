@@ -61,22 +61,13 @@ from finrisk.schema import (
     CREDIT,
     DIRECTION,
     MERCHANT,
+    OBSERVED_COLUMNS,
     TIMESTAMP,
     TRANSACTION_ID,
     USER_ID,
 )
 
-FEATURE_INPUT_COLUMNS: tuple[str, ...] = (
-    TRANSACTION_ID,
-    USER_ID,
-    TIMESTAMP,
-    AMOUNT,
-    DIRECTION,
-    CATEGORY,
-    MERCHANT,
-    CHANNEL,
-    BALANCE_AFTER,
-)
+FEATURE_INPUT_COLUMNS: tuple[str, ...] = OBSERVED_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from finrisk.schema import (
     DEBIT,
     DIRECTION,
     MERCHANT,
+    OBSERVED_COLUMNS,
     TIMESTAMP,
     TRANSACTION_ID,
     USER_ID,
@@ -41,17 +42,7 @@ UNPARSEABLE = "unparseable"
 SCHEMA_INVALID = "schema_invalid"
 
 # The fields scoring needs; labels (is_fraud, fraud_type) and unknown fields are ignored.
-WIRE_FIELDS: tuple[str, ...] = (
-    TRANSACTION_ID,
-    USER_ID,
-    TIMESTAMP,
-    AMOUNT,
-    DIRECTION,
-    CATEGORY,
-    MERCHANT,
-    CHANNEL,
-    BALANCE_AFTER,
-)
+WIRE_FIELDS: tuple[str, ...] = OBSERVED_COLUMNS
 _NS_PER_MS = 1_000_000
 
 
