@@ -16,11 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from finrisk.errors import FinriskError
-
-# The model kinds of finrisk.compiled, restated so that the gate imports no ML libraries.
-DETECTOR = "detector"
-RISK = "risk"
-MODEL_KINDS: tuple[str, ...] = (DETECTOR, RISK)
+from finrisk.kinds import DETECTOR, MODEL_KINDS, RISK
 
 # Metric name -> True when higher is better (names as finrisk.evaluation.metrics reports them).
 GATE_METRICS: dict[str, bool] = {

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from finrisk.errors import FinriskError
+from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
 
 LOOPBACK = "127.0.0.1"
 
@@ -86,9 +87,9 @@ class BridgeSettings(BaseModel):
     # The predictor (V2 Open Inference Protocol REST); the risk model may live elsewhere.
     predictor_url: str = "http://127.0.0.1:8080"
     risk_predictor_url: str | None = None
-    detector_model: str = "finrisk-anomaly-detector"
+    detector_model: str = DEFAULT_MODEL_NAMES[DETECTOR]
     # None: transactions are scored without a risk band.
-    risk_model: str | None = "finrisk-risk-classifier"
+    risk_model: str | None = DEFAULT_MODEL_NAMES[RISK]
     # Which transactions carry the risk model's top reasons: explaining costs the predictor
     # ~25x a plain score, so by default only MEDIUM and HIGH bands are explained.
     reasons: Literal["all", "elevated", "none"] = "elevated"

@@ -28,6 +28,7 @@ from finrisk.components import (
     validate_data,
 )
 from finrisk.deploy import cluster
+from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
 
 PIPELINE_NAME = "finrisk-retraining"
 PIPELINE_DESCRIPTION = (
@@ -100,8 +101,8 @@ def retraining_pipeline(
     min_improvement: float = 0.0,
     detector_floor: float = 0.5,
     risk_floor: float = 0.6,
-    detector_model_name: str = "finrisk-anomaly-detector",
-    risk_model_name: str = "finrisk-risk-classifier",
+    detector_model_name: str = DEFAULT_MODEL_NAMES[DETECTOR],
+    risk_model_name: str = DEFAULT_MODEL_NAMES[RISK],
     mlflow_experiment: str = "finrisk-retraining",
     inference_service: str = "finrisk",
     namespace: str = "finrisk",

@@ -4,7 +4,7 @@
 prove compiled and original scores agree. See compiler.py for the supported estimators.
 """
 
-from finrisk.compiled.compiler import DETECTOR, MODEL_KINDS, RISK, model_kind
+from finrisk.compiled.compiler import model_kind
 from finrisk.compiled.parity import (
     DEFAULT_TOLERANCE,
     ParityReport,
@@ -14,6 +14,7 @@ from finrisk.compiled.parity import (
     require_parity,
 )
 from finrisk.compiled.runtime import ONNX_FILE, SPEC_FILE, CompiledModel, compile_model
+from finrisk.kinds import DETECTOR, MODEL_KINDS, RISK
 
 __all__ = [
     "DEFAULT_TOLERANCE",

@@ -31,10 +31,7 @@ from finrisk.compiled.trees import (
     isolation_trees,
 )
 from finrisk.errors import FinriskError
-
-DETECTOR = "detector"
-RISK = "risk"
-MODEL_KINDS = (DETECTOR, RISK)
+from finrisk.kinds import DETECTOR, RISK
 
 # Names of the element-wise transforms a FunctionTransformer may hold (module, function name).
 _KNOWN_FUNCTIONS = {("finrisk.models.risk", "_signed_log1p"): "signed_log1p"}

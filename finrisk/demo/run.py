@@ -25,13 +25,14 @@ from tqdm import tqdm
 
 from finrisk.demo.summary import DemoSummary, summarise_stream
 from finrisk.errors import FinriskError
+from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
 from finrisk.schema import IS_FRAUD, TRANSACTION_ID
 from finrisk.settings import Settings
 from finrisk.stack import Stack
 from finrisk.stack.process import free_port
 
-DETECTOR_NAME = "finrisk-anomaly-detector"
-RISK_NAME = "finrisk-risk-classifier"
+DETECTOR_NAME = DEFAULT_MODEL_NAMES[DETECTOR]
+RISK_NAME = DEFAULT_MODEL_NAMES[RISK]
 ANOMALY_DATASET = "finrisk_demo"
 
 

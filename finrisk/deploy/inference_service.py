@@ -14,7 +14,7 @@ from typing import Any
 from finrisk import __version__
 from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
-from finrisk.registry.names import DETECTOR, MODEL_URI_ENV, RISK
+from finrisk.kinds import DETECTOR, MODEL_URI_ENV, RISK
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from finrisk.compiled import DETECTOR, MODEL_KINDS, RISK
 from finrisk.errors import FinriskError
+from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, MODEL_KINDS, MODEL_URI_ENV, RISK
+
+__all__ = [
+    "DEFAULT_MODEL_NAMES",
+    "DETECTOR",
+    "MODEL_KINDS",
+    "MODEL_URI_ENV",
+    "RISK",
+]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-
-DEFAULT_MODEL_NAMES: dict[str, str] = {
-    DETECTOR: "finrisk-anomaly-detector",
-    RISK: "finrisk-risk-classifier",
-}
-
-# The environment variables that pin the exact registry versions a predictor serves: the
-# pipeline's deploy step sets them on the InferenceService, `finrisk serve` reads them.
-MODEL_URI_ENV: dict[str, str] = {
-    DETECTOR: "FINRISK_DETECTOR_MODEL_URI",
-    RISK: "FINRISK_RISK_MODEL_URI",
-}
 
 # Other spellings users type for a kind.
 _KIND_ALIASES = {"anomaly": DETECTOR, "detector": DETECTOR, "fraud": DETECTOR, "risk": RISK}

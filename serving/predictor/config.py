@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finrisk.compiled import DETECTOR, RISK
+from finrisk.kinds import MODEL_URI_ENV
 from finrisk.registry import (
     CHAMPION,
     DEFAULT_MODEL_NAMES,
@@ -19,7 +20,6 @@ from finrisk.registry import (
     canonical_kind,
     parse_model_uri,
 )
-from finrisk.registry.names import MODEL_URI_ENV
 from finrisk.settings import LOOPBACK
 
 DETECTOR_URI_ENV = MODEL_URI_ENV[DETECTOR]
