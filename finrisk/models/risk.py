@@ -139,8 +139,8 @@ class RiskModel(_RiskModel):
     """Ours: a model on the full user features, probabilities calibrated by cross-validation.
 
     estimator="logistic" (default): log-scaled, standardised features into a Logistic
-    Regression, which is as good as gradient boosting on the benchmark's 5000 users
-    (cross-validated ROC-AUC 0.807 vs 0.800) and cheaper; "hgb": gradient boosting, for
+    Regression, which was as good as gradient boosting on the benchmark's 5000 users
+    (docs/models-and-evaluation.md) and is cheaper; "hgb": gradient boosting, for
     larger populations with non-linear effects. calibration="isotonic"/"sigmoid" fits
     `cv` calibrated copies (CalibratedClassifierCV, ensemble averaged), so every training
     user helps both the model and its calibration.
