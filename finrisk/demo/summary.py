@@ -28,6 +28,9 @@ class StreamSummary:
     risk_bands: dict[str, int]
     latency_ms_p50: float | None
     latency_ms_p99: float | None
+    # Scored transactions per second between the first and the last score (as `finrisk bench
+    # bridge` measures it): the bridge's pace, without its start-up and group join.
+    scoring_rate_per_s: float | None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +69,8 @@ def summarise_stream(
         latest[str(record["transaction_id"])] = record
     by_user: dict[str, tuple[int, str]] = {}
     latencies = []
+    stamps = [int(r["scored_at_ms"]) for r in latest.values()]
+    span_s = (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
     for record in latest.values():
         latencies.append(float(record["latency_ms"]))
         band = record.get("risk_band")
@@ -92,6 +97,7 @@ def summarise_stream(
         risk_bands={name: bands.get(name, 0) for name in BAND_NAMES},
         latency_ms_p50=float(np.percentile(latencies, 50)) if latencies else None,
         latency_ms_p99=float(np.percentile(latencies, 99)) if latencies else None,
+        scoring_rate_per_s=len(latest) / span_s if span_s > 0 else None,
     )
 
 
@@ -115,8 +121,9 @@ def format_summary(summary: DemoSummary) -> str:
         f"flagged         {s.flagged} anomalies; {s.true_fraud} injected fraud",
         f"precision       {_pct(s.precision)}   recall {_pct(s.recall)}",
         f"risk bands      {bands}   ({s.users} users, latest band each)",
-        f"throughput      {summary.throughput_per_s:,.0f} transactions/s end to end "
-        f"({summary.seconds_streaming:.1f} s)",
+        f"throughput      {s.scoring_rate_per_s or 0:,.0f} transactions/s while scoring; "
+        f"{summary.throughput_per_s:,.0f}/s over {summary.seconds_streaming:.1f} s including "
+        "the bridge's start-up",
         # The stream is produced before the bridge starts: latency includes that wait.
         f"produce->score  p50 {s.latency_ms_p50 or 0:,.0f} ms, p99 {s.latency_ms_p99 or 0:,.0f} ms "
         "(includes the backlog queued before the bridge started)",
