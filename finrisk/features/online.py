@@ -22,6 +22,7 @@ JSON (orjson), keyed by user, so the streaming bridge can keep a compacted chang
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -130,6 +131,9 @@ _SCALARS: tuple[str, ...] = (
     "recent_ref_ts",
     *_RECENT,
 )
+
+# One call reads them all: the bridge snapshots every user a micro-batch touched.
+_get_scalars = operator.attrgetter(*_SCALARS)
 
 
 class _UserState:
@@ -378,12 +382,19 @@ class OnlineFeatures:
 
     def user_features(self, user_id: Any) -> dict[str, float]:
         """USER_FEATURES of everything seen so far for `user_id`."""
+        return {
+            name: float(value)
+            for name, value in zip(USER_FEATURES, self.user_values(user_id), strict=True)
+        }
+
+    def user_values(self, user_id: Any) -> tuple[float, ...]:
+        """As `user_features`, but the values in USER_FEATURES order, without names."""
         state = self._users.get(user_id)
         if state is None:
             raise FinriskError(f"no transactions seen for user {user_id!r}")
         # From the reference time to the latest transaction, as the formulas define the sums.
         scale = math.exp((state.recent_ref_ts - state.last_ts) * DECAY_PER_NS)
-        values = user_formulas(
+        return user_formulas(
             SCALAR_OPS,
             UserStats(
                 n_transactions=state.n_tx,
@@ -425,7 +436,6 @@ class OnlineFeatures:
                 recent_transfer_in=state.recent_transfer_in * scale,
             ),
         )
-        return {name: float(value) for name, value in zip(USER_FEATURES, values, strict=True)}
 
     def snapshot(self, user_id: Any) -> bytes:
         """The user's whole state as bytes (JSON), for a changelog keyed by user."""
@@ -433,8 +443,7 @@ class OnlineFeatures:
         if state is None:
             raise FinriskError(f"no state for user {user_id!r}")
         document: dict[str, Any] = {"version": SNAPSHOT_VERSION}
-        for name in _SCALARS:
-            document[name] = getattr(state, name)
+        document.update(zip(_SCALARS, _get_scalars(state), strict=True))
         document["category_counts"] = state.category_counts
         document["category_spend"] = state.category_spend
         document["merchants"] = list(state.merchants)

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, Producer
 
-from finrisk.features import USER_FEATURES
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.app import build_scorer
 from finrisk.serving.bridge.messages import BadMessage, MessageParser
@@ -62,7 +61,7 @@ def run_one_per_message(
             values, user = state.apply(tx, partition, offset)
             (score,) = scorer.score(
                 np.array([values], dtype=np.float64),
-                np.array([[user[name] for name in USER_FEATURES]], dtype=np.float64),
+                np.array([user], dtype=np.float64),
             )
             now_ms = int(time.time() * 1000)
             stamp = msg.timestamp()[1]

@@ -162,7 +162,7 @@ def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStor
             continue
         rows.append((msg, tx))
         tx_values.append(values)
-        user_values.append(tuple(user.values()))  # USER_FEATURES order
+        user_values.append(user)
     n = len(rows)
     changelog = state.changelog()
     state.mark_clean()

@@ -57,13 +57,14 @@ class StateStore:
 
     def apply(
         self, tx: Transaction, partition: int, offset: int
-    ) -> tuple[tuple[float, ...], dict[str, float]]:
-        """Add `tx` to its user's state: its transaction features and the user's features after."""
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Add `tx` to its user's state: its TRANSACTION_FEATURES and the user's USER_FEATURES
+        after it (values in those orders)."""
         user = tx.user_id
         values = self.features.values(tx.fields)
         self._position[user] = (partition, offset)
         self._dirty.add(user)
-        return values, self.features.user_features(user)
+        return values, self.features.user_values(user)
 
     def changelog(self) -> list[ChangelogRecord]:
         """A record for each user changed since the last `mark_clean`."""

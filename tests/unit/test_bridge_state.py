@@ -34,7 +34,7 @@ def _features(store: StateStore, stream: Stream) -> Features:
         if store.applied(tx.user_id, partition, offset):
             continue
         values, user = store.apply(tx, partition, offset)
-        out[tx.transaction_id] = (values, tuple(user.values()))
+        out[tx.transaction_id] = (values, user)
     return out
 
 
