@@ -12,6 +12,25 @@ import numpy as np
 
 from finrisk.schema import CATEGORIES
 
+# Person-to-person transfers, in and out, name people with these surnames.
+_SURNAMES: tuple[str, ...] = (
+    "Smith",
+    "Garcia",
+    "Muller",
+    "Rossi",
+    "Kowalski",
+    "Novak",
+    "Silva",
+    "Jensen",
+    "Dubois",
+    "Okafor",
+    "Tanaka",
+    "Larsen",
+    "Moreau",
+    "Costa",
+    "Weber",
+)
+
 # category -> (name stems, suffixes, pool size). Names are stem + suffix, then numbered
 # branches ("#2") when the pool is larger than the combinations.
 _POOLS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
@@ -38,23 +57,7 @@ _POOLS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
     ),
     "transfer_in": (
         ("A.", "B.", "C.", "D.", "E.", "F.", "G.", "H.", "J.", "K.", "L.", "M."),
-        (
-            "Smith",
-            "Garcia",
-            "Muller",
-            "Rossi",
-            "Kowalski",
-            "Novak",
-            "Silva",
-            "Jensen",
-            "Dubois",
-            "Okafor",
-            "Tanaka",
-            "Larsen",
-            "Moreau",
-            "Costa",
-            "Weber",
-        ),
+        _SURNAMES,
         180,
     ),
     "refund": (
@@ -262,23 +265,7 @@ _POOLS: dict[str, tuple[tuple[str, ...], tuple[str, ...], int]] = {
             "To S.",
             "To T.",
         ),
-        (
-            "Smith",
-            "Garcia",
-            "Muller",
-            "Rossi",
-            "Kowalski",
-            "Novak",
-            "Silva",
-            "Jensen",
-            "Dubois",
-            "Okafor",
-            "Tanaka",
-            "Larsen",
-            "Moreau",
-            "Costa",
-            "Weber",
-        ),
+        _SURNAMES,
         200,
     ),
 }
