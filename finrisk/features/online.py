@@ -15,6 +15,12 @@ relative to the newest timestamp seen for that user, so a late message is never 
 velocity counts are approximate. The recent (time-decayed) sums stay exact: a late
 transaction enters them with its own age's weight.
 
+Evaluation comes apart from the update: `observe(tx)` adds a transaction and returns its raw
+statistics (a `TxRow`), `user_row(user)` the user's (a `UserRow`). A streaming consumer collects
+rows for a micro-batch and turns them into features with `transaction_matrix` and `user_matrix`:
+the formulas evaluated once per batch on numpy arrays, as the batch path does, instead of once
+per transaction on floats (`evaluate_transaction`, `evaluate_user`: one row at a time).
+
 State survives restarts through `snapshot(user_id) -> bytes` and `restore(user_id, bytes)`:
 JSON (orjson), keyed by user, so the streaming bridge can keep a compacted changelog topic.
 """
@@ -24,9 +30,11 @@ from __future__ import annotations
 import math
 import operator
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from finrisk.errors import FinriskError
@@ -49,6 +57,7 @@ from finrisk.features.definitions import (
     WINDOWS,
 )
 from finrisk.features.formulas import (
+    ARRAY_OPS,
     DECAY_PER_NS,
     SCALAR_OPS,
     TxStats,
@@ -135,6 +144,48 @@ _SCALARS: tuple[str, ...] = (
 # One call reads them all: the bridge snapshots every user a micro-batch touched.
 _get_scalars = operator.attrgetter(*_SCALARS)
 
+# A transaction's raw statistics, TxStats flattened: these fields, then its WINDOWS counts,
+# then its SUM_WINDOWS debit sums.
+TxRow = tuple[Any, ...]
+_TX_FIELDS = 14
+_TIMESTAMP_FIELD, _CATEGORY_FIELD, _CHANNEL_FIELD = 3, 4, 5
+_N_WINDOWS = len(WINDOWS)
+
+# A user's raw statistics, UserStats flattened: these state fields, then the span in ns, the
+# recent sums' scale to the latest transaction, the distinct merchants, and the counts of
+# COUNTED_CATEGORIES. All numbers, so a batch of rows is one float64 matrix.
+UserRow = tuple[float, ...]
+_USER_STATE_FIELDS: tuple[str, ...] = (
+    "n_tx",
+    "n_debits",
+    "total_income",
+    "debit_cum",
+    "expense_sumsq",
+    "debit_max",
+    "n_low",
+    "n_overdrawn",
+    "discretionary",
+    "essential",
+    "cash_out",
+    "salary_income",
+    "salary_k",
+    "salary_sum",
+    "salary_sumsq",
+    "balance_sum",
+    "min_balance",
+    "last_balance",
+    "t_sum",
+    "tt_sum",
+    "b_sum",
+    "tb_sum",
+    "n_gambling",
+    "n_distress",
+    *_RECENT,
+)
+_get_user_fields = operator.attrgetter(*_USER_STATE_FIELDS)
+_N_USER_STATE = len(_USER_STATE_FIELDS)
+_NO_COUNTS = (0,) * len(COUNTED_CATEGORIES)
+
 
 class _UserState:
     """Everything the formulas need about one user's history."""
@@ -211,6 +262,10 @@ class OnlineFeatures:
 
     def values(self, tx: Mapping[str, Any]) -> tuple[float, ...]:
         """As `update`, but the feature values in TRANSACTION_FEATURES order, without names."""
+        return evaluate_transaction(self.observe(tx))
+
+    def observe(self, tx: Mapping[str, Any]) -> TxRow:
+        """Add one transaction to its user's state; its raw statistics, for `transaction_matrix`."""
         try:
             user = tx[USER_ID]
             ts = to_ns(tx[TIMESTAMP])
@@ -289,29 +344,25 @@ class OnlineFeatures:
             counts.append(len(window))
             sums.append(debit_cum - window[0][1])
 
-        values = transaction_formulas(
-            SCALAR_OPS,
-            TxStats(
-                amount,
-                1.0 if debit else 0.0,
-                balance,
-                ts,
-                category,
-                channel,
-                prior_debits,
-                prior_log_sum,
-                prior_log_sumsq,
-                prior_max,
-                counts,
-                [sums[i] for i in _SUM_WINDOW_INDEX],
-                has_prev,
-                gap,
-                1.0 if new_category else 0.0,
-                1.0 if new_merchant else 0.0,
-            ),
-        )
         self._add_to_user(state, ts, amount, debit, category, merchant, balance)
-        return values
+        return (
+            amount,
+            1.0 if debit else 0.0,
+            balance,
+            ts,
+            category,
+            channel,
+            prior_debits,
+            prior_log_sum,
+            prior_log_sumsq,
+            prior_max,
+            1.0 if has_prev else 0.0,
+            gap,
+            1.0 if new_category else 0.0,
+            1.0 if new_merchant else 0.0,
+            *counts,
+            *[sums[i] for i in _SUM_WINDOW_INDEX],
+        )
 
     @staticmethod
     def _add_to_user(
@@ -389,52 +440,22 @@ class OnlineFeatures:
 
     def user_values(self, user_id: Any) -> tuple[float, ...]:
         """As `user_features`, but the values in USER_FEATURES order, without names."""
+        return evaluate_user(self.user_row(user_id))
+
+    def user_row(self, user_id: Any) -> UserRow:
+        """The raw statistics of everything seen so far for `user_id`, for `user_matrix`."""
         state = self._users.get(user_id)
         if state is None:
             raise FinriskError(f"no transactions seen for user {user_id!r}")
-        # From the reference time to the latest transaction, as the formulas define the sums.
-        scale = math.exp((state.recent_ref_ts - state.last_ts) * DECAY_PER_NS)
-        return user_formulas(
-            SCALAR_OPS,
-            UserStats(
-                n_transactions=state.n_tx,
-                n_debits=state.n_debits,
-                total_income=state.total_income,
-                total_expense=state.debit_cum,
-                expense_sumsq=state.expense_sumsq,
-                max_expense=state.debit_max,
-                n_low_balance=state.n_low,
-                n_overdrawn=state.n_overdrawn,
-                top_category_spend=max(state.category_spend.values(), default=0.0),
-                discretionary_spend=state.discretionary,
-                essential_spend=state.essential,
-                cash_out_spend=state.cash_out,
-                salary_income=state.salary_income,
-                salary_intervals=state.salary_k,
-                salary_interval_sum=state.salary_sum,
-                salary_interval_sumsq=state.salary_sumsq,
-                balance_sum=state.balance_sum,
-                min_balance=state.min_balance,
-                last_balance=state.last_balance,
-                span_days=(state.last_ts - state.first_ts) / _NS_PER_DAY_F,
-                trend_t_sum=state.t_sum,
-                trend_tt_sum=state.tt_sum,
-                trend_b_sum=state.b_sum,
-                trend_tb_sum=state.tb_sum,
-                n_merchants=len(state.merchants),
-                category_counts=[state.category_counts.get(c, 0) for c in COUNTED_CATEGORIES],
-                n_gambling=state.n_gambling,
-                n_distress=state.n_distress,
-                recent_weight=state.recent_weight * scale,
-                recent_debit_weight=state.recent_debit_weight * scale,
-                recent_income=state.recent_income * scale,
-                recent_expense=state.recent_expense * scale,
-                recent_overdrawn=state.recent_overdrawn * scale,
-                recent_low_balance=state.recent_low_balance * scale,
-                recent_distress=state.recent_distress * scale,
-                recent_balance=state.recent_balance * scale,
-                recent_transfer_in=state.recent_transfer_in * scale,
-            ),
+        counts = state.category_counts
+        return (
+            *_get_user_fields(state),
+            float(state.last_ts - state.first_ts),
+            # From the reference time to the latest transaction, as the formulas define the sums.
+            math.exp((state.recent_ref_ts - state.last_ts) * DECAY_PER_NS),
+            len(state.merchants),
+            max(state.category_spend.values(), default=0.0),
+            *map(counts.get, COUNTED_CATEGORIES, _NO_COUNTS),
         )
 
     def snapshot(self, user_id: Any) -> bytes:
@@ -481,6 +502,149 @@ class OnlineFeatures:
     def forget(self, user_id: Any) -> None:
         """Drop the user's state (e.g. when a changelog tombstone arrives)."""
         self._users.pop(user_id, None)
+
+
+def evaluate_transaction(row: TxRow) -> tuple[float, ...]:
+    """TRANSACTION_FEATURES of one `observe` row, evaluated on floats."""
+    return transaction_formulas(SCALAR_OPS, _tx_stats(row))
+
+
+def evaluate_user(row: UserRow) -> tuple[float, ...]:
+    """USER_FEATURES of one `user_row` row, evaluated on floats."""
+    return user_formulas(SCALAR_OPS, _user_stats(row))
+
+
+def transaction_matrix(rows: Sequence[TxRow]) -> npt.NDArray[np.float64]:
+    """TRANSACTION_FEATURES of `observe` rows, one row each, the formulas evaluated on arrays."""
+    if not rows:
+        return np.empty((0, len(TRANSACTION_FEATURES)), dtype=np.float64)
+    columns: list[Any] = list(zip(*rows, strict=True))
+    for i, column in enumerate(columns):
+        if i == _TIMESTAMP_FIELD:
+            columns[i] = np.array(column, dtype=np.int64)
+        elif i not in (_CATEGORY_FIELD, _CHANNEL_FIELD):
+            columns[i] = np.array(column, dtype=np.float64)
+    return _matrix(transaction_formulas(ARRAY_OPS, _tx_stats(columns)), len(rows))
+
+
+def user_matrix(rows: Sequence[UserRow]) -> npt.NDArray[np.float64]:
+    """USER_FEATURES of `user_row` rows, one row each, the formulas evaluated on arrays."""
+    if not rows:
+        return np.empty((0, len(USER_FEATURES)), dtype=np.float64)
+    columns = np.array(rows, dtype=np.float64).T
+    return _matrix(user_formulas(ARRAY_OPS, _user_stats(list(columns))), len(rows))
+
+
+def _matrix(values: Sequence[Any], n: int) -> npt.NDArray[np.float64]:
+    out = np.empty((n, len(values)), dtype=np.float64)
+    for j, value in enumerate(values):
+        out[:, j] = value  # a formula of constants only comes back a scalar: broadcast
+    return out
+
+
+def _tx_stats(f: Sequence[Any]) -> TxStats:
+    """TxStats of a TxRow, or of its columns (one array per field)."""
+    windows_end = _TX_FIELDS + _N_WINDOWS
+    return TxStats(
+        amount=f[0],
+        is_debit=f[1],
+        balance_after=f[2],
+        timestamp_ns=f[_TIMESTAMP_FIELD],
+        category=f[_CATEGORY_FIELD],
+        channel=f[_CHANNEL_FIELD],
+        prior_debit_count=f[6],
+        prior_debit_log_sum=f[7],
+        prior_debit_log_sumsq=f[8],
+        prior_debit_max=f[9],
+        has_prev=f[10],
+        seconds_since_prev=f[11],
+        is_new_category=f[12],
+        is_new_merchant=f[13],
+        window_counts=f[_TX_FIELDS:windows_end],
+        window_debit_sums=f[windows_end:],
+    )
+
+
+def _user_stats(f: Sequence[Any]) -> UserStats:
+    """UserStats of a UserRow, or of its columns (one array per field)."""
+    (
+        n_tx,
+        n_debits,
+        total_income,
+        total_expense,
+        expense_sumsq,
+        max_expense,
+        n_low,
+        n_overdrawn,
+        discretionary,
+        essential,
+        cash_out,
+        salary_income,
+        salary_k,
+        salary_sum,
+        salary_sumsq,
+        balance_sum,
+        min_balance,
+        last_balance,
+        t_sum,
+        tt_sum,
+        b_sum,
+        tb_sum,
+        n_gambling,
+        n_distress,
+        *recent,
+    ) = f[:_N_USER_STATE]
+    span_ns, scale, n_merchants, top_category_spend = f[_N_USER_STATE : _N_USER_STATE + 4]
+    (
+        recent_weight,
+        recent_debit_weight,
+        recent_income,
+        recent_expense,
+        recent_overdrawn,
+        recent_low_balance,
+        recent_distress,
+        recent_balance,
+        recent_transfer_in,
+    ) = (value * scale for value in recent)
+    return UserStats(
+        n_transactions=n_tx,
+        n_debits=n_debits,
+        total_income=total_income,
+        total_expense=total_expense,
+        expense_sumsq=expense_sumsq,
+        max_expense=max_expense,
+        n_low_balance=n_low,
+        n_overdrawn=n_overdrawn,
+        top_category_spend=top_category_spend,
+        discretionary_spend=discretionary,
+        essential_spend=essential,
+        cash_out_spend=cash_out,
+        salary_income=salary_income,
+        salary_intervals=salary_k,
+        salary_interval_sum=salary_sum,
+        salary_interval_sumsq=salary_sumsq,
+        balance_sum=balance_sum,
+        min_balance=min_balance,
+        last_balance=last_balance,
+        span_days=span_ns / _NS_PER_DAY_F,
+        trend_t_sum=t_sum,
+        trend_tt_sum=tt_sum,
+        trend_b_sum=b_sum,
+        trend_tb_sum=tb_sum,
+        n_merchants=n_merchants,
+        category_counts=f[_N_USER_STATE + 4 :],
+        n_gambling=n_gambling,
+        n_distress=n_distress,
+        recent_weight=recent_weight,
+        recent_debit_weight=recent_debit_weight,
+        recent_income=recent_income,
+        recent_expense=recent_expense,
+        recent_overdrawn=recent_overdrawn,
+        recent_low_balance=recent_low_balance,
+        recent_distress=recent_distress,
+        recent_balance=recent_balance,
+        recent_transfer_in=recent_transfer_in,
+    )
 
 
 def _rebase_recent_sums(state: _UserState, ts: int) -> None:

@@ -2,7 +2,8 @@
 
 `prepare` runs in the bridge's thread, in message order: it parses each message (bad ones
 become dead letters), skips those the restored state already includes, updates the online
-features, and snapshots every user the batch touched (the batch's changelog records) before
+state (collecting each transaction's raw statistics, turned into features for the whole batch
+at once), and snapshots every user the batch touched (the batch's changelog records) before
 the next batch can change them.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 from confluent_kafka import Message
 
 from finrisk.errors import FinriskError
-from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.features.online import TxRow, UserRow, transaction_matrix, user_matrix
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.state import ChangelogRecord, StateStore
@@ -135,8 +136,8 @@ class Batch:
 
 def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStore) -> Batch:
     rows: list[tuple[Message, Transaction]] = []
-    tx_values: list[tuple[float, ...]] = []
-    user_values: list[tuple[float, ...]] = []
+    tx_rows: list[TxRow] = []
+    user_rows: list[UserRow] = []
     dead: list[tuple[Message, str, str]] = []
     next_offsets: dict[int, int] = {}
     skipped = errors = 0
@@ -156,20 +157,19 @@ def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStor
             skipped += 1
             continue
         try:
-            values, user = state.apply(tx, partition, offset)
+            tx_row, user_row = state.apply(tx, partition, offset)
         except FinriskError as exc:
             dead.append((msg, SCHEMA_INVALID, str(exc)))
             continue
         rows.append((msg, tx))
-        tx_values.append(values)
-        user_values.append(user)
-    n = len(rows)
+        tx_rows.append(tx_row)
+        user_rows.append(user_row)
     changelog = state.changelog()
     state.mark_clean()
     return Batch(
         rows=rows,
-        tx_matrix=np.array(tx_values, dtype=np.float64).reshape(n, len(TRANSACTION_FEATURES)),
-        user_matrix=np.array(user_values, dtype=np.float64).reshape(n, len(USER_FEATURES)),
+        tx_matrix=transaction_matrix(tx_rows),
+        user_matrix=user_matrix(user_rows),
         dead=dead,
         next_offsets=next_offsets,
         changelog=changelog,

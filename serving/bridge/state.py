@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from finrisk.errors import FinriskError
 from finrisk.features import OnlineFeatures
+from finrisk.features.online import TxRow, UserRow
 from finrisk.serving.bridge.messages import Transaction
 
 SOURCE_OFFSET_HEADER = "finrisk.source.offset"
@@ -55,16 +56,14 @@ class StateStore:
         position = self._position.get(user_id)
         return position is not None and position[0] == partition and offset <= position[1]
 
-    def apply(
-        self, tx: Transaction, partition: int, offset: int
-    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Add `tx` to its user's state: its TRANSACTION_FEATURES and the user's USER_FEATURES
-        after it (values in those orders)."""
+    def apply(self, tx: Transaction, partition: int, offset: int) -> tuple[TxRow, UserRow]:
+        """Add `tx` to its user's state: its raw statistics and the user's after it (turned
+        into features per micro-batch by `transaction_matrix` and `user_matrix`)."""
         user = tx.user_id
-        values = self.features.values(tx.fields)
+        row = self.features.observe(tx.fields)
         self._position[user] = (partition, offset)
         self._dirty.add(user)
-        return values, self.features.user_values(user)
+        return row, self.features.user_row(user)
 
     def changelog(self) -> list[ChangelogRecord]:
         """A record for each user changed since the last `mark_clean`."""

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge.baseline import run_one_per_message
 from finrisk.serving.bridge.local_processes import (
     BridgeProcess,
     PredictorProcess,
@@ -290,6 +291,33 @@ def test_online_scores_equal_batch_features_through_the_registered_models(
 
 
 # ---------------------------------------------------------------- recovery
+
+
+def test_the_one_call_per_message_baseline_scores_like_the_bridge(
+    stack_settings: Settings, served: Served, reference: Reference
+) -> None:
+    """The benchmark's comparison is only fair if the baseline does the same work."""
+    name = _name("single")
+    settings = stack_settings.model_copy(
+        update={
+            "bridge": stack_settings.bridge.model_copy(
+                update={
+                    "bootstrap_servers": _bootstrap(stack_settings),
+                    "input_topic": reference.input_topic,
+                    "scored_topic": f"{name}.scored",
+                    "group_id": name,
+                    "predictor_url": served.predictor.url,
+                    "detector_model": served.models.detector,
+                    "risk_model": served.models.risk,
+                }
+            )
+        }
+    )
+    result = run_one_per_message(settings, max_messages=200, max_seconds=120)
+    assert result["scored"] == 200
+    scored = read_topic(_bootstrap(stack_settings), f"{name}.scored", until=count_at_least(200))
+    assert len({r.json()["transaction_id"] for r in scored}) == 200  # type: ignore[index]
+    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
 
 
 def _same_scores(docs: list[dict[str, Any]], reference: Reference) -> None:

@@ -13,6 +13,7 @@ from finrisk.features import (
     transaction_features,
     user_features,
 )
+from finrisk.features.online import transaction_matrix, user_matrix
 from finrisk.synthetic import generate
 
 RTOL = 1e-9
@@ -87,6 +88,49 @@ def test_online_user_features_equal_batch(stream: pd.DataFrame) -> None:
     assert (batch["gambling_tx_per_month"] > 0).mean() > 0.2
     assert ((batch["recent_overdraft_share"] > 0) & (batch["recent_overdraft_share"] < 1)).any()
     assert not np.allclose(batch["recent_distress_share"], batch["distress_share"])
+
+
+def _run_micro_batches(
+    records: list[dict[str, object]], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """As the bridge does: raw rows per transaction, features evaluated per micro-batch."""
+    online = OnlineFeatures()
+    tx_parts, user_parts = [], []
+    for start in range(0, len(records), size):
+        tx_rows, user_rows = [], []
+        for record in records[start : start + size]:
+            tx_rows.append(online.observe(record))
+            user_rows.append(online.user_row(record["user_id"]))
+        tx_parts.append(transaction_matrix(tx_rows))
+        user_parts.append(user_matrix(user_rows))
+    return np.vstack(tx_parts), np.vstack(user_parts)
+
+
+def test_micro_batch_features_equal_batch_whatever_the_batch_boundaries(
+    stream: pd.DataFrame,
+) -> None:
+    ordered = _streaming_order(stream)
+    records = _epoch_ms_records(ordered)
+    tx, users = _run_micro_batches(records, 997)
+    # Boundaries elsewhere must not change a single bit: a restarted bridge cuts other batches.
+    for size in (1, 64):
+        other_tx, other_users = _run_micro_batches(records[:3000], size)
+        np.testing.assert_array_equal(other_tx, tx[:3000])
+        np.testing.assert_array_equal(other_users, users[:3000])
+
+    expected = transaction_features(stream).loc[ordered.index].to_numpy()
+    for j, name in enumerate(TRANSACTION_FEATURES):
+        np.testing.assert_allclose(tx[:, j], expected[:, j], rtol=RTOL, atol=ATOL, err_msg=name)
+    # Each row's user features are those of the user's history up to that transaction.
+    last_row = pd.Series(np.arange(len(records)), index=ordered["user_id"].to_numpy())
+    last_row = last_row.groupby(level=0).max()
+    batch_users = user_features(stream).loc[last_row.index].to_numpy()
+    got = users[last_row.to_numpy()]
+    for j, name in enumerate(USER_FEATURES):
+        np.testing.assert_allclose(got[:, j], batch_users[:, j], rtol=RTOL, atol=ATOL, err_msg=name)
+    # And the floats path, one transaction at a time, agrees to rounding.
+    scalar = _run_online(records[:3000], OnlineFeatures())
+    np.testing.assert_allclose(tx[:3000], scalar, rtol=1e-12, atol=1e-12)
 
 
 def test_timestamp_forms_give_identical_features(stream: pd.DataFrame) -> None:
