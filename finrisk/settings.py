@@ -83,6 +83,10 @@ class BridgeSettings(BaseModel):
     # Micro-batches end at whichever bound comes first.
     batch_max_messages: int = Field(default=2_000, ge=1, le=100_000)
     batch_max_wait_ms: int = Field(default=25, ge=0, le=60_000)
+    # How often the users' state goes to the changelog and input offsets are committed (at
+    # least once; exactly once does both per batch, in its transaction). 0: every batch. A
+    # crash replays what came after the last checkpoint: duplicates, never lost transactions.
+    checkpoint_interval_ms: int = Field(default=1_000, ge=0, le=600_000)
 
     # The predictor (V2 Open Inference Protocol REST); the risk model may live elsewhere.
     predictor_url: str = "http://127.0.0.1:8080"

@@ -3,8 +3,8 @@
 `prepare` runs in the bridge's thread, in message order: it parses each message (bad ones
 become dead letters), skips those the restored state already includes, updates the online
 state (collecting each transaction's raw statistics, turned into features for the whole batch
-at once), and snapshots every user the batch touched (the batch's changelog records) before
-the next batch can change them.
+at once), and, when the batch is a checkpoint, snapshots every user changed since the last one
+(the batch's changelog records) before the next batch can change them.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class Batch:
     dead: list[tuple[Message, str, str]]
     next_offsets: dict[int, int]  # input partition -> offset to commit
     changelog: list[ChangelogRecord]
+    # Writes the changelog and commits the offsets of every batch up to it, once durable.
+    checkpoint: bool = True
     skipped: int = 0
     consume_errors: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -81,7 +83,7 @@ class Batch:
 
     @property
     def empty(self) -> bool:
-        return not self.rows and not self.dead and not self.next_offsets
+        return not self.rows and not self.dead and not self.next_offsets and not self.changelog
 
     def settle_future(self) -> None:
         """Wait for scoring in flight; its result (or failure) is then kept, not lost."""
@@ -134,7 +136,9 @@ class Batch:
         self.changelog = [r for r in self.changelog if r.partition not in gone]
 
 
-def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStore) -> Batch:
+def prepare(
+    messages: Sequence[Message], parser: MessageParser, state: StateStore, *, checkpoint: bool
+) -> Batch:
     rows: list[tuple[Message, Transaction]] = []
     tx_rows: list[TxRow] = []
     user_rows: list[UserRow] = []
@@ -164,8 +168,10 @@ def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStor
         rows.append((msg, tx))
         tx_rows.append(tx_row)
         user_rows.append(user_row)
-    changelog = state.changelog()
-    state.mark_clean()
+    changelog: list[ChangelogRecord] = []
+    if checkpoint:
+        changelog = state.changelog()
+        state.mark_clean()
     return Batch(
         rows=rows,
         tx_matrix=transaction_matrix(tx_rows),
@@ -173,6 +179,7 @@ def prepare(messages: Sequence[Message], parser: MessageParser, state: StateStor
         dead=dead,
         next_offsets=next_offsets,
         changelog=changelog,
+        checkpoint=checkpoint,
         skipped=skipped,
         consume_errors=errors,
     )

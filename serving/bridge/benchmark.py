@@ -2,9 +2,10 @@
 one-call-per-message consumer, in one run on the real broker and the real predictor.
 
 1. throughput: `count` transactions are produced to a fresh topic first; a `finrisk bridge`
-   process then drains the backlog. Rate = scored records / time between the first and the
-   last scored record arriving at a consumer of the scored topic (startup excluded, shown
-   apart).
+   process then drains the backlog. Rate = scored records after the first batch / time between
+   the first and the last scored record's timestamp (set by the bridge's producer when it sends
+   the record: a watcher that joins its group late cannot compress the interval); the startup
+   before the first record is shown apart.
 2. the same backlog through the one-call-per-message consumer, bounded in messages and time.
 3. latency: a fresh bridge on a fresh topic, warmed up, then transactions offered at
    `latency_rate` per second for `latency_seconds`; event-to-score latency per transaction =
@@ -45,7 +46,8 @@ class Endpoint:
 
 
 class ScoredWatcher:
-    """Counts scored records as they arrive (read_committed), with arrival times."""
+    """Counts scored records as they arrive (read_committed), with their own (producer)
+    timestamps, and their event-to-arrival latencies when `parse`."""
 
     def __init__(self, settings: Settings, topic: str, *, parse: bool) -> None:
         self.consumer = Consumer(
@@ -60,8 +62,8 @@ class ScoredWatcher:
         self.consumer.subscribe([topic])
         self.parse = parse
         self.count = 0
-        self.first: float | None = None
-        self.last: float | None = None
+        self.first_stamp_ms = self.last_stamp_ms = 0
+        self.at_first_stamp = 0  # records stamped in the first record's millisecond
         self.latencies_ms: list[float] = []
         self.ids: set[str] = set()
         self._stop = threading.Event()
@@ -78,7 +80,6 @@ class ScoredWatcher:
             first = self.consumer.poll(0.05)
             if first is None:
                 continue
-            now = time.monotonic()
             now_ms = time.time() * 1000
             batch = [first, *self.consumer.consume(5_000, 0)]
             got = 0
@@ -86,15 +87,25 @@ class ScoredWatcher:
                 if msg.error() is not None:
                     continue
                 got += 1
+                self._stamp(msg.timestamp()[1])
                 if self.parse:
                     doc = orjson.loads(msg.value() or b"{}")
                     self.ids.add(doc["transaction_id"])
                     created = doc["scored_at_ms"] - doc["latency_ms"]
                     self.latencies_ms.append(now_ms - created)
-            if got:
-                self.first = self.first or now
-                self.last = now
-                self.count += got
+            self.count += got
+
+    def _stamp(self, stamp: int) -> None:
+        if not self.first_stamp_ms or stamp < self.first_stamp_ms:
+            self.first_stamp_ms, self.at_first_stamp = stamp, 0
+        if stamp == self.first_stamp_ms:
+            self.at_first_stamp += 1
+        self.last_stamp_ms = max(self.last_stamp_ms, stamp)
+
+    def rate(self) -> float:
+        """Scored records per second between the first and the last record's timestamp."""
+        seconds = (self.last_stamp_ms - self.first_stamp_ms) / 1000
+        return (self.count - self.at_first_stamp) / seconds if seconds > 0 else float("inf")
 
     def wait_for(self, n: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -185,7 +196,7 @@ def run(
     env = bridge_environment(
         bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
     )
-    started = time.monotonic()
+    started_ms = time.time() * 1000
     bridge = BridgeProcess(env, logs / f"{name}.log").start()
     try:
         if not watcher.wait_for(count, timeout_s):
@@ -196,13 +207,11 @@ def run(
     finally:
         bridge.terminate()
         watcher.stop()
-    assert watcher.first is not None and watcher.last is not None
-    drain = watcher.last - watcher.first
-    batched_rate = count / drain if drain > 0 else float("inf")
+    batched_rate = watcher.rate()
     result["bridge"] = {
         "scored": watcher.count,
-        "first_score_after_start_s": round(watcher.first - started, 2),
-        "drain_seconds": round(drain, 3),
+        "first_score_after_start_s": round((watcher.first_stamp_ms - started_ms) / 1000, 2),
+        "drain_seconds": round((watcher.last_stamp_ms - watcher.first_stamp_ms) / 1000, 3),
         "tx_per_s": round(batched_rate, 1),
         "settings": bridge_settings,
     }

@@ -5,19 +5,23 @@ goes through these steps in order, and a step that completed is not redone when 
 fails:
 
 1. `prepare`: parse and check every message (bad ones become dead letters), skip messages the
-   restored state already includes, update the online features, snapshot touched users;
+   restored state already includes, update the online features; a checkpoint batch (one per
+   `checkpoint_interval_ms`) also snapshots every user changed since the last checkpoint;
 2. score with the V2 calls (detector, risk model) in a worker thread: while the predictor works
    on batch N, the loop prepares batch N+1 when it is already buffered;
 3. send the scored records and dead letters, and hand the anomalies to the sink's thread;
-4. once the outputs are acknowledged and the sink flushed: send the state changelog;
-5. once the changelog is acknowledged: commit the offsets.
+4. once the outputs are acknowledged and the sink flushed: a checkpoint batch sends its state
+   changelog (other batches are done here);
+5. once the changelog is acknowledged: commit the offsets of every batch up to the checkpoint.
 
 Steps 4 and 5 run behind the loop (it checks them between batches and waits only when idle,
 stopping or rebalancing), so no batch waits for the previous one's acknowledgements. The order
 is what at least once needs: a durable changelog record means durable outputs for everything
-in its state (the replay skip relies on it), and a commit means a durable changelog. Exactly
-once: steps 3-5 are one Kafka transaction per batch (scored records, dead letters, changelog,
-offsets), after the sink flush.
+in its state (the replay skip relies on it), and a commit means a durable changelog. A
+checkpoint per interval rather than per batch saves snapshotting a user at every batch; a crash
+replays from the last checkpoint, as duplicates. Exactly once: every batch is a checkpoint, and
+steps 3-5 are one Kafka transaction (scored records, dead letters, changelog, offsets), after
+the sink flush.
 
 When the predictor or the sink is unavailable, or Kafka does not acknowledge, the batch stays
 in memory, every assigned partition is paused, and the step is retried with backoff: nothing is
@@ -135,6 +139,14 @@ class Bridge:
         self._sinking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sink")
         self._last_gauges = 0.0
         self._last_count = 0
+        self._checkpoint_every_s = (
+            0.0 if self.exactly_once else self.config.checkpoint_interval_ms / 1000
+        )
+        self._last_checkpoint = time.monotonic()
+        # A batch was prepared since the last checkpoint (its offsets wait for the next one).
+        self._since_checkpoint = False
+        # Input offsets of durable batches after the last committed checkpoint.
+        self._uncommitted: dict[int, int] = {}
 
     # ----------------------------------------------------------------- life cycle
 
@@ -210,10 +222,9 @@ class Bridge:
                 messages = batcher.buffered() if self._pending else batcher.next_batch()
                 if messages:
                     last_message = time.monotonic()
-                    with self._step("prepare"):
-                        batch = prepare(messages, self.parser, self.state)
-                    self._submit(batch)
-                    self._pending.append(batch)
+                    self._prepare(messages, checkpoint=self._checkpoint_due())
+                elif not self._pending and self._since_checkpoint and self._checkpoint_due():
+                    self._prepare([], checkpoint=True)  # quiet: make what came durable
                 ready = self._pending and (len(self._pending) > 1 or not messages)
                 if ready and not self._attempt(self._send, self._pending[0]):
                     continue
@@ -254,6 +265,8 @@ class Bridge:
     def _drain_on_stop(self) -> None:
         """Batches caught by SIGTERM get a grace period; what cannot finish stays uncommitted."""
         deadline = time.monotonic() + STOP_GRACE_S
+        if self._since_checkpoint:
+            self._prepare([], checkpoint=True)
         while (self._pending or self._durable) and time.monotonic() < deadline:
             if self._paused:
                 self._retry_paused(deadline)
@@ -303,6 +316,8 @@ class Bridge:
             log.warning("revocation: outputs not durable (%s); the next owner replays them", exc)
         for batch in (*self._pending, *self._durable):
             batch.drop_partitions(gone)
+        # Durable but after the last checkpoint: the next owner replays them from its state.
+        self._uncommitted = {p: o for p, o in self._uncommitted.items() if p not in gone}
         self._held = [m for m in self._held if where(m)[0] not in gone]
         dropped = self.state.drop_partitions(gone)
         self._assigned -= gone
@@ -320,6 +335,18 @@ class Bridge:
             log.warning("offset commit failed: %s", error)
 
     # ----------------------------------------------------------------- a batch
+
+    def _checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_checkpoint >= self._checkpoint_every_s
+
+    def _prepare(self, messages: list[Message], *, checkpoint: bool) -> None:
+        with self._step("prepare"):
+            batch = prepare(messages, self.parser, self.state, checkpoint=checkpoint)
+        if checkpoint:
+            self._last_checkpoint = time.monotonic()
+        self._since_checkpoint = not checkpoint
+        self._submit(batch)
+        self._pending.append(batch)
 
     def _submit(self, batch: Batch) -> None:
         if batch.rows:
@@ -378,6 +405,7 @@ class Bridge:
                 delivery.transact(
                     [*batch.outputs, *self._changelog_records(batch)], offsets, self._consumer_()
                 )
+            self.metrics.checkpoints.inc()
             self._pending.popleft()
             self._account(batch)
             return
@@ -410,14 +438,21 @@ class Bridge:
                     with self._step("sink_wait"):
                         flush.result()  # SinkError: paused, resubmitted on the retry
                     batch.anomalies = []
+                if not batch.checkpoint:  # its offsets wait for the next checkpoint
+                    _merge(self._uncommitted, batch.next_offsets)
+                    self._durable.popleft()
+                    continue
                 batch.changelog_sent = Tracker()
                 delivery.send(self._changelog_records(batch), batch.changelog_sent)
                 batch.stage = CHANGELOG_SENT
             assert batch.changelog_sent is not None
             if not delivery.settle(batch.changelog_sent, block=block):
                 return
+            _merge(self._uncommitted, batch.next_offsets)
             with self._step("commit"):
-                commit(self._consumer_(), self.config.input_topic, batch.next_offsets, wait=block)
+                commit(self._consumer_(), self.config.input_topic, self._uncommitted, wait=block)
+            self._uncommitted = {}
+            self.metrics.checkpoints.inc()
             self._durable.popleft()
 
     def _store(self, anomalies: list[AnomalyRecord]) -> None:
@@ -510,6 +545,8 @@ class Bridge:
         ]
 
     def _account(self, batch: Batch) -> None:
+        if not batch.size:
+            return  # a checkpoint with nothing new
         n = len(batch.rows)
         now_ms = time.time() * 1000
         stamps = [msg.timestamp()[1] for msg, _ in batch.rows]
@@ -614,3 +651,9 @@ class Bridge:
                     self.metrics.consumer_lag.labels(str(tp.partition)).set(high - tp.offset)
         except KafkaException as exc:
             log.debug("lag not available: %s", exc)
+
+
+def _merge(into: dict[int, int], next_offsets: dict[int, int]) -> None:
+    for partition, offset in next_offsets.items():
+        if offset > into.get(partition, -1):
+            into[partition] = offset

@@ -128,6 +128,11 @@ class BridgeMetrics:
             "State changelog records read back on partition assignment",
             registry=r,
         )
+        self.checkpoints = Counter(
+            "finrisk_bridge_checkpoints",
+            "Batches that wrote the state changelog and committed input offsets",
+            registry=r,
+        )
         self.state_users = Gauge(
             "finrisk_bridge_state_users", "Users with feature state in memory", registry=r
         )

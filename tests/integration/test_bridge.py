@@ -23,7 +23,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge import benchmark, kafka_config
 from finrisk.serving.bridge.baseline import run_one_per_message
 from finrisk.serving.bridge.local_processes import (
     BridgeProcess,
@@ -196,6 +196,13 @@ def reference(
             until=count_at_least(N_TRANSACTIONS),
             timeout_s=180,
         )
+        # Quiet now: the next checkpoint commits everything without being asked to stop.
+        end = end_offsets(_bootstrap(stack_settings), topic)
+        wait_for(
+            lambda: committed_offsets(_bootstrap(stack_settings), name, topic) == end,
+            30,
+            "the idle checkpoint's commit",
+        )
         returncode = bridge.terminate()
     dead = read_topic(_bootstrap(stack_settings), f"{name}.dlq", until=count_at_least(len(POISON)))
     sink = BigQuerySink(bq.project, dataset, "anomalies", endpoint=bq.endpoint)
@@ -318,6 +325,44 @@ def test_the_one_call_per_message_baseline_scores_like_the_bridge(
     scored = read_topic(_bootstrap(stack_settings), f"{name}.scored", until=count_at_least(200))
     assert len({r.json()["transaction_id"] for r in scored}) == 200  # type: ignore[index]
     _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+
+
+def test_the_bridge_benchmark_runs_all_three_measurements(
+    stack_settings: Settings, served: Served
+) -> None:
+    """A small `finrisk bench bridge` on the served models: every figure is really measured."""
+    count, rate, seconds = 3_000, 500.0, 2.0
+    result = benchmark.run(
+        stack_settings,
+        benchmark.Endpoint(served.predictor.url, served.models),
+        count=count,
+        users=100,
+        days=40,
+        seed=3,
+        partitions=3,
+        bridge_settings={"batch_max_messages": 500, "batch_max_wait_ms": 20},
+        baseline_messages=100,
+        baseline_seconds=30,
+        latency_rate=rate,
+        latency_seconds=seconds,
+        timeout_s=120,
+    )
+    bridge = result["bridge"]
+    assert bridge["scored"] == count
+    assert bridge["drain_seconds"] > 0 and bridge["tx_per_s"] > 0
+    assert result["one_call_per_message"]["scored"] == 100
+    assert result["speedup"] == pytest.approx(
+        bridge["tx_per_s"] / result["one_call_per_message"]["tx_per_s"], rel=0.01
+    )
+    latency = result["latency"]
+    assert latency["transactions"] == int(rate * seconds)
+    figures = latency["event_to_score"]
+    assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert set(result["targets"]) == {
+        "tx_per_s_at_least_20000",
+        "speedup_at_least_100x",
+        "p99_under_250_ms_at_5k",
+    }
 
 
 def _same_scores(docs: list[dict[str, Any]], reference: Reference) -> None:

@@ -45,7 +45,7 @@ def test_prepare_computes_features_in_order_and_dead_letters_bad_messages(
 ) -> None:
     stream = [*records[:100], (b"u-x", b"nope"), (b"u-x", b'{"amount": 1}'), *records[100:200]]
     messages = _messages(stream)
-    batch = prepare(messages, MessageParser(), StateStore())
+    batch = prepare(messages, MessageParser(), StateStore(), checkpoint=True)
     assert len(batch.rows) == 200
     assert [(kind) for _, kind, _ in batch.dead] == [UNPARSEABLE, SCHEMA_INVALID]
     assert batch.tx_matrix.shape == (200, len(TRANSACTION_FEATURES))
@@ -71,15 +71,35 @@ def test_messages_already_in_the_restored_state_are_skipped(
 ) -> None:
     messages = _messages(records[:300])
     state = StateStore()
-    first = prepare(messages[:200], MessageParser(), state)
+    first = prepare(messages[:200], MessageParser(), state, checkpoint=True)
     restored = StateStore()
     for record in first.changelog:
         restored.restore(record.key, record.value, record.partition, record.headers)
-    replay = prepare(messages[100:300], MessageParser(), restored)
+    replay = prepare(messages[100:300], MessageParser(), restored, checkpoint=True)
     assert replay.skipped == 100
     assert len(replay.rows) == 100
-    again = prepare(messages[200:300], MessageParser(), state)
+    again = prepare(messages[200:300], MessageParser(), state, checkpoint=True)
     assert (replay.tx_matrix == again.tx_matrix).all()
+
+
+def test_only_a_checkpoint_writes_the_changelog_of_everything_since_the_last(
+    records: list[tuple[bytes, bytes | None]],
+) -> None:
+    messages = _messages(records[:300])
+    state = StateStore()
+    between = [
+        prepare(messages[i : i + 100], MessageParser(), state, checkpoint=False) for i in (0, 100)
+    ]
+    assert all(b.changelog == [] and not b.checkpoint for b in between)
+    checkpoint = prepare(messages[200:], MessageParser(), state, checkpoint=True)
+    # Every user changed in the three batches, at their last offset.
+    last = {m.key(): (m.partition(), m.offset()) for m in messages}
+    assert {r.key: (r.partition, r.source_offset) for r in checkpoint.changelog} == last
+    # Restored from it, the state has all 300 messages: a replay of any of them is skipped.
+    restored = StateStore()
+    for record in checkpoint.changelog:
+        restored.restore(record.key, record.value, record.partition, record.headers)
+    assert prepare(messages, MessageParser(), restored, checkpoint=False).skipped == 300
 
 
 def _score() -> Score:
@@ -90,7 +110,7 @@ def test_dropping_revoked_partitions_keeps_the_rest_aligned(
     records: list[tuple[bytes, bytes | None]],
 ) -> None:
     messages = _messages([*records[:60], (b"u-y", b"bad")])
-    batch = prepare(messages, MessageParser(), StateStore())
+    batch = prepare(messages, MessageParser(), StateStore(), checkpoint=True)
     future: Future[list[Score]] = Future()
     future.set_result([_score() for _ in batch.rows])
     batch.future = future
@@ -107,7 +127,7 @@ def test_dropping_revoked_partitions_keeps_the_rest_aligned(
 def test_a_failed_scoring_is_forgotten_so_the_retry_scores_again(
     records: list[tuple[bytes, bytes | None]],
 ) -> None:
-    batch = prepare(_messages(records[:10]), MessageParser(), StateStore())
+    batch = prepare(_messages(records[:10]), MessageParser(), StateStore(), checkpoint=True)
     future: Future[list[Score]] = Future()
     future.set_exception(RuntimeError("endpoint down"))
     batch.future = future
@@ -127,6 +147,8 @@ def test_dead_letter_values_are_kept_byte_for_byte(
     records: list[tuple[bytes, bytes | None]],
 ) -> None:
     raw = orjson.dumps({"transaction_id": "t", "amount": "lots"})
-    batch = prepare(_messages([(b"u", raw), (b"u", None)]), MessageParser(), StateStore())
+    batch = prepare(
+        _messages([(b"u", raw), (b"u", None)]), MessageParser(), StateStore(), checkpoint=True
+    )
     assert [msg.value() for msg, _, _ in batch.dead] == [raw, None]
     assert "'amount' must be a number" in batch.dead[0][2]
