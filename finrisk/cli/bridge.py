@@ -30,6 +30,7 @@ _FLAGS: dict[str, str] = {
     "risk_model": "risk_model",
     "batch_max_messages": "batch_max_messages",
     "batch_max_wait_ms": "batch_max_wait_ms",
+    "checkpoint_interval_ms": "checkpoint_interval_ms",
     "sink": "sink",
     "local_sink_path": "local_sink_path",
     "bigquery_endpoint": "bigquery_endpoint",
@@ -52,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bridge.add_argument("--risk-model", help="served risk model name ('' for none)")
     bridge.add_argument("--batch-max-messages", type=int, help="micro-batch size bound")
     bridge.add_argument("--batch-max-wait-ms", type=int, help="micro-batch wait bound")
+    bridge.add_argument(
+        "--checkpoint-interval-ms",
+        type=int,
+        help="how often state goes to the changelog and offsets are committed (default 1000)",
+    )
     bridge.add_argument("--sink", choices=("local", "bigquery", "none"), help="anomaly sink")
     bridge.add_argument("--local-sink-path", type=Path, help="SQLite file of the local sink")
     bridge.add_argument("--bigquery-endpoint", help="BigQuery API URL (the emulator's locally)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -65,4 +66,9 @@ def run_bridge(settings: Settings, *, idle_exit_s: float | None = None) -> RunSt
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, graceful)
+    bridge.start()
+    # Everything loaded so far (modules, clients) lives as long as the process: out of the
+    # collector's sight, a full collection under load takes a few ms instead of 50-90 ms.
+    gc.collect()
+    gc.freeze()
     return bridge.run(idle_exit_s=idle_exit_s)

@@ -7,9 +7,10 @@ one-call-per-message consumer, in one run on the real broker and the real predic
    the record: a watcher that joins its group late cannot compress the interval); the startup
    before the first record is shown apart.
 2. the same backlog through the one-call-per-message consumer, bounded in messages and time.
-3. latency: a fresh bridge on a fresh topic, warmed up, then transactions offered at
-   `latency_rate` per second for `latency_seconds`; event-to-score latency per transaction =
-   arrival of its scored record downstream - the input message's timestamp.
+3. latency: a fresh bridge on a fresh topic, warmed up (JOIN_RECORDS, then RAMP_S seconds at
+   the offered rate), then transactions offered at `latency_rate` per second for
+   `latency_seconds`; event-to-score latency per transaction = arrival of its scored record
+   downstream - the input message's timestamp.
 
 Every process and topic is its own (uuid names); figures are printed, never asserted.
 """
@@ -38,6 +39,12 @@ from finrisk.serving.bridge.local_processes import (
 from finrisk.serving.bridge.producer import produce, stream_producer, synthetic_records
 from finrisk.settings import Settings
 
+# The latency run: this many records at once first (the bridge joins its group and scores
+# them), then the offered rate for RAMP_S seconds before the measured transactions, which
+# follow without a pause (a fresh bridge, broker and predictor take a second or two to settle).
+JOIN_RECORDS = 200
+RAMP_S = 2.0
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -64,8 +71,7 @@ class ScoredWatcher:
         self.count = 0
         self.first_stamp_ms = self.last_stamp_ms = 0
         self.at_first_stamp = 0  # records stamped in the first record's millisecond
-        self.latencies_ms: list[float] = []
-        self.ids: set[str] = set()
+        self.latency_ms: dict[str, float] = {}  # by transaction id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -90,9 +96,8 @@ class ScoredWatcher:
                 self._stamp(msg.timestamp()[1])
                 if self.parse:
                     doc = orjson.loads(msg.value() or b"{}")
-                    self.ids.add(doc["transaction_id"])
                     created = doc["scored_at_ms"] - doc["latency_ms"]
-                    self.latencies_ms.append(now_ms - created)
+                    self.latency_ms[doc["transaction_id"]] = now_ms - created
             self.count += got
 
     def _stamp(self, stamp: int) -> None:
@@ -177,8 +182,8 @@ def run(
     logs = settings.home / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     latency_count = int(latency_rate * latency_seconds)
-    warmup = 200
-    records = synthetic_records(count + latency_count + warmup, users, days, seed)
+    ramp = int(latency_rate * RAMP_S)
+    records = synthetic_records(count + JOIN_RECORDS + ramp + latency_count, users, days, seed)
     producer_conf = kafka_config.client_config(settings)
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
@@ -249,23 +254,28 @@ def run(
     bridge = BridgeProcess(env, logs / f"{name}.log").start()
     try:
         feed = stream_producer(producer_conf)  # one warm connection for warm-up and run
-        produce(feed, topic, records[count : count + warmup])
-        if not watcher.wait_for(warmup, timeout_s):
+        produce(feed, topic, records[count : count + JOIN_RECORDS])
+        if not watcher.wait_for(JOIN_RECORDS, timeout_s):
             raise FinriskError(f"the latency bridge did not warm up; log in {logs}")
-        watcher.latencies_ms.clear()
-        offered = produce(feed, topic, records[count + warmup :], rate=latency_rate)
-        if not watcher.wait_for(warmup + latency_count, timeout_s):
+        offered = produce(feed, topic, records[count + JOIN_RECORDS :], rate=latency_rate)
+        total = JOIN_RECORDS + ramp + latency_count
+        if not watcher.wait_for(total, timeout_s):
             raise FinriskError(
-                f"the latency bridge scored {watcher.count - warmup} of {latency_count}"
+                f"the latency bridge scored {watcher.count} of {total}; log {bridge.log}"
             )
     finally:
         bridge.terminate()
         watcher.stop()
+    measured = [
+        watcher.latency_ms[orjson.loads(value)["transaction_id"]]
+        for _, value in records[count + JOIN_RECORDS + ramp :]
+    ]
     result["latency"] = {
         "offered_tx_per_s": latency_rate,
         "achieved_offer_tx_per_s": round(offered.rate, 1),
+        "ramp_seconds": RAMP_S,
         "transactions": latency_count,
-        "event_to_score": _percentiles(watcher.latencies_ms),
+        "event_to_score": _percentiles(measured),
     }
     result["targets"] = {
         "tx_per_s_at_least_20000": batched_rate >= 20_000,

@@ -219,7 +219,8 @@ class Bridge:
                     self._retry_paused()
                     continue
                 # While a batch is being scored, take only what is already buffered.
-                messages = batcher.buffered() if self._pending else batcher.next_batch()
+                waited = not self._pending
+                messages = batcher.next_batch() if waited else batcher.buffered()
                 if messages:
                     last_message = time.monotonic()
                     self._prepare(messages, checkpoint=self._checkpoint_due())
@@ -228,8 +229,9 @@ class Bridge:
                 ready = self._pending and (len(self._pending) > 1 or not messages)
                 if ready and not self._attempt(self._send, self._pending[0]):
                     continue
-                # Behind the loop; waiting only when there is nothing else to do.
-                idle = not messages and not self._pending
+                # Behind the loop; waiting only when nothing came for a while (not merely nothing
+                # buffered while a batch was scored: blocking then stalls a steady stream).
+                idle = waited and not messages and not self._pending
                 if not self._attempt(self._advance, idle):
                     continue
                 quiet = time.monotonic() - last_message

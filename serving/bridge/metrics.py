@@ -97,7 +97,7 @@ class BridgeMetrics:
         )
         self.event_to_score = BatchHistogram(
             "finrisk_bridge_event_to_score_seconds",
-            "From the input message's timestamp to its scored record being acknowledged",
+            "From the input message's timestamp to its scored record being sent",
             _LATENCY_BUCKETS,
             r,
         )
