@@ -141,7 +141,7 @@ _SCALARS: tuple[str, ...] = (
     *_RECENT,
 )
 
-# One call reads them all: the bridge snapshots every user a micro-batch touched.
+# One call reads them all: a bridge checkpoint snapshots every user changed since the last one.
 _get_scalars = operator.attrgetter(*_SCALARS)
 
 # A transaction's raw statistics, TxStats flattened: these fields, then its WINDOWS counts,

@@ -2,10 +2,10 @@
 one-call-per-message consumer, in one run on the real broker and the real predictor.
 
 1. throughput: `count` transactions are produced to a fresh topic first; a `finrisk bridge`
-   process then drains the backlog. Rate = scored records after the first batch / time between
-   the first and the last scored record's timestamp (set by the bridge's producer when it sends
-   the record: a watcher that joins its group late cannot compress the interval); the startup
-   before the first record is shown apart.
+   process then drains the backlog. Rate = scored records / time between the first and the
+   last scored record's timestamp (set by the bridge's producer when it sends the record: a
+   watcher that joins its group late cannot compress the interval), not counting the records
+   stamped in the interval's first millisecond; the start-up before it is shown apart.
 2. the same backlog through the one-call-per-message consumer, bounded in messages and time.
 3. latency: a fresh bridge on a fresh topic, warmed up (JOIN_RECORDS, then RAMP_S seconds at
    the offered rate), then transactions offered at `latency_rate` per second for
@@ -52,6 +52,31 @@ class Endpoint:
     models: RegisteredModels
 
 
+class StampSpan:
+    """The span of the scored records' timestamps, and the rate of records across it."""
+
+    def __init__(self) -> None:
+        self.first_ms = self.last_ms = 0
+        self.count = 0
+        self.at_first = 0  # records stamped in the first millisecond: before the span starts
+
+    def add(self, stamp_ms: int) -> None:
+        self.count += 1
+        if not self.first_ms or stamp_ms < self.first_ms:
+            self.first_ms, self.at_first = stamp_ms, 0
+        if stamp_ms == self.first_ms:
+            self.at_first += 1
+        self.last_ms = max(self.last_ms, stamp_ms)
+
+    @property
+    def seconds(self) -> float:
+        return (self.last_ms - self.first_ms) / 1000
+
+    def rate(self) -> float:
+        """Records per second after the first millisecond, over the span."""
+        return (self.count - self.at_first) / self.seconds if self.seconds > 0 else float("inf")
+
+
 class ScoredWatcher:
     """Counts scored records as they arrive (read_committed), with their own (producer)
     timestamps, and their event-to-arrival latencies when `parse`."""
@@ -69,8 +94,7 @@ class ScoredWatcher:
         self.consumer.subscribe([topic])
         self.parse = parse
         self.count = 0
-        self.first_stamp_ms = self.last_stamp_ms = 0
-        self.at_first_stamp = 0  # records stamped in the first record's millisecond
+        self.span = StampSpan()
         self.latency_ms: dict[str, float] = {}  # by transaction id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -93,24 +117,12 @@ class ScoredWatcher:
                 if msg.error() is not None:
                     continue
                 got += 1
-                self._stamp(msg.timestamp()[1])
+                self.span.add(msg.timestamp()[1])
                 if self.parse:
                     doc = orjson.loads(msg.value() or b"{}")
                     created = doc["scored_at_ms"] - doc["latency_ms"]
                     self.latency_ms[doc["transaction_id"]] = now_ms - created
             self.count += got
-
-    def _stamp(self, stamp: int) -> None:
-        if not self.first_stamp_ms or stamp < self.first_stamp_ms:
-            self.first_stamp_ms, self.at_first_stamp = stamp, 0
-        if stamp == self.first_stamp_ms:
-            self.at_first_stamp += 1
-        self.last_stamp_ms = max(self.last_stamp_ms, stamp)
-
-    def rate(self) -> float:
-        """Scored records per second between the first and the last record's timestamp."""
-        seconds = (self.last_stamp_ms - self.first_stamp_ms) / 1000
-        return (self.count - self.at_first_stamp) / seconds if seconds > 0 else float("inf")
 
     def wait_for(self, n: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -212,11 +224,11 @@ def run(
     finally:
         bridge.terminate()
         watcher.stop()
-    batched_rate = watcher.rate()
+    batched_rate = watcher.span.rate()
     result["bridge"] = {
         "scored": watcher.count,
-        "first_score_after_start_s": round((watcher.first_stamp_ms - started_ms) / 1000, 2),
-        "drain_seconds": round((watcher.last_stamp_ms - watcher.first_stamp_ms) / 1000, 3),
+        "first_score_after_start_s": round((watcher.span.first_ms - started_ms) / 1000, 2),
+        "drain_seconds": round(watcher.span.seconds, 3),
         "tx_per_s": round(batched_rate, 1),
         "settings": bridge_settings,
     }

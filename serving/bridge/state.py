@@ -3,11 +3,12 @@
 The state is `finrisk.features.OnlineFeatures`. Besides it, the store remembers for each user
 the input position (partition, offset) of the last transaction its state includes.
 
-After each batch's outputs are durable, the bridge writes one changelog record per user the
-batch touched: key = user id, value = the user's snapshot, header = that input offset. The
-changelog is compacted and has one partition per input partition; a user's record goes to the
-partition their transactions come from. On assignment of input partition p, the bridge reads
-changelog partition p to its end and restores every user in it.
+At each checkpoint, once the outputs of every batch up to it are durable, the bridge writes one
+changelog record per user changed since the last checkpoint: key = user id, value = the user's
+snapshot, header = that input offset. The changelog is compacted and has one partition per
+input partition; a user's record goes to the partition their transactions come from. On
+assignment of input partition p, the bridge reads changelog partition p to its end and
+restores every user in it.
 
 A restored state may be ahead of the committed input offset (the process died after writing
 the changelog, before committing). The transactions in between were scored and their outputs
