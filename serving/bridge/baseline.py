@@ -17,7 +17,7 @@ from finrisk.features.online import evaluate_transaction, evaluate_user
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.app import build_scorer
 from finrisk.serving.bridge.messages import BadMessage, MessageParser
-from finrisk.serving.bridge.outputs import scored_value
+from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, scored_value
 from finrisk.serving.bridge.state import StateStore
 from finrisk.settings import Settings
 
@@ -61,9 +61,10 @@ def run_one_per_message(
                 continue
             tx_row, user_row = state.apply(tx, partition, offset)
             # One row: on floats, faster than numpy's per-call overhead.
+            user = evaluate_user(user_row)
             (score,) = scorer.score(
                 np.array([evaluate_transaction(tx_row)], dtype=np.float64),
-                np.array([evaluate_user(user_row)], dtype=np.float64),
+                np.array([user], dtype=np.float64),
             )
             now_ms = int(time.time() * 1000)
             stamp = msg.timestamp()[1]
@@ -74,6 +75,7 @@ def run_one_per_message(
                 latency_ms=float(now_ms - stamp),
                 partition=partition,
                 offset=offset,
+                history_days=user[HISTORY_DAYS_COLUMN],
             )
             producer.produce(config.scored_topic, value, msg.key())
             producer.poll(0)

@@ -63,7 +63,13 @@ from finrisk.serving.bridge.delivery import (
 )
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.metrics import BridgeMetrics, Health, OpsServer
-from finrisk.serving.bridge.outputs import Score, anomaly_record, dead_letter_headers, scored_value
+from finrisk.serving.bridge.outputs import (
+    HISTORY_DAYS_COLUMN,
+    Score,
+    anomaly_record,
+    dead_letter_headers,
+    scored_value,
+)
 from finrisk.serving.bridge.restore import ChangelogReader
 from finrisk.serving.bridge.scoring import Scorer
 from finrisk.serving.bridge.state import StateStore
@@ -508,8 +514,9 @@ class Bridge:
         assert batch.scores is not None
         scored_topic = self.config.scored_topic
         records: list[OutRecord] = []
-        for (msg, tx), score, latency in zip(
-            batch.rows, batch.scores, batch.latencies_ms, strict=True
+        history = batch.user_matrix[:, HISTORY_DAYS_COLUMN].tolist()
+        for (msg, tx), score, latency, days in zip(
+            batch.rows, batch.scores, batch.latencies_ms, history, strict=True
         ):
             partition, offset = where(msg)
             value = scored_value(
@@ -519,6 +526,7 @@ class Bridge:
                 latency_ms=latency,
                 partition=partition,
                 offset=offset,
+                history_days=days,
             )
             records.append((scored_topic, msg.key(), value, None, None))
         for msg, kind, reason in batch.dead:

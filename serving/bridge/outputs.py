@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from finrisk.features import USER_FEATURES
 from finrisk.schema import (
     AMOUNT,
     BALANCE_AFTER,
@@ -27,6 +28,9 @@ SOURCE_TOPIC_HEADER = "finrisk.source.topic"
 SOURCE_PARTITION_HEADER = "finrisk.source.partition"
 SOURCE_OFFSET_HEADER = "finrisk.source.offset"
 MAX_REASON_BYTES = 2_000
+# The user's history span (days from their first transaction to this one), from the user
+# features: how much history the risk band stands on.
+HISTORY_DAYS_COLUMN = USER_FEATURES.index("active_days")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ def scored_value(
     latency_ms: float,
     partition: int,
     offset: int,
+    history_days: float,
 ) -> bytes:
     """The scored topic's record for one transaction (keyed by user id)."""
     fields = tx.fields
@@ -73,6 +78,7 @@ def scored_value(
             "risk_probability": score.risk_probability,
             "risk_band": score.risk_band,
             "reasons": score.reasons,
+            "history_days": round(history_days, 2),
             "detector_version": score.detector_version,
             "risk_model_version": score.risk_model_version,
             "scored_at_ms": scored_at_ms,

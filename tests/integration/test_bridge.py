@@ -297,6 +297,25 @@ def test_online_scores_equal_batch_features_through_the_registered_models(
         assert online[tx_id]["anomaly_score"] == pytest.approx(float(expected), rel=1e-9, abs=1e-12)
 
 
+def test_history_days_is_the_users_span_up_to_each_transaction(
+    reference: Reference, transactions: list[tuple[bytes, bytes]]
+) -> None:
+    from finrisk.features import user_features
+
+    frame = pd.DataFrame([orjson.loads(value) for _, value in transactions])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    final_span = user_features(frame)["active_days"]
+    by_user: dict[str, list[dict[str, Any]]] = {}
+    for doc in reference.by_id.values():
+        by_user.setdefault(doc["user_id"], []).append(doc)
+    for user, docs in by_user.items():
+        docs.sort(key=lambda d: d["source"]["offset"])  # a user's messages share a partition
+        days = [d["history_days"] for d in docs]
+        assert days[0] == 0 and days == sorted(days)
+        assert days[-1] == pytest.approx(final_span[user], abs=0.005)
+    assert final_span.min() > 1  # every user has days of history: the check is not about zeros
+
+
 # ---------------------------------------------------------------- recovery
 
 
@@ -375,6 +394,7 @@ def _same_scores(docs: list[dict[str, Any]], reference: Reference) -> None:
             want["risk_probability"], rel=1e-9, abs=1e-12
         )
         assert doc["risk_band"] == want["risk_band"]
+        assert doc["history_days"] == want["history_days"]
         assert [r["feature"] for r in doc["reasons"]] == [r["feature"] for r in want["reasons"]]
 
 

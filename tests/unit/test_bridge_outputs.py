@@ -39,7 +39,13 @@ SCORE = Score(0.93, True, 0.9, 0.81, "HIGH", REASONS, "7", "3")
 def test_scored_record_has_everything_downstream_needs() -> None:
     doc = orjson.loads(
         scored_value(
-            TX, SCORE, scored_at_ms=1_735_689_601_000, latency_ms=12.34567, partition=2, offset=41
+            TX,
+            SCORE,
+            scored_at_ms=1_735_689_601_000,
+            latency_ms=12.34567,
+            partition=2,
+            offset=41,
+            history_days=17.123456,
         )
     )
     assert doc == {
@@ -56,6 +62,7 @@ def test_scored_record_has_everything_downstream_needs() -> None:
         "risk_probability": 0.81,
         "risk_band": "HIGH",
         "reasons": REASONS,
+        "history_days": 17.12,
         "detector_version": "7",
         "risk_model_version": "3",
         "scored_at_ms": 1_735_689_601_000,
