@@ -116,6 +116,7 @@ def _train_risk(data: Any, args: argparse.Namespace, seed: int, out: Path | None
         bands=_bands(args),
         seed=seed,
         reasons=args.reasons,
+        snapshots=data.snapshots,
     )
     run.facts.update(data.facts)
     return write_risk_outputs(run, out)[0] if out else risk_metrics(run)
@@ -227,6 +228,7 @@ def evaluation_summary(
             and ci is not None
             and ci[0] > 0,
         },
+        "risk_short_histories": risk.get("short_histories"),
         "split": {"anomaly": anomaly.get("split"), "risk": risk.get("split")},
         "seconds": round(seconds, 1),
     }

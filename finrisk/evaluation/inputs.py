@@ -19,6 +19,7 @@ import pandas as pd
 
 from finrisk import features
 from finrisk.errors import FinriskError
+from finrisk.features.snapshots import history_snapshots
 from finrisk.io import USERS_FILE, is_dataset_dir, load_transactions, load_users
 from finrisk.schema import IS_RISKY, USER_ID, Schema
 
@@ -29,6 +30,8 @@ class RiskData:
     labels: npt.NDArray[np.int64]
     feature_names: tuple[str, ...]
     facts: dict[str, Any] = field(default_factory=dict)
+    # Point-in-time rows for training (only when computed from transactions).
+    snapshots: pd.DataFrame | None = None
 
 
 def load_anomaly_data(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
@@ -50,6 +53,7 @@ def risk_data_from_frames(transactions: pd.DataFrame, users: pd.DataFrame) -> Ri
         table=computed.loc[common, list(features.USER_FEATURES)],
         labels=np.asarray(labels.loc[common], dtype=np.int64),
         feature_names=tuple(features.USER_FEATURES),
+        snapshots=history_snapshots(transactions),
         facts={
             "feature_source": "computed from transactions",
             "users_without_transactions": int(len(labels) - len(common)),

@@ -4,7 +4,8 @@
 - `formulas`: each feature's formula, written once over per-user running statistics;
 - `batch`: the statistics vectorised over a DataFrame (training, evaluation);
 - `online`: the statistics kept incrementally per user (the Kafka bridge), with snapshots;
-- `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to.
+- `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to;
+- `snapshots`: user features as of cut-off days into each history, for training the risk model.
 """
 
 from finrisk.features.batch import batch_features, transaction_features, user_features
@@ -16,8 +17,10 @@ from finrisk.features.definitions import (
 )
 from finrisk.features.online import OnlineFeatures
 from finrisk.features.ordering import ORDER_KEYS, canonical_order
+from finrisk.features.snapshots import HISTORY_CUTOFF_DAYS, history_snapshots
 
 __all__ = [
+    "HISTORY_CUTOFF_DAYS",
     "LOW_BALANCE_THRESHOLD",
     "ORDER_KEYS",
     "SEED_USER_FEATURES",
@@ -26,6 +29,7 @@ __all__ = [
     "OnlineFeatures",
     "batch_features",
     "canonical_order",
+    "history_snapshots",
     "transaction_features",
     "user_features",
 ]

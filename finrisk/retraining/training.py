@@ -18,6 +18,7 @@ import pandas as pd
 from finrisk import features
 from finrisk.errors import FinriskError
 from finrisk.evaluation.runs import AnomalyRun, RiskRun, run_anomaly, run_risk
+from finrisk.features.snapshots import HISTORY_CUTOFF
 from finrisk.models.anomaly import TransactionAnomalyDetector
 from finrisk.models.persistence import save_model
 from finrisk.models.risk import RiskModel
@@ -40,7 +41,8 @@ def build_features(
     dataset_dir: str | Path, transaction_features_path: str | Path, user_features_path: str | Path
 ) -> FeatureSummary:
     """Transaction features (row order of the dataset, keyed by transaction id) and user
-    features with the `is_risky` label, as parquet files."""
+    features with the `is_risky` label, as parquet files. The user file also holds each user's
+    point-in-time snapshots (HISTORY_CUTOFF column > 0; whole histories have 0)."""
     data = read_dataset(dataset_dir)
     tx = data.transactions
     tx_features, user_table = features.batch_features(tx)
@@ -51,25 +53,44 @@ def build_features(
     labels = user_labels(data.users, user_table.index)
     users_out = user_table.copy()
     users_out[IS_RISKY] = labels.to_numpy()
+    users_out[HISTORY_CUTOFF] = 0
+    snapshots = features.history_snapshots(tx)
+    snapshots[IS_RISKY] = labels.loc[snapshots.index].to_numpy()
+    users_out = pd.concat([users_out, snapshots])
     for path in (transaction_features_path, user_features_path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     tx_out.to_parquet(transaction_features_path, index=False)
     users_out.reset_index(names=USER_ID).to_parquet(user_features_path, index=False)
     return FeatureSummary(
         transactions=len(tx),
-        users=len(users_out),
+        users=len(user_table),
         fraud_rate=float(tx[IS_FRAUD].mean()) if IS_FRAUD in tx.columns else None,
         risky_rate=float(labels.mean()),
     )
 
 
 def read_user_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """(user feature table indexed by user id, is_risky labels) from `build_features`."""
+    """(user feature table indexed by user id, is_risky labels) from `build_features`: one
+    whole-history row per user."""
+    table = _read_user_file(path)
+    table = table[table[HISTORY_CUTOFF] == 0] if HISTORY_CUTOFF in table.columns else table
+    return table[list(features.USER_FEATURES)], table[IS_RISKY].to_numpy(dtype=np.int64)
+
+
+def read_history_snapshots(path: str | Path) -> pd.DataFrame | None:
+    """The point-in-time snapshot rows of `build_features` (None in a file without them)."""
+    table = _read_user_file(path)
+    if HISTORY_CUTOFF not in table.columns:
+        return None
+    return table.loc[table[HISTORY_CUTOFF] > 0, [*features.USER_FEATURES, HISTORY_CUTOFF]]
+
+
+def _read_user_file(path: str | Path) -> pd.DataFrame:
     table = pd.read_parquet(path).set_index(USER_ID)
     missing = [c for c in (*features.USER_FEATURES, IS_RISKY) if c not in table.columns]
     if missing:
         raise FinriskError(f"{path} lacks user feature columns {missing}")
-    return table[list(features.USER_FEATURES)], table[IS_RISKY].to_numpy(dtype=np.int64)
+    return table
 
 
 def train_detector(
@@ -107,7 +128,13 @@ def train_risk(
     `params` go to RiskModel (e.g. {"estimator": "logistic"}).
     """
     table, labels = read_user_features(user_features_path)
-    run = run_risk(table, labels, seed=seed, risk_params=_params(params, RiskModel))
+    run = run_risk(
+        table,
+        labels,
+        seed=seed,
+        risk_params=_params(params, RiskModel),
+        snapshots=read_history_snapshots(user_features_path),
+    )
     save_model(run.ours, model_path)
     save_run(run, run_path)
     return run

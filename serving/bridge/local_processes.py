@@ -38,7 +38,8 @@ class RegisteredModels:
 
 def train_models(users: int = 200, days: int = 40, seed: int = 11) -> tuple[Any, Any]:
     """A small detector and risk model on synthetic data: seconds, not minutes."""
-    from finrisk.features import transaction_features, user_features
+    from finrisk.features import history_snapshots, transaction_features, user_features
+    from finrisk.features.snapshots import training_rows
     from finrisk.models import RiskModel, TransactionAnomalyDetector
     from finrisk.synthetic import generate
 
@@ -48,7 +49,8 @@ def train_models(users: int = 200, days: int = 40, seed: int = 11) -> tuple[Any,
     )
     features = user_features(transactions)
     labels = population.set_index("user_id").loc[features.index, "is_risky"]
-    risk = RiskModel(estimator="logistic", cv=3).fit(features, labels)
+    rows, y = training_rows(features, labels, history_snapshots(transactions))
+    risk = RiskModel(estimator="logistic", cv=3).fit(rows, y)
     return detector, risk
 
 

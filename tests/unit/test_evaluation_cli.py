@@ -187,3 +187,9 @@ def test_evaluate_prints_both_models_side_by_side(
     assert result["targets"]["detector_pr_auc_ratio"] == pytest.approx(ratio)
     gain = result["risk"]["roc_auc"]["ours"] - result["risk"]["roc_auc"]["baseline"]
     assert result["targets"]["risk_roc_auc_gain"] == pytest.approx(gain)
+    # Held-out users' histories cut short: what the bridge's early risk bands are worth.
+    short = result["risk_short_histories"]
+    assert short, "the dataset's histories go beyond the first cut-off"
+    for figures in short.values():
+        assert set(figures["roc_auc"]) == {"ours", "baseline"}
+        assert sum(figures["ours_band_shares"].values()) == pytest.approx(1.0, abs=0.01)

@@ -12,6 +12,7 @@ import pytest
 from finrisk import features
 from finrisk.errors import FinriskError
 from finrisk.evaluation.runs import AnomalyRun, RiskRun
+from finrisk.features.snapshots import HISTORY_CUTOFF
 from finrisk.gate import DETECTOR, RISK
 from finrisk.retraining import data, evaluation, training
 from finrisk.retraining.dataset import (
@@ -143,6 +144,16 @@ def test_feature_tables(stages: dict[str, Path]) -> None:
     users, labels = training.read_user_features(stages["users"])
     assert list(users.columns) == list(features.USER_FEATURES)
     assert set(np.unique(labels)) == {0, 1}
+    assert users.index.is_unique and set(users.index) == set(ds.transactions[USER_ID])
+    # Point-in-time snapshots ride along for training; the whole-history rows stay one a user.
+    snapshots = training.read_history_snapshots(stages["users"])
+    assert snapshots is not None
+    assert list(snapshots.columns) == [*features.USER_FEATURES, HISTORY_CUTOFF]
+    assert set(snapshots[HISTORY_CUTOFF]) == {7, 14, 30}  # a 45-day stream
+    assert set(snapshots.index) <= set(users.index) and len(snapshots) > len(users)
+    run = training.load_run(stages["risk_run"], training.RiskRun)
+    assert run.facts["history_snapshot_rows"] == (~snapshots.index.isin(run.test_users)).sum() > 0
+    assert set(run.facts["short_histories"]) == {"7", "14", "30"}
 
 
 def test_user_labels_names_missing_users() -> None:
