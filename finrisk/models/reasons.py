@@ -5,6 +5,8 @@ contribution[i, j] = p(x_i) - p(x_i with feature j set to its training median)
 It works for any model (no model internals), is deterministic (no sampling), and reads
 directly as "this feature's value moved the risk by +0.12 compared with a typical user".
 Ties in |contribution| keep the model's feature order: the same input gives the same reasons.
+Contributions are ranked at RANK_DECIMALS: scoring a row in another batch can move its
+probabilities in the last bits, which must not reorder two reasons of (nearly) equal weight.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 ProbaFn = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+# Probability units: far below any difference that matters, far above float noise (~1e-16).
+RANK_DECIMALS = 12
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ def top_reasons(
     k: int,
 ) -> list[list[Reason]]:
     """The k features with the largest |contribution| per row (zero contributions dropped)."""
-    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    weight = np.round(np.abs(contributions), RANK_DECIMALS)
+    order = np.argsort(-weight, axis=1, kind="stable")[:, :k]
     out: list[list[Reason]] = []
     for i, cols in enumerate(order):
         out.append(

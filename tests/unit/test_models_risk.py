@@ -113,3 +113,16 @@ def test_single_class_label_is_a_user_error() -> None:
     x, _ = _users(50)
     with pytest.raises(FinriskError, match="single class"):
         RiskModel().fit(x, np.zeros(50, dtype=int))
+
+
+def test_near_ties_from_float_noise_keep_the_feature_order() -> None:
+    from finrisk.models.reasons import top_reasons
+
+    # The same row scored in two batches: the last bits of two equal-weight reasons differ.
+    noisy = np.array([[0.1, 0.3, 0.3 + 1e-16 * 2, 0.05], [0.1, 0.3 + 1e-16 * 2, 0.3, 0.05]])
+    values = np.zeros_like(noisy)
+    reasons = top_reasons(noisy, values, np.zeros(4), ["a", "b", "c", "d"], k=2)
+    assert [[r.feature for r in row] for row in reasons] == [["b", "c"], ["b", "c"]]
+    # A real difference still ranks first.
+    clear = top_reasons(np.array([[0.1, 0.3, 0.3001, 0.0]]), values[:1], np.zeros(4), "abcd", 2)
+    assert [r.feature for r in clear[0]] == ["c", "b"]
