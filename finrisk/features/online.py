@@ -152,35 +152,23 @@ _TIMESTAMP_FIELD, _CATEGORY_FIELD, _CHANNEL_FIELD = 3, 4, 5
 _N_WINDOWS = len(WINDOWS)
 
 # A user's raw statistics, UserStats flattened: these state fields, then the span in ns, the
-# recent sums' scale to the latest transaction, the distinct merchants, and the counts of
-# COUNTED_CATEGORIES. All numbers, so a batch of rows is one float64 matrix.
+# recent sums' scale to the latest transaction, the distinct merchants, the top category's
+# spend, and the counts of COUNTED_CATEGORIES. All numbers: a batch of rows is one matrix.
 UserRow = tuple[float, ...]
-_USER_STATE_FIELDS: tuple[str, ...] = (
-    "n_tx",
-    "n_debits",
-    "total_income",
-    "debit_cum",
-    "expense_sumsq",
-    "debit_max",
-    "n_low",
-    "n_overdrawn",
-    "discretionary",
-    "essential",
-    "cash_out",
-    "salary_income",
-    "salary_k",
-    "salary_sum",
-    "salary_sumsq",
-    "balance_sum",
-    "min_balance",
-    "last_balance",
-    "t_sum",
-    "tt_sum",
-    "b_sum",
-    "tb_sum",
-    "n_gambling",
-    "n_distress",
-    *_RECENT,
+# The state's scalars in UserStats, in snapshot order (the others serve transaction features
+# or bookkeeping).
+_USER_STATE_FIELDS: tuple[str, ...] = tuple(
+    name
+    for name in _SCALARS
+    if name
+    not in {
+        "last_ts",
+        "first_ts",
+        "debit_log_sum",
+        "debit_log_sumsq",
+        "last_salary_ts",
+        "recent_ref_ts",
+    }
 )
 _get_user_fields = operator.attrgetter(*_USER_STATE_FIELDS)
 _N_USER_STATE = len(_USER_STATE_FIELDS)
@@ -570,10 +558,10 @@ def _user_stats(f: Sequence[Any]) -> UserStats:
     (
         n_tx,
         n_debits,
-        total_income,
+        max_expense,
         total_expense,
         expense_sumsq,
-        max_expense,
+        total_income,
         n_low,
         n_overdrawn,
         discretionary,
