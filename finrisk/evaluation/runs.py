@@ -18,6 +18,7 @@ import pandas as pd
 
 from finrisk import features
 from finrisk.errors import FinriskError
+from finrisk.evaluation.metrics import roc_auc
 from finrisk.evaluation.split import TimeSplit, UserSplit, time_split, user_split
 from finrisk.features.snapshots import HISTORY_CUTOFF, training_rows
 from finrisk.models.anomaly import (
@@ -65,11 +66,10 @@ def _short_histories(
     snapshots: pd.DataFrame,
     labels: pd.Series,
     test_users: pd.Index,
+    bands: RiskBands,
 ) -> dict[str, dict[str, Any]]:
     """Both models on the held-out users' histories cut short, per cut-off day: what the
     bridge's early scores are worth."""
-    from sklearn.metrics import roc_auc_score
-
     out = {}
     held_out = snapshots[snapshots.index.isin(test_users)]
     for days, rows in held_out.groupby(HISTORY_CUTOFF, sort=True):
@@ -77,14 +77,15 @@ def _short_histories(
         if len(set(truth)) < 2:
             continue
         x = rows[list(ours.feature_names_)]
-        bands = ours.assess(x, k=1)["band"].value_counts(normalize=True)
+        probability = ours.risk_probability(x)
+        shares = pd.Series(bands.bands(probability)).value_counts(normalize=True)
         out[str(days)] = {
             "users": len(rows),
             "roc_auc": {
-                OURS: float(roc_auc_score(truth, ours.risk_probability(x))),
-                BASELINE: float(roc_auc_score(truth, baseline.risk_probability(x))),
+                OURS: roc_auc(truth, probability),
+                BASELINE: roc_auc(truth, baseline.risk_probability(x)),
             },
-            "ours_band_shares": {str(b): round(float(s), 3) for b, s in bands.items()},
+            "ours_band_shares": {str(b): round(float(s), 3) for b, s in shares.items()},
         }
     return out
 
@@ -200,7 +201,7 @@ def run_risk(
     }
     if snapshots is not None and not snapshots.empty:
         facts["short_histories"] = _short_histories(
-            ours, baseline, snapshots, pd.Series(y, index=user_table.index), test_x.index
+            ours, baseline, snapshots, pd.Series(y, index=user_table.index), test_x.index, bands
         )
     return RiskRun(
         ours=ours,
