@@ -93,7 +93,6 @@ class ScoredWatcher:
         )
         self.consumer.subscribe([topic])
         self.parse = parse
-        self.count = 0
         self.span = StampSpan()
         self.latency_ms: dict[str, float] = {}  # by transaction id
         self._stop = threading.Event()
@@ -112,17 +111,18 @@ class ScoredWatcher:
                 continue
             now_ms = time.time() * 1000
             batch = [first, *self.consumer.consume(5_000, 0)]
-            got = 0
             for msg in batch:
                 if msg.error() is not None:
                     continue
-                got += 1
                 self.span.add(msg.timestamp()[1])
                 if self.parse:
                     doc = orjson.loads(msg.value() or b"{}")
                     created = doc["scored_at_ms"] - doc["latency_ms"]
                     self.latency_ms[doc["transaction_id"]] = now_ms - created
-            self.count += got
+
+    @property
+    def count(self) -> int:
+        return self.span.count
 
     def wait_for(self, n: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -130,6 +130,14 @@ def transactions() -> list[tuple[bytes, bytes]]:
 
 
 @pytest.fixture(scope="module")
+def frame(transactions: list[tuple[bytes, bytes]]) -> pd.DataFrame:
+    """The streamed transactions as the batch path reads them."""
+    frame = pd.DataFrame([orjson.loads(value) for _, value in transactions])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    return frame
+
+
+@pytest.fixture(scope="module")
 def valid_ids(transactions: list[tuple[bytes, bytes]]) -> list[str]:
     return [orjson.loads(value)["transaction_id"] for _, value in transactions]
 
@@ -282,13 +290,11 @@ def test_offsets_are_committed_to_the_end_of_the_stream(reference: Reference) ->
 
 
 def test_online_scores_equal_batch_features_through_the_registered_models(
-    reference: Reference, served: Served, transactions: list[tuple[bytes, bytes]]
+    reference: Reference, served: Served, frame: pd.DataFrame
 ) -> None:
     from finrisk.features import transaction_features
     from finrisk.registry import load
 
-    frame = pd.DataFrame([orjson.loads(value) for _, value in transactions])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
     features = transaction_features(frame)
     detector = load(served.models.detector, "champion", tracking_uri=served.tracking_uri)
     offline = detector.compiled.score(features[list(detector.compiled.feature_names)].to_numpy())
@@ -298,12 +304,10 @@ def test_online_scores_equal_batch_features_through_the_registered_models(
 
 
 def test_history_days_is_the_users_span_up_to_each_transaction(
-    reference: Reference, transactions: list[tuple[bytes, bytes]]
+    reference: Reference, frame: pd.DataFrame
 ) -> None:
     from finrisk.features import user_features
 
-    frame = pd.DataFrame([orjson.loads(value) for _, value in transactions])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
     final_span = user_features(frame)["active_days"]
     by_user: dict[str, list[dict[str, Any]]] = {}
     for doc in reference.by_id.values():
