@@ -32,7 +32,8 @@ def expit(z: Array) -> Array:
 
 
 def signed_log1p(values: Array) -> Array:
-    out: Array = np.sign(values) * np.log1p(np.abs(values))
+    # copysign: one pass fewer than sign(v) * log1p(|v|), same values (signed zeros included).
+    out: Array = np.copysign(np.log1p(np.abs(values)), values)
     return out
 
 
@@ -79,6 +80,15 @@ def _linear(spec: Mapping[str, Any]) -> Head:
             raise ValueError(f"unknown linear step {step['op']!r}")
     coef = np.asarray(spec["coef"], dtype=np.float64)
     intercept = float(spec["intercept"])
+    last = spec["steps"][-1] if spec["steps"] else {}
+    if last.get("op") == "standardize":
+        # ((x - mean) / scale) @ coef == x @ (coef / scale) - mean @ (coef / scale): folded once
+        # here, which saves a pass over every row (occlusion scores features + 1 rows per row).
+        steps.pop()
+        if last.get("scale") is not None:
+            coef = coef / np.asarray(last["scale"], dtype=np.float64)
+        if last.get("mean") is not None:
+            intercept -= float(np.asarray(last["mean"], dtype=np.float64) @ coef)
 
     def head(values: Array, raw: Array | None) -> Array:
         x = values

@@ -51,6 +51,12 @@ def occlusion_contributions(
     return (base[np.newaxis, :] - replaced).T
 
 
+def top_columns(contributions: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.intp]:
+    """(n_rows, k) feature indices by descending |contribution|, ties in feature order."""
+    weight = np.round(np.abs(contributions), RANK_DECIMALS)
+    return np.argsort(-weight, axis=1, kind="stable")[:, :k]
+
+
 def top_reasons(
     contributions: npt.NDArray[np.float64],
     values: npt.NDArray[np.float64],
@@ -59,10 +65,8 @@ def top_reasons(
     k: int,
 ) -> list[list[Reason]]:
     """The k features with the largest |contribution| per row (zero contributions dropped)."""
-    weight = np.round(np.abs(contributions), RANK_DECIMALS)
-    order = np.argsort(-weight, axis=1, kind="stable")[:, :k]
     out: list[list[Reason]] = []
-    for i, cols in enumerate(order):
+    for i, cols in enumerate(top_columns(contributions, k)):
         out.append(
             [
                 Reason(

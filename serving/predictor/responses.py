@@ -31,7 +31,8 @@ def v1_body(scorer: Scorer, scored: Scored) -> dict[str, Any]:
             for s, a in zip(out["score"].tolist(), out["is_anomaly"].tolist(), strict=True)
         ]
     else:
-        reasons = scored.reasons or [[] for _ in range(scored.rows)]
+        explained = scored.explained
+        reasons = explained.reasons() if explained else [[] for _ in range(scored.rows)]
         predictions = [
             {"probability": p, "band": b, "reasons": [r.to_dict() for r in row]}
             for p, b, row in zip(

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from finrisk.compiled import DETECTOR
 from finrisk.models.bands import RiskBands
-from finrisk.models.reasons import Reason, occlusion_contributions, top_reasons
+from finrisk.models.reasons import Reason, occlusion_contributions, top_columns, top_reasons
 from finrisk.registry import LoadedModel
 
 Matrix = npt.NDArray[np.float64]
@@ -34,13 +34,29 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
 
 
+@dataclass(frozen=True)
+class Explained:
+    """One batch's occlusion contributions, turned into Reason objects only when asked (V1)."""
+
+    contributions: Matrix
+    values: Matrix
+    reference: Matrix
+    feature_names: tuple[str, ...]
+    k: int
+
+    def reasons(self) -> list[list[Reason]]:
+        return top_reasons(
+            self.contributions, self.values, self.reference, self.feature_names, self.k
+        )
+
+
 @dataclass
 class Scored:
-    """One batch's results: output name -> array (rows first), plus per-row reasons (risk)."""
+    """One batch's results: output name -> array (rows first), plus what explains them (risk)."""
 
     rows: int
     outputs: dict[str, Any]
-    reasons: list[list[Reason]] | None = None
+    explained: Explained | None = None
 
 
 class Scorer:
@@ -60,6 +76,8 @@ class Scorer:
             self.bands = RiskBands.from_dict(meta["bands"])
             self.reference = np.asarray(meta["reference"], dtype=np.float64)
             self.default_reasons = min(default_reasons, len(self.feature_names))
+            # Index len(feature_names) is "": the name of a slot left empty (zero contribution).
+            self._reason_names = np.array([*self.feature_names, ""])
 
     def inputs(self) -> list[TensorSpec]:
         return [TensorSpec(name, "FP64", [-1]) for name in self.feature_names]
@@ -102,11 +120,12 @@ class Scorer:
         explained = None
         if k > 0:
             contributions = occlusion_contributions(self.compiled.score, matrix, self.reference)
-            explained = top_reasons(contributions, matrix, self.reference, self.feature_names, k)
-            names = [[r.feature for r in row] + [""] * (k - len(row)) for row in explained]
-            values = np.zeros((len(matrix), k), dtype=np.float64)
-            for i, row in enumerate(explained):
-                values[i, : len(row)] = [r.contribution for r in row]
-            out["reasons"] = names
-            out["reason_contributions"] = values
+            explained = Explained(contributions, matrix, self.reference, self.feature_names, k)
+            # The V2 tensors straight from arrays: building Reason objects per row cost as much
+            # as the occlusion itself. Same ranking and empty slots as top_reasons.
+            columns = top_columns(contributions, k)
+            picked = np.take_along_axis(contributions, columns, axis=1)
+            kept = picked != 0.0
+            out["reasons"] = self._reason_names[np.where(kept, columns, len(self.feature_names))]
+            out["reason_contributions"] = np.where(kept, picked, 0.0)
         return Scored(len(matrix), out, explained)

@@ -128,6 +128,8 @@ def test_risk_v1_gives_probability_band_and_reasons(served: Any) -> None:
 def test_risk_v2_reasons_as_tensors_and_switched_off(served: Any) -> None:
     client, _, risk = served
     frame = _frame(RISK).loc[:, list(risk.scorer.feature_names)]
+    # A row at the training medians: nothing moved its risk, so its reason slots stay empty.
+    frame.loc[len(frame)] = risk.scorer.reference
     tensor = {
         "name": "features",
         "shape": list(frame.shape),
@@ -150,8 +152,15 @@ def test_risk_v2_reasons_as_tensors_and_switched_off(served: Any) -> None:
         3,
     ]
     explained = risk.scorer.loaded.model.explain(frame, 3)
-    first = [r.feature for r in explained[0]]
-    assert out["reasons"]["data"][: len(first)] == first
+    assert explained[-1] == []
+    names = out["reasons"]["data"]
+    contributions = out["reason_contributions"]["data"]
+    for i, row in enumerate(explained):
+        padding = 3 - len(row)
+        assert names[3 * i : 3 * i + 3] == [r.feature for r in row] + [""] * padding
+        assert contributions[3 * i : 3 * i + 3] == pytest.approx(
+            [r.contribution for r in row] + [0.0] * padding, abs=1e-12
+        )
     off = client.post(
         f"/v2/models/{RISK}/infer", json={"inputs": [tensor], "parameters": {"reasons": 0}}
     ).json()
