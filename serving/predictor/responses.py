@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import numpy as np
 import orjson
 
 from finrisk.compiled import DETECTOR
@@ -55,15 +54,12 @@ def v2_body(
     tensors = []
     for name in names:
         data = scored.outputs[name]
-        if isinstance(data, np.ndarray):
-            shape = list(data.shape)
-            flat: Any = data.ravel() if data.ndim > 1 else data
-            if data.dtype.kind == "U":
-                flat = flat.tolist()
-        else:  # list of lists of strings
-            shape = [len(data), len(data[0]) if data else 0]
-            flat = [v for row in data for v in row]
-        tensors.append({"name": name, "datatype": datatypes[name], "shape": shape, "data": flat})
+        flat: Any = data.ravel() if data.ndim > 1 else data
+        if data.dtype.kind == "U":  # orjson writes numeric arrays itself, not string ones
+            flat = flat.tolist()
+        tensors.append(
+            {"name": name, "datatype": datatypes[name], "shape": list(data.shape), "data": flat}
+        )
     return {
         "model_name": scorer.name,
         "model_version": scorer.version,

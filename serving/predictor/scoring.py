@@ -55,7 +55,7 @@ class Scored:
     """One batch's results: output name -> array (rows first), plus what explains them (risk)."""
 
     rows: int
-    outputs: dict[str, Any]
+    outputs: dict[str, npt.NDArray[Any]]
     explained: Explained | None = None
 
 
@@ -116,7 +116,10 @@ class Scorer:
         if self.kind == DETECTOR:
             return Scored(len(matrix), {"score": scores, "is_anomaly": scores >= self.threshold})
         k = self.default_reasons if reasons is None else reasons
-        out: dict[str, Any] = {"probability": scores, "band": self.bands.bands(scores)}
+        out: dict[str, npt.NDArray[Any]] = {
+            "probability": scores,
+            "band": self.bands.bands(scores),
+        }
         explained = None
         if k > 0:
             contributions = occlusion_contributions(self.compiled.score, matrix, self.reference)
