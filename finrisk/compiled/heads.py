@@ -3,6 +3,13 @@
 A head is a small JSON tree of operations (`spec`), so a compiled model is data (ONNX graph +
 JSON), never a pickle. `build_head` turns a spec into one Python closure at load time.
 
+Occlusion (which feature moved the score, finrisk.models.reasons) re-scores every row once per
+feature with that feature at a reference value. For heads without trees it needs no re-scoring:
+the logit of a linear source is a sum of per-feature terms w_j t(x_j), so putting feature j at
+its reference moves it by exactly w_j (t(ref_j) - t(x_j)), and every transform above a source
+is elementwise. `build_head(spec, reference)` builds that form: (n, f + 1) scores, column j with
+feature j at the reference, the last column the row as given.
+
 Sources (read the inputs or the graph's output):
   {"op": "tree", "target": k, "base": b}          raw[:, k] + b
   {"op": "linear", "steps": [...], "coef": [...], "intercept": c}
@@ -23,6 +30,7 @@ import numpy.typing as npt
 
 Array = npt.NDArray[np.float64]
 Head = Callable[[Array, Array | None], Array]
+Builder = Callable[[Mapping[str, Any], Array | None], Head]
 
 
 def expit(z: Array) -> Array:
@@ -37,13 +45,16 @@ def signed_log1p(values: Array) -> Array:
     return out
 
 
-def build_head(spec: Mapping[str, Any]) -> Head:
-    """A function (inputs, raw graph output) -> 1-D scores for the spec."""
+def build_head(spec: Mapping[str, Any], reference: Array | None = None) -> Head:
+    """A function (inputs, raw graph output) -> 1-D scores for the spec.
+
+    With a reference (tree-less heads only, see `tree_targets`): -> (n, f + 1) occluded scores.
+    """
     op = spec.get("op")
     builder = _BUILDERS.get(str(op))
     if builder is None:
         raise ValueError(f"unknown compiled head operation {op!r}")
-    return builder(spec)
+    return builder(spec, reference)
 
 
 def tree_targets(spec: Mapping[str, Any]) -> list[int]:
@@ -55,7 +66,9 @@ def tree_targets(spec: Mapping[str, Any]) -> list[int]:
     return [t for child in children for t in tree_targets(child)]
 
 
-def _tree(spec: Mapping[str, Any]) -> Head:
+def _tree(spec: Mapping[str, Any], reference: Array | None) -> Head:
+    if reference is not None:
+        raise ValueError("tree heads have no occluded form: re-score the occluded rows instead")
     target, base = int(spec["target"]), float(spec["base"])
 
     def head(values: Array, raw: Array | None) -> Array:
@@ -65,7 +78,7 @@ def _tree(spec: Mapping[str, Any]) -> Head:
     return head
 
 
-def _linear(spec: Mapping[str, Any]) -> Head:
+def _linear(spec: Mapping[str, Any], reference: Array | None) -> Head:
     steps: list[Callable[[Array], Array]] = []
     for step in spec["steps"]:
         if step["op"] == "signed_log1p":
@@ -90,14 +103,32 @@ def _linear(spec: Mapping[str, Any]) -> Head:
         if last.get("mean") is not None:
             intercept -= float(np.asarray(last["mean"], dtype=np.float64) @ coef)
 
-    def head(values: Array, raw: Array | None) -> Array:
-        x = values
+    def transformed(x: Array) -> Array:
         for step_fn in steps:
             x = step_fn(x)
-        out: Array = x @ coef + intercept
+        return x
+
+    def head(values: Array, raw: Array | None) -> Array:
+        out: Array = transformed(values) @ coef + intercept
         return out
 
-    return head
+    if reference is None:
+        return head
+    # Every step works column by column, so t(ref) is the transformed reference row.
+    reference_terms = transformed(np.asarray(reference, dtype=np.float64)[np.newaxis, :])[0] * coef
+
+    def occluded(values: Array, raw: Array | None) -> Array:
+        terms = transformed(values) * coef
+        logit = terms.sum(axis=1) + intercept
+        out = np.empty((len(values), len(coef) + 1))
+        # Column j: the logit with feature j's term swapped for the reference's; exactly the
+        # row's logit where x_j == ref_j, so such a feature contributes exactly 0.
+        np.subtract(reference_terms, terms, out=out[:, :-1])
+        out[:, :-1] += logit[:, np.newaxis]
+        out[:, -1] = logit
+        return out
+
+    return occluded
 
 
 def _standardize(mean: Array | None, scale: Array | None) -> Callable[[Array], Array]:
@@ -111,9 +142,10 @@ def _standardize(mean: Array | None, scale: Array | None) -> Callable[[Array], A
     return step
 
 
-def _unary(fn: Callable[[Array, Mapping[str, Any]], Array]) -> Callable[[Mapping[str, Any]], Head]:
-    def builder(spec: Mapping[str, Any]) -> Head:
-        inner = build_head(spec["of"])
+def _unary(fn: Callable[[Array, Mapping[str, Any]], Array]) -> Builder:
+    # Every transform is elementwise: the same closure serves 1-D scores and occluded matrices.
+    def builder(spec: Mapping[str, Any], reference: Array | None) -> Head:
+        inner = build_head(spec["of"], reference)
 
         def head(values: Array, raw: Array | None) -> Array:
             return fn(inner(values, raw), spec)
@@ -135,8 +167,8 @@ def _sigmoid_calibration(z: Array, spec: Mapping[str, Any]) -> Array:
     return expit(-(float(spec["a"]) * z + float(spec["b"])))
 
 
-def _isotonic(spec: Mapping[str, Any]) -> Head:
-    inner = build_head(spec["of"])
+def _isotonic(spec: Mapping[str, Any], reference: Array | None) -> Head:
+    inner = build_head(spec["of"], reference)
     xs = np.asarray(spec["x"], dtype=np.float64)
     ys = np.asarray(spec["y"], dtype=np.float64)
     lo, hi = float(spec["lo"]), float(spec["hi"])
@@ -153,8 +185,8 @@ def _clip(z: Array, spec: Mapping[str, Any]) -> Array:
     return out
 
 
-def _mean(spec: Mapping[str, Any]) -> Head:
-    members = [build_head(member) for member in spec["of"]]
+def _mean(spec: Mapping[str, Any], reference: Array | None) -> Head:
+    members = [build_head(member, reference) for member in spec["of"]]
     if not members:
         raise ValueError("a mean head needs at least one member")
 
@@ -168,7 +200,7 @@ def _mean(spec: Mapping[str, Any]) -> Head:
     return head
 
 
-_BUILDERS: dict[str, Callable[[Mapping[str, Any]], Head]] = {
+_BUILDERS: dict[str, Builder] = {
     "tree": _tree,
     "linear": _linear,
     "expit": _unary(lambda z, _spec: expit(z)),

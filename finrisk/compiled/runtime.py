@@ -7,7 +7,7 @@ feature order, head spec). The predictor and the registry both load them from he
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from finrisk.errors import FinriskError
 COMPILED_FORMAT = 1
 ONNX_FILE = "model.onnx"
 SPEC_FILE = "compiled.json"
+Occluder = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
 # Batches of at least this many rows use the multi-threaded session (when threads > 1): below
 # it, waking a second thread costs more than it saves.
 PARALLEL_MIN_ROWS = 256
@@ -81,15 +82,34 @@ class CompiledModel:
 
     def score(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The model's score per row: anomaly score for detectors, probability for risk models."""
+        values = self._prepared(values)
+        return self._head(values, self.raw(values))
+
+    def occluder(self, reference: npt.NDArray[np.float64]) -> Occluder | None:
+        """values -> (n, f + 1) scores, column j with feature j at reference[j], the last column
+        the row as given; in one pass over the rows (heads.py). None for models with trees:
+        their occluded rows must be scored one by one."""
+        if tree_targets(self.spec["head"]):
+            return None
+        if self.round_inputs:
+            reference = reference.astype(np.float32).astype(np.float64)
+        head = build_head(self.spec["head"], reference)
+
+        def occluded(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            return head(self._prepared(values), None)
+
+        return occluded
+
+    def _prepared(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise FinriskError(
                 f"compiled model takes (rows, {self.n_features}) inputs, got {values.shape}"
             )
         if self.round_inputs:
-            values = np.ascontiguousarray(values, dtype=np.float32).astype(np.float64)
-        elif values.dtype != np.float64 or not values.flags.c_contiguous:
-            values = np.ascontiguousarray(values, dtype=np.float64)
-        return self._head(values, self.raw(values))
+            return np.ascontiguousarray(values, dtype=np.float32).astype(np.float64)
+        if values.dtype != np.float64 or not values.flags.c_contiguous:
+            return np.ascontiguousarray(values, dtype=np.float64)
+        return values
 
     def save(self, directory: str | Path) -> list[Path]:
         """Write compiled.json (and model.onnx); returns the files written."""

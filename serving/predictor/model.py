@@ -215,10 +215,7 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
     ) -> tuple[Batch, Scored]:
         batch = payload
         rows = batch.matrix.shape[0]
-        work = rows
-        if batch.scorer.kind == RISK and batch.reasons != 0:
-            work = rows * (batch.scorer.compiled.n_features + 1)  # occlusion re-scores each row
-        if work < INLINE_MAX_WORK:
+        if batch.scorer.work(rows, batch.reasons) < INLINE_MAX_WORK:
             scored = batch.scorer.score(batch.matrix, batch.reasons)
         else:
             loop = asyncio.get_running_loop()

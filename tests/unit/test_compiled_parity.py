@@ -161,3 +161,29 @@ def test_compiled_format_is_checked() -> None:
     compiled = compile_model(trained_models.risk_model("seed"))
     with pytest.raises(FinriskError, match="format"):
         CompiledModel({**compiled.spec, "format": 99}, None)
+
+
+@pytest.mark.parametrize(("family", "kind"), MODELS)
+def test_one_pass_occlusion_equals_rescoring_every_occluded_row(family: str, kind: str) -> None:
+    from finrisk.compiled.heads import tree_targets
+    from finrisk.models.reasons import occlusion_contributions
+
+    compiled = compile_model(_model(family, kind))
+    rows = _frame(family).loc[:, list(compiled.feature_names)].to_numpy()[:200]
+    reference = np.median(rows, axis=0)
+    occluder = compiled.occluder(reference)
+    if tree_targets(compiled.spec["head"]):
+        assert occluder is None  # trees: every occluded row must be scored
+        return
+    assert occluder is not None
+    rows[0] = reference  # a row at the reference: every feature contributes exactly nothing
+    rows[1, :3] = reference[:3]
+    occluded = occluder(rows)
+    assert occluded.shape == (len(rows), compiled.n_features + 1)
+    np.testing.assert_allclose(occluded[:, -1], compiled.score(rows), rtol=0, atol=1e-12)
+    expected = occlusion_contributions(compiled.score, rows, reference)
+    got = occluded[:, -1:] - occluded[:, :-1]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.count_nonzero(got[0]) == 0
+    assert np.count_nonzero(got[1, :3]) == 0
+    assert np.count_nonzero(got[1, 3:]) > 0

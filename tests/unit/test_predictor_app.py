@@ -36,6 +36,15 @@ def served() -> Iterator[tuple[TestClient, FinriskModel, FinriskModel]]:
         yield client, det, risk
 
 
+@pytest.fixture(scope="module", params=["hgb", "logistic"])
+def risk_served(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, FinriskModel]]:
+    """Both ways of explaining: re-scoring occluded rows (trees) and one pass (linear heads)."""
+    risk = _predictor(RiskPredictor, RISK, trained_models.risk_model(request.param))
+    assert risk.scorer.one_pass_reasons == (request.param == "logistic")
+    with TestClient(build_app([risk])) as client:
+        yield client, risk
+
+
 def _frame(name: str) -> Any:
     if name == DET:
         frame, _ = trained_models.detector_frame(n=20, seed=3)
@@ -106,8 +115,8 @@ def test_v2_requested_outputs_only(served: Any) -> None:
     assert [o["name"] for o in out] == ["is_anomaly"]
 
 
-def test_risk_v1_gives_probability_band_and_reasons(served: Any) -> None:
-    client, _, risk = served
+def test_risk_v1_gives_probability_band_and_reasons(risk_served: Any) -> None:
+    client, risk = risk_served
     model = risk.scorer.loaded.model
     frame = _frame(RISK)
     body = client.post(
@@ -125,8 +134,8 @@ def test_risk_v1_gives_probability_band_and_reasons(served: Any) -> None:
             assert got["contribution"] == pytest.approx(want["contribution"], abs=1e-12)
 
 
-def test_risk_v2_reasons_as_tensors_and_switched_off(served: Any) -> None:
-    client, _, risk = served
+def test_risk_v2_reasons_as_tensors_and_switched_off(risk_served: Any) -> None:
+    client, risk = risk_served
     frame = _frame(RISK).loc[:, list(risk.scorer.feature_names)]
     # A row at the training medians: nothing moved its risk, so its reason slots stay empty.
     frame.loc[len(frame)] = risk.scorer.reference
