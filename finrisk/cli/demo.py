@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from finrisk.demo import DemoOptions, format_summary, run_demo
+from finrisk.demo.options import DemoOptions
 from finrisk.errors import FinriskError
 
 _DEFAULTS = DemoOptions()
@@ -37,6 +37,9 @@ def _demo(args: argparse.Namespace) -> int:
     for flag in ("train_users", "train_days", "stream_users", "stream_days"):
         if getattr(args, flag) < 1:
             raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
+    from finrisk.demo.run import run_demo
+    from finrisk.demo.summary import format_summary
+
     options = DemoOptions(
         train_users=args.train_users,
         train_days=args.train_days,

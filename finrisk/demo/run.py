@@ -16,13 +16,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 from tqdm import tqdm
 
+from finrisk.demo.options import DemoOptions
 from finrisk.demo.summary import DemoSummary, summarise_stream
 from finrisk.errors import FinriskError
 from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
@@ -34,17 +34,6 @@ from finrisk.stack.process import free_port
 DETECTOR_NAME = DEFAULT_MODEL_NAMES[DETECTOR]
 RISK_NAME = DEFAULT_MODEL_NAMES[RISK]
 ANOMALY_DATASET = "finrisk_demo"
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    train_users: int = 400
-    train_days: int = 45
-    stream_users: int = 300
-    stream_days: int = 45
-    seed: int = 7
-    scored_timeout_s: float = 300.0
-    progress: bool = True
 
 
 @contextmanager

@@ -12,7 +12,9 @@ import pytest
 from confluent_kafka import Consumer
 
 from finrisk.bigquery_client import bigquery_client
-from finrisk.demo import DemoOptions, format_summary, run_demo
+from finrisk.demo.options import DemoOptions
+from finrisk.demo.run import run_demo
+from finrisk.demo.summary import format_summary
 from finrisk.settings import PredictorPortSettings, Settings
 from finrisk.stack import Service, Stack
 from finrisk.stack.process import free_port

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -99,6 +102,20 @@ def test_settings_come_from_environment_and_flags_override_them(
     assert settings.bridge.batch_max_messages == 500
     assert settings.bridge.group_id == "from-flag"
     assert settings.bridge.risk_model is None
+
+
+def test_the_cli_parser_loads_no_model_or_pipeline_library() -> None:
+    """Every command's parser is built at start-up: a restarted bridge must not wait for
+    scikit-learn, MLflow or kfp to load (seconds on 2 cores) before it consumes again."""
+    heavy = ("sklearn", "scipy", "mlflow", "kfp", "kserve", "google.cloud.bigquery")
+    code = (
+        "import sys; from finrisk.cli import build_parser; build_parser(); "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
 
 
 def test_invalid_flags_are_clear_errors() -> None:
