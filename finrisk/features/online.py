@@ -31,6 +31,7 @@ import math
 import operator
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,10 @@ from finrisk.schema import (
 SNAPSHOT_VERSION = 2
 _NS_PER_SECOND_F = float(NS_PER_SECOND)
 _NS_PER_DAY_F = float(NS_PER_DAY)
-_WINDOW_LENGTHS: tuple[int, ...] = tuple(length for _, length in WINDOWS)
-_SUM_WINDOW_INDEX: tuple[int, ...] = tuple(
-    [suffix for suffix, _ in WINDOWS].index(name) for name in SUM_WINDOWS
+# Per window: its length, and whether its debit sum is a feature. TxRow lists the sums in
+# WINDOWS order, which SUM_WINDOWS follows (a test holds it to that).
+_WINDOW_SPECS: tuple[tuple[int, bool], ...] = tuple(
+    (length, suffix in SUM_WINDOWS) for suffix, length in WINDOWS
 )
 
 # The time-decayed sums of UserStats (recent_*). Online each is kept against a per-user
@@ -324,13 +326,14 @@ class OnlineFeatures:
         counts = []
         debit_cum = state.debit_cum
         sums = []
-        for window, length in zip(state.windows, _WINDOW_LENGTHS, strict=True):
+        for window, (length, summed) in zip(state.windows, _WINDOW_SPECS, strict=True):
             window.append((ts, cum_before))
             cutoff = clock - length
             while window[0][0] <= cutoff:
                 window.popleft()
             counts.append(len(window))
-            sums.append(debit_cum - window[0][1])
+            if summed:
+                sums.append(debit_cum - window[0][1])
 
         self._add_to_user(state, ts, amount, debit, category, merchant, balance)
         return (
@@ -349,7 +352,7 @@ class OnlineFeatures:
             1.0 if new_category else 0.0,
             1.0 if new_merchant else 0.0,
             *counts,
-            *[sums[i] for i in _SUM_WINDOW_INDEX],
+            *sums,
         )
 
     @staticmethod
@@ -507,11 +510,12 @@ def transaction_matrix(rows: Sequence[TxRow]) -> npt.NDArray[np.float64]:
     if not rows:
         return np.empty((0, len(TRANSACTION_FEATURES)), dtype=np.float64)
     columns: list[Any] = list(zip(*rows, strict=True))
+    n = len(rows)
     for i, column in enumerate(columns):
         if i == _TIMESTAMP_FIELD:
-            columns[i] = np.array(column, dtype=np.int64)
+            columns[i] = np.fromiter(column, dtype=np.int64, count=n)
         elif i not in (_CATEGORY_FIELD, _CHANNEL_FIELD):
-            columns[i] = np.array(column, dtype=np.float64)
+            columns[i] = np.fromiter(column, dtype=np.float64, count=n)
     return _matrix(transaction_formulas(ARRAY_OPS, _tx_stats(columns)), len(rows))
 
 
@@ -519,7 +523,11 @@ def user_matrix(rows: Sequence[UserRow]) -> npt.NDArray[np.float64]:
     """USER_FEATURES of `user_row` rows, one row each, the formulas evaluated on arrays."""
     if not rows:
         return np.empty((0, len(USER_FEATURES)), dtype=np.float64)
-    columns = np.array(rows, dtype=np.float64).T
+    # One flat pass over the numbers: numpy's conversion of a list of tuples inspects each
+    # tuple's shape and each value's type first, which costs more than the conversion.
+    width = len(rows[0])
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
+    columns = flat.reshape(len(rows), width).T
     return _matrix(user_formulas(ARRAY_OPS, _user_stats(list(columns))), len(rows))
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -55,9 +54,11 @@ class BadMessage(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """A valid transaction: canonical fields (as OnlineFeatures reads them) and its event time."""
+class Transaction(NamedTuple):
+    """A valid transaction: canonical fields (as OnlineFeatures reads them) and its event time.
+
+    A tuple, like Score: one is made per message, and a frozen dataclass costs more to build.
+    """
 
     fields: dict[str, Any]
     event_ns: int

@@ -28,6 +28,8 @@ from finrisk.features.definitions import (
     GAP_CAP_SECONDS,
     LOG_AMOUNT_VARIANCE_FLOOR,
     RECENT_DECAY_DAYS,
+    SUM_WINDOWS,
+    WINDOWS,
 )
 from finrisk.features.formulas import is_gambling_merchant
 from finrisk.features.online import SNAPSHOT_VERSION
@@ -76,6 +78,8 @@ def test_names() -> None:
     )
     assert len(set(USER_FEATURES)) == len(USER_FEATURES)
     assert len(set(TRANSACTION_FEATURES)) == len(TRANSACTION_FEATURES)
+    # The online state lists the summed windows' sums in WINDOWS order.
+    assert [name for name, _ in WINDOWS if name in SUM_WINDOWS] == list(SUM_WINDOWS)
 
 
 def test_amount_against_prior_debits() -> None:
