@@ -13,12 +13,13 @@ help: ## list the targets
 
 setup: $(STAMP) ## create .venv and install the pinned lock (quick when nothing changed)
 
+# --compile-bytecode: bytecode now, not at each import. With PYTHONDONTWRITEBYTECODE set (as on
+# our machines) every process would otherwise compile scikit-learn, pandas, MLflow... again on
+# start-up: seconds for each bridge, predictor and pipeline step.
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; finrisk needs Python 3.11 (README: Prerequisites)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv==$(UV_VERSION)
-	# Bytecode now, not at each import: with PYTHONDONTWRITEBYTECODE set (as on our machines)
-	# every process would otherwise compile scikit-learn, pandas, MLflow... again on start-up.
 	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
