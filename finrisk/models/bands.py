@@ -59,6 +59,17 @@ class RiskBands:
         out[p > self.high] = HIGH
         return out
 
+    def at_least(self, probabilities: npt.ArrayLike, band: str) -> npt.NDArray[np.bool_]:
+        """Which probabilities fall in `band` or a higher one (the same edges as `bands`)."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        if band == LOW:
+            return np.ones(p.shape, dtype=bool)
+        if band == MEDIUM:
+            return p >= self.low
+        if band == HIGH:
+            return p > self.high
+        raise FinriskError(f"unknown risk band {band!r}; the bands are {', '.join(BAND_NAMES)}")
+
     def to_dict(self) -> dict[str, float]:
         return {"low": self.low, "high": self.high}
 

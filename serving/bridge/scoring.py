@@ -8,8 +8,9 @@ sends each matrix as one 2-D FP64 tensor, and turns the answers into one `Score`
 The predictor's outputs (finrisk.serving.predictor): the detector returns `score` and
 `is_anomaly`, with the threshold in the response parameters; the risk model returns
 `probability`, `band` and, unless asked for none, `reasons` and `reason_contributions`
-([rows, k]). Explaining costs the predictor far more than scoring, so the risk model is called
-without reasons first, then again with them for the rows the reasons policy picks.
+([rows, k]). Explaining costs the predictor far more than scoring, so under the "elevated"
+policy the risk model is asked (parameter `reasons_from`) to explain only the rows it rates
+MEDIUM or HIGH, in the same call.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ BAND_OUTPUT = "band"
 REASONS_OUTPUT = "reasons"
 CONTRIBUTIONS_OUTPUT = "reason_contributions"
 REASONS_PARAMETER = "reasons"
+# Explain only the rows of this band or higher (the predictor leaves the others empty).
+REASONS_FROM_PARAMETER = "reasons_from"
+ELEVATED_BAND = "MEDIUM"
 # The risk model's lower band edge, in its response parameters: LOW is below it.
 BAND_LOW_PARAMETER = "band_low"
 # The 2-D tensor's name; the predictor tells the matrix form by its shape, not its name.
@@ -136,30 +140,22 @@ class V2Scorer:
         assert risk is not None and binding is not None
         n = len(user_rows)
         k = self.reasons_per_row
-        matrix = binding.select(user_rows)
-        if self.reasons == "all":
-            result = risk.infer(
-                binding.model, matrix, input_name=MATRIX_INPUT, parameters={REASONS_PARAMETER: k}
-            )
-            return result, _reasons(result, n, k)
-        result = risk.infer(
-            binding.model, matrix, input_name=MATRIX_INPUT, parameters={REASONS_PARAMETER: 0}
-        )
-        explained: list[Any] = [[] for _ in range(n)]
+        parameters: dict[str, Any] = {REASONS_PARAMETER: 0 if self.reasons == "none" else k}
         if self.reasons == "elevated":
-            probabilities = column(result, PROBABILITY_OUTPUT, n)
-            low = float(result.parameters.get(BAND_LOW_PARAMETER, -1.0))
-            rows = [i for i, p in enumerate(probabilities) if p >= low]
-            if rows:
-                again = risk.infer(
-                    binding.model,
-                    matrix[rows],
-                    input_name=MATRIX_INPUT,
-                    parameters={REASONS_PARAMETER: k},
-                )
-                for i, reasons in zip(rows, _reasons(again, len(rows), k), strict=True):
-                    explained[i] = reasons
-        return result, explained
+            parameters[REASONS_FROM_PARAMETER] = ELEVATED_BAND
+        result = risk.infer(
+            binding.model, binding.select(user_rows), input_name=MATRIX_INPUT, parameters=parameters
+        )
+        if self.reasons == "none":
+            return result, [[] for _ in range(n)]
+        reasons = _reasons(result, n, k)
+        if self.reasons == "all":
+            return result, reasons
+        # A predictor that ignores `reasons_from` explains every row: more work, same output,
+        # since rows below the lower band edge keep no reasons here.
+        probabilities = column(result, PROBABILITY_OUTPUT, n)
+        low = float(result.parameters.get(BAND_LOW_PARAMETER, -1.0))
+        return result, [r if p >= low else [] for r, p in zip(reasons, probabilities, strict=True)]
 
 
 def _reasons(result: InferResult, n: int, k: int) -> list[list[dict[str, Any]]]:

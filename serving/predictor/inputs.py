@@ -20,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from finrisk.models.bands import BAND_NAMES
+
 Matrix = npt.NDArray[np.float64]
 FP64 = "FP64"
 _NUMBER_TYPES = frozenset({float, int})
@@ -121,6 +123,20 @@ def reasons_parameter(parameters: dict[str, Any], maximum: int) -> int | None:
             f"parameter 'reasons' must be an integer from 0 to {maximum}, got {value!r}"
         )
     return value
+
+
+def reasons_from_parameter(parameters: dict[str, Any]) -> str | None:
+    """The optional "reasons_from" parameter: explain only the rows of this risk band or a
+    higher one (the others get no reasons), so a caller wanting reasons for elevated risk needs
+    one call, not a second one for the rows the first showed elevated."""
+    if "reasons_from" not in parameters:
+        return None
+    value = parameters["reasons_from"]
+    if value not in BAND_NAMES:
+        raise InputError(
+            f"parameter 'reasons_from' must be one of {', '.join(BAND_NAMES)}, got {value!r}"
+        )
+    return str(value)
 
 
 def v1_matrix(payload: Any, feature_names: Sequence[str], max_rows: int) -> Matrix:

@@ -20,6 +20,7 @@ from finrisk.serving.predictor.inputs import (
     InputError,
     V2Request,
     parse_json,
+    reasons_from_parameter,
     reasons_parameter,
     v1_matrix,
     v1_parameters,
@@ -54,6 +55,7 @@ class Batch:
     request_id: str | None = None
     outputs: list[str] | None = None
     reasons: int | None = None
+    reasons_from: str | None = None  # a risk band: explain only rows in it or above
 
 
 @dataclass(frozen=True)
@@ -189,8 +191,11 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
         max_reasons = min(MAX_REASONS, len(names))
         if protocol == V1:
             matrix = v1_matrix(body, names, self.max_rows)
-            reasons = reasons_parameter(v1_parameters(body), max_reasons)
-            return Batch(scorer, V1, matrix, reasons=reasons)
+            parameters = v1_parameters(body)
+            reasons = reasons_parameter(parameters, max_reasons)
+            return Batch(
+                scorer, V1, matrix, reasons=reasons, reasons_from=reasons_from_parameter(parameters)
+            )
         request: V2Request = v2_request(body, names, self.max_rows)
         if request.model_name not in (None, self.name):
             raise InputError(f"the body names model {request.model_name!r}, the URL {self.name!r}")
@@ -208,7 +213,8 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
                     )
             if reasons == 0 and any(n.startswith("reason") for n in request.outputs):
                 raise InputError("outputs ask for reasons but parameter 'reasons' is 0")
-        return Batch(scorer, V2, request.matrix, request.id, request.outputs, reasons)
+        reasons_from = reasons_from_parameter(request.parameters)
+        return Batch(scorer, V2, request.matrix, request.id, request.outputs, reasons, reasons_from)
 
     async def predict(
         self, payload: Batch, headers: dict[str, str] | None = None, response_headers: Any = None
@@ -216,11 +222,11 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
         batch = payload
         rows = batch.matrix.shape[0]
         if batch.scorer.work(rows, batch.reasons) < INLINE_MAX_WORK:
-            scored = batch.scorer.score(batch.matrix, batch.reasons)
+            scored = batch.scorer.score(batch.matrix, batch.reasons, batch.reasons_from)
         else:
             loop = asyncio.get_running_loop()
             scored = await loop.run_in_executor(
-                None, batch.scorer.score, batch.matrix, batch.reasons
+                None, batch.scorer.score, batch.matrix, batch.reasons, batch.reasons_from
             )
         metrics.ROWS.labels(self.name).inc(rows)
         if batch.scorer.kind == DETECTOR:

@@ -115,7 +115,11 @@ class Scorer:
             return {"threshold": self.threshold}
         return {"bands": self.bands.to_dict()}
 
-    def score(self, matrix: Matrix, reasons: int | None = None) -> Scored:
+    def score(
+        self, matrix: Matrix, reasons: int | None = None, reasons_from: str | None = None
+    ) -> Scored:
+        """Outputs for each row; risk: `reasons` per row (default `default_reasons`), only for
+        rows of band `reasons_from` or above when given (the others get empty slots)."""
         scores = self.compiled.score(matrix)
         if self.kind == DETECTOR:
             return Scored(len(matrix), {"score": scores, "is_anomaly": scores >= self.threshold})
@@ -126,7 +130,15 @@ class Scorer:
         }
         explained = None
         if k > 0:
-            contributions = self._contributions(matrix)
+            if reasons_from is None:
+                contributions = self._contributions(matrix)
+            else:
+                # Rows left unexplained keep all-zero contributions: empty slots, as a row
+                # whose every feature sits at the reference gets.
+                rows = np.flatnonzero(self.bands.at_least(scores, reasons_from))
+                contributions = np.zeros_like(matrix)
+                if len(rows):
+                    contributions[rows] = self._contributions(matrix[rows])
             explained = Explained(contributions, matrix, self.reference, self.feature_names, k)
             # The V2 tensors straight from arrays: building Reason objects per row cost as much
             # as the occlusion itself. Same ranking and empty slots as top_reasons.

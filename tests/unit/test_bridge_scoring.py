@@ -21,8 +21,10 @@ RISK_ORDER = list(USER_FEATURES[:5])
 class Predictor:
     """Answers like finrisk's predictor (the contract in serving/predictor/scoring.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, honours_reasons_from: bool = True) -> None:
         self.infer_bodies: list[tuple[str, dict[str, object]]] = []
+        # False: a predictor that does not know the parameter and explains every row.
+        self.honours_reasons_from = honours_reasons_from
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         name = request.url.path.split("/")[3]
@@ -61,9 +63,16 @@ class Predictor:
             {"name": "probability", "datatype": "FP64", "shape": [rows], "data": p.tolist()},
             {"name": "band", "datatype": "BYTES", "shape": [rows], "data": bands},
         ]
-        k = body.get("parameters", {}).get("reasons", 3)
+        parameters = body.get("parameters", {})
+        k = parameters.get("reasons", 3)
         if k:
-            names = [RISK_ORDER[j] if j < 2 else "" for _ in range(rows) for j in range(k)]
+            floor = parameters.get("reasons_from") if self.honours_reasons_from else None
+            explained = [floor != "MEDIUM" or v >= 0.4 for v in p]
+            names = [
+                RISK_ORDER[j] if j < 2 and explained[i] else ""
+                for i in range(rows)
+                for j in range(k)
+            ]
             outputs.append(
                 {"name": "reasons", "datatype": "BYTES", "shape": [rows, k], "data": names}
             )
@@ -123,15 +132,18 @@ def test_columns_follow_each_models_metadata_and_both_are_scored() -> None:
     assert all(s.reasons == [] for s in scores)
 
 
-def test_elevated_policy_explains_only_medium_and_high_rows_in_a_second_call() -> None:
-    predictor = Predictor()
+@pytest.mark.parametrize("honours_reasons_from", [True, False])
+def test_elevated_policy_explains_only_medium_and_high_rows_in_one_call(
+    honours_reasons_from: bool,
+) -> None:
+    predictor = Predictor(honours_reasons_from=honours_reasons_from)
     client = _client(predictor)
     scorer = V2Scorer(client, client, "det", "risk", reasons="elevated", reasons_per_row=3)
     scores = scorer.score(*_matrices(4))
     scorer.close()
     risk_calls = [body for name, body in predictor.infer_bodies if name == "risk"]
-    assert [c["inputs"][0]["shape"][0] for c in risk_calls] == [4, 2]  # type: ignore[index]
-    assert [c.get("parameters") for c in risk_calls] == [{"reasons": 0}, {"reasons": 3}]
+    assert [c["inputs"][0]["shape"][0] for c in risk_calls] == [4]  # type: ignore[index]
+    assert [c.get("parameters") for c in risk_calls] == [{"reasons": 3, "reasons_from": "MEDIUM"}]
     expected = [
         {"feature": RISK_ORDER[0], "contribution": 0.1},
         {"feature": RISK_ORDER[1], "contribution": 0.2},

@@ -31,6 +31,17 @@ def test_vectorised_matches_scalar() -> None:
     assert DEFAULT_BANDS.bands(p).tolist() == [band(x) for x in p]
 
 
+def test_at_least_agrees_with_the_bands_on_every_edge() -> None:
+    order = {LOW: 0, MEDIUM: 1, HIGH: 2}
+    p = np.concatenate([np.linspace(0, 1, 1001), [0.40, 0.70, np.nextafter(0.70, 1.0)]])
+    named = DEFAULT_BANDS.bands(p)
+    for floor in (LOW, MEDIUM, HIGH):
+        expected = [order[name] >= order[floor] for name in named]
+        assert DEFAULT_BANDS.at_least(p, floor).tolist() == expected
+    with pytest.raises(FinriskError, match="unknown risk band 'medium'"):
+        DEFAULT_BANDS.at_least(p, "medium")
+
+
 def test_custom_edges() -> None:
     bands = RiskBands(low=0.2, high=0.5)
     assert [bands.band(p) for p in (0.1999, 0.2, 0.5, 0.5001)] == [LOW, MEDIUM, MEDIUM, HIGH]

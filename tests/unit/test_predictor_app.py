@@ -177,6 +177,56 @@ def test_risk_v2_reasons_as_tensors_and_switched_off(risk_served: Any) -> None:
     assert off["outputs"][0]["data"] == out["probability"]["data"]
 
 
+def test_reasons_from_explains_only_rows_of_that_band_or_higher(risk_served: Any) -> None:
+    client, risk = risk_served
+    frame, _ = trained_models.risk_frame(n=60, seed=5)
+    frame = frame.loc[:, list(risk.scorer.feature_names)]
+    tensor = {
+        "name": "features",
+        "shape": list(frame.shape),
+        "datatype": "FP64",
+        "data": frame.to_numpy().tolist(),
+    }
+
+    def infer(parameters: dict[str, Any]) -> dict[str, Any]:
+        body = {"inputs": [tensor], "parameters": parameters}
+        outputs = client.post(f"/v2/models/{RISK}/infer", json=body).json()["outputs"]
+        return {o["name"]: o["data"] for o in outputs}
+
+    every = infer({"reasons": 3})
+    elevated = [band != "LOW" for band in every["band"]]
+    assert 0 < sum(elevated) < len(elevated) and "HIGH" in every["band"]  # every case is met
+    some = infer({"reasons": 3, "reasons_from": "MEDIUM"})
+    assert some["probability"] == every["probability"]
+    for i, explained in enumerate(elevated):
+        row = slice(3 * i, 3 * i + 3)
+        if explained:
+            assert some["reasons"][row] == every["reasons"][row]
+            assert some["reason_contributions"][row] == pytest.approx(
+                every["reason_contributions"][row], abs=1e-12
+            )
+        else:
+            assert some["reasons"][row] == ["", "", ""]
+            assert some["reason_contributions"][row] == [0.0, 0.0, 0.0]
+    assert infer({"reasons_from": "LOW"})["reasons"] == every["reasons"]
+
+    v1 = client.post(
+        f"/v1/models/{RISK}:predict",
+        json={"instances": frame.to_dict(orient="records"), "parameters": {"reasons_from": "HIGH"}},
+    ).json()["predictions"]
+    assert [bool(p["reasons"]) for p in v1] == [
+        band == "HIGH" and any(every["reasons"][3 * i : 3 * i + 3])
+        for i, band in enumerate(every["band"])
+    ]
+
+    bad = client.post(
+        f"/v2/models/{RISK}/infer",
+        json={"inputs": [tensor], "parameters": {"reasons_from": "high"}},
+    )
+    assert bad.status_code == 400
+    assert "parameter 'reasons_from' must be one of LOW, MEDIUM, HIGH" in bad.json()["error"]
+
+
 def test_metadata_on_both_protocols(served: Any) -> None:
     client, det, _ = served
     v2 = client.get(f"/v2/models/{DET}").json()
