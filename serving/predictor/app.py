@@ -5,7 +5,9 @@ Prometheus /metrics. Inference, model metadata, readiness and reload are finrisk
 registered first (Starlette takes the first matching route):
 - POST /v1/models/{name}:predict and /v2/models/{name}/infer: the body goes to the model as
   bytes (no pydantic model of the request: that alone costs ~12 ms for 1000 rows), and every
-  input problem is a 400 naming the field and row;
+  input problem is a 400 naming the field and row; V2 also takes the binary tensor data
+  extension (Inference-Header-Content-Length; raw FP64 after the JSON part), which GET /v2
+  lists among the server's extensions;
 - GET /v1/models/{name} and /v2/models/{name}: metadata with the registry version;
 - POST /v2/repository/models/{name}/load: reload from the registry (the OIP repository
   extension's load), answering with the version served.
@@ -26,7 +28,13 @@ from fastapi.exceptions import RequestValidationError
 from finrisk import __version__
 from finrisk.errors import FinriskError
 from finrisk.serving.predictor import metrics
-from finrisk.serving.predictor.inputs import InputError, check_content_type
+from finrisk.serving.predictor.inputs import (
+    BINARY_EXTENSION,
+    HEADER_LENGTH_HEADER,
+    InputError,
+    check_content_type,
+    split_body,
+)
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.model import V1, V2, FinriskModel, RawRequest
 from finrisk.serving.predictor.responses import encode, error_body
@@ -128,7 +136,12 @@ def build_app(
         served = model.scorer.version if model.scorer else ""
         status = 200
         try:
-            check_content_type(request.headers.get("content-type"))
+            header_length = request.headers.get(HEADER_LENGTH_HEADER)
+            if header_length is not None and protocol != V2:
+                raise InputError("binary tensor data is a V2 extension; send V1 bodies as JSON")
+            check_content_type(
+                request.headers.get("content-type"), binary=header_length is not None
+            )
             if version is not None and version != served:
                 status = 404
                 return _error(404, f"model {name!r} serves version {served}, not {version}")
@@ -136,7 +149,8 @@ def build_app(
             if len(body) > max_body_bytes:
                 status = 413
                 return _error(413, f"request body of {len(body)} bytes exceeds {max_body_bytes}")
-            result, _ = await model(RawRequest(protocol, body), None)
+            json_part, binary = split_body(body, header_length)
+            result, _ = await model(RawRequest(protocol, json_part, binary), None)
         except (InputError, kserve.errors.InvalidInput) as exc:
             status = 400
             return _error(400, str(exc))
@@ -208,6 +222,11 @@ def build_app(
             )
         return _json({"load": True, **result.to_dict()})
 
+    async def server_metadata() -> Response:
+        # kserve's answer, plus the binary tensor data extension our infer routes read.
+        found = dataplane.metadata()
+        return _json({**found, "extensions": [*found["extensions"], BINARY_EXTENSION]})
+
     async def server_ready() -> Response:
         not_ready = [m.name for m in models if not m.ready]
         if not_ready:
@@ -223,6 +242,7 @@ def build_app(
     app.add_api_route("/v2/models/{model_name}", v2_metadata, methods=["GET"])
     app.add_api_route("/v2/repository/models/{model_name}/load", reload, methods=["POST"])
     app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
+    app.add_api_route("/v2", server_metadata, methods=["GET"])
 
     # kserve's own endpoints for everything else.
     root = kserve.protocol.rest.server

@@ -30,6 +30,14 @@ V1_FIELDS = frozenset({"instances", "parameters"})
 V2_FIELDS = frozenset({"id", "parameters", "inputs", "outputs", "model_name", "model_version"})
 V2_INPUT_FIELDS = frozenset({"name", "shape", "datatype", "data", "parameters"})
 JSON_MEDIA_TYPE = "application/json"
+# The Open Inference Protocol's binary tensor data extension (as KServe and Triton implement it):
+# the JSON part's length in this header, the tensors' raw little-endian bytes after it, in the
+# order of the inputs that declare `binary_data_size` instead of `data`.
+BINARY_MEDIA_TYPE = "application/octet-stream"
+HEADER_LENGTH_HEADER = "inference-header-content-length"
+BINARY_DATA_SIZE = "binary_data_size"
+BINARY_EXTENSION = "binary_tensor_data"
+_FP64_BYTES = 8
 
 
 class InputError(ValueError):
@@ -46,11 +54,28 @@ class V2Request:
     model_version: str | None = None
 
 
-def check_content_type(value: str | None) -> None:
+def check_content_type(value: str | None, *, binary: bool = False) -> None:
     media = (value or "").split(";", 1)[0].strip().lower()
-    if media != JSON_MEDIA_TYPE:
+    allowed = (JSON_MEDIA_TYPE, BINARY_MEDIA_TYPE) if binary else (JSON_MEDIA_TYPE,)
+    if media not in allowed:
         shown = f"{value!r}" if value else "none"
-        raise InputError(f"content-type must be {JSON_MEDIA_TYPE}, got {shown}")
+        raise InputError(f"content-type must be {' or '.join(allowed)}, got {shown}")
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON part, binary part) of a request body; all JSON without the extension's header."""
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 < length <= len(body):
+        raise InputError(
+            f"{HEADER_LENGTH_HEADER} must be the JSON part's length, 1 to {len(body)} bytes; "
+            f"got {header_length!r}"
+        )
+    return body[:length], body[length:]
 
 
 def parse_json(body: bytes) -> Any:
@@ -82,8 +107,11 @@ def _describe(value: Any) -> str:
     return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
-def _numbers(flat: Sequence[Any], where: Callable[[int], str]) -> Matrix:
-    """float64 array of `flat`, which must hold only JSON numbers that are finite."""
+def _numbers(flat: Sequence[Any] | Matrix, where: Callable[[int], str]) -> Matrix:
+    """float64 array of `flat`, which must hold only JSON numbers (or be binary FP64 data)
+    that are finite."""
+    if isinstance(flat, np.ndarray):
+        return _finite(flat, where)
     kinds = set(map(type, flat))
     if not kinds <= _NUMBER_TYPES:
         for i, value in enumerate(flat):
@@ -98,6 +126,10 @@ def _numbers(flat: Sequence[Any], where: Callable[[int], str]) -> Matrix:
             except OverflowError:
                 raise InputError(f"{where(i)}: {value} is too large for FP64") from None
         raise
+    return _finite(values, where)
+
+
+def _finite(values: Matrix, where: Callable[[int], str]) -> Matrix:
     finite = np.isfinite(values)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
@@ -199,8 +231,11 @@ def _shape(item: dict[str, Any], label: str) -> list[int]:
     return shape
 
 
-def _flatten(data: Any, depth: int, label: str) -> list[Any]:
-    """Row-major values of `data`, given flat or nested as deep as the shape (OIP allows both)."""
+def _flatten(data: Any, depth: int, label: str) -> list[Any] | Matrix:
+    """Row-major values of `data`, given flat or nested as deep as the shape (OIP allows both),
+    or as binary data (already flat)."""
+    if isinstance(data, np.ndarray):
+        return data
     if not isinstance(data, list):
         raise InputError(f"{label}: 'data' must be a list")
     flat: list[Any] = data
@@ -213,11 +248,14 @@ def _flatten(data: Any, depth: int, label: str) -> list[Any]:
     return flat
 
 
-def v2_request(payload: Any, feature_names: Sequence[str], max_rows: int) -> V2Request:
+def v2_request(
+    payload: Any, feature_names: Sequence[str], max_rows: int, binary: bytes = b""
+) -> V2Request:
     """Open Inference Protocol request -> V2Request (rows, features) in model order.
 
     Either one FP64 input per feature (shape [n] or [n, 1]) or a single FP64 input of shape
-    [n, n_features] in the model's feature order.
+    [n, n_features] in the model's feature order; each input's values in its `data`, or in
+    `binary` (the body after the JSON part) when it declares `binary_data_size`.
     """
     if not isinstance(payload, dict):
         raise InputError('V2 body must be a JSON object {"inputs": [...]}')
@@ -237,6 +275,8 @@ def v2_request(payload: Any, feature_names: Sequence[str], max_rows: int) -> V2R
     for k, item in enumerate(inputs):
         if not isinstance(item, dict):
             raise InputError(f"inputs[{k}] must be an object")
+    _attach_binary(inputs, binary)
+    for k, item in enumerate(inputs):
         for key in ("name", "shape", "datatype", "data"):
             if key not in item:
                 raise InputError(f"inputs[{k}]: missing {key!r}")
@@ -263,6 +303,42 @@ def v2_request(payload: Any, feature_names: Sequence[str], max_rows: int) -> V2R
             raise InputError(f"{key!r} must be a string, got {_describe(value)}")
         names[key] = value
     return V2Request(matrix=matrix, id=request_id, outputs=outputs, parameters=parameters, **names)
+
+
+def _attach_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
+    """Give each input that declares `binary_data_size` its values from `binary`, in order."""
+    offset = 0
+    for k, item in enumerate(inputs):
+        parameters = item.get("parameters")
+        if parameters is None:
+            continue
+        label = f"inputs[{k}]"
+        if not isinstance(parameters, dict):
+            raise InputError(f"{label}: 'parameters' must be an object")
+        size = parameters.get(BINARY_DATA_SIZE)
+        if size is None:
+            continue
+        if type(size) is not int or size < 0 or size % _FP64_BYTES:
+            raise InputError(
+                f"{label}: {BINARY_DATA_SIZE} must be a whole number of FP64 values "
+                f"({_FP64_BYTES} bytes each), got {size!r}"
+            )
+        if "data" in item:
+            raise InputError(f"{label}: give 'data' or {BINARY_DATA_SIZE}, not both")
+        if offset + size > len(binary):
+            raise InputError(
+                f"{label}: {BINARY_DATA_SIZE} {size} runs past the body's end "
+                f"({len(binary) - offset} binary bytes left; is {HEADER_LENGTH_HEADER} set?)"
+            )
+        # A writable copy in native order (the buffer is read-only bytes, little-endian).
+        values = np.frombuffer(binary, dtype="<f8", count=size // _FP64_BYTES, offset=offset)
+        item["data"] = values.astype(np.float64)
+        offset += size
+    if offset != len(binary):
+        raise InputError(
+            f"the body holds {len(binary) - offset} bytes after the JSON part that no input's "
+            f"{BINARY_DATA_SIZE} accounts for"
+        )
 
 
 def _requested_outputs(outputs: Any) -> list[str] | None:

@@ -45,6 +45,7 @@ class RawRequest:
 
     protocol: str
     body: bytes
+    binary: bytes = b""  # V2 binary tensor data, after the JSON part
 
 
 @dataclass
@@ -196,7 +197,8 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
             return Batch(
                 scorer, V1, matrix, reasons=reasons, reasons_from=reasons_from_parameter(parameters)
             )
-        request: V2Request = v2_request(body, names, self.max_rows)
+        binary = payload.binary if isinstance(payload, RawRequest) else b""
+        request: V2Request = v2_request(body, names, self.max_rows, binary)
         if request.model_name not in (None, self.name):
             raise InputError(f"the body names model {request.model_name!r}, the URL {self.name!r}")
         if request.model_version not in (None, "", scorer.version):

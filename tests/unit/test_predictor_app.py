@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -225,6 +226,88 @@ def test_reasons_from_explains_only_rows_of_that_band_or_higher(risk_served: Any
     )
     assert bad.status_code == 400
     assert "parameter 'reasons_from' must be one of LOW, MEDIUM, HIGH" in bad.json()["error"]
+
+
+def _binary_body(inputs: list[tuple[dict[str, Any], np.ndarray]]) -> tuple[bytes, dict[str, str]]:
+    """A V2 body under the binary tensor data extension, and its headers."""
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {**tensor, "parameters": {"binary_data_size": values.nbytes}}
+                for tensor, values in inputs
+            ]
+        }
+    )
+    raw = b"".join(values.astype("<f8").tobytes() for _, values in inputs)
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
+    return header + raw, headers
+
+
+def test_binary_tensor_data_scores_like_json(served: Any) -> None:
+    client, det, risk = served
+    assert "binary_tensor_data" in client.get("/v2").json()["extensions"]
+    # Risk: one [rows, features] matrix.
+    matrix = _frame(RISK).loc[:, list(risk.scorer.feature_names)].to_numpy()
+    tensor = {"name": "features", "shape": list(matrix.shape), "datatype": "FP64"}
+    as_json = client.post(
+        f"/v2/models/{RISK}/infer", json={"inputs": [{**tensor, "data": matrix.tolist()}]}
+    ).json()
+    body, headers = _binary_body([(tensor, matrix)])
+    as_binary = client.post(f"/v2/models/{RISK}/infer", content=body, headers=headers)
+    assert as_binary.status_code == 200, as_binary.text
+    assert as_binary.json()["outputs"] == as_json["outputs"]
+    # Detector: one [rows] tensor per feature.
+    frame = _frame(DET).loc[:, list(det.scorer.feature_names)]
+    named = [
+        ({"name": name, "shape": [len(frame)], "datatype": "FP64"}, frame[name].to_numpy())
+        for name in frame.columns
+    ]
+    as_json = client.post(
+        f"/v2/models/{DET}/infer",
+        json={"inputs": [{**t, "data": v.tolist()} for t, v in named]},
+    ).json()
+    body, headers = _binary_body(named)
+    as_binary = client.post(f"/v2/models/{DET}/infer", content=body, headers=headers).json()
+    assert as_binary["outputs"] == as_json["outputs"]
+
+
+def test_bad_binary_bodies_are_clear_400s(served: Any) -> None:
+    client, _, risk = served
+    n = len(risk.scorer.feature_names)
+    tensor = {"name": "features", "shape": [2, n], "datatype": "FP64"}
+    good = np.full((2, n), 0.5)
+    body, headers = _binary_body([(tensor, good)])
+    url = f"/v2/models/{RISK}/infer"
+
+    def error(content: bytes, **changed: str) -> str:
+        response = client.post(url, content=content, headers={**headers, **changed})
+        assert response.status_code == 400, response.text
+        return str(response.json()["error"])
+
+    assert "inference-header-content-length must be" in error(
+        body, **{"inference-header-content-length": "twelve"}
+    )
+    assert "runs past the body's end" in error(body[:-8])
+    assert "8 bytes after the JSON part" in error(body + b"\0" * 8)
+    nan = good.copy()
+    nan[1, 2] = np.nan
+    message = error(_binary_body([(tensor, nan)])[0])
+    assert "row 1" in message and "NaN values are not allowed" in message
+    both = orjson.dumps(
+        {"inputs": [{**tensor, "data": good.tolist(), "parameters": {"binary_data_size": 8}}]}
+    )
+    assert "not both" in error(
+        both + b"\0" * 8, **{"inference-header-content-length": str(len(both))}
+    )
+    assert "1 to" in error(body, **{"inference-header-content-length": str(len(body) + 1)})
+    response = client.post(url, content=body, headers={"content-type": "application/octet-stream"})
+    assert response.status_code == 400
+    assert "content-type must be application/json" in response.json()["error"]
+    v1 = client.post(f"/v1/models/{RISK}:predict", content=body, headers=headers)
+    assert v1.status_code == 400 and "V2 extension" in v1.json()["error"]
 
 
 def test_metadata_on_both_protocols(served: Any) -> None:
