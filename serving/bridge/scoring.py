@@ -110,7 +110,11 @@ class V2Scorer:
             self.risk.close()
 
     def bind(self) -> None:
-        """Read both models' feature order from their metadata (retried by the clients)."""
+        """Read both models' feature order from their metadata, and whether each server takes
+        binary tensors (retried by the clients)."""
+        self.detector.negotiate()
+        if self.risk is not None and self.risk is not self.detector:
+            self.risk.negotiate()
         order = feature_order(self.detector.metadata(self.detector_model).inputs, ())
         self._detector = Binding.of(self.detector_model, order, TRANSACTION_FEATURES)
         if self.risk is not None and self.risk_model is not None:

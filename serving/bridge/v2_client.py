@@ -25,6 +25,11 @@ from finrisk.serving.bridge.breaker import CircuitBreaker
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _JSON = {"content-type": "application/json"}
+# The binary tensor data extension (KServe, Triton, finrisk's predictor): the rows go as raw
+# little-endian FP64 after the JSON part instead of as JSON numbers, which costs both ends far
+# less for large batches. Used when the server lists it in its metadata (GET /v2).
+BINARY_EXTENSION = "binary_tensor_data"
+HEADER_LENGTH_HEADER = "inference-header-content-length"
 
 
 class EndpointUnavailable(Exception):
@@ -91,6 +96,7 @@ class V2Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.binary = False  # send rows as binary tensor data (see `negotiate`)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.breaker = breaker
@@ -119,21 +125,24 @@ class V2Client:
         """Send `rows` (n x features, float64) as one 2-D FP64 tensor; return the outputs."""
         if rows.ndim != 2:
             raise ValueError(f"rows must be 2-D, not shape {rows.shape}")
-        request: dict[str, Any] = {
-            "id": request_id or uuid.uuid4().hex,
-            "inputs": [
-                {
-                    "name": input_name,
-                    "shape": list(rows.shape),
-                    "datatype": "FP64",
-                    "data": np.ascontiguousarray(rows, dtype=np.float64).ravel(),
-                }
-            ],
-        }
+        sent: dict[str, Any] = {"name": input_name, "shape": list(rows.shape), "datatype": "FP64"}
+        request: dict[str, Any] = {"id": request_id or uuid.uuid4().hex, "inputs": [sent]}
         if parameters:
             request["parameters"] = dict(parameters)
-        body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
-        document = self._call("POST", f"/v2/models/{model}/infer", body)
+        values = np.ascontiguousarray(rows, dtype=np.float64)
+        if self.binary:
+            sent["parameters"] = {"binary_data_size": values.nbytes}
+            header = orjson.dumps(request)
+            body = header + values.astype("<f8", copy=False).tobytes()
+            headers = {
+                "content-type": "application/octet-stream",
+                HEADER_LENGTH_HEADER: str(len(header)),
+            }
+        else:
+            sent["data"] = values.ravel()
+            body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
+            headers = _JSON
+        document = self._call("POST", f"/v2/models/{model}/infer", body, headers)
         outputs = {}
         for item in document.get("outputs") or []:
             tensor = Tensor(
@@ -152,6 +161,15 @@ class V2Client:
             parameters=parameters if isinstance(parameters, dict) else {},
         )
 
+    def negotiate(self) -> None:
+        """Use binary tensor data when the server's metadata lists the extension; a server
+        without metadata (4xx) gets JSON. Unavailable: EndpointUnavailable, try again later."""
+        try:
+            extensions = self._call("GET", "/v2", None).get("extensions")
+        except RequestRejected:
+            extensions = None
+        self.binary = isinstance(extensions, list) and BINARY_EXTENSION in extensions
+
     def metadata(self, model: str) -> ModelMetadata:
         document = self._call("GET", f"/v2/models/{model}", None)
         return ModelMetadata(
@@ -161,7 +179,9 @@ class V2Client:
             outputs=tuple(document.get("outputs") or ()),
         )
 
-    def _call(self, method: str, path: str, body: bytes | None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         problem = "circuit open"
         for attempt in range(1, self.max_attempts + 1):
             if not self.breaker.allow():
@@ -170,9 +190,7 @@ class V2Client:
                     f"{self.breaker.retry_in():.1f} s"
                 )
             try:
-                response = self._http.request(
-                    method, path, content=body, headers=_JSON if body is not None else None
-                )
+                response = self._http.request(method, path, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:

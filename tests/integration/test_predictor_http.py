@@ -168,16 +168,19 @@ def test_v2_infer_with_spec_conformant_json(served: Served, client: httpx.Client
     assert by_name["probability"]["data"] == outputs["probability"]["data"]
 
 
-def test_kserve_inference_client_interoperates(served: Served) -> None:
-    """kserve's own Open Inference Protocol client (the one KServe transformers use)."""
+@pytest.mark.parametrize("binary", [False, True])
+def test_kserve_inference_client_interoperates(served: Served, binary: bool) -> None:
+    """kserve's own Open Inference Protocol client (the one KServe transformers use), with JSON
+    tensors and with the binary tensor data extension."""
     from finrisk.serving.predictor.kserve_import import kserve
 
     model = trained_models.detector("supervised")
     frame, _ = trained_models.detector_frame(n=12, seed=25)
-    inputs = [
-        kserve.InferInput(name=n, shape=[len(frame)], datatype="FP64", data=frame[n].tolist())
-        for n in model.feature_names_
-    ]
+    inputs = []
+    for name in model.feature_names_:
+        tensor = kserve.InferInput(name=name, shape=[len(frame)], datatype="FP64")
+        tensor.set_data_from_numpy(frame[name].to_numpy(dtype=np.float64), binary_data=binary)
+        inputs.append(tensor)
 
     async def call() -> tuple[Any, bool, bool]:
         config = kserve.RESTConfig(protocol="v2", retries=0, timeout=30)

@@ -21,22 +21,36 @@ RISK_ORDER = list(USER_FEATURES[:5])
 class Predictor:
     """Answers like finrisk's predictor (the contract in serving/predictor/scoring.py)."""
 
-    def __init__(self, *, honours_reasons_from: bool = True) -> None:
+    def __init__(self, *, honours_reasons_from: bool = True, binary: bool = False) -> None:
         self.infer_bodies: list[tuple[str, dict[str, object]]] = []
+        self.binary_bodies = 0
         # False: a predictor that does not know the parameter and explains every row.
         self.honours_reasons_from = honours_reasons_from
+        self.binary = binary  # lists the binary tensor data extension, and reads it
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2":
+            extensions = ["binary_tensor_data"] if self.binary else []
+            return httpx.Response(200, json={"name": "stub", "extensions": extensions})
         name = request.url.path.split("/")[3]
         order = DETECTOR_ORDER if name == "det" else RISK_ORDER
         if request.method == "GET":
             inputs = [{"name": f, "datatype": "FP64", "shape": [-1]} for f in order]
             return httpx.Response(200, json={"name": name, "versions": ["4"], "inputs": inputs})
-        body = orjson.loads(request.content)
+        length = request.headers.get("inference-header-content-length")
+        content = request.content if length is None else request.content[: int(length)]
+        body = orjson.loads(content)
         self.infer_bodies.append((name, body))
         (tensor,) = body["inputs"]
         rows, width = tensor["shape"]
-        x = np.asarray(tensor["data"]).reshape(rows, width)
+        if length is None:
+            x = np.asarray(tensor["data"]).reshape(rows, width)
+        else:
+            assert self.binary and "data" not in tensor
+            raw = request.content[int(length) :]
+            assert len(raw) == tensor["parameters"]["binary_data_size"] == rows * width * 8
+            x = np.frombuffer(raw, dtype="<f8").reshape(rows, width)
+            self.binary_bodies += 1
         if name == "det":
             score = x[:, 0] / 100  # the first served column: the bridge's last feature
             outputs = [
@@ -149,6 +163,18 @@ def test_elevated_policy_explains_only_medium_and_high_rows_in_one_call(
         {"feature": RISK_ORDER[1], "contribution": 0.2},
     ]  # empty reason names are padding, dropped
     assert [s.reasons for s in scores] == [[], expected, expected, []]
+
+
+def test_rows_go_as_binary_tensors_to_a_server_that_lists_the_extension() -> None:
+    scores = {}
+    for binary in (False, True):
+        predictor = Predictor(binary=binary)
+        client = _client(predictor)
+        scorer = V2Scorer(client, client, "det", "risk", reasons="all")
+        scores[binary] = scorer.score(*_matrices(4))
+        scorer.close()
+        assert predictor.binary_bodies == (2 if binary else 0)  # the detector and the risk call
+    assert scores[True] == scores[False]
 
 
 def test_all_policy_explains_every_row_in_one_call() -> None:

@@ -163,3 +163,40 @@ def test_answers_that_break_the_contract_are_bad_answers() -> None:
     script2 = Script(lambda request: httpx.Response(200, content=b"<html>"))
     with pytest.raises(BadAnswer, match="not JSON"):
         client(script2, clock).infer("det", ROWS, input_name="x")
+
+
+@pytest.mark.parametrize(
+    ("answer", "binary"),
+    [
+        (lambda r: httpx.Response(200, json={"extensions": ["binary_tensor_data"]}), True),
+        (lambda r: httpx.Response(200, json={"extensions": ["model_repository_extension"]}), False),
+        (status(404), False),  # a server without server metadata: JSON
+    ],
+)
+def test_binary_tensors_only_when_the_server_lists_them(answer: Handler, binary: bool) -> None:
+    script, clock = Script(answer), Clock()
+    v2 = client(script, clock)
+    v2.negotiate()
+    assert v2.binary is binary
+    if binary:
+        script.handlers = [lambda r: ok_binary(r)]
+        v2.infer("det", ROWS, input_name="features")
+        request = script.requests[-1]
+        length = int(request.headers["inference-header-content-length"])
+        assert request.headers["content-type"] == "application/octet-stream"
+        (sent,) = orjson.loads(request.content[:length])["inputs"]
+        assert sent["parameters"] == {"binary_data_size": ROWS.nbytes} and "data" not in sent
+        assert np.frombuffer(request.content[length:], "<f8").tolist() == ROWS.ravel().tolist()
+
+
+def ok_binary(request: httpx.Request) -> httpx.Response:
+    length = int(request.headers["inference-header-content-length"])
+    return ok(httpx.Request("POST", request.url, content=request.content[:length]))
+
+
+def test_an_unavailable_server_leaves_the_choice_for_later() -> None:
+    script, clock = Script(status(503)), Clock()
+    v2 = client(script, clock)
+    with pytest.raises(EndpointUnavailable):
+        v2.negotiate()
+    assert v2.binary is False
