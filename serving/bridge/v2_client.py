@@ -9,6 +9,7 @@ neither retried nor counted against the endpoint.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ import orjson
 from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.breaker import CircuitBreaker
 
+log = logging.getLogger("finrisk.bridge")
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _JSON = {"content-type": "application/json"}
 # The binary tensor data extension (KServe, Triton, finrisk's predictor): the rows go as raw
@@ -142,7 +144,23 @@ class V2Client:
             sent["data"] = values.ravel()
             body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
             headers = _JSON
-        document = self._call("POST", f"/v2/models/{model}/infer", body, headers)
+        try:
+            document = self._call("POST", f"/v2/models/{model}/infer", body, headers)
+        except RequestRejected:
+            if not self.binary:
+                raise
+            # Another runtime behind the same URL may no longer read binary tensors: the same
+            # rows as JSON tell a lost extension from rows the model rejects.
+            self.binary = False
+            try:
+                result = self.infer(
+                    model, rows, input_name=input_name, parameters=parameters, request_id=request_id
+                )
+            except RequestRejected:
+                self.binary = True  # the rows were at fault, not the encoding
+                raise
+            log.warning("%s rejected binary tensor data; sending JSON from now on", self.base_url)
+            return result
         outputs = {}
         for item in document.get("outputs") or []:
             tensor = Tensor(

@@ -200,3 +200,31 @@ def test_an_unavailable_server_leaves_the_choice_for_later() -> None:
     with pytest.raises(EndpointUnavailable):
         v2.negotiate()
     assert v2.binary is False
+
+
+def lists_binary(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"extensions": ["binary_tensor_data"]})
+
+
+def test_a_server_that_stops_reading_binary_tensors_gets_json() -> None:
+    def json_only(request: httpx.Request) -> httpx.Response:
+        if "inference-header-content-length" in request.headers:
+            return httpx.Response(400, json={"error": "content-type must be application/json"})
+        return ok(request)
+
+    script, clock = Script(lists_binary, json_only), Clock()
+    v2 = client(script, clock)
+    v2.negotiate()
+    result = v2.infer("det", ROWS, input_name="features")
+    assert result.model_version == "7" and v2.binary is False
+    v2.infer("det", ROWS, input_name="features")
+    assert len(script.requests) == 4  # metadata, binary (rejected), JSON, JSON
+
+
+def test_rows_rejected_in_both_encodings_are_rejected_and_binary_stays() -> None:
+    script, clock = Script(lists_binary, status(400, "row 2: bad")), Clock()
+    v2 = client(script, clock)
+    v2.negotiate()
+    with pytest.raises(RequestRejected, match="row 2: bad"):
+        v2.infer("det", ROWS, input_name="features")
+    assert v2.binary is True
