@@ -93,10 +93,9 @@ class Kafka(Service):
             "kafka.tools.StorageTool",
             "format",
             "--ignore-formatted",
-            "-t",
-            cluster_id,
-            "-c",
-            str(self.dir / "server.properties"),
+            # "=": one id in 64 starts with "-", which a separate argument would make an option.
+            f"--cluster-id={cluster_id}",
+            f"--config={self.dir / 'server.properties'}",
         )
 
     def fetch_jars(self) -> None:

@@ -92,6 +92,19 @@ def test_up_twice_status_down_leaves_nothing(
     assert "running" not in after.stdout
 
 
+def test_a_cluster_id_starting_with_a_dash_formats(
+    private_stack: tuple[Settings, dict[str, str]],
+) -> None:
+    """One random cluster id in 64 starts with "-"; the storage tool must not take it for an
+    option (a fresh home once failed `stack up` that way)."""
+    settings, _ = private_stack
+    kafka = Stack(settings).services["kafka"]
+    kafka.dir.mkdir(parents=True, exist_ok=True)
+    (kafka.dir / "cluster.id").write_text("-" + "A" * 21)
+    assert kafka.up()
+    assert kafka.down()
+
+
 def test_busy_port_is_named(private_stack: tuple[Settings, dict[str, str]]) -> None:
     settings, env = private_stack
     import socket
