@@ -95,7 +95,8 @@ class BridgeSettings(BaseModel):
     # None: transactions are scored without a risk band.
     risk_model: str | None = DEFAULT_MODEL_NAMES[RISK]
     # Which transactions carry the risk model's top reasons: explaining costs the predictor
-    # ~25x a plain score, so by default only MEDIUM and HIGH bands are explained.
+    # ~10x a plain score (linear heads; features + 1 times for trees), so by default only
+    # MEDIUM and HIGH bands are explained.
     reasons: Literal["all", "elevated", "none"] = "elevated"
     reasons_per_row: int = Field(default=3, ge=1, le=10)
     request_timeout_s: float = Field(default=5.0, gt=0)
