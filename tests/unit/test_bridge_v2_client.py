@@ -165,10 +165,19 @@ def test_answers_that_break_the_contract_are_bad_answers() -> None:
         client(script2, clock).infer("det", ROWS, input_name="x")
 
 
+def lists_binary(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"extensions": ["binary_tensor_data"]})
+
+
+def ok_binary(request: httpx.Request) -> httpx.Response:
+    length = int(request.headers["inference-header-content-length"])
+    return ok(httpx.Request("POST", request.url, content=request.content[:length]))
+
+
 @pytest.mark.parametrize(
     ("answer", "binary"),
     [
-        (lambda r: httpx.Response(200, json={"extensions": ["binary_tensor_data"]}), True),
+        (lists_binary, True),
         (lambda r: httpx.Response(200, json={"extensions": ["model_repository_extension"]}), False),
         (status(404), False),  # a server without server metadata: JSON
     ],
@@ -179,7 +188,7 @@ def test_binary_tensors_only_when_the_server_lists_them(answer: Handler, binary:
     v2.negotiate()
     assert v2.binary is binary
     if binary:
-        script.handlers = [lambda r: ok_binary(r)]
+        script.handlers = [ok_binary]
         v2.infer("det", ROWS, input_name="features")
         request = script.requests[-1]
         length = int(request.headers["inference-header-content-length"])
@@ -189,21 +198,12 @@ def test_binary_tensors_only_when_the_server_lists_them(answer: Handler, binary:
         assert np.frombuffer(request.content[length:], "<f8").tolist() == ROWS.ravel().tolist()
 
 
-def ok_binary(request: httpx.Request) -> httpx.Response:
-    length = int(request.headers["inference-header-content-length"])
-    return ok(httpx.Request("POST", request.url, content=request.content[:length]))
-
-
 def test_an_unavailable_server_leaves_the_choice_for_later() -> None:
     script, clock = Script(status(503)), Clock()
     v2 = client(script, clock)
     with pytest.raises(EndpointUnavailable):
         v2.negotiate()
     assert v2.binary is False
-
-
-def lists_binary(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json={"extensions": ["binary_tensor_data"]})
 
 
 def test_a_server_that_stops_reading_binary_tensors_gets_json() -> None:
