@@ -125,9 +125,13 @@ class BridgeSettings(BaseModel):
     sink_max_attempts: int = Field(default=5, ge=1)
     sink_timeout_s: float = Field(default=30.0, gt=0)
 
-    # Health, readiness and Prometheus metrics; port 0 turns the server off.
+    # Health, readiness and Prometheus metrics; port 0: any free one (logged). With several
+    # workers, worker i serves on http_port + i.
     http_host: str = LOOPBACK
     http_port: int = Field(default=9108, ge=0, le=65_535)
+    # Bridge processes in the group on this host (one is one core's worth of scoring); in
+    # Kubernetes keep 1 and scale the Deployment's replicas.
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class PredictorPortSettings(BaseModel):

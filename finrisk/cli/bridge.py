@@ -37,6 +37,7 @@ _FLAGS: dict[str, str] = {
     "bigquery_dataset": "bigquery_dataset",
     "bigquery_table": "bigquery_table",
     "http_port": "http_port",
+    "workers": "workers",
 }
 
 
@@ -63,7 +64,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bridge.add_argument("--bigquery-endpoint", help="BigQuery API URL (the emulator's locally)")
     bridge.add_argument("--bigquery-dataset", help="BigQuery dataset (default finrisk)")
     bridge.add_argument("--bigquery-table", help="BigQuery table (default anomalies)")
-    bridge.add_argument("--http-port", type=int, help="health/metrics port (0: any free one)")
+    bridge.add_argument(
+        "--http-port", type=int, help="health/metrics port (default 9108; 0: any free one)"
+    )
+    bridge.add_argument(
+        "--workers",
+        type=int,
+        help="bridge processes on this host, one consumer group (default 1; worker i serves "
+        "health/metrics on the port + i)",
+    )
     bridge.add_argument(
         "--exactly-once",
         action="store_true",
@@ -125,11 +134,14 @@ def bridge_settings(args: argparse.Namespace) -> Settings:
 
 def _bridge(args: argparse.Namespace) -> int:
     from finrisk.serving.bridge import run_bridge
+    from finrisk.serving.bridge.workers import run_workers
 
     _logging(args.log_level)
     if args.idle_exit is not None and args.idle_exit <= 0:
         raise FinriskError(f"--idle-exit must be positive, got {args.idle_exit}")
-    stats = run_bridge(bridge_settings(args), idle_exit_s=args.idle_exit)
+    settings = bridge_settings(args)
+    run = run_workers if settings.bridge.workers > 1 else run_bridge
+    stats = run(settings, idle_exit_s=args.idle_exit)
     print(json.dumps(stats.as_dict()), file=sys.stderr)
     return 0
 
@@ -190,6 +202,12 @@ def register_bench(actions: argparse._SubParsersAction[argparse.ArgumentParser])
         help="which scored records carry risk reasons (default elevated)",
     )
     sub.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="bridge processes, and as many one-per-message consumers (default 1)",
+    )
+    sub.add_argument(
         "--baseline-messages", type=int, default=3_000, help="one-per-message cap (default 3000)"
     )
     sub.add_argument(
@@ -221,9 +239,14 @@ def _bench(args: argparse.Namespace) -> int:
     )
     from finrisk.stack import Stack
 
-    for flag in ("count", "users", "days", "partitions", "batch_max_messages"):
+    for flag in ("count", "users", "days", "partitions", "batch_max_messages", "workers"):
         if getattr(args, flag) < 1:
             raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.workers > args.partitions:
+        raise FinriskError(
+            f"--workers {args.workers} exceeds --partitions {args.partitions}: a worker or "
+            "one-per-message consumer would have no partition to read"
+        )
     if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.timeout <= 0:
         raise FinriskError("--latency-rate, --latency-seconds and --timeout must be positive")
     settings = Settings()
@@ -261,6 +284,7 @@ def _bench(args: argparse.Namespace) -> int:
                 "batch_max_messages": args.batch_max_messages,
                 "batch_max_wait_ms": args.batch_max_wait_ms,
                 "reasons": args.reasons,
+                "workers": args.workers,
             },
             baseline_messages=args.baseline_messages,
             baseline_seconds=args.baseline_seconds,

@@ -91,11 +91,16 @@ def busy_ports(ports: Sequence[int], grace: float) -> list[int]:
         time.sleep(0.1)
 
 
-def free_port() -> int:
-    """A port the kernel says is free now (for tests and ad-hoc stacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+def free_port(run: int = 1) -> int:
+    """A port the kernel says is free now, and the `run` - 1 after it too (for tests and ad-hoc
+    stacks)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if port + run - 1 <= 65_535 and not any(port_in_use(port + i) for i in range(1, run)):
+            return port
+    raise FinriskError(f"found no {run} consecutive free ports")
 
 
 def spawn(

@@ -3,15 +3,18 @@
 Same parsing, the same online features, the same models and the same outputs as the bridge,
 but each message is scored alone (one V2 call per model per message), produced, and its offset
 committed in the background (auto commit), which is what a straightforward consumer does.
+Several such consumers share a topic by taking fixed partitions each: no rebalance pauses
+them while the benchmark measures.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from finrisk.features.online import evaluate_transaction, evaluate_user
 from finrisk.serving.bridge import kafka_config
@@ -23,9 +26,14 @@ from finrisk.settings import Settings
 
 
 def run_one_per_message(
-    settings: Settings, *, max_messages: int, max_seconds: float
+    settings: Settings,
+    *,
+    max_messages: int,
+    max_seconds: float,
+    partitions: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Score up to `max_messages` one at a time, for at most `max_seconds`; the figures."""
+    """Score up to `max_messages` one at a time, for at most `max_seconds`; the figures. With
+    `partitions`, read those partitions of the input topic only (else: subscribe)."""
     config = settings.bridge
     consumer = Consumer(
         {
@@ -42,7 +50,10 @@ def run_one_per_message(
     scorer = build_scorer(config)
     parser = MessageParser()
     state = StateStore()
-    consumer.subscribe([config.input_topic])
+    if partitions is None:
+        consumer.subscribe([config.input_topic])
+    else:
+        consumer.assign([TopicPartition(config.input_topic, p) for p in partitions])
     scored = 0
     first: float | None = None
     deadline = time.monotonic() + max_seconds

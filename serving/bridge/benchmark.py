@@ -2,11 +2,13 @@
 one-call-per-message consumer, in one run on the real broker and the real predictor.
 
 1. throughput: `count` transactions are produced to a fresh topic first; a `finrisk bridge`
-   process then drains the backlog. Rate = scored records / time between the first and the
-   last scored record's timestamp (set by the bridge's producer when it sends the record: a
-   watcher that joins its group late cannot compress the interval), not counting the records
-   stamped in the interval's first millisecond; the start-up before it is shown apart.
-2. the same backlog through the one-call-per-message consumer, bounded in messages and time.
+   process (with `workers`, that many in one group) then drains the backlog. Rate = scored
+   transactions (each counted once) / time between the first and the last scored record's
+   timestamp (set by the bridge's producer when it sends the record: a watcher that joins its
+   group late cannot compress the interval), not counting the records stamped in the
+   interval's first millisecond; the start-up before it is shown apart.
+2. the same backlog through the one-call-per-message consumer, bounded in messages and time,
+   in as many processes as the bridge has workers (fixed partitions each); their rates add.
 3. latency: a fresh bridge on a fresh topic, warmed up (JOIN_RECORDS, then RAMP_S seconds at
    the offered rate), then transactions offered at `latency_rate` per second for
    `latency_seconds`; event-to-score latency per transaction = arrival of its scored record
@@ -78,10 +80,12 @@ class StampSpan:
 
 
 class ScoredWatcher:
-    """Counts scored records as they arrive (read_committed), with their own (producer)
-    timestamps, and their event-to-arrival latencies when `parse`."""
+    """Counts the transactions scored as their records arrive (read_committed), with the
+    records' own (producer) timestamps, and their event-to-arrival latencies when `latency`.
+    A transaction scored again (at least once: a rebalance replays what was not yet committed)
+    counts once, in `duplicates` after that."""
 
-    def __init__(self, settings: Settings, topic: str, *, parse: bool) -> None:
+    def __init__(self, settings: Settings, topic: str, *, latency: bool) -> None:
         self.consumer = Consumer(
             {
                 **kafka_config.client_config(settings),
@@ -92,8 +96,10 @@ class ScoredWatcher:
             }
         )
         self.consumer.subscribe([topic])
-        self.parse = parse
+        self.latency = latency
         self.span = StampSpan()
+        self.seen: set[str] = set()
+        self.duplicates = 0
         self.latency_ms: dict[str, float] = {}  # by transaction id
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -114,11 +120,16 @@ class ScoredWatcher:
             for msg in batch:
                 if msg.error() is not None:
                     continue
+                doc = orjson.loads(msg.value() or b"{}")
+                tx_id = doc["transaction_id"]
+                if tx_id in self.seen:
+                    self.duplicates += 1
+                    continue
+                self.seen.add(tx_id)
                 self.span.add(msg.timestamp()[1])
-                if self.parse:
-                    doc = orjson.loads(msg.value() or b"{}")
+                if self.latency:
                     created = doc["scored_at_ms"] - doc["latency_ms"]
-                    self.latency_ms[doc["transaction_id"]] = now_ms - created
+                    self.latency_ms[tx_id] = now_ms - created
 
     @property
     def count(self) -> int:
@@ -136,6 +147,19 @@ class ScoredWatcher:
         self.consumer.close()
 
 
+def _wait_for_settled_group(bridge: BridgeProcess, partitions: int, timeout_s: float) -> None:
+    """Until every worker reads some of the partitions and all are read: workers that join
+    one by one move partitions about (a rebalance) for a second or two after the first join."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = bridge.partitions_per_worker()
+        if sum(counts) == partitions and min(counts) > 0:
+            return
+        if time.monotonic() > deadline:
+            raise FinriskError(f"the bridge's workers hold {counts} of {partitions} partitions")
+        time.sleep(0.1)
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -148,29 +172,56 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def _baseline_worker(settings_json: str, queue: Any, max_messages: int, max_seconds: float) -> None:
+def _baseline_worker(
+    settings_json: str, queue: Any, max_messages: int, max_seconds: float, partitions: list[int]
+) -> None:
     from finrisk.serving.bridge.baseline import run_one_per_message
 
     settings = Settings.model_validate_json(settings_json)
-    queue.put(run_one_per_message(settings, max_messages=max_messages, max_seconds=max_seconds))
+    queue.put(
+        run_one_per_message(
+            settings, max_messages=max_messages, max_seconds=max_seconds, partitions=partitions
+        )
+    )
 
 
-def run_baseline(settings: Settings, max_messages: int, max_seconds: float) -> dict[str, Any]:
-    """The one-call-per-message consumer in its own process, like the bridge."""
+def run_baseline(
+    settings: Settings, max_messages: int, max_seconds: float, *, processes: int, partitions: int
+) -> dict[str, Any]:
+    """The one-call-per-message consumer in `processes` processes of its own, like the bridge's
+    workers, each on a fixed share of the `partitions` and of `max_messages`; their rates add."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    worker = context.Process(
-        target=_baseline_worker,
-        args=(settings.model_dump_json(), queue, max_messages, max_seconds),
-    )
-    worker.start()
+    workers = [
+        context.Process(
+            target=_baseline_worker,
+            args=(
+                settings.model_dump_json(),
+                queue,
+                -(-max_messages // processes),
+                max_seconds,
+                list(range(j, partitions, processes)),
+            ),
+        )
+        for j in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
     try:
-        result: dict[str, Any] = queue.get(timeout=max_seconds + 120)
+        parts: list[dict[str, Any]] = [
+            queue.get(timeout=max_seconds + 120) for _ in range(processes)
+        ]
     finally:
-        worker.join(30)
-        if worker.is_alive():
-            worker.kill()
-    return result
+        for worker in workers:
+            worker.join(30)
+            if worker.is_alive():
+                worker.kill()
+    return {
+        "processes": processes,
+        "scored": sum(part["scored"] for part in parts),
+        "seconds": max(part["seconds"] for part in parts),
+        "tx_per_s": round(sum(part["tx_per_s"] for part in parts), 1),
+    }
 
 
 def run(
@@ -209,7 +260,7 @@ def run(
     sent = produce(producer_conf, topic, records[:count])
     result["produce_backlog"] = sent.as_dict()
     name = f"bench-{run_id}-batched"
-    watcher = ScoredWatcher(settings, f"{name}.scored", parse=False).start()
+    watcher = ScoredWatcher(settings, f"{name}.scored", latency=False).start()
     env = bridge_environment(
         bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
     )
@@ -227,6 +278,7 @@ def run(
     batched_rate = watcher.span.rate()
     result["bridge"] = {
         "scored": watcher.count,
+        "scored_again": watcher.duplicates,
         "first_score_after_start_s": round((watcher.span.first_ms - started_ms) / 1000, 2),
         "drain_seconds": round(watcher.span.seconds, 3),
         "tx_per_s": round(batched_rate, 1),
@@ -250,7 +302,13 @@ def run(
             )
         }
     )
-    single = run_baseline(baseline_settings, baseline_messages, baseline_seconds)
+    single = run_baseline(
+        baseline_settings,
+        baseline_messages,
+        baseline_seconds,
+        processes=baseline_settings.bridge.workers,
+        partitions=partitions,
+    )
     result["one_call_per_message"] = single
     if single["tx_per_s"]:
         result["speedup"] = round(batched_rate / single["tx_per_s"], 1)
@@ -259,7 +317,7 @@ def run(
     topic = f"bench.{run_id}.lat"
     kafka_config.ensure_topic(settings, topic, partitions)
     name = f"bench-{run_id}-latency"
-    watcher = ScoredWatcher(settings, f"{name}.scored", parse=True).start()
+    watcher = ScoredWatcher(settings, f"{name}.scored", latency=True).start()
     env = bridge_environment(
         bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
     )
@@ -269,6 +327,7 @@ def run(
         produce(feed, topic, records[count : count + JOIN_RECORDS])
         if not watcher.wait_for(JOIN_RECORDS, timeout_s):
             raise FinriskError(f"the latency bridge did not warm up; log in {logs}")
+        _wait_for_settled_group(bridge, partitions, timeout_s)
         offered = produce(feed, topic, records[count + JOIN_RECORDS :], rate=latency_rate)
         total = JOIN_RECORDS + ramp + latency_count
         if not watcher.wait_for(total, timeout_s):

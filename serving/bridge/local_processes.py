@@ -150,6 +150,7 @@ def bridge_environment(
     **settings: Any,
 ) -> dict[str, str]:
     """FINRISK_BRIDGE__* for a bridge named `name` (its group; `name`.scored, `name`.dlq)."""
+    workers = int(settings.get("workers", 1))
     env = {
         "bootstrap_servers": bootstrap_servers,
         "input_topic": input_topic,
@@ -159,7 +160,7 @@ def bridge_environment(
         "predictor_url": predictor_url,
         "detector_model": models.detector,
         "risk_model": models.risk,
-        "http_port": process.free_port(),
+        "http_port": process.free_port(run=workers),  # worker i: port + i
         "sink": "none",
         **settings,
     }
@@ -207,6 +208,22 @@ class BridgeProcess:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                 samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
         return samples
+
+    def partitions_per_worker(self) -> list[int]:
+        """Input partitions assigned to each worker now (worker i serves on port + i)."""
+        workers = int(self.env.get("FINRISK_BRIDGE__WORKERS", "1"))
+        counts = []
+        for i in range(workers):
+            text = httpx.get(f"http://127.0.0.1:{self.port + i}/metrics", timeout=5).text
+            counts.append(
+                sum(
+                    int(sample.value)
+                    for family in text_string_to_metric_families(text)
+                    for sample in family.samples
+                    if sample.name == "finrisk_bridge_assigned_partitions"
+                )
+            )
+        return counts
 
     def alive(self) -> bool:
         return self.child is not None and self.child.poll() is None

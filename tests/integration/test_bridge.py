@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import psutil
 import pytest
 
 from finrisk.serving.bridge import benchmark, kafka_config
@@ -633,6 +634,93 @@ def test_a_second_bridge_takes_partitions_with_their_state(
     assert second_metrics["finrisk_bridge_messages_total{outcome=scored}"] > 0
     assert set(_ids(scored)) == set(valid_ids)
     _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+
+
+def _workers(bridge: BridgeProcess) -> list[psutil.Process]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    assert bridge.child is not None
+    children = psutil.Process(bridge.child.pid).children()
+    return [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+
+
+def test_workers_share_the_stream_and_score_it_as_one_bridge(
+    stack_settings: Settings,
+    served: Served,
+    reference: Reference,
+    transactions: list[tuple[bytes, bytes]],
+    valid_ids: list[str],
+    logs: Path,
+) -> None:
+    bootstrap = _bootstrap(stack_settings)
+    topic = _topic(stack_settings, _name("workers"))
+    name = _name("workers")
+    bridge = _bridge(stack_settings, served, topic, name, logs, workers=2).start()
+    with Feeder(stack_settings, topic, transactions, rate=1_500), bridge:
+        assert len(_workers(bridge)) == 2
+        scored = read_topic(
+            bootstrap,
+            f"{name}.scored",
+            until=lambda records: set(_ids(records)) >= set(valid_ids),
+            timeout_s=180,
+        )
+        end = end_offsets(bootstrap, topic)
+        wait_for(lambda: committed_offsets(bootstrap, name, topic) == end, 30, "the commits")
+        counts = bridge.partitions_per_worker()
+        assert bridge.terminate() == 0
+    assert sorted(counts) == [PARTITIONS // 2, PARTITIONS // 2]  # each worker read its share
+    assert set(_ids(scored)) == set(valid_ids)
+    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+
+
+def test_a_failed_worker_stops_the_others_and_a_restart_loses_nothing(
+    stack_settings: Settings,
+    served: Served,
+    reference: Reference,
+    transactions: list[tuple[bytes, bytes]],
+    valid_ids: list[str],
+    logs: Path,
+) -> None:
+    bootstrap = _bootstrap(stack_settings)
+    topic = _topic(stack_settings, _name("worker-kill"))
+    name = _name("worker-kill")
+    first = _bridge(stack_settings, served, topic, name, logs, workers=2).start()
+    with Feeder(stack_settings, topic, transactions, rate=1_500), first:
+        wait_for(lambda: _scored_count(first) >= N_TRANSACTIONS // 4, 120, "a quarter scored")
+        killed, other = _workers(first)
+        killed.kill()
+        assert first.child is not None
+        assert first.child.wait(60) != 0
+        assert not other.is_running()
+        log = first.log.read_text()
+        assert "exited with -9" in log
+        assert "SIGTERM: finishing the batch, committing, closing" in log
+        second = BridgeProcess(first.env, logs / f"{name}-restart.log").start()
+        with second:
+            scored = read_topic(
+                bootstrap,
+                f"{name}.scored",
+                until=lambda records: set(_ids(records)) >= set(valid_ids),
+                timeout_s=180,
+            )
+            assert second.terminate() == 0
+    assert set(_ids(scored)) == set(valid_ids)
+    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+
+
+def test_workers_stop_by_themselves_when_their_supervisor_is_killed(
+    stack_settings: Settings, served: Served, logs: Path
+) -> None:
+    topic = _topic(stack_settings, _name("orphans"))
+    name = _name("orphans")
+    bridge = _bridge(stack_settings, served, topic, name, logs, workers=2).start()
+    with bridge:
+        workers = _workers(bridge)
+        bridge.kill()
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive
+    log = bridge.log.read_text()
+    for i in range(2):  # the graceful stop, not a kill
+        assert f"[worker {i}]: SIGTERM: finishing the batch, committing, closing" in log
 
 
 def _free_port() -> int:
