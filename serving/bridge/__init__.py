@@ -5,7 +5,8 @@ Modules: `messages` (wire format and checks), `batching` (size/time bounds), `ba
 micro-batch and its preparation), `backoff`, `breaker`, `v2_client`, `scoring` (the predictor's
 contract), `state` (feature state and its changelog records), `restore`, `outputs`,
 `delivery` (acknowledged sends, transactions, commits), `kafka_config`, `metrics` (Prometheus,
-health), `loop` (the Bridge), `app` (assembly from settings), `producer` (`finrisk produce`),
+health), `loop` (the Bridge), `app` (assembly from settings), `workers` (N bridge processes
+on one host), `producer` (`finrisk produce`),
 `baseline` (one call per message), `benchmark`, `local_processes` (predictor and bridge
 processes for the benchmark and tests). See docs/bridge.md.
 """

@@ -199,9 +199,10 @@ class BridgeProcess:
         except httpx.HTTPError:
             return None
 
-    def metrics(self) -> dict[str, float]:
-        """Every sample of /metrics, keyed "name{label=value,...}" (labels sorted)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+    def metrics(self, worker: int = 0) -> dict[str, float]:
+        """Every sample of a worker's /metrics (the only one's, without workers), keyed
+        "name{label=value,...}" (labels sorted)."""
+        text = httpx.get(f"http://127.0.0.1:{self.port + worker}/metrics", timeout=5).text
         samples = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -210,20 +211,12 @@ class BridgeProcess:
         return samples
 
     def partitions_per_worker(self) -> list[int]:
-        """Input partitions assigned to each worker now (worker i serves on port + i)."""
+        """Input partitions assigned to each worker now."""
         workers = int(self.env.get("FINRISK_BRIDGE__WORKERS", "1"))
-        counts = []
-        for i in range(workers):
-            text = httpx.get(f"http://127.0.0.1:{self.port + i}/metrics", timeout=5).text
-            counts.append(
-                sum(
-                    int(sample.value)
-                    for family in text_string_to_metric_families(text)
-                    for sample in family.samples
-                    if sample.name == "finrisk_bridge_assigned_partitions"
-                )
-            )
-        return counts
+        return [
+            int(self.metrics(i).get("finrisk_bridge_assigned_partitions", 0))
+            for i in range(workers)
+        ]
 
     def alive(self) -> bool:
         return self.child is not None and self.child.poll() is None

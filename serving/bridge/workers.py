@@ -26,7 +26,6 @@ import queue
 import signal
 import threading
 from multiprocessing.connection import wait
-from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any, cast
 

@@ -21,3 +21,13 @@ def test_a_span_of_one_millisecond_has_no_rate() -> None:
     span.add(7)
     span.add(7)
     assert span.rate() == float("inf")
+
+
+def test_a_later_span_keeps_only_the_records_stamped_from_its_start() -> None:
+    span = StampSpan()
+    for stamp in (1_000, 3_000, 2_000, 2_500, 2_000):
+        span.add(stamp)
+    later = span.since(2_000)
+    assert (later.first_ms, later.last_ms, later.count) == (2_000, 3_000, 4)
+    assert later.rate() == pytest.approx(2.0)  # 2,500 and 3,000 over one second
+    assert span.since(4_000).count == 0
