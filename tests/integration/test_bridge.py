@@ -428,6 +428,16 @@ class Feeder:
         self.thread.join(timeout=120)
 
 
+def _scored_until_all(bootstrap: str, name: str, valid_ids: list[str]) -> list[Record]:
+    """The bridge `name`'s scored records, read until every one of `valid_ids` is there."""
+    return read_topic(
+        bootstrap,
+        f"{name}.scored",
+        until=lambda records: set(_ids(records)) >= set(valid_ids),
+        timeout_s=180,
+    )
+
+
 def _ids(records: list[Record]) -> list[str]:
     return [r.json()["transaction_id"] for r in records]  # type: ignore[misc]
 
@@ -463,12 +473,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
         assert sum(committed_at_kill.values()) < N_TRANSACTIONS  # it really died mid-stream
         second = BridgeProcess(first.env, logs / f"{name}-restart.log").start()
         with second:
-            scored = read_topic(
-                bootstrap,
-                f"{name}.scored",
-                until=lambda records: set(_ids(records)) >= set(valid_ids),
-                timeout_s=180,
-            )
+            scored = _scored_until_all(bootstrap, name, valid_ids)
             assert second.terminate() == 0
     ids = _ids(scored)
     assert set(ids) == set(valid_ids)  # nothing lost
@@ -510,12 +515,7 @@ def test_sigterm_finishes_the_batch_commits_and_a_restart_duplicates_nothing(
         assert len(positions) == sum(committed.values())
         second = BridgeProcess(first.env, logs / f"{name}-restart.log").start()
         with second:
-            scored = read_topic(
-                bootstrap,
-                f"{name}.scored",
-                until=lambda records: set(_ids(records)) >= set(valid_ids),
-                timeout_s=180,
-            )
+            scored = _scored_until_all(bootstrap, name, valid_ids)
             assert second.terminate() == 0
     assert sorted(_ids(scored)) == sorted(valid_ids)  # no loss, no duplicate
     _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
@@ -574,12 +574,7 @@ def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
         nothing_committed_early()
         assert _scored_count(bridge) == scored_during  # nothing scored, nothing dropped
         own.start()
-        scored = read_topic(
-            bootstrap,
-            f"{name}.scored",
-            until=lambda records: set(_ids(records)) >= set(valid_ids),
-            timeout_s=180,
-        )
+        scored = _scored_until_all(bootstrap, name, valid_ids)
         wait_for(lambda: bridge.get("/readyz") == 200, 30, "readiness after recovery")
         metrics = bridge.metrics()
         assert metrics["finrisk_bridge_paused"] == 0.0
@@ -621,12 +616,7 @@ def test_a_second_bridge_takes_partitions_with_their_state(
             # Phase 2: the moved users' transactions are scored by the second bridge, from
             # the state it restored.
             produce(config, topic, transactions[half:])
-            scored = read_topic(
-                bootstrap,
-                f"{name}.scored",
-                until=lambda records: set(_ids(records)) >= set(valid_ids),
-                timeout_s=180,
-            )
+            scored = _scored_until_all(bootstrap, name, valid_ids)
             second_metrics = second.metrics()
             assert second.terminate() == 0
         assert first.terminate() == 0
@@ -657,12 +647,7 @@ def test_workers_share_the_stream_and_score_it_as_one_bridge(
     bridge = _bridge(stack_settings, served, topic, name, logs, workers=2).start()
     with Feeder(stack_settings, topic, transactions, rate=1_500), bridge:
         assert len(_workers(bridge)) == 2
-        scored = read_topic(
-            bootstrap,
-            f"{name}.scored",
-            until=lambda records: set(_ids(records)) >= set(valid_ids),
-            timeout_s=180,
-        )
+        scored = _scored_until_all(bootstrap, name, valid_ids)
         end = end_offsets(bootstrap, topic)
         wait_for(lambda: committed_offsets(bootstrap, name, topic) == end, 30, "the commits")
         counts = bridge.partitions_per_worker()
@@ -696,12 +681,7 @@ def test_a_failed_worker_stops_the_others_and_a_restart_loses_nothing(
         assert "SIGTERM: finishing the batch, committing, closing" in log
         second = BridgeProcess(first.env, logs / f"{name}-restart.log").start()
         with second:
-            scored = read_topic(
-                bootstrap,
-                f"{name}.scored",
-                until=lambda records: set(_ids(records)) >= set(valid_ids),
-                timeout_s=180,
-            )
+            scored = _scored_until_all(bootstrap, name, valid_ids)
             assert second.terminate() == 0
     assert set(_ids(scored)) == set(valid_ids)
     _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
