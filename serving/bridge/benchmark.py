@@ -58,36 +58,39 @@ class Endpoint:
 class StampSpan:
     """The span of the scored records' timestamps, and the rate of records across it."""
 
-    def __init__(self) -> None:
-        self.first_ms = self.last_ms = 0
-        self.count = 0
-        self.at_first = 0  # records stamped in the first millisecond: before the span starts
-        self.stamps: list[int] = []
+    def __init__(self, stamps: list[int] | None = None) -> None:
+        self.stamps: list[int] = stamps or []
 
     def add(self, stamp_ms: int) -> None:
         self.stamps.append(stamp_ms)
-        self.count += 1
-        if not self.first_ms or stamp_ms < self.first_ms:
-            self.first_ms, self.at_first = stamp_ms, 0
-        if stamp_ms == self.first_ms:
-            self.at_first += 1
-        self.last_ms = max(self.last_ms, stamp_ms)
+
+    @property
+    def count(self) -> int:
+        return len(self.stamps)
+
+    @property
+    def first_ms(self) -> int:
+        return min(self.stamps, default=0)
+
+    @property
+    def last_ms(self) -> int:
+        return max(self.stamps, default=0)
 
     @property
     def seconds(self) -> float:
         return (self.last_ms - self.first_ms) / 1000
 
     def rate(self) -> float:
-        """Records per second after the first millisecond, over the span."""
-        return (self.count - self.at_first) / self.seconds if self.seconds > 0 else float("inf")
+        """Records per second after the first millisecond (whose records open the span), over
+        the span."""
+        seconds = self.seconds
+        if seconds <= 0:
+            return float("inf")
+        return (self.count - self.stamps.count(self.first_ms)) / seconds
 
     def since(self, start_ms: float) -> StampSpan:
         """The span of the records stamped at `start_ms` or later."""
-        later = StampSpan()
-        for stamp in self.stamps:
-            if stamp >= start_ms:
-                later.add(stamp)
-        return later
+        return StampSpan([stamp for stamp in self.stamps if stamp >= start_ms])
 
 
 class ScoredWatcher:

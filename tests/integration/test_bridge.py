@@ -356,7 +356,7 @@ def test_the_one_call_per_message_baseline_scores_like_the_bridge(
 
 
 def test_the_bridge_benchmark_runs_all_three_measurements(
-    stack_settings: Settings, served: Served
+    kafka: Service, stack_settings: Settings, served: Served
 ) -> None:
     """A small `finrisk bench bridge` on the served models: every figure is really measured."""
     count, rate, seconds = 3_000, 500.0, 2.0
@@ -688,7 +688,7 @@ def test_a_failed_worker_stops_the_others_and_a_restart_loses_nothing(
 
 
 def test_workers_stop_by_themselves_when_their_supervisor_is_killed(
-    stack_settings: Settings, served: Served, logs: Path
+    kafka: Service, stack_settings: Settings, served: Served, logs: Path
 ) -> None:
     topic = _topic(stack_settings, _name("orphans"))
     name = _name("orphans")
