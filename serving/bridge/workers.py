@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 from multiprocessing.connection import wait
 from types import FrameType
@@ -141,7 +142,11 @@ def _worker(
 
     logging.basicConfig(level=level, format=_WORKER_LOG_FORMAT.format(index=index))
     _stop_when_orphaned()
-    stats = run_bridge(Settings.model_validate_json(settings_json), idle_exit_s=idle_exit_s)
+    try:
+        stats = run_bridge(Settings.model_validate_json(settings_json), idle_exit_s=idle_exit_s)
+    except FinriskError as exc:  # a clear message, as `finrisk bridge` alone gives it
+        log.error("%s", exc)
+        sys.exit(1)
     results.put(stats.as_dict())
 
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +72,31 @@ def test_a_free_port_run_is_free_after_its_first_port() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         assert port_in_use(taken.getsockname()[1])  # the check sees a bound port
+
+
+def test_a_worker_that_cannot_start_fails_the_supervisor_with_its_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No broker where the settings point: each worker says why in one line, and the
+    supervisor exits non-zero naming the worker (no traceback)."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "finrisk",
+            "bridge",
+            "--workers",
+            "2",
+            "--http-port",
+            "0",
+            "--bootstrap-servers",
+            nowhere,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert f"Kafka at {nowhere}" in done.stderr
+    assert "finrisk: error: bridge worker" in done.stderr
+    assert "Traceback" not in done.stderr
