@@ -211,12 +211,17 @@ class BridgeProcess:
         return samples
 
     def partitions_per_worker(self) -> list[int]:
-        """Input partitions assigned to each worker now."""
+        """Input partitions assigned to each worker now (none to one not serving yet: `start`
+        waits for the first worker only)."""
         workers = int(self.env.get("FINRISK_BRIDGE__WORKERS", "1"))
-        return [
-            int(self.metrics(i).get("finrisk_bridge_assigned_partitions", 0))
-            for i in range(workers)
-        ]
+        counts = []
+        for i in range(workers):
+            try:
+                samples = self.metrics(i)
+            except httpx.HTTPError:
+                samples = {}
+            counts.append(int(samples.get("finrisk_bridge_assigned_partitions", 0)))
+        return counts
 
     def alive(self) -> bool:
         return self.child is not None and self.child.poll() is None
