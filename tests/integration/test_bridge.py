@@ -352,7 +352,7 @@ def test_the_one_call_per_message_baseline_scores_like_the_bridge(
     assert result["scored"] == 200
     scored = read_topic(_bootstrap(stack_settings), f"{name}.scored", until=count_at_least(200))
     assert len({r.json()["transaction_id"] for r in scored}) == 200  # type: ignore[index]
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
 
 
 def test_the_bridge_benchmark_runs_all_three_measurements(
@@ -393,8 +393,9 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
     }
 
 
-def _same_scores(docs: list[dict[str, Any]], reference: Reference) -> None:
+def _same_scores(records: list[Record], reference: Reference) -> None:
     expected = reference.by_id
+    docs: list[dict[str, Any]] = [r.json() for r in records]  # type: ignore[misc]
     for doc in docs:
         want = expected[doc["transaction_id"]]
         assert doc["anomaly_score"] == pytest.approx(want["anomaly_score"], rel=1e-9, abs=1e-12)
@@ -486,7 +487,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
             source = doc["source"]  # type: ignore[index]
             # Only batches that were not committed when the bridge died come twice.
             assert source["offset"] >= committed_at_kill.get(source["partition"], 0)
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
     assert committed_offsets(bootstrap, name, topic) == end_offsets(bootstrap, topic)
 
 
@@ -518,7 +519,7 @@ def test_sigterm_finishes_the_batch_commits_and_a_restart_duplicates_nothing(
             scored = _scored_until_all(bootstrap, name, valid_ids)
             assert second.terminate() == 0
     assert sorted(_ids(scored)) == sorted(valid_ids)  # no loss, no duplicate
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
 
 
 def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
@@ -580,7 +581,7 @@ def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
         assert metrics["finrisk_bridge_paused"] == 0.0
         assert bridge.terminate() == 0
     assert set(_ids(scored)) == set(valid_ids)
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
 
 
 def test_a_second_bridge_takes_partitions_with_their_state(
@@ -623,7 +624,7 @@ def test_a_second_bridge_takes_partitions_with_their_state(
     assert second_metrics["finrisk_bridge_state_restored_records_total"] > 0
     assert second_metrics["finrisk_bridge_messages_total{outcome=scored}"] > 0
     assert set(_ids(scored)) == set(valid_ids)
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
 
 
 def _workers(bridge: BridgeProcess) -> list[psutil.Process]:
@@ -654,7 +655,7 @@ def test_workers_share_the_stream_and_score_it_as_one_bridge(
         assert bridge.terminate() == 0
     assert sorted(counts) == [PARTITIONS // 2, PARTITIONS // 2]  # each worker read its share
     assert set(_ids(scored)) == set(valid_ids)
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
 
 
 def test_a_failed_worker_stops_the_others_and_a_restart_loses_nothing(
@@ -684,7 +685,7 @@ def test_a_failed_worker_stops_the_others_and_a_restart_loses_nothing(
             scored = _scored_until_all(bootstrap, name, valid_ids)
             assert second.terminate() == 0
     assert set(_ids(scored)) == set(valid_ids)
-    _same_scores([r.json() for r in scored], reference)  # type: ignore[misc]
+    _same_scores(scored, reference)
 
 
 def test_workers_stop_by_themselves_when_their_supervisor_is_killed(
