@@ -42,7 +42,6 @@ from finrisk.features.definitions import (
     WINDOWS,
 )
 from finrisk.features.formulas import (
-    ARRAY_OPS,
     DECAY_PER_NS,
     Codes,
     TxStats,
@@ -111,7 +110,7 @@ def batch_features(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _transaction_frame(df: pd.DataFrame, data: _Sorted) -> pd.DataFrame:
-    values = transaction_formulas(ARRAY_OPS, _transaction_stats(data))
+    values = transaction_formulas(_transaction_stats(data))
     # One contiguous row per feature, gathered back into input order; its transpose is the
     # column-major block pandas keeps, so no copy follows.
     restore = np.empty_like(data.order)
@@ -124,7 +123,7 @@ def _transaction_frame(df: pd.DataFrame, data: _Sorted) -> pd.DataFrame:
 
 
 def _user_frame(data: _Sorted) -> pd.DataFrame:
-    values = user_formulas(ARRAY_OPS, _user_stats(data))
+    values = user_formulas(_user_stats(data))
     matrix = np.column_stack([np.broadcast_to(v, (data.n_users,)) for v in values])
     frame = pd.DataFrame(
         matrix.astype(np.float64, copy=False), index=data.users, columns=list(USER_FEATURES)

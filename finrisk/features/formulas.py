@@ -4,25 +4,23 @@ How "one definition" works: a feature is a pure function of a few primitive stat
 the user's history (`TxStats` for a transaction, `UserStats` for a user): prior debit count,
 sums of prior log amounts, counts and debit sums in the velocity windows, the gap since the
 previous transaction, whether the category/merchant is new, and so on. The formulas below are
-written against a tiny arithmetic interface (`Ops`) so that the same code runs
+evaluated on numpy arrays, one element per transaction or user, by both paths:
 
-- on numpy arrays (`ARRAY_OPS`), one element per transaction or user: the batch path
-  (`finrisk.features.batch`) computes the statistics vectorised (group cumsums, binary search
-  for window starts, bincount) and evaluates the formulas once per column;
-- on Python floats (`SCALAR_OPS`): the online path (`finrisk.features.online`) keeps the
-  statistics incrementally per user and evaluates the formulas per transaction.
+- the batch path (`finrisk.features.batch`) computes the statistics vectorised over a whole
+  table (group cumsums, binary search for window starts, bincount);
+- the online path (`finrisk.features.online`) keeps them incrementally per user and hands
+  over a micro-batch's worth at a time.
 
 Formulas never divide by zero or take the log of a non-positive number whatever branch a
-`where` picks, because both branches are evaluated eagerly on scalars too. Only the statistics
-differ between the two paths; their definitions are in the docstrings of `TxStats` and
-`UserStats`, and the parity test checks that both paths compute them alike.
+`where` picks, because both branches are evaluated eagerly. Only the statistics differ between
+the two paths; their definitions are in the docstrings of `TxStats` and `UserStats`, and the
+parity test checks that both paths compute them alike.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -57,7 +55,7 @@ _DAYS_PER_WEEK = 7
 # 1970-01-01 was a Thursday; with Monday = 0 that is day 3.
 _EPOCH_WEEKDAY = 3
 
-Value = Any  # a float (online) or a float64 array (batch)
+Value = Any  # a float64 array, one element per transaction or user (or a constant)
 
 
 @dataclass(frozen=True)
@@ -68,53 +66,12 @@ class Codes:
     levels: tuple[str, ...]
 
 
-class Ops(NamedTuple):
-    """The few operations the formulas use, for floats or for numpy arrays."""
-
-    log: Callable[[Any], Any]
-    log1p: Callable[[Any], Any]
-    sqrt: Callable[[Any], Any]
-    sin: Callable[[Any], Any]
-    cos: Callable[[Any], Any]
-    abs: Callable[[Any], Any]
-    minimum: Callable[[Any, Any], Any]
-    maximum: Callable[[Any, Any], Any]
-    where: Callable[[Any, Any, Any], Any]
-    as_float: Callable[[Any], Any]
-    # One indicator per level (1.0 where the value equals it), for a categorical value.
-    one_hot: Callable[[Any, tuple[str, ...]], Sequence[Any]]
-
-
-def _scalar_min(a: float, b: float) -> float:
-    return a if a < b else b
-
-
-def _scalar_max(a: float, b: float) -> float:
-    return a if a > b else b
-
-
-def _scalar_where(cond: Any, a: Any, b: Any) -> Any:
-    return a if cond else b
-
-
-@functools.cache
-def _one_hot_table(
-    levels: tuple[str, ...],
-) -> tuple[dict[str, tuple[float, ...]], tuple[float, ...]]:
-    table = {level: tuple(float(other == level) for other in levels) for level in levels}
-    return table, (0.0,) * len(levels)
-
-
-def _scalar_one_hot(value: Any, levels: tuple[str, ...]) -> tuple[float, ...]:
-    table, zeros = _one_hot_table(levels)
-    return table.get(value, zeros)
-
-
-def _array_as_float(value: Any) -> np.ndarray:
+def _as_float(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _array_one_hot(value: Any, levels: tuple[str, ...]) -> list[np.ndarray]:
+def _one_hot(value: Any, levels: tuple[str, ...]) -> list[np.ndarray]:
+    """One indicator per level (1.0 where the value equals it), for a categorical column."""
     if isinstance(value, Codes):
         return [
             (value.codes == value.levels.index(level)).astype(np.float64)
@@ -124,35 +81,6 @@ def _array_one_hot(value: Any, levels: tuple[str, ...]) -> list[np.ndarray]:
         ]
     array = np.asarray(value)
     return [(array == level).astype(np.float64) for level in levels]
-
-
-SCALAR_OPS = Ops(
-    log=math.log,
-    log1p=math.log1p,
-    sqrt=math.sqrt,
-    sin=math.sin,
-    cos=math.cos,
-    abs=abs,
-    minimum=_scalar_min,
-    maximum=_scalar_max,
-    where=_scalar_where,
-    as_float=float,
-    one_hot=_scalar_one_hot,
-)
-
-ARRAY_OPS = Ops(
-    log=np.log,
-    log1p=np.log1p,
-    sqrt=np.sqrt,
-    sin=np.sin,
-    cos=np.cos,
-    abs=np.abs,
-    minimum=np.minimum,
-    maximum=np.maximum,
-    where=np.where,
-    as_float=_array_as_float,
-    one_hot=_array_one_hot,
-)
 
 
 class TxStats(NamedTuple):
@@ -166,7 +94,7 @@ class TxStats(NamedTuple):
     is_debit: Value  # 1.0 debit, 0.0 credit
     balance_after: Value
     timestamp_ns: Value  # int nanoseconds since the epoch, UTC
-    category: Value  # str (online) or Codes (batch)
+    category: Value  # Codes (or an array of str)
     channel: Value
     prior_debit_count: Value
     prior_debit_log_sum: Value  # sum of log1p(amount) over prior debits
@@ -180,27 +108,27 @@ class TxStats(NamedTuple):
     is_new_merchant: Value
 
 
-def transaction_formulas(ops: Ops, s: TxStats) -> tuple[Value, ...]:
+def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
     """The values of TRANSACTION_FEATURES, in order."""
-    log_amount = ops.log1p(s.amount)
+    log_amount = np.log1p(s.amount)
     debit = s.is_debit
     n_prior = s.prior_debit_count
 
-    n_safe = ops.maximum(n_prior, 1.0)
+    n_safe = np.maximum(n_prior, 1.0)
     prior_mean = s.prior_debit_log_sum / n_safe
-    prior_var = ops.maximum(s.prior_debit_log_sumsq / n_safe - prior_mean * prior_mean, 0.0)
-    has_history = ops.as_float(n_prior >= MIN_ZSCORE_HISTORY)
+    prior_var = np.maximum(s.prior_debit_log_sumsq / n_safe - prior_mean * prior_mean, 0.0)
+    has_history = _as_float(n_prior >= MIN_ZSCORE_HISTORY)
     zscore = (
         debit
         * has_history
         * (log_amount - prior_mean)
-        / ops.sqrt(prior_var + LOG_AMOUNT_VARIANCE_FLOOR)
+        / np.sqrt(prior_var + LOG_AMOUNT_VARIANCE_FLOOR)
     )
     # With no prior debit the amount is compared with itself (ratio 1, log 0).
-    prior_max = ops.where(n_prior > 0, s.prior_debit_max, s.amount)
-    to_prior_max = debit * ops.log(s.amount / prior_max)
+    prior_max = np.where(n_prior > 0, s.prior_debit_max, s.amount)
+    to_prior_max = debit * np.log(s.amount / prior_max)
 
-    gap = ops.where(s.has_prev, ops.minimum(s.seconds_since_prev, GAP_CAP_SECONDS), GAP_CAP_SECONDS)
+    gap = np.where(s.has_prev, np.minimum(s.seconds_since_prev, GAP_CAP_SECONDS), GAP_CAP_SECONDS)
 
     seconds = s.timestamp_ns // NS_PER_SECOND
     hour_angle = (seconds % SECONDS_PER_DAY) * (_TWO_PI / SECONDS_PER_DAY)
@@ -208,32 +136,32 @@ def transaction_formulas(ops: Ops, s: TxStats) -> tuple[Value, ...]:
     dow_angle = weekday * (_TWO_PI / _DAYS_PER_WEEK)
 
     balance_before = s.balance_after + s.amount  # for a debit; credits score 0 below
-    to_balance = debit * ops.minimum(
-        s.amount / ops.maximum(balance_before, BALANCE_FLOOR), BALANCE_RATIO_CAP
+    to_balance = debit * np.minimum(
+        s.amount / np.maximum(balance_before, BALANCE_FLOOR), BALANCE_RATIO_CAP
     )
     balance = s.balance_after
-    signed_log_balance = ops.where(balance < 0, -1.0, 1.0) * ops.log1p(ops.abs(balance))
+    signed_log_balance = np.where(balance < 0, -1.0, 1.0) * np.log1p(np.abs(balance))
 
     return (
         log_amount,
         debit,
         zscore,
         to_prior_max,
-        ops.log1p(n_prior),
-        *[ops.as_float(count) for count in s.window_counts],
-        *[ops.log1p(ops.maximum(total, 0.0)) for total in s.window_debit_sums],
-        ops.log1p(gap),
-        ops.sin(hour_angle),
-        ops.cos(hour_angle),
-        ops.sin(dow_angle),
-        ops.cos(dow_angle),
+        np.log1p(n_prior),
+        *[_as_float(count) for count in s.window_counts],
+        *[np.log1p(np.maximum(total, 0.0)) for total in s.window_debit_sums],
+        np.log1p(gap),
+        np.sin(hour_angle),
+        np.cos(hour_angle),
+        np.sin(dow_angle),
+        np.cos(dow_angle),
         s.is_new_category,
         s.is_new_merchant,
         to_balance,
-        ops.as_float(balance < 0),
+        _as_float(balance < 0),
         signed_log_balance,
-        *ops.one_hot(s.channel, INDICATOR_CHANNELS),
-        *ops.one_hot(s.category, RISKY_CATEGORIES),
+        *_one_hot(s.channel, INDICATOR_CHANNELS),
+        *_one_hot(s.category, RISKY_CATEGORIES),
     )
 
 
@@ -290,53 +218,51 @@ class UserStats(NamedTuple):
     recent_transfer_in: Value  # of transfer_in credits
 
 
-def user_formulas(ops: Ops, s: UserStats) -> tuple[Value, ...]:
+def user_formulas(s: UserStats) -> tuple[Value, ...]:
     """The values of USER_FEATURES, in order."""
     n = s.n_transactions
-    n_safe = ops.maximum(n, 1.0)
-    n_debits_safe = ops.maximum(s.n_debits, 1.0)
-    income_safe = ops.maximum(s.total_income, MONEY_FLOOR)
-    expense_safe = ops.maximum(s.total_expense, MONEY_FLOOR)
-    months = ops.maximum(s.span_days / DAYS_PER_MONTH, MIN_MONTHS)
+    n_safe = np.maximum(n, 1.0)
+    n_debits_safe = np.maximum(s.n_debits, 1.0)
+    income_safe = np.maximum(s.total_income, MONEY_FLOOR)
+    expense_safe = np.maximum(s.total_expense, MONEY_FLOOR)
+    months = np.maximum(s.span_days / DAYS_PER_MONTH, MIN_MONTHS)
 
     avg_expense = s.total_expense / n_debits_safe
-    expense_var = ops.maximum(s.expense_sumsq / n_debits_safe - avg_expense * avg_expense, 0.0)
-    expense_cv = ops.where(
+    expense_var = np.maximum(s.expense_sumsq / n_debits_safe - avg_expense * avg_expense, 0.0)
+    expense_cv = np.where(
         s.n_debits >= MIN_EXPENSE_HISTORY,
-        ops.sqrt(expense_var) / ops.maximum(avg_expense, _TINY),
+        np.sqrt(expense_var) / np.maximum(avg_expense, _TINY),
         0.0,
     )
 
-    k_safe = ops.maximum(s.salary_intervals, 1.0)
+    k_safe = np.maximum(s.salary_intervals, 1.0)
     interval_mean = s.salary_interval_sum / k_safe
-    interval_var = ops.maximum(
-        s.salary_interval_sumsq / k_safe - interval_mean * interval_mean, 0.0
-    )
-    income_irregularity = ops.where(
+    interval_var = np.maximum(s.salary_interval_sumsq / k_safe - interval_mean * interval_mean, 0.0)
+    income_irregularity = np.where(
         s.salary_intervals >= MIN_SALARY_INTERVALS,
-        ops.sqrt(interval_var) / ops.maximum(interval_mean, _TINY),
+        np.sqrt(interval_var) / np.maximum(interval_mean, _TINY),
         IRREGULAR_INCOME_CV,
     )
 
     # Least-squares slope of balance against time, per month; 0 without spread in time.
     trend_den = n * s.trend_tt_sum - s.trend_t_sum * s.trend_t_sum
-    trend_ok = trend_den > _TINY * ops.maximum(n * s.trend_tt_sum, 1.0)
+    trend_ok = trend_den > _TINY * np.maximum(n * s.trend_tt_sum, 1.0)
     trend_num = n * s.trend_tb_sum - s.trend_t_sum * s.trend_b_sum
-    trend = ops.where(trend_ok, trend_num / ops.where(trend_ok, trend_den, 1.0), 0.0)
+    trend = np.where(trend_ok, trend_num / np.where(trend_ok, trend_den, 1.0), 0.0)
     # The latest transaction weighs 1, so this floor only guards a state with no transaction.
-    recent_weight = ops.maximum(s.recent_weight, 1.0)
+    recent_weight = np.maximum(s.recent_weight, 1.0)
 
     return (
         s.total_income,
         s.total_expense,
-        ops.as_float(n),
+        _as_float(n),
         avg_expense,
         s.max_expense,
         s.n_low_balance / n_safe,
         s.total_expense / income_safe,
         s.top_category_spend,
         s.span_days,
-        n / ops.maximum(s.span_days, 1.0),
+        n / np.maximum(s.span_days, 1.0),
         s.total_income / months,
         s.total_expense / months,
         (s.total_income - s.total_expense) / months,
@@ -355,11 +281,11 @@ def user_formulas(ops: Ops, s: UserStats) -> tuple[Value, ...]:
         *[count / months for count in s.category_counts],
         s.n_gambling / months,
         s.n_distress / n_debits_safe,
-        s.recent_expense / ops.maximum(s.recent_income, MONEY_FLOOR),
+        s.recent_expense / np.maximum(s.recent_income, MONEY_FLOOR),
         s.recent_overdrawn / recent_weight,
         s.recent_low_balance / recent_weight,
         # Without recent debits (all weight underflowed) the share is 0, not 0/0.
-        s.recent_distress / ops.maximum(s.recent_debit_weight, _TINY),
+        s.recent_distress / np.maximum(s.recent_debit_weight, _TINY),
         s.recent_balance / recent_weight,
         # A decayed count of a steady rate r a day tends to r * RECENT_DECAY_DAYS.
         s.recent_transfer_in * (DAYS_PER_MONTH / RECENT_DECAY_DAYS),

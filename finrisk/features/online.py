@@ -1,25 +1,30 @@
 """Online path: the statistics of `finrisk.features.formulas`, kept incrementally per user.
 
-`OnlineFeatures` holds one small state per user (running sums, time-decayed "recent" sums
-against a per-user reference time, the velocity windows as deques of (timestamp, cumulative
-debit before), per-category counts and the set of seen merchants) and
-updates it with each transaction, in O(1) amortised time. The same formulas as the batch path
-turn the state into features, so that a stream fed in each user's canonical order
-(timestamp, transaction_id) gives the batch path's values; the parity test proves it.
+`OnlineFeatures` keeps every user's running statistics in columns: one row per statistic and a
+column ("slot") per user, in a float64 block (sums, counts, maxima, the time-decayed "recent"
+sums against a per-user reference time) and an int64 block (timestamps), beside per-category
+counts and spend (a column per category), each user's set of merchants and their velocity
+windows.
 
-Input: a mapping with the canonical transaction fields. The timestamp is preferably epoch
-milliseconds (int); ISO-8601 strings, datetimes and pandas Timestamps are accepted too
-(`finrisk.features.timestamps.to_ns`). A transaction arriving with an earlier timestamp than
-its user's previous one is processed as it comes: its gap counts as 0 and the windows expire
+A micro-batch is applied in rounds: round k applies the k-th transaction of every user in the
+batch at once. The users of one round are distinct, so a round is plain array arithmetic on
+their columns, and rounds run in order, so each user's transactions are applied in arrival
+order exactly as one at a time would be. Micro-batches of a real stream need few rounds (about
+ten for 2000 transactions of 2000 users); one user's burst costs a round per transaction. The
+velocity windows are the one per-transaction loop: each is a list of (timestamp, debit total
+before) in arrival order with a start per window. The batch path's formulas then turn each
+transaction's statistics and its user's after it into features, on whole columns.
+
+A stream fed in each user's canonical order (timestamp, transaction_id) gives the batch path's
+values; the parity test proves it. A transaction arriving with an earlier timestamp than its
+user's previous one is processed as it comes: its gap counts as 0 and the windows expire
 relative to the newest timestamp seen for that user, so a late message is never lost but its
 velocity counts are approximate. The recent (time-decayed) sums stay exact: a late
 transaction enters them with its own age's weight.
 
-Evaluation comes apart from the update: `observe(tx)` adds a transaction and returns its raw
-statistics (a `TxRow`), `user_row(user)` the user's (a `UserRow`). A streaming consumer collects
-rows for a micro-batch and turns them into features with `transaction_matrix` and `user_matrix`:
-the formulas evaluated once per batch on numpy arrays, as the batch path does, instead of once
-per transaction on floats (`evaluate_transaction`, `evaluate_user`: one row at a time).
+Every value of a transaction depends on its user's history only, never on which other
+transactions share its batch: a test proves the features bit for bit equal whatever the batch
+boundaries, which is what makes a restarted consumer score as an uninterrupted one.
 
 State survives restarts through `snapshot(user_id) -> bytes` and `restore(user_id, bytes)`:
 JSON (orjson), keyed by user, so the streaming bridge can keep a compacted changelog topic.
@@ -28,11 +33,9 @@ JSON (orjson), keyed by user, so the streaming bridge can keep a compacted chang
 from __future__ import annotations
 
 import math
-import operator
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import chain
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -58,9 +61,8 @@ from finrisk.features.definitions import (
     WINDOWS,
 )
 from finrisk.features.formulas import (
-    ARRAY_OPS,
     DECAY_PER_NS,
-    SCALAR_OPS,
+    Codes,
     TxStats,
     UserStats,
     is_gambling_merchant,
@@ -80,386 +82,555 @@ from finrisk.schema import (
     USER_ID,
 )
 
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Matrix = npt.NDArray[np.float64]
+
 # 2: per-category counts (replacing the set of seen categories), gambling and distress counts
 # and the recent sums. An older snapshot lacks them: rebuild its state by replaying.
 SNAPSHOT_VERSION = 2
 _NS_PER_SECOND_F = float(NS_PER_SECOND)
 _NS_PER_DAY_F = float(NS_PER_DAY)
-# Per window: its length, and whether its debit sum is a feature. TxRow lists the sums in
-# WINDOWS order, which SUM_WINDOWS follows (a test holds it to that).
-_WINDOW_SPECS: tuple[tuple[int, bool], ...] = tuple(
-    (length, suffix in SUM_WINDOWS) for suffix, length in WINDOWS
-)
-
-# The time-decayed sums of UserStats (recent_*). Online each is kept against a per-user
-# reference time (`recent_ref_ts`), a transaction adding x * exp((ts - ref) / tau): no sum
-# has to be decayed on every update, and reading one multiplies it by exp((ref - latest) /
-# tau). The reference moves forward (rescaling the sums) once a weight would exceed e^30.
+# The time-decayed sums are kept against a per-user reference time (`recent_ref_ts`): a
+# transaction adds x * exp((ts - ref) / tau), so no sum is decayed on every update, and reading
+# one multiplies it by exp((ref - latest) / tau). The reference moves forward (rescaling the
+# sums) once a weight would exceed e^30.
 _REBASE_NS = round(30 * RECENT_DECAY_DAYS * NS_PER_DAY)
-_RECENT: tuple[str, ...] = (
-    "recent_weight",
-    "recent_debit_weight",
-    "recent_income",
-    "recent_expense",
-    "recent_overdrawn",
-    "recent_low_balance",
-    "recent_distress",
-    "recent_balance",
-    "recent_transfer_in",
+# last_salary_ts before a user's first salary.
+_NO_SALARY = np.iinfo(np.int64).min
+_INITIAL_SLOTS = 1024
+
+
+@dataclass(slots=True)
+class _Sums:
+    """A user's float statistics; in a round, each field is an array over the round's users."""
+
+    n_tx: Floats
+    n_debits: Floats
+    debit_log_sum: Floats
+    debit_log_sumsq: Floats
+    debit_max: Floats
+    debit_cum: Floats  # total expense so far
+    expense_sumsq: Floats
+    total_income: Floats
+    n_low: Floats
+    n_overdrawn: Floats
+    discretionary: Floats
+    essential: Floats
+    cash_out: Floats
+    salary_income: Floats
+    salary_k: Floats
+    salary_sum: Floats
+    salary_sumsq: Floats
+    balance_sum: Floats
+    min_balance: Floats
+    last_balance: Floats
+    t_sum: Floats
+    tt_sum: Floats
+    b_sum: Floats
+    tb_sum: Floats
+    n_gambling: Floats
+    n_distress: Floats
+    recent_weight: Floats
+    recent_debit_weight: Floats
+    recent_income: Floats
+    recent_expense: Floats
+    recent_overdrawn: Floats
+    recent_low_balance: Floats
+    recent_distress: Floats
+    recent_balance: Floats
+    recent_transfer_in: Floats
+
+
+@dataclass(slots=True)
+class _Times:
+    """A user's timestamps (int ns); in a round, arrays over the round's users."""
+
+    last_ts: Ints  # the newest seen (a late transaction does not move it back)
+    first_ts: Ints  # the first to arrive
+    recent_ref_ts: Ints
+    last_salary_ts: Ints  # _NO_SALARY before the first salary
+
+
+_SUM_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(_Sums))
+_TIME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(_Times))
+_ROW = {name: i for i, name in enumerate(_SUM_FIELDS)}
+_RECENT: tuple[str, ...] = tuple(name for name in _SUM_FIELDS if name.startswith("recent_"))
+# Whole numbers, written as such in snapshots.
+_COUNT_FIELDS = frozenset(
+    {"n_tx", "n_debits", "n_low", "n_overdrawn", "salary_k", "n_gambling", "n_distress"}
 )
-
-# Scalar fields of a user's state, in snapshot order; the containers are handled apart.
-_SCALARS: tuple[str, ...] = (
-    "n_tx",
-    "last_ts",
-    "first_ts",
-    "n_debits",
-    "debit_log_sum",
-    "debit_log_sumsq",
-    "debit_max",
-    "debit_cum",
-    "expense_sumsq",
-    "total_income",
-    "n_low",
-    "n_overdrawn",
-    "discretionary",
-    "essential",
-    "cash_out",
-    "salary_income",
-    "last_salary_ts",
-    "salary_k",
-    "salary_sum",
-    "salary_sumsq",
-    "balance_sum",
-    "min_balance",
-    "last_balance",
-    "t_sum",
-    "tt_sum",
-    "b_sum",
-    "tb_sum",
-    "n_gambling",
-    "n_distress",
-    "recent_ref_ts",
-    *_RECENT,
+# What a transaction's features need of its user's statistics before it.
+_PRIOR_ROWS = np.array(
+    [_ROW[name] for name in ("n_debits", "debit_log_sum", "debit_log_sumsq", "debit_max")]
 )
+_DEBIT_CUM_ROW = _ROW["debit_cum"]
+_LAST_TS_ROW = _TIME_FIELDS.index("last_ts")
 
-# One call reads them all: a bridge checkpoint snapshots every user changed since the last one.
-_get_scalars = operator.attrgetter(*_SCALARS)
-
-# A transaction's raw statistics, TxStats flattened: these fields, then its WINDOWS counts,
-# then its SUM_WINDOWS debit sums.
-TxRow = tuple[Any, ...]
-_TX_FIELDS = 14
-_TIMESTAMP_FIELD, _CATEGORY_FIELD, _CHANNEL_FIELD = 3, 4, 5
-_N_WINDOWS = len(WINDOWS)
-
-# A user's raw statistics, UserStats flattened: these state fields, then the span in ns, the
-# recent sums' scale to the latest transaction, the distinct merchants, the top category's
-# spend, and the counts of COUNTED_CATEGORIES. All numbers: a batch of rows is one matrix.
-UserRow = tuple[float, ...]
-# The state's scalars in UserStats, in snapshot order (the others serve transaction features
-# or bookkeeping).
-_USER_STATE_FIELDS: tuple[str, ...] = tuple(
-    name
-    for name in _SCALARS
-    if name
-    not in {
-        "last_ts",
-        "first_ts",
-        "debit_log_sum",
-        "debit_log_sumsq",
-        "last_salary_ts",
-        "recent_ref_ts",
-    }
+# Per window: its length, and whether its debit sum is a feature (in WINDOWS order, which
+# SUM_WINDOWS follows; a test holds it to that).
+_WINDOW_LENGTHS: tuple[int, ...] = tuple(length for _, length in WINDOWS)
+_SUMMED: tuple[int, ...] = tuple(
+    k for k, (suffix, _) in enumerate(WINDOWS) if suffix in SUM_WINDOWS
 )
-_get_user_fields = operator.attrgetter(*_USER_STATE_FIELDS)
-_N_USER_STATE = len(_USER_STATE_FIELDS)
-_NO_COUNTS = (0,) * len(COUNTED_CATEGORIES)
+_LONGEST = _WINDOW_LENGTHS.index(max(_WINDOW_LENGTHS))
+# A window list drops its expired head once this many entries have expired from every window.
+_TRIM_AFTER = 64
 
 
-class _UserState:
-    """Everything the formulas need about one user's history."""
+class TxColumns(NamedTuple):
+    """Transactions as columns, checked and converted (`transaction_columns` makes them)."""
 
-    __slots__ = (*_SCALARS, "category_counts", "category_spend", "merchants", "windows")
+    user_id: Sequence[Any]
+    timestamp_ns: Ints
+    amount: Floats
+    is_debit: npt.NDArray[np.bool_]
+    category: Sequence[str]
+    merchant: Sequence[Any]
+    channel: Sequence[str]
+    balance_after: Floats
+
+    @property
+    def size(self) -> int:
+        return len(self.user_id)
+
+    def take(self, rows: Sequence[int]) -> TxColumns:
+        """The columns of these rows only."""
+        index = np.asarray(rows, dtype=np.intp)
+        return TxColumns(
+            [self.user_id[i] for i in rows],
+            self.timestamp_ns[index],
+            self.amount[index],
+            self.is_debit[index],
+            [self.category[i] for i in rows],
+            [self.merchant[i] for i in rows],
+            [self.channel[i] for i in rows],
+            self.balance_after[index],
+        )
+
+
+def transaction_columns(txs: Sequence[Mapping[str, Any]]) -> TxColumns:
+    """Columns of canonical transactions (mappings); FinriskError names the first bad field.
+
+    The timestamp is preferably epoch milliseconds (int); ISO-8601 strings, datetimes and
+    pandas Timestamps are accepted too (`finrisk.features.timestamps.to_ns`).
+    """
+    n = len(txs)
+    users: list[Any] = []
+    stamps = np.empty(n, dtype=np.int64)
+    amounts = np.empty(n, dtype=np.float64)
+    debits = np.empty(n, dtype=np.bool_)
+    categories: list[str] = []
+    merchants: list[Any] = []
+    channels: list[str] = []
+    balances = np.empty(n, dtype=np.float64)
+    for i, tx in enumerate(txs):
+        try:
+            users.append(tx[USER_ID])
+            stamps[i] = to_ns(tx[TIMESTAMP])
+            amounts[i] = float(tx[AMOUNT])
+            direction = tx[DIRECTION]
+            categories.append(tx[CATEGORY])
+            merchants.append(tx[MERCHANT])
+            channels.append(tx[CHANNEL])
+            balances[i] = float(tx[BALANCE_AFTER])
+        except KeyError as exc:
+            raise FinriskError(f"transaction has no field {exc.args[0]!r}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FinriskError(f"transaction has a field of the wrong type: {exc}") from None
+        if direction == DEBIT_DIRECTION:
+            debits[i] = True
+        elif direction == CREDIT:
+            debits[i] = False
+        else:
+            raise FinriskError(
+                f"transaction field {DIRECTION!r} must be {DEBIT_DIRECTION!r} or {CREDIT!r}, "
+                f"not {direction!r}"
+            )
+    columns = TxColumns(users, stamps, amounts, debits, categories, merchants, channels, balances)
+    problems = column_problems(columns)
+    if problems:
+        raise FinriskError(problems[0][1])
+    return columns
+
+
+def column_problems(columns: TxColumns) -> list[tuple[int, str]]:
+    """(row, reason) of every transaction the features cannot take (none from a checked
+    stream; the bridge dead-letters them instead of failing its batch)."""
+    amount, balance = columns.amount, columns.balance_after
+    bad_amount = ~((amount > 0) & (amount < math.inf))
+    bad_balance = ~np.isfinite(balance)
+    problems = []
+    for row in np.flatnonzero(bad_amount | bad_balance).tolist():
+        if bad_amount[row]:
+            problems.append((row, f"transaction field {AMOUNT!r} must be a finite number > 0"))
+        else:
+            problems.append((row, f"transaction field {BALANCE_AFTER!r} must be finite"))
+    return problems
+
+
+class _Windows:
+    """A user's velocity windows: the (timestamp, debit total before) of their recent
+    transactions in arrival order, and where each window starts in them. A window drops its
+    head while the head expired against the newest timestamp; the newest transaction itself
+    never expires, so a start never passes the end."""
+
+    __slots__ = ("cums", "stamps", "starts")
 
     def __init__(self) -> None:
-        self.n_tx = 0
-        self.last_ts = 0
-        self.first_ts = 0
-        self.n_debits = 0
-        self.debit_log_sum = 0.0
-        self.debit_log_sumsq = 0.0
-        self.debit_max = 0.0
-        self.debit_cum = 0.0  # total expense so far
-        self.expense_sumsq = 0.0
-        self.total_income = 0.0
-        self.n_low = 0
-        self.n_overdrawn = 0
-        self.discretionary = 0.0
-        self.essential = 0.0
-        self.cash_out = 0.0
-        self.salary_income = 0.0
-        self.last_salary_ts: int | None = None
-        self.salary_k = 0
-        self.salary_sum = 0.0
-        self.salary_sumsq = 0.0
-        self.balance_sum = 0.0
-        self.min_balance = 0.0
-        self.last_balance = 0.0
-        self.t_sum = 0.0
-        self.tt_sum = 0.0
-        self.b_sum = 0.0
-        self.tb_sum = 0.0
-        self.n_gambling = 0
-        self.n_distress = 0
-        self.recent_ref_ts = 0
-        self.recent_weight = 0.0
-        self.recent_debit_weight = 0.0
-        self.recent_income = 0.0
-        self.recent_expense = 0.0
-        self.recent_overdrawn = 0.0
-        self.recent_low_balance = 0.0
-        self.recent_distress = 0.0
-        self.recent_balance = 0.0
-        self.recent_transfer_in = 0.0
-        # Transactions per category; a category's first one is "new".
-        self.category_counts: dict[str, int] = {}
-        self.category_spend: dict[str, float] = {}
-        self.merchants: set[str] = set()
-        # Per window: (timestamp, cumulative debit amount before that transaction).
-        self.windows: list[deque[tuple[int, float]]] = [deque() for _ in WINDOWS]
+        self.stamps: list[int] = []
+        self.cums: list[float] = []
+        self.starts = [0] * len(_WINDOW_LENGTHS)
+
+
+class _Batch(NamedTuple):
+    """Per-transaction inputs of a batch in round order, each column sliced per round."""
+
+    slot: npt.NDArray[np.intp]
+    ts: Ints
+    amount: Floats
+    debit: npt.NDArray[np.bool_]
+    balance: Floats
+    category: npt.NDArray[np.intp]
+    log_amount: Floats
+    gambling: npt.NDArray[np.bool_]
+    distress: npt.NDArray[np.bool_]
+    discretionary: npt.NDArray[np.bool_]
+    essential: npt.NDArray[np.bool_]
+    cash_out: npt.NDArray[np.bool_]
+    transfer_in: npt.NDArray[np.bool_]
+    salary: npt.NDArray[np.bool_]
+    low: npt.NDArray[np.bool_]
+    overdrawn: npt.NDArray[np.bool_]
+
+    def rows(self, start: int, stop: int) -> _Batch:
+        return _Batch._make(column[start:stop] for column in self)
 
 
 class OnlineFeatures:
     """Incremental per-user feature state for a streaming consumer (one process, one thread)."""
 
     def __init__(self) -> None:
-        self._users: dict[Any, _UserState] = {}
+        self._slots: dict[Any, int] = {}
+        self._free: list[int] = []
+        self._next_slot = 0
+        self._sums = np.zeros((len(_SUM_FIELDS), _INITIAL_SLOTS), dtype=np.float64)
+        self._times = np.zeros((len(_TIME_FIELDS), _INITIAL_SLOTS), dtype=np.int64)
+        # Per category (a column each, in order of first appearance; COUNTED_CATEGORIES first).
+        self._categories: dict[str, int] = {name: j for j, name in enumerate(COUNTED_CATEGORIES)}
+        self._counted = np.arange(len(COUNTED_CATEGORIES))
+        self._category_counts = np.zeros((_INITIAL_SLOTS, len(self._categories)))
+        self._category_spend = np.zeros((_INITIAL_SLOTS, len(self._categories)))
+        self._category_flags = _CategoryFlags(tuple(self._categories))
+        self._channels: dict[str, int] = {}
+        self._merchants: list[set[Any]] = []
+        self._windows: list[_Windows] = []
 
     def __len__(self) -> int:
-        return len(self._users)
+        return len(self._slots)
 
     def __contains__(self, user_id: object) -> bool:
-        return user_id in self._users
+        return user_id in self._slots
 
     def users(self) -> Iterator[Any]:
         """The ids of the users with state."""
-        return iter(self._users)
+        return iter(self._slots)
 
     def update(self, tx: Mapping[str, Any]) -> dict[str, float]:
         """Add one transaction to its user's state; return its TRANSACTION_FEATURES."""
-        return dict(zip(TRANSACTION_FEATURES, self.values(tx), strict=True))
+        tx_matrix, _ = self.observe([tx])
+        return dict(zip(TRANSACTION_FEATURES, tx_matrix[0].tolist(), strict=True))
 
-    def values(self, tx: Mapping[str, Any]) -> tuple[float, ...]:
-        """As `update`, but the feature values in TRANSACTION_FEATURES order, without names."""
-        return evaluate_transaction(self.observe(tx))
+    def observe(self, txs: Sequence[Mapping[str, Any]]) -> tuple[Matrix, Matrix]:
+        """Add transactions (canonical mappings, in arrival order) to their users' states; see
+        `observe_columns`."""
+        return self.observe_columns(transaction_columns(txs))
 
-    def observe(self, tx: Mapping[str, Any]) -> TxRow:
-        """Add one transaction to its user's state; its raw statistics, for `transaction_matrix`."""
-        try:
-            user = tx[USER_ID]
-            ts = to_ns(tx[TIMESTAMP])
-            amount = float(tx[AMOUNT])
-            direction = tx[DIRECTION]
-            category = tx[CATEGORY]
-            merchant = tx[MERCHANT]
-            channel = tx[CHANNEL]
-            balance = float(tx[BALANCE_AFTER])
-        except KeyError as exc:
-            raise FinriskError(f"transaction has no field {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise FinriskError(f"transaction has a field of the wrong type: {exc}") from None
-        if not amount > 0 or amount == math.inf:
-            raise FinriskError(f"transaction field {AMOUNT!r} must be a finite number > 0")
-        if not math.isfinite(balance):
-            raise FinriskError(f"transaction field {BALANCE_AFTER!r} must be finite")
-        if direction == DEBIT_DIRECTION:
-            debit = True
-        elif direction == CREDIT:
-            debit = False
-        else:
-            raise FinriskError(
-                f"transaction field {DIRECTION!r} must be {DEBIT_DIRECTION!r} or {CREDIT!r}, "
-                f"not {direction!r}"
+    def observe_columns(self, columns: TxColumns) -> tuple[Matrix, Matrix]:
+        """Add transactions, in arrival order, to their users' states.
+
+        Returns two matrices with a row per transaction: its TRANSACTION_FEATURES, and its
+        user's USER_FEATURES as of (and including) it. FinriskError, before any state changes,
+        if a transaction cannot be taken (`column_problems`).
+        """
+        problems = column_problems(columns)
+        if problems:
+            row, reason = problems[0]
+            raise FinriskError(f"transaction {row}: {reason}")
+        n = columns.size
+        if n == 0:
+            return (
+                np.empty((0, len(TRANSACTION_FEATURES))),
+                np.empty((0, len(USER_FEATURES))),
             )
+        known = self._prepare_users(columns)
+        # Round order: the k-th transaction of each user in round k (stable, so each user's
+        # transactions keep their order); every column below is in this order.
+        order = np.argsort(known.rank, kind="stable")
+        rounds = np.searchsorted(known.rank[order], np.arange(known.rank.max() + 2))
+        batch = self._batch_columns(columns, known, order)
 
-        state = self._users.get(user)
-        if state is None:
-            state = self._users[user] = _UserState()
-            state.first_ts = state.last_ts = state.recent_ref_ts = ts
-            state.min_balance = balance
-            has_prev = False
-            gap = 0.0
-            clock = ts
-        else:
-            has_prev = True
-            last = state.last_ts
-            if ts >= last:
-                gap = (ts - last) / _NS_PER_SECOND_F
-                clock = ts
-            else:  # late: the windows' clock must not go backwards
-                gap = 0.0
-                clock = last
+        prior = np.empty((len(_PRIOR_ROWS) + 1, n))  # _PRIOR_ROWS, then the debit total
+        last_before = np.empty(n, dtype=np.int64)
+        after_sums = np.empty((len(_SUM_FIELDS), n))
+        after_times = np.empty((len(_TIME_FIELDS), n), dtype=np.int64)
+        seen_category = np.empty(n)
+        top_spend = np.empty(n)
+        counted = np.empty((len(COUNTED_CATEGORIES), n))
+        for start, stop in zip(rounds[:-1].tolist(), rounds[1:].tolist(), strict=True):
+            if start == stop:
+                continue
+            part = batch.rows(start, stop)
+            slot = part.slot
+            sums, times = self._sums[:, slot], self._times[:, slot]
+            prior[: len(_PRIOR_ROWS), start:stop] = sums[_PRIOR_ROWS]
+            prior[-1, start:stop] = sums[_DEBIT_CUM_ROW]
+            last_before[start:stop] = times[_LAST_TS_ROW]
+            s, t = _Sums(*sums), _Times(*times)
+            _advance(s, t, part)
+            self._sums[:, slot] = after_sums[:, start:stop] = np.stack(_fields_of(s, _SUM_FIELDS))
+            self._times[:, slot] = after_times[:, start:stop] = np.stack(
+                _fields_of(t, _TIME_FIELDS)
+            )
+            cells = (slot, part.category)
+            seen = self._category_counts[cells]
+            seen_category[start:stop] = seen
+            self._category_counts[cells] = seen + 1.0
+            spend = self._category_spend[cells]
+            self._category_spend[cells] = np.where(part.debit, spend + part.amount, spend)
+            top_spend[start:stop] = self._category_spend[slot].max(axis=1)
+            counted[:, start:stop] = self._category_counts[slot[:, None], self._counted].T
 
-        category_counts = state.category_counts
-        seen = category_counts.get(category, 0)
-        category_counts[category] = seen + 1
-        new_category = seen == 0
-        new_merchant = merchant not in state.merchants
-        if new_merchant:
-            state.merchants.add(merchant)
+        first = known.first[order]
+        clock = np.maximum(batch.ts, last_before)
+        window_counts, window_sums = self._window_stats(
+            batch.slot, batch.ts, clock, prior[-1], after_sums[_DEBIT_CUM_ROW]
+        )
+        tx_stats = TxStats(
+            amount=batch.amount,
+            is_debit=batch.debit.astype(np.float64),
+            balance_after=batch.balance,
+            timestamp_ns=batch.ts,
+            category=Codes(batch.category, tuple(self._categories)),
+            channel=Codes(known.channel[order], tuple(self._channels)),
+            prior_debit_count=prior[0],
+            prior_debit_log_sum=prior[1],
+            prior_debit_log_sumsq=prior[2],
+            prior_debit_max=prior[3],
+            window_counts=window_counts,
+            window_debit_sums=window_sums,
+            has_prev=~first,
+            seconds_since_prev=np.where(
+                ~first & (batch.ts >= last_before), (batch.ts - last_before) / _NS_PER_SECOND_F, 0.0
+            ),
+            is_new_category=(seen_category == 0).astype(np.float64),
+            is_new_merchant=known.new_merchant[order],
+        )
+        user_stats = _user_stats(
+            after_sums, after_times, known.n_merchants[order], top_spend, list(counted)
+        )
+        # Back to arrival order.
+        tx_matrix = np.empty((n, len(TRANSACTION_FEATURES)))
+        tx_matrix[order] = _matrix(transaction_formulas(tx_stats), n)
+        user_matrix = np.empty((n, len(USER_FEATURES)))
+        user_matrix[order] = _matrix(user_formulas(user_stats), n)
+        return tx_matrix, user_matrix
 
-        prior_debits = state.n_debits
-        prior_log_sum = state.debit_log_sum
-        prior_log_sumsq = state.debit_log_sumsq
-        prior_max = state.debit_max
-        cum_before = state.debit_cum
-        if debit:
-            log_amount = math.log1p(amount)
-            state.n_debits = prior_debits + 1
-            state.debit_log_sum = prior_log_sum + log_amount
-            state.debit_log_sumsq = prior_log_sumsq + log_amount * log_amount
-            if amount > prior_max:
-                state.debit_max = amount
-            state.debit_cum = cum_before + amount
+    def _prepare_users(self, columns: TxColumns) -> _Known:
+        """Slots (new users get fresh ones), ranks, category and channel codes, and merchant
+        novelty, per transaction in arrival order."""
+        n = columns.size
+        slots_of, categories, channels = self._slots, self._categories, self._channels
+        slot = np.empty(n, dtype=np.intp)
+        rank = np.empty(n, dtype=np.intp)
+        category = np.empty(n, dtype=np.intp)
+        channel = np.empty(n, dtype=np.intp)
+        new_merchant = np.empty(n)
+        n_merchants = np.empty(n)
+        first = np.zeros(n, dtype=np.bool_)
+        in_batch: dict[int, int] = {}
+        rows = zip(
+            columns.user_id, columns.category, columns.channel, columns.merchant, strict=True
+        )
+        for i, (user, category_name, channel_name, merchant) in enumerate(rows):
+            s = slots_of.get(user)
+            if s is None:
+                s = self._allocate(user)
+                first[i] = True
+            slot[i] = s
+            k = in_batch.get(s, 0)
+            in_batch[s] = k + 1
+            rank[i] = k
+            code = categories.get(category_name)
+            if code is None:
+                code = categories[category_name] = len(categories)
+            category[i] = code
+            code = channels.get(channel_name)
+            if code is None:
+                code = channels[channel_name] = len(channels)
+            channel[i] = code
+            seen = self._merchants[s]
+            if merchant in seen:
+                new_merchant[i] = 0.0
+            else:
+                seen.add(merchant)
+                new_merchant[i] = 1.0
+            n_merchants[i] = len(seen)
+        self._fit_arrays()
+        fresh = slot[first]
+        self._reset_slots(fresh)
+        times = self._times
+        stamps = columns.timestamp_ns[first]
+        for name in ("last_ts", "first_ts", "recent_ref_ts"):
+            times[_TIME_FIELDS.index(name), fresh] = stamps
+        self._sums[_ROW["min_balance"], fresh] = columns.balance_after[first]
+        return _Known(slot, rank, category, channel, new_merchant, n_merchants, first)
 
-        counts = []
-        debit_cum = state.debit_cum
-        sums = []
-        for window, (length, summed) in zip(state.windows, _WINDOW_SPECS, strict=True):
-            window.append((ts, cum_before))
-            cutoff = clock - length
-            while window[0][0] <= cutoff:
-                window.popleft()
-            counts.append(len(window))
-            if summed:
-                sums.append(debit_cum - window[0][1])
-
-        self._add_to_user(state, ts, amount, debit, category, merchant, balance)
-        return (
-            amount,
-            1.0 if debit else 0.0,
-            balance,
-            ts,
-            category,
-            channel,
-            prior_debits,
-            prior_log_sum,
-            prior_log_sumsq,
-            prior_max,
-            1.0 if has_prev else 0.0,
-            gap,
-            1.0 if new_category else 0.0,
-            1.0 if new_merchant else 0.0,
-            *counts,
-            *sums,
+    def _batch_columns(self, columns: TxColumns, known: _Known, order: Any) -> _Batch:
+        debit = columns.is_debit[order]
+        credit = ~debit
+        category = known.category[order]
+        flags = self._category_flags
+        if len(flags.distress) != len(self._categories):
+            flags = self._category_flags = _CategoryFlags(tuple(self._categories))
+        gambling = debit & np.fromiter(
+            (is_gambling_merchant(columns.merchant[i]) for i in order.tolist()),
+            dtype=np.bool_,
+            count=len(order),
+        )
+        balance = columns.balance_after[order]
+        low = balance < LOW_BALANCE_THRESHOLD
+        amount = columns.amount[order]
+        discretionary = debit & flags.discretionary[category]
+        essential = debit & flags.essential[category] & ~discretionary
+        return _Batch(
+            slot=known.slot[order],
+            ts=columns.timestamp_ns[order],
+            amount=amount,
+            debit=debit,
+            balance=balance,
+            category=category,
+            log_amount=np.log1p(amount),
+            gambling=gambling,
+            distress=debit & (gambling | flags.distress[category]),
+            discretionary=discretionary,
+            essential=essential,
+            cash_out=debit & flags.cash_out[category] & ~discretionary & ~essential,
+            transfer_in=credit & flags.transfer_in[category],
+            salary=credit & flags.salary[category],
+            low=low,
+            overdrawn=low & (balance < 0),
         )
 
-    @staticmethod
-    def _add_to_user(
-        state: _UserState,
-        ts: int,
-        amount: float,
-        debit: bool,
-        category: str,
-        merchant: Any,
-        balance: float,
-    ) -> None:
-        state.n_tx += 1
-        if ts > state.last_ts:
-            state.last_ts = ts
-        offset = ts - state.recent_ref_ts
-        if offset > _REBASE_NS:
-            _rebase_recent_sums(state, ts)
-            offset = 0
-        weight = math.exp(offset * DECAY_PER_NS)
-        state.recent_weight += weight
-        state.recent_balance += weight * balance
-        if debit:
-            state.recent_debit_weight += weight
-            state.recent_expense += weight * amount
-            gambling = is_gambling_merchant(merchant)
-            if gambling:
-                state.n_gambling += 1
-            if gambling or category in DISTRESS_CATEGORIES:
-                state.n_distress += 1
-                state.recent_distress += weight
-            state.expense_sumsq += amount * amount
-            spend = state.category_spend
-            spend[category] = spend.get(category, 0.0) + amount
-            if category in DISCRETIONARY_CATEGORIES:
-                state.discretionary += amount
-            elif category in ESSENTIAL_CATEGORIES:
-                state.essential += amount
-            elif category in CASH_OUT_CATEGORIES:
-                state.cash_out += amount
+    def _window_stats(
+        self, slots: Any, stamps: Ints, clocks: Ints, cum_before: Floats, cum_after: Floats
+    ) -> tuple[list[Floats], list[Floats]]:
+        """Counts in each window and debit sums in the summed ones, per transaction (round
+        order keeps each user's transactions in arrival order)."""
+        n = len(stamps)
+        counts = [np.empty(n) for _ in _WINDOW_LENGTHS]
+        sums = [np.empty(n) for _ in _SUMMED]
+        windows = self._windows
+        rows = zip(
+            slots.tolist(),
+            stamps.tolist(),
+            clocks.tolist(),
+            cum_before.tolist(),
+            cum_after.tolist(),
+            strict=True,
+        )
+        for i, (slot, ts, clock, before, after) in enumerate(rows):
+            window = windows[slot]
+            entries, cums, starts = window.stamps, window.cums, window.starts
+            entries.append(ts)
+            cums.append(before)
+            end = len(entries)
+            for k, length in enumerate(_WINDOW_LENGTHS):
+                cutoff = clock - length
+                j = starts[k]
+                while entries[j] <= cutoff:
+                    j += 1
+                starts[k] = j
+                counts[k][i] = end - j
+            for column, k in zip(sums, _SUMMED, strict=True):
+                column[i] = after - cums[starts[k]]
+            expired = starts[_LONGEST]
+            if expired > _TRIM_AFTER:
+                del entries[:expired], cums[:expired]
+                window.starts = [start - expired for start in starts]
+        return counts, sums
+
+    def _allocate(self, user_id: Any) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self._merchants[slot] = set()
+            self._windows[slot] = _Windows()
         else:
-            state.recent_income += weight * amount
-            if category == TRANSFER_IN:
-                state.recent_transfer_in += weight
-            state.total_income += amount
-            if category == SALARY:
-                state.salary_income += amount
-                if state.last_salary_ts is not None:
-                    interval = (ts - state.last_salary_ts) / _NS_PER_DAY_F
-                    state.salary_k += 1
-                    state.salary_sum += interval
-                    state.salary_sumsq += interval * interval
-                state.last_salary_ts = ts
-        if balance < LOW_BALANCE_THRESHOLD:
-            state.n_low += 1
-            state.recent_low_balance += weight
-            if balance < 0:
-                state.n_overdrawn += 1
-                state.recent_overdrawn += weight
-        state.balance_sum += balance
-        if balance < state.min_balance:
-            state.min_balance = balance
-        state.last_balance = balance
-        elapsed = (ts - state.first_ts) / _NS_PER_DAY_F
-        state.t_sum += elapsed
-        state.tt_sum += elapsed * elapsed
-        state.b_sum += balance
-        state.tb_sum += elapsed * balance
+            slot = self._next_slot
+            self._next_slot += 1
+            self._merchants.append(set())
+            self._windows.append(_Windows())
+        self._slots[user_id] = slot
+        return slot
+
+    def _fit_arrays(self) -> None:
+        """Room for every slot handed out and every category seen."""
+        capacity = self._sums.shape[1]
+        if self._next_slot > capacity:
+            grown = max(self._next_slot, 2 * capacity)
+            self._sums = _widen(self._sums, (len(_SUM_FIELDS), grown))
+            self._times = _widen(self._times, (len(_TIME_FIELDS), grown))
+        shape = (self._sums.shape[1], len(self._categories))
+        if shape != self._category_counts.shape:
+            self._category_counts = _widen(self._category_counts, shape)
+            self._category_spend = _widen(self._category_spend, shape)
+
+    def _reset_slots(self, slots: Any) -> None:
+        self._sums[:, slots] = 0.0
+        self._times[:, slots] = 0
+        self._times[_TIME_FIELDS.index("last_salary_ts"), slots] = _NO_SALARY
+        self._category_counts[slots] = 0.0
+        self._category_spend[slots] = 0.0
 
     def user_features(self, user_id: Any) -> dict[str, float]:
         """USER_FEATURES of everything seen so far for `user_id`."""
-        return {
-            name: float(value)
-            for name, value in zip(USER_FEATURES, self.user_values(user_id), strict=True)
-        }
+        return dict(zip(USER_FEATURES, self.user_values(user_id), strict=True))
 
     def user_values(self, user_id: Any) -> tuple[float, ...]:
         """As `user_features`, but the values in USER_FEATURES order, without names."""
-        return evaluate_user(self.user_row(user_id))
-
-    def user_row(self, user_id: Any) -> UserRow:
-        """The raw statistics of everything seen so far for `user_id`, for `user_matrix`."""
-        state = self._users.get(user_id)
-        if state is None:
-            raise FinriskError(f"no transactions seen for user {user_id!r}")
-        counts = state.category_counts
-        return (
-            *_get_user_fields(state),
-            float(state.last_ts - state.first_ts),
-            # From the reference time to the latest transaction, as the formulas define the sums.
-            math.exp((state.recent_ref_ts - state.last_ts) * DECAY_PER_NS),
-            len(state.merchants),
-            max(state.category_spend.values(), default=0.0),
-            *map(counts.get, COUNTED_CATEGORIES, _NO_COUNTS),
+        slot = self._slot(user_id)
+        index = np.array([slot])
+        stats = _user_stats(
+            self._sums[:, index],
+            self._times[:, index],
+            np.array([float(len(self._merchants[slot]))]),
+            self._category_spend[index].max(axis=1),
+            list(self._category_counts[index][:, self._counted].T),
         )
+        return tuple(_matrix(user_formulas(stats), 1)[0].tolist())
 
     def snapshot(self, user_id: Any) -> bytes:
         """The user's whole state as bytes (JSON), for a changelog keyed by user."""
-        state = self._users.get(user_id)
-        if state is None:
-            raise FinriskError(f"no state for user {user_id!r}")
+        slot = self._slot(user_id)
         document: dict[str, Any] = {"version": SNAPSHOT_VERSION}
-        document.update(zip(_SCALARS, _get_scalars(state), strict=True))
-        document["category_counts"] = state.category_counts
-        document["category_spend"] = state.category_spend
-        document["merchants"] = list(state.merchants)
-        document["windows"] = [list(window) for window in state.windows]
+        for name, value in zip(_SUM_FIELDS, self._sums[:, slot].tolist(), strict=True):
+            document[name] = int(value) if name in _COUNT_FIELDS else value
+        for name, stamp in zip(_TIME_FIELDS, self._times[:, slot].tolist(), strict=True):
+            document[name] = None if stamp == _NO_SALARY else stamp
+        counts = self._category_counts[slot].tolist()
+        spend = self._category_spend[slot].tolist()
+        document["category_counts"] = {
+            name: int(counts[j]) for name, j in self._categories.items() if counts[j]
+        }
+        document["category_spend"] = {
+            name: spend[j] for name, j in self._categories.items() if spend[j]
+        }
+        document["merchants"] = list(self._merchants[slot])
+        window = self._windows[slot]
+        document["windows"] = [
+            list(zip(window.stamps[start:], window.cums[start:], strict=True))
+            for start in window.starts
+        ]
         return orjson.dumps(document)
 
     def restore(self, user_id: Any, data: bytes) -> None:
@@ -474,178 +645,222 @@ class OnlineFeatures:
                     "lacks statistics the features need: drop it and replay the user's "
                     "transactions)"
                 )
-            state = _UserState()
-            for name in _SCALARS:
-                setattr(state, name, document[name])
-            state.category_counts = {str(k): int(v) for k, v in document["category_counts"].items()}
-            state.category_spend = {str(k): float(v) for k, v in document["category_spend"].items()}
-            state.merchants = set(document["merchants"])
-            windows = document["windows"]
-            if len(windows) != len(WINDOWS):
-                raise FinriskError(f"feature state of user {user_id!r} has the wrong windows")
-            state.windows = [
-                deque((int(ts), float(cum)) for ts, cum in window) for window in windows
-            ]
+            sums = [float(document[name]) for name in _SUM_FIELDS]
+            times = [document[name] for name in _TIME_FIELDS]
+            times[-1] = _NO_SALARY if times[-1] is None else times[-1]
+            times = [int(stamp) for stamp in times]
+            counts = {str(k): float(v) for k, v in document["category_counts"].items()}
+            spend = {str(k): float(v) for k, v in document["category_spend"].items()}
+            merchants = set(document["merchants"])
+            window = _restored_windows(document["windows"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FinriskError(f"feature state of user {user_id!r} is unreadable: {exc}") from None
-        self._users[user_id] = state
+        except FinriskError as exc:
+            raise FinriskError(f"feature state of user {user_id!r} {exc}") from None
+        slot = self._slots.get(user_id)
+        if slot is None:
+            slot = self._allocate(user_id)
+        for name in (*counts, *spend):
+            self._categories.setdefault(name, len(self._categories))
+        self._fit_arrays()
+        self._reset_slots([slot])
+        self._sums[:, slot] = sums
+        self._times[:, slot] = times
+        for name, value in counts.items():
+            self._category_counts[slot, self._categories[name]] = value
+        for name, value in spend.items():
+            self._category_spend[slot, self._categories[name]] = value
+        self._merchants[slot] = merchants
+        self._windows[slot] = window
 
     def forget(self, user_id: Any) -> None:
         """Drop the user's state (e.g. when a changelog tombstone arrives)."""
-        self._users.pop(user_id, None)
+        slot = self._slots.pop(user_id, None)
+        if slot is not None:
+            self._free.append(slot)
+
+    def _slot(self, user_id: Any) -> int:
+        slot = self._slots.get(user_id)
+        if slot is None:
+            raise FinriskError(f"no transactions seen for user {user_id!r}")
+        return slot
 
 
-def evaluate_transaction(row: TxRow) -> tuple[float, ...]:
-    """TRANSACTION_FEATURES of one `observe` row, evaluated on floats."""
-    return transaction_formulas(SCALAR_OPS, _tx_stats(row))
+class _Known(NamedTuple):
+    """What the per-transaction pass over a batch found, in arrival order."""
+
+    slot: npt.NDArray[np.intp]
+    rank: npt.NDArray[np.intp]  # earlier transactions of the same user in the batch
+    category: npt.NDArray[np.intp]
+    channel: npt.NDArray[np.intp]
+    new_merchant: Floats
+    n_merchants: Floats  # the user's distinct merchants after the transaction
+    first: npt.NDArray[np.bool_]  # the user's first transaction ever
 
 
-def evaluate_user(row: UserRow) -> tuple[float, ...]:
-    """USER_FEATURES of one `user_row` row, evaluated on floats."""
-    return user_formulas(SCALAR_OPS, _user_stats(row))
+class _CategoryFlags:
+    """Per category code, the groups it belongs to."""
+
+    def __init__(self, categories: tuple[str, ...]) -> None:
+        def member(group: frozenset[str]) -> npt.NDArray[np.bool_]:
+            return np.array([name in group for name in categories], dtype=np.bool_)
+
+        self.distress = member(DISTRESS_CATEGORIES)
+        self.discretionary = member(DISCRETIONARY_CATEGORIES)
+        self.essential = member(ESSENTIAL_CATEGORIES)
+        self.cash_out = member(CASH_OUT_CATEGORIES)
+        self.transfer_in = member(frozenset({TRANSFER_IN}))
+        self.salary = member(frozenset({SALARY}))
 
 
-def transaction_matrix(rows: Sequence[TxRow]) -> npt.NDArray[np.float64]:
-    """TRANSACTION_FEATURES of `observe` rows, one row each, the formulas evaluated on arrays."""
-    if not rows:
-        return np.empty((0, len(TRANSACTION_FEATURES)), dtype=np.float64)
-    columns: list[Any] = list(zip(*rows, strict=True))
-    n = len(rows)
-    for i, column in enumerate(columns):
-        if i == _TIMESTAMP_FIELD:
-            columns[i] = np.fromiter(column, dtype=np.int64, count=n)
-        elif i not in (_CATEGORY_FIELD, _CHANNEL_FIELD):
-            columns[i] = np.fromiter(column, dtype=np.float64, count=n)
-    return _matrix(transaction_formulas(ARRAY_OPS, _tx_stats(columns)), len(rows))
+def _advance(s: _Sums, t: _Times, x: _Batch) -> None:
+    """One round: each user's next transaction added to their statistics (in place)."""
+    debit, amount, balance, ts = x.debit, x.amount, x.balance, x.ts
+    s.n_tx = s.n_tx + 1.0
+    s.n_debits = np.where(debit, s.n_debits + 1.0, s.n_debits)
+    s.debit_log_sum = np.where(debit, s.debit_log_sum + x.log_amount, s.debit_log_sum)
+    s.debit_log_sumsq = np.where(
+        debit, s.debit_log_sumsq + x.log_amount * x.log_amount, s.debit_log_sumsq
+    )
+    s.debit_max = np.where(debit & (amount > s.debit_max), amount, s.debit_max)
+    s.debit_cum = np.where(debit, s.debit_cum + amount, s.debit_cum)
+    s.expense_sumsq = np.where(debit, s.expense_sumsq + amount * amount, s.expense_sumsq)
+    t.last_ts = np.maximum(t.last_ts, ts)
+
+    offset = ts - t.recent_ref_ts
+    rebase = offset > _REBASE_NS
+    if rebase.any():
+        scale = np.exp((t.recent_ref_ts - ts) * DECAY_PER_NS)
+        for name in _RECENT:
+            value = getattr(s, name)
+            setattr(s, name, np.where(rebase, value * scale, value))
+        t.recent_ref_ts = np.where(rebase, ts, t.recent_ref_ts)
+        offset = np.where(rebase, 0, offset)
+    weight = np.exp(offset * DECAY_PER_NS)
+    s.recent_weight = s.recent_weight + weight
+    s.recent_balance = s.recent_balance + weight * balance
+    s.recent_debit_weight = np.where(debit, s.recent_debit_weight + weight, s.recent_debit_weight)
+    s.recent_expense = np.where(debit, s.recent_expense + weight * amount, s.recent_expense)
+    s.n_gambling = np.where(x.gambling, s.n_gambling + 1.0, s.n_gambling)
+    s.n_distress = np.where(x.distress, s.n_distress + 1.0, s.n_distress)
+    s.recent_distress = np.where(x.distress, s.recent_distress + weight, s.recent_distress)
+    s.discretionary = np.where(x.discretionary, s.discretionary + amount, s.discretionary)
+    s.essential = np.where(x.essential, s.essential + amount, s.essential)
+    s.cash_out = np.where(x.cash_out, s.cash_out + amount, s.cash_out)
+
+    s.recent_income = np.where(debit, s.recent_income, s.recent_income + weight * amount)
+    s.recent_transfer_in = np.where(
+        x.transfer_in, s.recent_transfer_in + weight, s.recent_transfer_in
+    )
+    s.total_income = np.where(debit, s.total_income, s.total_income + amount)
+    salary = x.salary
+    s.salary_income = np.where(salary, s.salary_income + amount, s.salary_income)
+    had_salary = t.last_salary_ts != _NO_SALARY
+    interval = (ts - np.where(had_salary, t.last_salary_ts, ts)) / _NS_PER_DAY_F
+    follows = salary & had_salary
+    s.salary_k = np.where(follows, s.salary_k + 1.0, s.salary_k)
+    s.salary_sum = np.where(follows, s.salary_sum + interval, s.salary_sum)
+    s.salary_sumsq = np.where(follows, s.salary_sumsq + interval * interval, s.salary_sumsq)
+    t.last_salary_ts = np.where(salary, ts, t.last_salary_ts)
+
+    s.n_low = np.where(x.low, s.n_low + 1.0, s.n_low)
+    s.recent_low_balance = np.where(x.low, s.recent_low_balance + weight, s.recent_low_balance)
+    s.n_overdrawn = np.where(x.overdrawn, s.n_overdrawn + 1.0, s.n_overdrawn)
+    s.recent_overdrawn = np.where(x.overdrawn, s.recent_overdrawn + weight, s.recent_overdrawn)
+    s.balance_sum = s.balance_sum + balance
+    s.min_balance = np.where(balance < s.min_balance, balance, s.min_balance)
+    s.last_balance = balance
+    elapsed = (ts - t.first_ts) / _NS_PER_DAY_F
+    s.t_sum = s.t_sum + elapsed
+    s.tt_sum = s.tt_sum + elapsed * elapsed
+    s.b_sum = s.b_sum + balance
+    s.tb_sum = s.tb_sum + elapsed * balance
 
 
-def user_matrix(rows: Sequence[UserRow]) -> npt.NDArray[np.float64]:
-    """USER_FEATURES of `user_row` rows, one row each, the formulas evaluated on arrays."""
-    if not rows:
-        return np.empty((0, len(USER_FEATURES)), dtype=np.float64)
-    # One flat pass over the numbers: numpy's conversion of a list of tuples inspects each
-    # tuple's shape and each value's type first, which costs more than the conversion.
-    width = len(rows[0])
-    flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
-    columns = flat.reshape(len(rows), width).T
-    return _matrix(user_formulas(ARRAY_OPS, _user_stats(list(columns))), len(rows))
+def _user_stats(
+    sums: Matrix,
+    times: Ints,
+    n_merchants: Floats,
+    top_category_spend: Floats,
+    category_counts: list[Floats],
+) -> UserStats:
+    """UserStats of users' statistics (a column per user, or per transaction's user after it)."""
+    s, t = _Sums(*sums), _Times(*times)
+    # The recent sums from their reference time to the latest transaction, as UserStats has them.
+    scale = np.exp((t.recent_ref_ts - t.last_ts) * DECAY_PER_NS)
+    return UserStats(
+        n_transactions=s.n_tx,
+        n_debits=s.n_debits,
+        total_income=s.total_income,
+        total_expense=s.debit_cum,
+        expense_sumsq=s.expense_sumsq,
+        max_expense=s.debit_max,
+        n_low_balance=s.n_low,
+        n_overdrawn=s.n_overdrawn,
+        top_category_spend=top_category_spend,
+        discretionary_spend=s.discretionary,
+        essential_spend=s.essential,
+        cash_out_spend=s.cash_out,
+        salary_income=s.salary_income,
+        salary_intervals=s.salary_k,
+        salary_interval_sum=s.salary_sum,
+        salary_interval_sumsq=s.salary_sumsq,
+        balance_sum=s.balance_sum,
+        min_balance=s.min_balance,
+        last_balance=s.last_balance,
+        span_days=(t.last_ts - t.first_ts) / _NS_PER_DAY_F,
+        trend_t_sum=s.t_sum,
+        trend_tt_sum=s.tt_sum,
+        trend_b_sum=s.b_sum,
+        trend_tb_sum=s.tb_sum,
+        n_merchants=n_merchants,
+        category_counts=category_counts,
+        n_gambling=s.n_gambling,
+        n_distress=s.n_distress,
+        recent_weight=s.recent_weight * scale,
+        recent_debit_weight=s.recent_debit_weight * scale,
+        recent_income=s.recent_income * scale,
+        recent_expense=s.recent_expense * scale,
+        recent_overdrawn=s.recent_overdrawn * scale,
+        recent_low_balance=s.recent_low_balance * scale,
+        recent_distress=s.recent_distress * scale,
+        recent_balance=s.recent_balance * scale,
+        recent_transfer_in=s.recent_transfer_in * scale,
+    )
 
 
-def _matrix(values: Sequence[Any], n: int) -> npt.NDArray[np.float64]:
+def _restored_windows(lists: Any) -> _Windows:
+    """A user's windows from a snapshot's lists of [timestamp, debit total before]: each is a
+    tail of the longest one."""
+    if len(lists) != len(_WINDOW_LENGTHS):
+        raise FinriskError("has the wrong windows")
+    window = _Windows()
+    longest = lists[_LONGEST]
+    window.stamps = [int(ts) for ts, _ in longest]
+    window.cums = [float(cum) for _, cum in longest]
+    starts = [len(longest) - len(entries) for entries in lists]
+    if any(
+        start < 0 or entries != longest[start:]
+        for start, entries in zip(starts, lists, strict=True)
+    ):
+        raise FinriskError("has windows that do not nest")
+    window.starts = starts
+    return window
+
+
+def _matrix(values: Sequence[Any], n: int) -> Matrix:
     out = np.empty((n, len(values)), dtype=np.float64)
     for j, value in enumerate(values):
         out[:, j] = value  # a formula of constants only comes back a scalar: broadcast
     return out
 
 
-def _tx_stats(f: Sequence[Any]) -> TxStats:
-    """TxStats of a TxRow, or of its columns (one array per field)."""
-    windows_end = _TX_FIELDS + _N_WINDOWS
-    return TxStats(
-        amount=f[0],
-        is_debit=f[1],
-        balance_after=f[2],
-        timestamp_ns=f[_TIMESTAMP_FIELD],
-        category=f[_CATEGORY_FIELD],
-        channel=f[_CHANNEL_FIELD],
-        prior_debit_count=f[6],
-        prior_debit_log_sum=f[7],
-        prior_debit_log_sumsq=f[8],
-        prior_debit_max=f[9],
-        has_prev=f[10],
-        seconds_since_prev=f[11],
-        is_new_category=f[12],
-        is_new_merchant=f[13],
-        window_counts=f[_TX_FIELDS:windows_end],
-        window_debit_sums=f[windows_end:],
-    )
+def _widen(block: Any, shape: tuple[int, int]) -> Any:
+    """`block` grown to `shape` with zeros."""
+    grown = np.zeros(shape, dtype=block.dtype)
+    grown[: block.shape[0], : block.shape[1]] = block
+    return grown
 
 
-def _user_stats(f: Sequence[Any]) -> UserStats:
-    """UserStats of a UserRow, or of its columns (one array per field)."""
-    (
-        n_tx,
-        n_debits,
-        max_expense,
-        total_expense,
-        expense_sumsq,
-        total_income,
-        n_low,
-        n_overdrawn,
-        discretionary,
-        essential,
-        cash_out,
-        salary_income,
-        salary_k,
-        salary_sum,
-        salary_sumsq,
-        balance_sum,
-        min_balance,
-        last_balance,
-        t_sum,
-        tt_sum,
-        b_sum,
-        tb_sum,
-        n_gambling,
-        n_distress,
-        *recent,
-    ) = f[:_N_USER_STATE]
-    span_ns, scale, n_merchants, top_category_spend = f[_N_USER_STATE : _N_USER_STATE + 4]
-    (
-        recent_weight,
-        recent_debit_weight,
-        recent_income,
-        recent_expense,
-        recent_overdrawn,
-        recent_low_balance,
-        recent_distress,
-        recent_balance,
-        recent_transfer_in,
-    ) = (value * scale for value in recent)
-    return UserStats(
-        n_transactions=n_tx,
-        n_debits=n_debits,
-        total_income=total_income,
-        total_expense=total_expense,
-        expense_sumsq=expense_sumsq,
-        max_expense=max_expense,
-        n_low_balance=n_low,
-        n_overdrawn=n_overdrawn,
-        top_category_spend=top_category_spend,
-        discretionary_spend=discretionary,
-        essential_spend=essential,
-        cash_out_spend=cash_out,
-        salary_income=salary_income,
-        salary_intervals=salary_k,
-        salary_interval_sum=salary_sum,
-        salary_interval_sumsq=salary_sumsq,
-        balance_sum=balance_sum,
-        min_balance=min_balance,
-        last_balance=last_balance,
-        span_days=span_ns / _NS_PER_DAY_F,
-        trend_t_sum=t_sum,
-        trend_tt_sum=tt_sum,
-        trend_b_sum=b_sum,
-        trend_tb_sum=tb_sum,
-        n_merchants=n_merchants,
-        category_counts=f[_N_USER_STATE + 4 :],
-        n_gambling=n_gambling,
-        n_distress=n_distress,
-        recent_weight=recent_weight,
-        recent_debit_weight=recent_debit_weight,
-        recent_income=recent_income,
-        recent_expense=recent_expense,
-        recent_overdrawn=recent_overdrawn,
-        recent_low_balance=recent_low_balance,
-        recent_distress=recent_distress,
-        recent_balance=recent_balance,
-        recent_transfer_in=recent_transfer_in,
-    )
-
-
-def _rebase_recent_sums(state: _UserState, ts: int) -> None:
-    """Move the recent sums' reference time to `ts`, before their weights grow too large."""
-    scale = math.exp((state.recent_ref_ts - ts) * DECAY_PER_NS)
-    for name in _RECENT:
-        setattr(state, name, getattr(state, name) * scale)
-    state.recent_ref_ts = ts
+def _fields_of(values: _Sums | _Times, names: tuple[str, ...]) -> list[Any]:
+    return [getattr(values, name) for name in names]

@@ -1,10 +1,10 @@
 """One micro-batch: its messages parsed and checked, features computed, and what is left to do.
 
-`prepare` runs in the bridge's thread, in message order: it parses each message (bad ones
-become dead letters), skips those the restored state already includes, updates the online
-state (collecting each transaction's raw statistics, turned into features for the whole batch
-at once), and, when the batch is a checkpoint, snapshots every user changed since the last one
-(the batch's changelog records) before the next batch can change them.
+`prepare` runs in the bridge's thread: it parses each message in order (bad ones become dead
+letters), skips those the restored state already includes, adds the rest to the online state
+as one batch (features come out as two matrices, a row per transaction), and, when the batch
+is a checkpoint, snapshots every user changed since the last one (the batch's changelog
+records) before the next batch can change them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from confluent_kafka import Message
 
-from finrisk.errors import FinriskError
-from finrisk.features.online import TxRow, UserRow, transaction_matrix, user_matrix
+from finrisk.features.online import column_problems
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
-from finrisk.serving.bridge.state import ChangelogRecord, StateStore
+from finrisk.serving.bridge.state import ChangelogRecord, StateStore, columns
 from finrisk.sinks.base import AnomalyRecord
 
 if TYPE_CHECKING:
@@ -140,12 +139,11 @@ def prepare(
     messages: Sequence[Message], parser: MessageParser, state: StateStore, *, checkpoint: bool
 ) -> Batch:
     rows: list[tuple[Message, Transaction]] = []
-    tx_rows: list[TxRow] = []
-    user_rows: list[UserRow] = []
+    positions: list[tuple[int, int]] = []
     dead: list[tuple[Message, str, str]] = []
     next_offsets: dict[int, int] = {}
     skipped = errors = 0
-    parse = parser.parse
+    parse, applied = parser.parse, state.applied
     for msg in messages:
         if msg.error() is not None:
             errors += 1
@@ -157,25 +155,28 @@ def prepare(
         except BadMessage as bad:
             dead.append((msg, bad.kind, bad.reason))
             continue
-        if state.applied(tx.user_id, partition, offset):
+        # Against the state before this batch: a user's later messages in it come after.
+        if applied(tx.user_id, partition, offset):
             skipped += 1
             continue
-        try:
-            tx_row, user_row = state.apply(tx, partition, offset)
-        except FinriskError as exc:
-            dead.append((msg, SCHEMA_INVALID, str(exc)))
-            continue
         rows.append((msg, tx))
-        tx_rows.append(tx_row)
-        user_rows.append(user_row)
+        positions.append((partition, offset))
+    txs = columns([tx for _, tx in rows])
+    problems = column_problems(txs)
+    if problems:  # none once the parser's checks passed; dead letters all the same
+        rejected = dict(problems)
+        dead.extend((rows[i][0], SCHEMA_INVALID, reason) for i, reason in rejected.items())
+        keep = [i for i in range(len(rows)) if i not in rejected]
+        rows, positions, txs = [rows[i] for i in keep], [positions[i] for i in keep], txs.take(keep)
+    tx_matrix, user_matrix = state.apply(txs, positions)
     changelog: list[ChangelogRecord] = []
     if checkpoint:
         changelog = state.changelog()
         state.mark_clean()
     return Batch(
         rows=rows,
-        tx_matrix=transaction_matrix(tx_rows),
-        user_matrix=user_matrix(user_rows),
+        tx_matrix=tx_matrix,
+        user_matrix=user_matrix,
         dead=dead,
         next_offsets=next_offsets,
         changelog=changelog,

@@ -21,10 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from finrisk.errors import FinriskError
 from finrisk.features import OnlineFeatures
-from finrisk.features.online import TxRow, UserRow
+from finrisk.features.online import TxColumns
+from finrisk.schema import AMOUNT, BALANCE_AFTER, CATEGORY, CHANNEL, DEBIT, DIRECTION, MERCHANT
 from finrisk.serving.bridge.messages import Transaction
+
+Matrix = npt.NDArray[np.float64]
 
 SOURCE_OFFSET_HEADER = "finrisk.source.offset"
 
@@ -57,14 +63,16 @@ class StateStore:
         position = self._position.get(user_id)
         return position is not None and position[0] == partition and offset <= position[1]
 
-    def apply(self, tx: Transaction, partition: int, offset: int) -> tuple[TxRow, UserRow]:
-        """Add `tx` to its user's state: its raw statistics and the user's after it (turned
-        into features per micro-batch by `transaction_matrix` and `user_matrix`)."""
-        user = tx.user_id
-        row = self.features.observe(tx.fields)
-        self._position[user] = (partition, offset)
-        self._dirty.add(user)
-        return row, self.features.user_row(user)
+    def apply(self, txs: TxColumns, positions: Sequence[tuple[int, int]]) -> tuple[Matrix, Matrix]:
+        """Add transactions (in arrival order, each from its input (partition, offset)) to
+        their users' states: a row each of TRANSACTION_FEATURES, and of its user's
+        USER_FEATURES after it (`OnlineFeatures.observe_columns`)."""
+        matrices = self.features.observe_columns(txs)
+        position, dirty = self._position, self._dirty
+        for user, at in zip(txs.user_id, positions, strict=True):
+            position[user] = at
+            dirty.add(user)
+        return matrices
 
     def changelog(self) -> list[ChangelogRecord]:
         """A record for each user changed since the last `mark_clean`."""
@@ -112,3 +120,19 @@ class StateStore:
         self.features.forget(user)
         self._position.pop(user, None)
         self._dirty.discard(user)
+
+
+def columns(txs: Sequence[Transaction]) -> TxColumns:
+    """The feature engine's columns of checked transactions."""
+    rows = [tx.fields for tx in txs]
+    n = len(rows)
+    return TxColumns(
+        user_id=[tx.user_id for tx in txs],
+        timestamp_ns=np.fromiter((tx.event_ns for tx in txs), dtype=np.int64, count=n),
+        amount=np.fromiter((f[AMOUNT] for f in rows), dtype=np.float64, count=n),
+        is_debit=np.fromiter((f[DIRECTION] == DEBIT for f in rows), dtype=np.bool_, count=n),
+        category=[f[CATEGORY] for f in rows],
+        merchant=[f[MERCHANT] for f in rows],
+        channel=[f[CHANNEL] for f in rows],
+        balance_after=np.fromiter((f[BALANCE_AFTER] for f in rows), dtype=np.float64, count=n),
+    )

@@ -9,7 +9,12 @@ import pytest
 from finrisk.errors import FinriskError
 from finrisk.serving.bridge.messages import MessageParser, Transaction
 from finrisk.serving.bridge.producer import synthetic_records
-from finrisk.serving.bridge.state import SOURCE_OFFSET_HEADER, ChangelogRecord, StateStore
+from finrisk.serving.bridge.state import (
+    SOURCE_OFFSET_HEADER,
+    ChangelogRecord,
+    StateStore,
+    columns,
+)
 
 PARTITIONS = 3
 Stream = list[tuple[int, int, Transaction]]  # (partition, offset, tx) in arrival order
@@ -29,13 +34,15 @@ def stream() -> Stream:
 
 
 def _features(store: StateStore, stream: Stream) -> Features:
-    out = {}
-    for partition, offset, tx in stream:
-        if store.applied(tx.user_id, partition, offset):
-            continue
-        values, user = store.apply(tx, partition, offset)
-        out[tx.transaction_id] = (values, user)
-    return out
+    """Each new transaction's features and its user's, the stream fed as one batch."""
+    new = [(p, o, tx) for p, o, tx in stream if not store.applied(tx.user_id, p, o)]
+    tx_matrix, user_matrix = store.apply(
+        columns([tx for _, _, tx in new]), [(p, o) for p, o, _ in new]
+    )
+    return {
+        tx.transaction_id: (tuple(tx_matrix[i].tolist()), tuple(user_matrix[i].tolist()))
+        for i, (_, _, tx) in enumerate(new)
+    }
 
 
 def _write_changelog(store: StateStore, log: list[ChangelogRecord]) -> None:

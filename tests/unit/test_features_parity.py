@@ -13,7 +13,6 @@ from finrisk.features import (
     transaction_features,
     user_features,
 )
-from finrisk.features.online import transaction_matrix, user_matrix
 from finrisk.synthetic import generate
 
 RTOL = 1e-9
@@ -46,13 +45,11 @@ def _epoch_ms_records(frame: pd.DataFrame) -> list[dict[str, object]]:
     return wire.to_dict("records")
 
 
-def _run_online(records: list[dict[str, object]], online: OnlineFeatures) -> np.ndarray:
-    rows = []
-    for record in records:
-        result = online.update(record)
-        assert tuple(result) == TRANSACTION_FEATURES
-        rows.append([result[name] for name in TRANSACTION_FEATURES])
-    return np.array(rows, dtype=np.float64)
+def _run_online(
+    records: list[dict[str, object]], online: OnlineFeatures, size: int = 250
+) -> np.ndarray:
+    """Transaction features of the records, fed in micro-batches of `size` as the bridge does."""
+    return _run_micro_batches(records, size, online)[0]
 
 
 def test_stream_is_large_enough(stream: pd.DataFrame) -> None:
@@ -91,19 +88,14 @@ def test_online_user_features_equal_batch(stream: pd.DataFrame) -> None:
 
 
 def _run_micro_batches(
-    records: list[dict[str, object]], size: int
+    records: list[dict[str, object]], size: int, online: OnlineFeatures | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As the bridge does: raw rows per transaction, features evaluated per micro-batch."""
-    online = OnlineFeatures()
-    tx_parts, user_parts = [], []
-    for start in range(0, len(records), size):
-        tx_rows, user_rows = [], []
-        for record in records[start : start + size]:
-            tx_rows.append(online.observe(record))
-            user_rows.append(online.user_row(record["user_id"]))
-        tx_parts.append(transaction_matrix(tx_rows))
-        user_parts.append(user_matrix(user_rows))
-    return np.vstack(tx_parts), np.vstack(user_parts)
+    """Each transaction's features and its user's after it, fed in micro-batches of `size`."""
+    online = OnlineFeatures() if online is None else online
+    parts = [
+        online.observe(records[start : start + size]) for start in range(0, len(records), size)
+    ]
+    return np.vstack([tx for tx, _ in parts]), np.vstack([users for _, users in parts])
 
 
 def test_micro_batch_features_equal_batch_whatever_the_batch_boundaries(
@@ -128,9 +120,11 @@ def test_micro_batch_features_equal_batch_whatever_the_batch_boundaries(
     got = users[last_row.to_numpy()]
     for j, name in enumerate(USER_FEATURES):
         np.testing.assert_allclose(got[:, j], batch_users[:, j], rtol=RTOL, atol=ATOL, err_msg=name)
-    # And the floats path, one transaction at a time, agrees to rounding.
-    scalar = _run_online(records[:3000], OnlineFeatures())
-    np.testing.assert_allclose(tx[:3000], scalar, rtol=1e-12, atol=1e-12)
+    # And one transaction at a time, by name.
+    single = OnlineFeatures()
+    named = [single.update(record) for record in records[:300]]
+    assert all(tuple(result) == TRANSACTION_FEATURES for result in named)
+    np.testing.assert_array_equal([list(result.values()) for result in named], tx[:300])
 
 
 def test_timestamp_forms_give_identical_features(stream: pd.DataFrame) -> None:
