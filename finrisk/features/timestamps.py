@@ -6,6 +6,7 @@ paths) and make the hour/day-of-week arithmetic identical for numpy and Python.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,8 @@ from finrisk.errors import FinriskError
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NS_PER_MS = 1_000_000
+# Nanoseconds fit int64 (as in numpy and pandas): the years 1678 to 2262.
+MIN_NS, MAX_NS = -(2**63) + 1, 2**63 - 1
 
 
 def series_to_ns(values: pd.Series, column: str = "timestamp") -> np.ndarray:
@@ -38,24 +41,30 @@ def series_to_ns(values: pd.Series, column: str = "timestamp") -> np.ndarray:
 
 
 def to_ns(value: Any) -> int:
-    """Nanoseconds since the epoch of one timestamp.
+    """Nanoseconds since the epoch of one timestamp, within int64 (MIN_NS to MAX_NS).
 
     Accepted forms, fastest first: epoch milliseconds (int or float, the wire form for the
     streaming bridge), a pandas Timestamp, a datetime (naive = UTC), an ISO-8601 string.
     """
     kind = type(value)
     if kind is int:
-        return value * _NS_PER_MS
-    if kind is str:
-        return _datetime_ns(_parse_iso(value))
-    if isinstance(value, pd.Timestamp):
+        ns = value * _NS_PER_MS
+    elif kind is str:
+        ns = _datetime_ns(_parse_iso(value))
+    elif isinstance(value, pd.Timestamp):
         stamp = value if value.tzinfo is not None else value.tz_localize("UTC")
-        return int(stamp.as_unit("ns").value)
-    if isinstance(value, datetime):
-        return _datetime_ns(value)
-    if isinstance(value, float | np.integer | np.floating) and not isinstance(value, bool):
-        return round(float(value) * _NS_PER_MS)
-    raise FinriskError(f"timestamp {value!r} is not epoch milliseconds, a datetime or ISO-8601")
+        ns = int(stamp.as_unit("ns").value)
+    elif isinstance(value, datetime):
+        ns = _datetime_ns(value)
+    elif isinstance(value, float | np.integer | np.floating) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise FinriskError(f"timestamp {value!r} is not a finite number")
+        ns = round(float(value) * _NS_PER_MS)
+    else:
+        raise FinriskError(f"timestamp {value!r} is not epoch milliseconds, a datetime or ISO-8601")
+    if not MIN_NS <= ns <= MAX_NS:
+        raise FinriskError(f"timestamp {value!r} is out of range (years 1678 to 2262)")
+    return ns
 
 
 def _parse_iso(text: str) -> datetime:

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.app import build_scorer
 from finrisk.serving.bridge.messages import BadMessage, MessageParser, Transaction
-from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, scored_value
+from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, scored_values
 from finrisk.serving.bridge.state import StateStore, columns
 from finrisk.settings import Settings
 
@@ -85,14 +85,13 @@ def run_one_per_message(
                 (score,) = scorer.score(tx_matrix[i : i + 1], user_matrix[i : i + 1])
                 now_ms = int(time.time() * 1000)
                 stamp = msg.timestamp()[1]
-                value = scored_value(
-                    tx,
-                    score,
+                (value,) = scored_values(
+                    [tx],
+                    [score],
                     scored_at_ms=now_ms,
-                    latency_ms=float(now_ms - stamp),
-                    partition=partition,
-                    offset=offset,
-                    history_days=float(user_matrix[i, HISTORY_DAYS_COLUMN]),
+                    latencies_ms=[float(now_ms - stamp)],
+                    positions=[(partition, offset)],
+                    history_days=[float(user_matrix[i, HISTORY_DAYS_COLUMN])],
                 )
                 producer.produce(config.scored_topic, value, msg.key())
                 producer.poll(0)

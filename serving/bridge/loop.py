@@ -68,7 +68,7 @@ from finrisk.serving.bridge.outputs import (
     Score,
     anomaly_record,
     dead_letter_headers,
-    scored_value,
+    scored_values,
 )
 from finrisk.serving.bridge.restore import ChangelogReader
 from finrisk.serving.bridge.scoring import Scorer
@@ -513,22 +513,18 @@ class Bridge:
     def _outputs(self, batch: Batch) -> list[OutRecord]:
         assert batch.scores is not None
         scored_topic = self.config.scored_topic
-        records: list[OutRecord] = []
-        history = batch.user_matrix[:, HISTORY_DAYS_COLUMN].tolist()
-        for (msg, tx), score, latency, days in zip(
-            batch.rows, batch.scores, batch.latencies_ms, history, strict=True
-        ):
-            partition, offset = where(msg)
-            value = scored_value(
-                tx,
-                score,
-                scored_at_ms=batch.scored_at_ms,
-                latency_ms=latency,
-                partition=partition,
-                offset=offset,
-                history_days=days,
-            )
-            records.append((scored_topic, msg.key(), value, None, None))
+        values = scored_values(
+            [tx for _, tx in batch.rows],
+            batch.scores,
+            scored_at_ms=batch.scored_at_ms,
+            latencies_ms=batch.latencies_ms,
+            positions=[where(msg) for msg, _ in batch.rows],
+            history_days=batch.user_matrix[:, HISTORY_DAYS_COLUMN].tolist(),
+        )
+        records: list[OutRecord] = [
+            (scored_topic, msg.key(), value, None, None)
+            for (msg, _), value in zip(batch.rows, values, strict=True)
+        ]
         for msg, kind, reason in batch.dead:
             partition, offset = where(msg)
             headers = dead_letter_headers(

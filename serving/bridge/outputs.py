@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from finrisk.features import USER_FEATURES
@@ -16,6 +17,8 @@ from finrisk.schema import (
     CHANNEL,
     DIRECTION,
     MERCHANT,
+    TRANSACTION_ID,
+    USER_ID,
 )
 from finrisk.serving.bridge.messages import Transaction
 from finrisk.sinks.base import AnomalyRecord
@@ -46,45 +49,66 @@ class Score(NamedTuple):
     risk_model_version: str | None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _utc(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    return _EPOCH + timedelta(microseconds=ns // 1000)  # exact, unlike a float of seconds
 
 
-def scored_value(
-    tx: Transaction,
-    score: Score,
+def event_times(event_ns: Sequence[int]) -> list[str]:
+    """RFC 3339 UTC times of epoch nanoseconds (microseconds when not whole seconds), as
+    orjson writes an aware datetime; numpy formats a batch at once, ~6x cheaper than orjson
+    serialising one datetime per record."""
+    ns = np.asarray(event_ns, dtype=np.int64)
+    moments = (ns // 1_000).astype("datetime64[us]")
+    text = np.where(
+        ns % 1_000_000_000 == 0,
+        np.datetime_as_string(moments, unit="s"),
+        np.datetime_as_string(moments, unit="us"),
+    )
+    return [f"{moment}+00:00" for moment in text.tolist()]
+
+
+def scored_values(
+    txs: Sequence[Transaction],
+    scores: Sequence[Score],
     *,
     scored_at_ms: int,
-    latency_ms: float,
-    partition: int,
-    offset: int,
-    history_days: float,
-) -> bytes:
-    """The scored topic's record for one transaction (keyed by user id)."""
-    fields = tx.fields
-    return orjson.dumps(
-        {
-            "transaction_id": tx.transaction_id,
-            "user_id": tx.user_id,
-            "event_time": _utc(tx.event_ns),  # orjson writes RFC 3339
-            "amount": fields[AMOUNT],
-            "direction": fields[DIRECTION],
-            "category": fields[CATEGORY],
-            "channel": fields[CHANNEL],
-            "anomaly_score": score.anomaly_score,
-            "is_anomaly": score.is_anomaly,
-            "threshold": score.threshold,
-            "risk_probability": score.risk_probability,
-            "risk_band": score.risk_band,
-            "reasons": score.reasons,
-            "history_days": round(history_days, 2),
-            "detector_version": score.detector_version,
-            "risk_model_version": score.risk_model_version,
-            "scored_at_ms": scored_at_ms,
-            "latency_ms": round(latency_ms, 3),
-            "source": {"partition": partition, "offset": offset},
-        }
-    )
+    latencies_ms: Sequence[float],
+    positions: Sequence[tuple[int, int]],
+    history_days: Sequence[float],
+) -> list[bytes]:
+    """The scored topic's records (keyed by user id) for transactions and their scores."""
+    dumps = orjson.dumps
+    times = event_times([tx.event_ns for tx in txs])
+    rows = zip(txs, scores, times, latencies_ms, positions, history_days, strict=True)
+    return [
+        dumps(
+            {
+                "transaction_id": tx.fields[TRANSACTION_ID],
+                "user_id": tx.fields[USER_ID],
+                "event_time": event_time,
+                "amount": tx.fields[AMOUNT],
+                "direction": tx.fields[DIRECTION],
+                "category": tx.fields[CATEGORY],
+                "channel": tx.fields[CHANNEL],
+                "anomaly_score": score.anomaly_score,
+                "is_anomaly": score.is_anomaly,
+                "threshold": score.threshold,
+                "risk_probability": score.risk_probability,
+                "risk_band": score.risk_band,
+                "reasons": score.reasons,
+                "history_days": round(days, 2),
+                "detector_version": score.detector_version,
+                "risk_model_version": score.risk_model_version,
+                "scored_at_ms": scored_at_ms,
+                "latency_ms": round(latency, 3),
+                "source": {"partition": partition, "offset": offset},
+            }
+        )
+        for tx, score, event_time, latency, (partition, offset), days in rows
+    ]
 
 
 def anomaly_record(

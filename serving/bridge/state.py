@@ -76,13 +76,11 @@ class StateStore:
 
     def changelog(self) -> list[ChangelogRecord]:
         """A record for each user changed since the last `mark_clean`."""
-        records = []
-        for user in self._dirty:
-            partition, offset = self._position[user]
-            records.append(
-                ChangelogRecord(user.encode(), self.features.snapshot(user), partition, offset)
-            )
-        return records
+        users = list(self._dirty)
+        return [
+            ChangelogRecord(user.encode(), snapshot, *self._position[user])
+            for user, snapshot in zip(users, self.features.snapshots(users), strict=True)
+        ]
 
     def mark_clean(self) -> None:
         self._dirty.clear()

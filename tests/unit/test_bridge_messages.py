@@ -151,3 +151,66 @@ def test_a_user_schema_maps_a_banks_own_field_names(tmp_path: Any) -> None:
         3.0,
         "debit",
     )
+
+
+# Values each field may take in the agreement test: good ones, wrong types, edge values.
+_VARIANTS: dict[str, list[Any]] = {
+    "transaction_id": ["tx9", "", 7, None, ...],
+    "user_id": ["u9", "", 3.0, ...],
+    "timestamp": [
+        1_735_689_600_000,
+        0,
+        -5,
+        1.5e12,
+        "2025-01-01T00:00:00Z",
+        "later",
+        True,
+        10**20,
+        ...,
+    ],
+    "amount": [25.5, 3, 0, -1.0, 1e6, 1e6 + 1, True, "5", float("inf"), ...],
+    "direction": ["debit", "credit", "sideways", 1, ...],
+    "category": ["groceries", "salary", "lottery", "", None, ...],
+    "merchant": ["Shop", "", ["x"], ...],
+    "channel": ["card_present", "atm", "pigeon", {}, ...],
+    "balance_after": [-12.0, 0, 1e300, float("nan"), "1", False, ...],
+}
+
+
+def _verdict(check: Any, document: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        tx = check(dict(document))
+    except BadMessage as bad:
+        return bad.kind, bad.reason
+    return "ok", (tx.fields, tx.event_ns)
+
+
+def test_the_quick_check_agrees_with_each_rule_on_every_variant() -> None:
+    parser = MessageParser()
+    cases = [GOOD] + [
+        {k: v for k, v in {**GOOD, field: value}.items() if v is not ...}
+        for field, values in _VARIANTS.items()
+        for value in values
+    ]
+    # And pairs of changes: a quick check must not let one fault hide another.
+    fields = list(_VARIANTS)
+    cases += [
+        {
+            k: v
+            for k, v in {**GOOD, a: _VARIANTS[a][i % 3 + 1], b: _VARIANTS[b][i % 2]}.items()
+            if v is not ...
+        }
+        for i, (a, b) in enumerate(zip(fields, fields[1:] + fields[:1], strict=True))
+    ]
+    verdicts = [(_verdict(parser.check, c), _verdict(parser.check_each_rule, c)) for c in cases]
+    assert all(quick == slow for quick, slow in verdicts)
+    # Both outcomes occur, and an int amount comes out a float either way.
+    assert {quick[0] for quick, _ in verdicts} == {"ok", SCHEMA_INVALID}
+    int_amount = _verdict(parser.check, {**GOOD, "amount": 3})
+    assert int_amount[0] == "ok" and type(int_amount[1][0]["amount"]) is float
+
+
+def test_timestamps_out_of_range_are_schema_invalid() -> None:
+    with pytest.raises(BadMessage, match="out of range") as caught:
+        MessageParser().parse(_bytes(timestamp=10**17))
+    assert caught.value.kind == SCHEMA_INVALID

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -14,7 +14,8 @@ from finrisk.serving.bridge.outputs import (
     Score,
     anomaly_record,
     dead_letter_headers,
-    scored_value,
+    event_times,
+    scored_values,
 )
 
 TX = MessageParser().parse(
@@ -32,22 +33,21 @@ TX = MessageParser().parse(
         }
     )
 )
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REASONS = [{"feature": "expense_income_ratio", "contribution": 0.25}]
 SCORE = Score(0.93, True, 0.9, 0.81, "HIGH", REASONS, "7", "3")
 
 
 def test_scored_record_has_everything_downstream_needs() -> None:
-    doc = orjson.loads(
-        scored_value(
-            TX,
-            SCORE,
-            scored_at_ms=1_735_689_601_000,
-            latency_ms=12.34567,
-            partition=2,
-            offset=41,
-            history_days=17.123456,
-        )
+    (value,) = scored_values(
+        [TX],
+        [SCORE],
+        scored_at_ms=1_735_689_601_000,
+        latencies_ms=[12.34567],
+        positions=[(2, 41)],
+        history_days=[17.123456],
     )
+    doc = orjson.loads(value)
     assert doc == {
         "transaction_id": "tx9",
         "user_id": "u3",
@@ -69,6 +69,18 @@ def test_scored_record_has_everything_downstream_needs() -> None:
         "latency_ms": 12.346,
         "source": {"partition": 2, "offset": 41},
     }
+
+
+def test_event_times_are_written_as_orjson_writes_datetimes() -> None:
+    stamps_ms = [0, 1_735_689_600_000, 1_735_689_600_123, -1, -86_400_001, 9_000_000_000_123]
+    stamps_ns = [ms * 1_000_000 for ms in stamps_ms] + [1_735_689_600_000_001_000]
+    expected = [
+        orjson.dumps(EPOCH + timedelta(microseconds=ns // 1000)).decode().strip('"')
+        for ns in stamps_ns
+    ]
+    assert event_times(stamps_ns) == expected
+    assert expected[2] == "2025-01-01T00:00:00.123000+00:00"
+    assert expected[1] == "2025-01-01T00:00:00+00:00"
 
 
 def test_anomaly_record_for_the_sink() -> None:
