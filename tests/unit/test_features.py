@@ -452,13 +452,29 @@ def test_old_snapshot_versions_are_refused_clearly() -> None:
     online = OnlineFeatures()
     online.update(frame([{}]).to_dict("records")[0])
     data = online.snapshot("u1")
-    assert orjson.loads(data)["version"] == SNAPSHOT_VERSION
+    header, _ = data.split(b"\n", 1)
+    assert orjson.loads(header)["version"] == SNAPSHOT_VERSION
     old = data.replace(
         f'"version":{SNAPSHOT_VERSION}'.encode(), f'"version":{SNAPSHOT_VERSION - 1}'.encode()
     )
     assert old != data
     with pytest.raises(FinriskError, match=f"version {SNAPSHOT_VERSION - 1}.*replay"):
         OnlineFeatures().restore("u1", old)
+    # Version 2 was one JSON document.
+    with pytest.raises(FinriskError, match=r"version 2.*replay"):
+        OnlineFeatures().restore("u1", b'{"version": 2, "n_tx": 3}')
+
+
+def test_snapshots_cut_short_or_padded_are_refused() -> None:
+    online = OnlineFeatures()
+    online.update(frame([{}]).to_dict("records")[0])
+    data = online.snapshot("u1")
+    restored = OnlineFeatures()
+    restored.restore("u1", data)
+    assert restored.snapshot("u1") == data
+    for bad in (data[:-8], data + b"\0" * 8, data.split(b"\n", 1)[0]):
+        with pytest.raises(FinriskError, match=r"u1.*(cut short|unreadable)"):
+            OnlineFeatures().restore("u1", bad)
 
 
 def test_batch_features_match_the_separate_calls() -> None:
