@@ -322,6 +322,7 @@ class OnlineFeatures:
         self._category_spend = np.zeros((_INITIAL_SLOTS, len(self._categories)))
         self._category_flags = _CategoryFlags(tuple(self._categories))
         self._channels: dict[str, int] = {}
+        self._gambling: dict[Any, bool] = {}  # per merchant name (no more of them than in sets)
         self._merchants: list[set[Any]] = []
         self._windows: list[_Windows] = []
 
@@ -438,15 +439,18 @@ class OnlineFeatures:
     def _prepare_users(self, columns: TxColumns) -> _Known:
         """Slots (new users get fresh ones), ranks, category and channel codes, and merchant
         novelty, per transaction in arrival order."""
-        n = columns.size
         slots_of, categories, channels = self._slots, self._categories, self._channels
-        slot = np.empty(n, dtype=np.intp)
-        rank = np.empty(n, dtype=np.intp)
-        category = np.empty(n, dtype=np.intp)
-        channel = np.empty(n, dtype=np.intp)
-        new_merchant = np.empty(n)
-        n_merchants = np.empty(n)
-        first = np.zeros(n, dtype=np.bool_)
+        merchants, gambling_of = self._merchants, self._gambling
+        # Lists, made arrays at the end: storing into a numpy array one element at a time
+        # costs several times an append.
+        slots: list[int] = []
+        ranks: list[int] = []
+        category_codes: list[int] = []
+        channel_codes: list[int] = []
+        new_merchant: list[bool] = []
+        n_merchants: list[int] = []
+        gambling: list[bool] = []
+        fresh_rows: list[int] = []
         in_batch: dict[int, int] = {}
         rows = zip(
             columns.user_id, columns.category, columns.channel, columns.merchant, strict=True
@@ -455,26 +459,30 @@ class OnlineFeatures:
             s = slots_of.get(user)
             if s is None:
                 s = self._allocate(user)
-                first[i] = True
-            slot[i] = s
+                fresh_rows.append(i)
+            slots.append(s)
             k = in_batch.get(s, 0)
             in_batch[s] = k + 1
-            rank[i] = k
+            ranks.append(k)
             code = categories.get(category_name)
             if code is None:
                 code = categories[category_name] = len(categories)
-            category[i] = code
+            category_codes.append(code)
             code = channels.get(channel_name)
             if code is None:
                 code = channels[channel_name] = len(channels)
-            channel[i] = code
-            seen = self._merchants[s]
-            if merchant in seen:
-                new_merchant[i] = 0.0
-            else:
-                seen.add(merchant)
-                new_merchant[i] = 1.0
-            n_merchants[i] = len(seen)
+            channel_codes.append(code)
+            seen = merchants[s]
+            new_merchant.append(merchant not in seen)
+            seen.add(merchant)
+            n_merchants.append(len(seen))
+            at_gambling = gambling_of.get(merchant)
+            if at_gambling is None:
+                at_gambling = gambling_of[merchant] = is_gambling_merchant(merchant)
+            gambling.append(at_gambling)
+        slot = np.array(slots, dtype=np.intp)
+        first = np.zeros(len(slots), dtype=np.bool_)
+        first[fresh_rows] = True
         self._fit_arrays()
         fresh = slot[first]
         self._reset_slots(fresh)
@@ -483,7 +491,16 @@ class OnlineFeatures:
         for name in ("last_ts", "first_ts", "recent_ref_ts"):
             times[_TIME_FIELDS.index(name), fresh] = stamps
         self._sums[_ROW["min_balance"], fresh] = columns.balance_after[first]
-        return _Known(slot, rank, category, channel, new_merchant, n_merchants, first)
+        return _Known(
+            slot,
+            np.array(ranks, dtype=np.intp),
+            np.array(category_codes, dtype=np.intp),
+            np.array(channel_codes, dtype=np.intp),
+            np.array(new_merchant, dtype=np.float64),
+            np.array(n_merchants, dtype=np.float64),
+            np.array(gambling, dtype=np.bool_),
+            first,
+        )
 
     def _batch_columns(self, columns: TxColumns, known: _Known, order: Any) -> _Batch:
         debit = columns.is_debit[order]
@@ -492,11 +509,7 @@ class OnlineFeatures:
         flags = self._category_flags
         if len(flags.distress) != len(self._categories):
             flags = self._category_flags = _CategoryFlags(tuple(self._categories))
-        gambling = debit & np.fromiter(
-            (is_gambling_merchant(columns.merchant[i]) for i in order.tolist()),
-            dtype=np.bool_,
-            count=len(order),
-        )
+        gambling = debit & known.gambling[order]
         balance = columns.balance_after[order]
         low = balance < LOW_BALANCE_THRESHOLD
         amount = columns.amount[order]
@@ -526,9 +539,8 @@ class OnlineFeatures:
     ) -> tuple[list[Floats], list[Floats]]:
         """Counts in each window and debit sums in the summed ones, per transaction (round
         order keeps each user's transactions in arrival order)."""
-        n = len(stamps)
-        counts = [np.empty(n) for _ in _WINDOW_LENGTHS]
-        sums = [np.empty(n) for _ in _SUMMED]
+        counts: list[list[int]] = [[] for _ in _WINDOW_LENGTHS]
+        sums: list[list[float]] = [[] for _ in _SUMMED]
         windows = self._windows
         rows = zip(
             slots.tolist(),
@@ -538,7 +550,7 @@ class OnlineFeatures:
             cum_after.tolist(),
             strict=True,
         )
-        for i, (slot, ts, clock, before, after) in enumerate(rows):
+        for slot, ts, clock, before, after in rows:
             window = windows[slot]
             entries, cums, starts = window.stamps, window.cums, window.starts
             entries.append(ts)
@@ -550,14 +562,17 @@ class OnlineFeatures:
                 while entries[j] <= cutoff:
                     j += 1
                 starts[k] = j
-                counts[k][i] = end - j
+                counts[k].append(end - j)
             for column, k in zip(sums, _SUMMED, strict=True):
-                column[i] = after - cums[starts[k]]
+                column.append(after - cums[starts[k]])
             expired = starts[_LONGEST]
             if expired > _TRIM_AFTER:
                 del entries[:expired], cums[:expired]
                 window.starts = [start - expired for start in starts]
-        return counts, sums
+        return (
+            [np.array(column, dtype=np.float64) for column in counts],
+            [np.array(column, dtype=np.float64) for column in sums],
+        )
 
     def _allocate(self, user_id: Any) -> int:
         if self._free:
@@ -710,6 +725,7 @@ class _Known(NamedTuple):
     channel: npt.NDArray[np.intp]
     new_merchant: Floats
     n_merchants: Floats  # the user's distinct merchants after the transaction
+    gambling: npt.NDArray[np.bool_]  # at a gambling merchant
     first: npt.NDArray[np.bool_]  # the user's first transaction ever
 
 

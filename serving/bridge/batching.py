@@ -4,6 +4,10 @@
 first message; from then on it collects until the batch holds `max_messages` or `max_wait_s`
 has passed since the first message came, whichever is first. Under a backlog batches are full;
 under a trickle no message waits more than `max_wait_s` for its batch to close.
+
+The source may run callbacks that invalidate items already collected (a Kafka consumer
+revokes partitions inside its consume call): `discard` takes them out of the batch being
+collected, so `next_batch` never returns them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class MicroBatcher(Generic[T]):
         self.max_wait_s = max_wait_s
         self.idle_s = idle_s
         self._clock = clock
+        self._collecting: list[T] = []
 
     def buffered(self) -> list[T]:
         """What is already buffered, up to `max_messages`, without waiting."""
@@ -40,15 +45,27 @@ class MicroBatcher(Generic[T]):
 
     def next_batch(self) -> list[T]:
         """The next batch; empty when nothing came within `idle_s`."""
-        batch = list(self.source(self.max_messages, 0.0))
-        if not batch:
-            batch = list(self.source(1, self.idle_s))
+        batch = self._collecting = list(self.source(self.max_messages, 0.0))
+        try:
             if not batch:
-                return batch
-        deadline = self._clock() + self.max_wait_s
-        while len(batch) < self.max_messages:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                break
-            batch.extend(self.source(self.max_messages - len(batch), remaining))
-        return batch
+                batch.extend(self.source(1, self.idle_s))
+                if not batch:
+                    return batch
+            deadline = self._clock() + self.max_wait_s
+            while len(batch) < self.max_messages:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                more = self.source(self.max_messages - len(batch), remaining)
+                batch.extend(more)  # after the call: `discard` may have filtered `batch`
+            return batch
+        finally:
+            self._collecting = []
+
+    def discard(self, unwanted: Callable[[T], bool]) -> int:
+        """Take the items `unwanted` picks out of the batch being collected; how many."""
+        batch = self._collecting
+        kept = [item for item in batch if not unwanted(item)]
+        dropped = len(batch) - len(kept)
+        batch[:] = kept
+        return dropped

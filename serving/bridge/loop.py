@@ -135,6 +135,7 @@ class Bridge:
         # Sent, waiting for acknowledgements, the sink, the changelog or the commit (4-5).
         self._durable: deque[Batch] = deque()
         self._held: list[Message] = []
+        self._batcher: MicroBatcher[Message] | None = None  # while run() collects batches
         self._assigned: set[int] = set()
         self._serve_http = serve_http
         self._ops: OpsServer | None = None
@@ -210,7 +211,7 @@ class Bridge:
         """Loop until stop() (SIGTERM), or until nothing came for `idle_exit_s` seconds."""
         if self._consumer is None:
             self.start()
-        batcher = MicroBatcher(
+        batcher = self._batcher = MicroBatcher(
             self._consume,
             self.config.batch_max_messages,
             self.config.batch_max_wait_ms / 1000,
@@ -327,6 +328,10 @@ class Bridge:
         # Durable but after the last checkpoint: the next owner replays them from its state.
         self._uncommitted = {p: o for p, o in self._uncommitted.items() if p not in gone}
         self._held = [m for m in self._held if where(m)[0] not in gone]
+        # Messages of those partitions in the batch being collected: their users' state goes
+        # below, and the next owner consumes them from the last commit.
+        if self._batcher is not None:
+            self._batcher.discard(lambda msg: where(msg)[0] in gone)
         dropped = self.state.drop_partitions(gone)
         self._assigned -= gone
         self.metrics.assigned.set(len(self._assigned))

@@ -130,7 +130,8 @@ class MessageParser:
         return self.check(document)
 
     def check(self, document: dict[str, Any]) -> Transaction:
-        """The transaction in a decoded message, or BadMessage naming what is wrong."""
+        """The transaction in a decoded message (whose dict it may reuse), or BadMessage naming
+        what is wrong."""
         if self._column_mapping or self._value_mapping or self._signed_amounts:
             return self.check_each_rule(self._mapped(document))
         return self._well_formed(document) or self.check_each_rule(document)
@@ -173,6 +174,12 @@ class MessageParser:
             and channel in self._channels
         ):
             return None
+        if len(document) == len(WIRE_FIELDS):  # exactly the wire fields: keep the dict
+            if type(amount) is not float:
+                document[AMOUNT] = float(amount)
+            if type(balance) is not float:
+                document[BALANCE_AFTER] = float(balance)
+            return Transaction(document, timestamp * _NS_PER_MS)
         return Transaction(
             fields={
                 TRANSACTION_ID: tx_id,

@@ -58,16 +58,15 @@ def _utc(ns: int) -> datetime:
 
 def event_times(event_ns: Sequence[int]) -> list[str]:
     """RFC 3339 UTC times of epoch nanoseconds (microseconds when not whole seconds), as
-    orjson writes an aware datetime; numpy formats a batch at once, ~6x cheaper than orjson
-    serialising one datetime per record."""
+    orjson writes an aware datetime; numpy formats a batch at once, several times cheaper
+    than orjson serialising a datetime per record."""
     ns = np.asarray(event_ns, dtype=np.int64)
-    moments = (ns // 1_000).astype("datetime64[us]")
-    text = np.where(
-        ns % 1_000_000_000 == 0,
-        np.datetime_as_string(moments, unit="s"),
-        np.datetime_as_string(moments, unit="us"),
-    )
-    return [f"{moment}+00:00" for moment in text.tolist()]
+    whole = ns % 1_000_000_000 == 0
+    text = np.datetime_as_string((ns // 1_000_000_000).astype("datetime64[s]"), unit="s")
+    if not whole.all():
+        finer = np.datetime_as_string((ns // 1_000).astype("datetime64[us]"), unit="us")
+        text = np.where(whole, text, finer)
+    return np.char.add(text, "+00:00").tolist()
 
 
 def scored_values(
@@ -81,33 +80,56 @@ def scored_values(
 ) -> list[bytes]:
     """The scored topic's records (keyed by user id) for transactions and their scores."""
     dumps = orjson.dumps
-    times = event_times([tx.event_ns for tx in txs])
-    rows = zip(txs, scores, times, latencies_ms, positions, history_days, strict=True)
+    rows = zip(
+        [tx.fields for tx in txs],
+        scores,
+        event_times([tx.event_ns for tx in txs]),
+        np.round(np.asarray(latencies_ms, dtype=np.float64), 3).tolist(),
+        positions,
+        np.round(np.asarray(history_days, dtype=np.float64), 2).tolist(),
+        strict=True,
+    )
     return [
         dumps(
             {
-                "transaction_id": tx.fields[TRANSACTION_ID],
-                "user_id": tx.fields[USER_ID],
+                "transaction_id": fields[TRANSACTION_ID],
+                "user_id": fields[USER_ID],
                 "event_time": event_time,
-                "amount": tx.fields[AMOUNT],
-                "direction": tx.fields[DIRECTION],
-                "category": tx.fields[CATEGORY],
-                "channel": tx.fields[CHANNEL],
-                "anomaly_score": score.anomaly_score,
-                "is_anomaly": score.is_anomaly,
-                "threshold": score.threshold,
-                "risk_probability": score.risk_probability,
-                "risk_band": score.risk_band,
-                "reasons": score.reasons,
-                "history_days": round(days, 2),
-                "detector_version": score.detector_version,
-                "risk_model_version": score.risk_model_version,
+                "amount": fields[AMOUNT],
+                "direction": fields[DIRECTION],
+                "category": fields[CATEGORY],
+                "channel": fields[CHANNEL],
+                "anomaly_score": anomaly,
+                "is_anomaly": flagged,
+                "threshold": threshold,
+                "risk_probability": probability,
+                "risk_band": band,
+                "reasons": reasons,
+                "history_days": days,
+                "detector_version": detector_version,
+                "risk_model_version": risk_version,
                 "scored_at_ms": scored_at_ms,
-                "latency_ms": round(latency, 3),
+                "latency_ms": latency,
                 "source": {"partition": partition, "offset": offset},
             }
         )
-        for tx, score, event_time, latency, (partition, offset), days in rows
+        for (
+            fields,
+            (
+                anomaly,
+                flagged,
+                threshold,
+                probability,
+                band,
+                reasons,
+                detector_version,
+                risk_version,
+            ),
+            event_time,
+            latency,
+            (partition, offset),
+            days,
+        ) in rows
     ]
 
 

@@ -82,3 +82,27 @@ def test_the_source_is_never_asked_for_more_than_the_room_left() -> None:
 def test_invalid_bounds_are_refused(size: int, wait: float, idle: float) -> None:
     with pytest.raises(ValueError, match="micro-batch"):
         MicroBatcher(lambda n, t: [], max_messages=size, max_wait_s=wait, idle_s=idle)
+
+
+def test_items_discarded_during_a_later_call_leave_the_batch_being_collected() -> None:
+    # A consumer revokes partitions inside its consume call: what was collected from them
+    # before must not reach the batch (their state is dropped with them).
+    clock = Clock()
+    calls = 0
+
+    def source(max_messages: int, timeout_s: float) -> Sequence[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return [1, 2, 3, 4]
+        if calls == 2:
+            assert batcher.discard(lambda item: item % 2 == 0) == 2
+            clock.now += timeout_s
+            return [5, 6]
+        clock.now += timeout_s
+        return []
+
+    batcher = MicroBatcher(source, max_messages=10, max_wait_s=0.1, clock=clock)
+    assert batcher.next_batch() == [1, 3, 5, 6]
+    # Outside a collection there is nothing to discard.
+    assert batcher.discard(lambda item: True) == 0
