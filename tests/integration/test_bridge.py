@@ -378,6 +378,9 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
     bridge = result["bridge"]
     assert bridge["scored"] == count
     assert bridge["drain_seconds"] > 0 and bridge["tx_per_s"] > 0
+    # All committed comes after the last record was sent.
+    until_committed = bridge["tx_per_s_until_committed"]
+    assert 0 < until_committed <= 1.01 * count / bridge["drain_seconds"]
     assert result["one_call_per_message"]["scored"] == 100
     assert result["speedup"] == pytest.approx(
         bridge["tx_per_s"] / result["one_call_per_message"]["tx_per_s"], rel=0.01
