@@ -178,7 +178,7 @@ _TRIM_AFTER = 64
 
 
 class TxColumns(NamedTuple):
-    """Transactions as columns, checked and converted (`transaction_columns` makes them)."""
+    """Transactions as columns, converted (`transaction_columns` makes them from mappings)."""
 
     user_id: Sequence[Any]
     timestamp_ns: Ints
@@ -209,7 +209,8 @@ class TxColumns(NamedTuple):
 
 
 def transaction_columns(txs: Sequence[Mapping[str, Any]]) -> TxColumns:
-    """Columns of canonical transactions (mappings); FinriskError names the first bad field.
+    """Columns of canonical transactions (mappings); FinriskError names the first missing or
+    mistyped field (the values' bounds are `column_problems`', checked by `observe_columns`).
 
     The timestamp is preferably epoch milliseconds (int); ISO-8601 strings, datetimes and
     pandas Timestamps are accepted too (`finrisk.features.timestamps.to_ns`).
@@ -246,11 +247,7 @@ def transaction_columns(txs: Sequence[Mapping[str, Any]]) -> TxColumns:
                 f"transaction field {DIRECTION!r} must be {DEBIT_DIRECTION!r} or {CREDIT!r}, "
                 f"not {direction!r}"
             )
-    columns = TxColumns(users, stamps, amounts, debits, categories, merchants, channels, balances)
-    problems = column_problems(columns)
-    if problems:
-        raise FinriskError(problems[0][1])
-    return columns
+    return TxColumns(users, stamps, amounts, debits, categories, merchants, channels, balances)
 
 
 def column_problems(columns: TxColumns) -> list[tuple[int, str]]:
