@@ -7,11 +7,17 @@ otherwise starts it and ends it when the session ends: a test run leaves nothing
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from finrisk.serving.bridge.kafka_config import delete_topics
 from finrisk.settings import Settings
 from finrisk.stack import SERVICE_TYPES, Service
+
+# Every test topic's name starts so; a broker keeps every topic, and thousands of partitions
+# left by earlier runs make it take minutes to start.
+TEST_TOPICS = "test."
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +25,7 @@ def stack_settings() -> Settings:
     return Settings()
 
 
+@contextmanager
 def _running(name: str, settings: Settings) -> Iterator[Service]:
     service = SERVICE_TYPES[name](settings)
     started = service.up()
@@ -31,14 +38,19 @@ def _running(name: str, settings: Settings) -> Iterator[Service]:
 
 @pytest.fixture(scope="session")
 def kafka(stack_settings: Settings) -> Iterator[Service]:
-    yield from _running("kafka", stack_settings)
+    """The broker; the tests' topics ("test." and a uuid) are deleted when the session ends."""
+    with _running("kafka", stack_settings) as service:
+        yield service
+        delete_topics(stack_settings, [TEST_TOPICS])
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(stack_settings: Settings) -> Iterator[Service]:
-    yield from _running("mlflow", stack_settings)
+    with _running("mlflow", stack_settings) as service:
+        yield service
 
 
 @pytest.fixture(scope="session")
 def bigquery_emulator(stack_settings: Settings) -> Iterator[Service]:
-    yield from _running("bigquery", stack_settings)
+    with _running("bigquery", stack_settings) as service:
+        yield service

@@ -287,133 +287,139 @@ def run(
     timeout_s: float,
 ) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
-    bootstrap = kafka_config.bootstrap_servers(settings)
-    logs = settings.home / "bench"
-    logs.mkdir(parents=True, exist_ok=True)
-    latency_count = int(latency_rate * latency_seconds)
-    ramp = int(latency_rate * RAMP_S)
-    records = synthetic_records(count + JOIN_RECORDS + ramp + latency_count, users, days, seed)
-    producer_conf = kafka_config.client_config(settings)
-    result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
-        "input": {"transactions": count, "users": users, "partitions": partitions},
-        "predictor": {"url": endpoint.url, **endpoint.models.versions},
-    }
-
-    # 1. Throughput on a backlog.
-    topic = f"bench.{run_id}.tx"
-    kafka_config.ensure_topic(settings, topic, partitions)
-    sent = produce(producer_conf, topic, records[:count])
-    result["produce_backlog"] = sent.as_dict()
-    name = f"bench-{run_id}-batched"
-    env = bridge_environment(
-        bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
-    )
-    started_ms = time.time() * 1000
-    bridge = BridgeProcess(env, logs / f"{name}.log").start()
     try:
-        _wait_for_settled_group(bridge, partitions, timeout_s)
-        settled_ms = time.time() * 1000
-        _wait_for_commits(settings, name, topic, partitions, timeout_s, bridge)
-        committed_ms = time.time() * 1000
-    finally:
-        bridge.terminate()
-    # Read after the drain (the records keep the time they were sent): a reader running
-    # beside the bridge would take CPU from it on this 2-core machine.
-    watcher = ScoredWatcher(settings, f"{name}.scored", latency=False).start()
-    try:
-        if not watcher.wait_for(count, timeout_s):
-            raise FinriskError(f"the scored topic holds {watcher.count} of {count} transactions")
-    finally:
-        watcher.stop()
-    # Workers joining one by one move partitions about once; a running service sees the rate
-    # after that, and the whole drain's rate is shown too.
-    settled = watcher.span.since(settled_ms)
-    batched_rate = settled.rate() if settled.seconds > 0 else watcher.span.rate()
-    result["bridge"] = {
-        "scored": watcher.count,
-        "scored_again": watcher.duplicates,
-        "first_score_after_start_s": round((watcher.span.first_ms - started_ms) / 1000, 2),
-        "group_settled_after_start_s": round((settled_ms - started_ms) / 1000, 2),
-        "drain_seconds": round(watcher.span.seconds, 3),
-        "tx_per_s": round(batched_rate, 1),
-        "tx_per_s_whole_drain": round(watcher.span.rate(), 1),
-        # From the first record sent to all input committed (so every output acknowledged),
-        # seen to within ~0.1 s: the producer may still be draining its queue after the last
-        # send.
-        "tx_per_s_until_committed": round(
-            watcher.count / max((committed_ms - watcher.span.first_ms) / 1000, 1e-3), 1
-        ),
-        "settings": bridge_settings,
-    }
-
-    # 2. The seed's way on the same backlog.
-    baseline_settings = settings.model_copy(
-        update={
-            "bridge": settings.bridge.model_copy(
-                update={
-                    "bootstrap_servers": bootstrap,
-                    "input_topic": topic,
-                    "scored_topic": f"bench-{run_id}-single.scored",
-                    "group_id": f"bench-{run_id}-single",
-                    "predictor_url": endpoint.url,
-                    "detector_model": endpoint.models.detector,
-                    "risk_model": endpoint.models.risk,
-                    **bridge_settings,
-                }
-            )
+        bootstrap = kafka_config.bootstrap_servers(settings)
+        logs = settings.home / "bench"
+        logs.mkdir(parents=True, exist_ok=True)
+        latency_count = int(latency_rate * latency_seconds)
+        ramp = int(latency_rate * RAMP_S)
+        records = synthetic_records(count + JOIN_RECORDS + ramp + latency_count, users, days, seed)
+        producer_conf = kafka_config.client_config(settings)
+        result: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
+            "input": {"transactions": count, "users": users, "partitions": partitions},
+            "predictor": {"url": endpoint.url, **endpoint.models.versions},
         }
-    )
-    single = run_baseline(
-        baseline_settings,
-        baseline_messages,
-        baseline_seconds,
-        processes=baseline_settings.bridge.workers,
-        partitions=partitions,
-    )
-    result["one_call_per_message"] = single
-    if single["tx_per_s"]:
-        result["speedup"] = round(batched_rate / single["tx_per_s"], 1)
 
-    # 3. Event-to-score latency at a fixed offered rate.
-    topic = f"bench.{run_id}.lat"
-    kafka_config.ensure_topic(settings, topic, partitions)
-    name = f"bench-{run_id}-latency"
-    watcher = ScoredWatcher(settings, f"{name}.scored", latency=True).start()
-    env = bridge_environment(
-        bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
-    )
-    bridge = BridgeProcess(env, logs / f"{name}.log").start()
-    try:
-        feed = stream_producer(producer_conf)  # one warm connection for warm-up and run
-        produce(feed, topic, records[count : count + JOIN_RECORDS])
-        if not watcher.wait_for(JOIN_RECORDS, timeout_s):
-            raise FinriskError(f"the latency bridge did not warm up; log in {logs}")
-        _wait_for_settled_group(bridge, partitions, timeout_s)
-        offered = produce(feed, topic, records[count + JOIN_RECORDS :], rate=latency_rate)
-        total = JOIN_RECORDS + ramp + latency_count
-        if not watcher.wait_for(total, timeout_s):
-            raise FinriskError(
-                f"the latency bridge scored {watcher.count} of {total}; log {bridge.log}"
-            )
+        # 1. Throughput on a backlog.
+        topic = f"bench.{run_id}.tx"
+        kafka_config.ensure_topic(settings, topic, partitions)
+        sent = produce(producer_conf, topic, records[:count])
+        result["produce_backlog"] = sent.as_dict()
+        name = f"bench-{run_id}-batched"
+        env = bridge_environment(
+            bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
+        )
+        started_ms = time.time() * 1000
+        bridge = BridgeProcess(env, logs / f"{name}.log").start()
+        try:
+            _wait_for_settled_group(bridge, partitions, timeout_s)
+            settled_ms = time.time() * 1000
+            _wait_for_commits(settings, name, topic, partitions, timeout_s, bridge)
+            committed_ms = time.time() * 1000
+        finally:
+            bridge.terminate()
+        # Read after the drain (the records keep the time they were sent): a reader running
+        # beside the bridge would take CPU from it on this 2-core machine.
+        watcher = ScoredWatcher(settings, f"{name}.scored", latency=False).start()
+        try:
+            if not watcher.wait_for(count, timeout_s):
+                raise FinriskError(
+                    f"the scored topic holds {watcher.count} of {count} transactions"
+                )
+        finally:
+            watcher.stop()
+        # Workers joining one by one move partitions about once; a running service sees the rate
+        # after that, and the whole drain's rate is shown too.
+        settled = watcher.span.since(settled_ms)
+        batched_rate = settled.rate() if settled.seconds > 0 else watcher.span.rate()
+        result["bridge"] = {
+            "scored": watcher.count,
+            "scored_again": watcher.duplicates,
+            "first_score_after_start_s": round((watcher.span.first_ms - started_ms) / 1000, 2),
+            "group_settled_after_start_s": round((settled_ms - started_ms) / 1000, 2),
+            "drain_seconds": round(watcher.span.seconds, 3),
+            "tx_per_s": round(batched_rate, 1),
+            "tx_per_s_whole_drain": round(watcher.span.rate(), 1),
+            # From the first record sent to all input committed (so every output acknowledged),
+            # seen to within ~0.1 s: the producer may still be draining its queue after the last
+            # send.
+            "tx_per_s_until_committed": round(
+                watcher.count / max((committed_ms - watcher.span.first_ms) / 1000, 1e-3), 1
+            ),
+            "settings": bridge_settings,
+        }
+
+        # 2. The seed's way on the same backlog.
+        baseline_settings = settings.model_copy(
+            update={
+                "bridge": settings.bridge.model_copy(
+                    update={
+                        "bootstrap_servers": bootstrap,
+                        "input_topic": topic,
+                        "scored_topic": f"bench-{run_id}-single.scored",
+                        "group_id": f"bench-{run_id}-single",
+                        "predictor_url": endpoint.url,
+                        "detector_model": endpoint.models.detector,
+                        "risk_model": endpoint.models.risk,
+                        **bridge_settings,
+                    }
+                )
+            }
+        )
+        single = run_baseline(
+            baseline_settings,
+            baseline_messages,
+            baseline_seconds,
+            processes=baseline_settings.bridge.workers,
+            partitions=partitions,
+        )
+        result["one_call_per_message"] = single
+        if single["tx_per_s"]:
+            result["speedup"] = round(batched_rate / single["tx_per_s"], 1)
+
+        # 3. Event-to-score latency at a fixed offered rate.
+        topic = f"bench.{run_id}.lat"
+        kafka_config.ensure_topic(settings, topic, partitions)
+        name = f"bench-{run_id}-latency"
+        watcher = ScoredWatcher(settings, f"{name}.scored", latency=True).start()
+        env = bridge_environment(
+            bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
+        )
+        bridge = BridgeProcess(env, logs / f"{name}.log").start()
+        try:
+            feed = stream_producer(producer_conf)  # one warm connection for warm-up and run
+            produce(feed, topic, records[count : count + JOIN_RECORDS])
+            if not watcher.wait_for(JOIN_RECORDS, timeout_s):
+                raise FinriskError(f"the latency bridge did not warm up; log in {logs}")
+            _wait_for_settled_group(bridge, partitions, timeout_s)
+            offered = produce(feed, topic, records[count + JOIN_RECORDS :], rate=latency_rate)
+            total = JOIN_RECORDS + ramp + latency_count
+            if not watcher.wait_for(total, timeout_s):
+                raise FinriskError(
+                    f"the latency bridge scored {watcher.count} of {total}; log {bridge.log}"
+                )
+        finally:
+            bridge.terminate()
+            watcher.stop()
+        measured = [
+            watcher.latency_ms[orjson.loads(value)["transaction_id"]]
+            for _, value in records[count + JOIN_RECORDS + ramp :]
+        ]
+        result["latency"] = {
+            "offered_tx_per_s": latency_rate,
+            "achieved_offer_tx_per_s": round(offered.rate, 1),
+            "ramp_seconds": RAMP_S,
+            "transactions": latency_count,
+            "event_to_score": _percentiles(measured),
+        }
+        result["targets"] = {
+            "tx_per_s_at_least_20000": batched_rate >= 20_000,
+            "speedup_at_least_100x": result.get("speedup", 0) >= 100,
+            "p99_under_250_ms_at_5k": result["latency"]["event_to_score"].get("p99_ms", 1e9) < 250
+            and latency_rate >= 5_000,
+        }
+        return result
     finally:
-        bridge.terminate()
-        watcher.stop()
-    measured = [
-        watcher.latency_ms[orjson.loads(value)["transaction_id"]]
-        for _, value in records[count + JOIN_RECORDS + ramp :]
-    ]
-    result["latency"] = {
-        "offered_tx_per_s": latency_rate,
-        "achieved_offer_tx_per_s": round(offered.rate, 1),
-        "ramp_seconds": RAMP_S,
-        "transactions": latency_count,
-        "event_to_score": _percentiles(measured),
-    }
-    result["targets"] = {
-        "tx_per_s_at_least_20000": batched_rate >= 20_000,
-        "speedup_at_least_100x": result.get("speedup", 0) >= 100,
-        "p99_under_250_ms_at_5k": result["latency"]["event_to_score"].get("p99_ms", 1e9) < 250
-        and latency_rate >= 5_000,
-    }
-    return result
+        # The run's own topics (inputs, outputs, changelogs): nothing is left on the broker.
+        kafka_config.delete_topics(settings, [f"bench.{run_id}.", f"bench-{run_id}-"])

@@ -190,12 +190,21 @@ class BridgeProcess:
                 return None
             return f"exited with {child.returncode}:\n{process.log_tail(self.log)}"
 
-        process.wait_until(lambda: self.get("/healthz") == 200, timeout_s, "finrisk bridge", died)
+        # Every worker, not only the first: a worker's health server starts after its SIGTERM
+        # handler, so a started bridge stops gracefully whichever worker a signal reaches.
+        workers = range(int(self.env.get("FINRISK_BRIDGE__WORKERS", "1")))
+        process.wait_until(
+            lambda: all(self.get("/healthz", worker) == 200 for worker in workers),
+            timeout_s,
+            "finrisk bridge",
+            died,
+        )
         return self
 
-    def get(self, path: str) -> int | None:
+    def get(self, path: str, worker: int = 0) -> int | None:
         try:
-            return httpx.get(f"{self.url}{path}", timeout=2).status_code
+            url = f"http://127.0.0.1:{self.port + worker}{path}"
+            return httpx.get(url, timeout=2).status_code
         except httpx.HTTPError:
             return None
 

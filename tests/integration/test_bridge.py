@@ -360,6 +360,7 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
 ) -> None:
     """A small `finrisk bench bridge` on the served models: every figure is really measured."""
     count, rate, seconds = 3_000, 500.0, 2.0
+    before = _topics(stack_settings)
     result = benchmark.run(
         stack_settings,
         benchmark.Endpoint(served.predictor.url, served.models),
@@ -394,6 +395,23 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
         "speedup_at_least_100x",
         "p99_under_250_ms_at_5k",
     }
+    assert _topics(stack_settings) == before  # the run's topics are gone
+
+
+def test_delete_topics_deletes_those_named_with_the_prefixes_only(
+    kafka: Service, stack_settings: Settings
+) -> None:
+    prefix = _name("delete")
+    mine = [_topic(stack_settings, f"{prefix}.{i}") for i in range(2)]
+    kept = _topic(stack_settings, f"{prefix}-kept")
+    assert kafka_config.delete_topics(stack_settings, [f"{prefix}."]) == mine
+    left = {name for name in _topics(stack_settings) if name.startswith(prefix)}
+    assert left == {kept}
+    assert kafka_config.delete_topics(stack_settings, [f"{prefix}."]) == []
+
+
+def _topics(settings: Settings) -> set[str]:
+    return set(kafka_config.admin(settings).list_topics(timeout=30).topics)
 
 
 def _same_scores(records: list[Record], reference: Reference) -> None:
