@@ -6,11 +6,13 @@ otherwise starts it and ends it when the session ends: a test run leaves nothing
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
+from finrisk.errors import FinriskError
 from finrisk.serving.bridge.kafka_config import delete_topics
 from finrisk.settings import Settings
 from finrisk.stack import SERVICE_TYPES, Service
@@ -41,7 +43,10 @@ def kafka(stack_settings: Settings) -> Iterator[Service]:
     """The broker; the tests' topics ("test." and a uuid) are deleted when the session ends."""
     with _running("kafka", stack_settings) as service:
         yield service
-        delete_topics(stack_settings, [TEST_TOPICS])
+        try:
+            delete_topics(stack_settings, [TEST_TOPICS])
+        except FinriskError as exc:  # housekeeping: say so, but the tests' verdicts stand
+            warnings.warn(f"the test topics were not deleted: {exc}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ one-call-per-message consumer, in one run on the real broker and the real predic
    `latency_seconds`; event-to-score latency per transaction = arrival of its scored record
    downstream - the input message's timestamp.
 
-Every process and topic is its own (uuid names); figures are printed, never asserted.
+Every process and topic is its own (uuid names), and the topics are deleted at the end; figures
+are printed, never asserted.
 """
 
 from __future__ import annotations
