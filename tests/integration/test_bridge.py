@@ -395,7 +395,8 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
         "speedup_at_least_100x",
         "p99_under_250_ms_at_5k",
     }
-    assert _topics(stack_settings) == before  # the run's topics are gone
+    # The run's topics are gone (a fresh broker may have made its internal ones meanwhile).
+    assert {name for name in _topics(stack_settings) - before if name.startswith("bench")} == set()
 
 
 def test_delete_topics_deletes_those_named_with_the_prefixes_only(
