@@ -75,6 +75,11 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         # polls every few hundred ms while paused, so this bounds only a wedged process.
         "max.poll.interval.ms": 300_000,
         "queued.min.messages": 4 * bridge.batch_max_messages,
+        # Once a partition's local queue passes that, librdkafka waits this long before fetching
+        # it again (default 1 s): a bridge that drains faster than the queue refills then stalls
+        # on empty partitions (a plain consumer read a 100k backlog in 2.1 s at the default,
+        # 0.06 s at 10 ms, the same CPU).
+        "fetch.queue.backoff.ms": 10,
         **bridge.kafka_options,
     }
 

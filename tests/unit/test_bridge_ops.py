@@ -86,6 +86,8 @@ def test_security_settings_become_librdkafka_properties(tmp_path) -> None:  # ty
     consumer = kafka_config.consumer_config(Settings(bridge=bridge))
     assert consumer["enable.auto.commit"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
+    # A short fetch backoff: librdkafka's 1 s default stalls a consumer that drains its queue.
+    assert consumer["fetch.queue.backoff.ms"] <= 50
     eos = kafka_config.producer_config(
         Settings(bridge=bridge.model_copy(update={"transactional_id": "pod-1"})), transactional=True
     )
