@@ -17,6 +17,11 @@ from finrisk.settings import BridgeSettings, Settings
 from finrisk.sinks import open_sink
 
 log = logging.getLogger("finrisk.bridge")
+# Tracked objects (messages, transactions, scores) allocated per batch message and kept until
+# the batch is committed: the collector's first generation is sized to a few batches, so it
+# runs once every few batches rather than many times in each (at Python's 700 the bridge's
+# main thread spent ~4% more CPU per 100k transactions, measured 2026-12-03).
+GC_OBJECTS_PER_BATCH_MESSAGE = 25
 # httpx logs every request at INFO: thousands a minute here.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -67,8 +72,17 @@ def run_bridge(settings: Settings, *, idle_exit_s: float | None = None) -> RunSt
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, graceful)
     bridge.start()
-    # Everything loaded so far (modules, clients) lives as long as the process: out of the
-    # collector's sight, a full collection under load takes a few ms instead of 50-90 ms.
+    tune_collector(settings.bridge.batch_max_messages)
+    return bridge.run(idle_exit_s=idle_exit_s)
+
+
+def tune_collector(batch_max_messages: int) -> None:
+    """Size the cycle collector to the bridge's batches (see GC_OBJECTS_PER_BATCH_MESSAGE).
+
+    Everything loaded so far (modules, clients) lives as long as the process: frozen, out of
+    the collector's sight, a full collection under load takes a few ms instead of 50-90 ms.
+    """
     gc.collect()
     gc.freeze()
-    return bridge.run(idle_exit_s=idle_exit_s)
+    first, *older = gc.get_threshold()
+    gc.set_threshold(max(first, GC_OBJECTS_PER_BATCH_MESSAGE * batch_max_messages), *older)

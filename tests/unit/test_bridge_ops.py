@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -135,3 +136,19 @@ def test_settings_file_section_is_typed(tmp_path, monkeypatch: pytest.MonkeyPatc
     path.write_text("bridge:\n  batch_max_mesages: 5\n")
     with pytest.raises(Exception, match="batch_max_mesages"):
         Settings()
+
+
+def test_collector_first_generation_holds_a_few_batches() -> None:
+    from finrisk.serving.bridge.app import GC_OBJECTS_PER_BATCH_MESSAGE, tune_collector
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_collector(2000)
+        assert gc.get_threshold() == (GC_OBJECTS_PER_BATCH_MESSAGE * 2000, 10, 10)
+        gc.set_threshold(10**9, 10, 10)
+        tune_collector(2000)  # never lowers a larger threshold
+        assert gc.get_threshold()[0] == 10**9
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
