@@ -538,6 +538,12 @@ class OnlineFeatures:
         order keeps each user's transactions in arrival order)."""
         counts: list[list[int]] = [[] for _ in _WINDOW_LENGTHS]
         sums: list[list[float]] = [[] for _ in _SUMMED]
+        # Each column's append bound once: this loop runs per transaction.
+        count_into = [
+            (k, length, column.append)
+            for k, (length, column) in enumerate(zip(_WINDOW_LENGTHS, counts, strict=True))
+        ]
+        sum_into = [(k, column.append) for k, column in zip(_SUMMED, sums, strict=True)]
         windows = self._windows
         rows = zip(
             slots.tolist(),
@@ -553,15 +559,18 @@ class OnlineFeatures:
             entries.append(ts)
             cums.append(before)
             end = len(entries)
-            for k, length in enumerate(_WINDOW_LENGTHS):
+            for k, length, count in count_into:
                 cutoff = clock - length
                 j = starts[k]
-                while entries[j] <= cutoff:
+                if entries[j] <= cutoff:
+                    # Not bisect: a late transaction leaves the entries out of time order.
                     j += 1
-                starts[k] = j
-                counts[k].append(end - j)
-            for column, k in zip(sums, _SUMMED, strict=True):
-                column.append(after - cums[starts[k]])
+                    while entries[j] <= cutoff:
+                        j += 1
+                    starts[k] = j
+                count(end - j)
+            for k, total in sum_into:
+                total(after - cums[starts[k]])
             expired = starts[_LONGEST]
             if expired > _TRIM_AFTER:
                 del entries[:expired], cums[:expired]

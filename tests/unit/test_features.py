@@ -531,6 +531,22 @@ def test_online_late_transaction_does_not_rewind_windows() -> None:
     assert late["tx_count_24h"] == 2.0
 
 
+def test_online_windows_expire_from_their_head_in_arrival_order() -> None:
+    # A late entry sits behind newer ones: it leaves a window only once everything that
+    # arrived before it has (a search by time would assume the entries sorted).
+    online = OnlineFeatures()
+    base = frame([{}]).to_dict("records")[0]
+    minutes = (0, 50, -30, 65)  # the third arrives late
+    counts = [
+        online.update(
+            {**base, "transaction_id": f"t{i}", "timestamp": START + pd.Timedelta(minutes=m)}
+        )["tx_count_1h"]
+        for i, m in enumerate(minutes)
+    ]
+    # At +65 min only the head (at 0) has expired; the late one (at -30) stays counted.
+    assert counts == [1.0, 2.0, 3.0, 3.0]
+
+
 def test_timestamp_forms() -> None:
     moment = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
     expected = int(pd.Timestamp(moment).value)
