@@ -247,15 +247,13 @@ def _error_text(response: httpx.Response) -> str:
     return str(document)[:500]
 
 
-def column(result: InferResult, name: str, n_rows: int, width: int | None = None) -> Sequence[Any]:
-    """Output `name` with one value per row (or, given `width`, one row of `width` values)."""
+def column(result: InferResult, name: str, n_rows: int, width: int = 1) -> Sequence[Any]:
+    """Output `name`: `width` values per row, row after row (checked against `n_rows`)."""
     tensor = result.output(name)
-    expected = n_rows if width is None else n_rows * width
-    if len(tensor.data) != expected:
+    if len(tensor.data) != n_rows * width:
+        per_row = "" if width == 1 else f" ({width} per row)"
         raise BadAnswer(
             f"model {result.model_name} output {name!r} has {len(tensor.data)} values "
-            f"for {n_rows} rows"
+            f"for {n_rows} rows{per_row}"
         )
-    if width is None:
-        return tensor.data
-    return [tensor.data[i * width : (i + 1) * width] for i in range(n_rows)]
+    return tensor.data

@@ -21,12 +21,19 @@ RISK_ORDER = list(USER_FEATURES[:5])
 class Predictor:
     """Answers like finrisk's predictor (the contract in serving/predictor/scoring.py)."""
 
-    def __init__(self, *, honours_reasons_from: bool = True, binary: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        honours_reasons_from: bool = True,
+        binary: bool = False,
+        short_reasons: bool = False,
+    ) -> None:
         self.infer_bodies: list[tuple[str, dict[str, object]]] = []
         self.binary_bodies = 0
         # False: a predictor that does not know the parameter and explains every row.
         self.honours_reasons_from = honours_reasons_from
         self.binary = binary  # lists the binary tensor data extension, and reads it
+        self.short_reasons = short_reasons  # answers one reason name too few
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v2":
@@ -86,7 +93,7 @@ class Predictor:
                 RISK_ORDER[j] if j < 2 and explained[i] else ""
                 for i in range(rows)
                 for j in range(k)
-            ]
+            ][: rows * k - self.short_reasons]
             outputs.append(
                 {"name": "reasons", "datatype": "BYTES", "shape": [rows, k], "data": names}
             )
@@ -198,3 +205,53 @@ def test_a_model_wanting_an_unknown_feature_is_a_bad_answer() -> None:
     with pytest.raises(BadAnswer, match="shoe_size"):
         scorer.score(*_matrices(2))
     scorer.close()
+
+
+@pytest.mark.parametrize("reasons", ["all", "elevated"])
+def test_reasons_of_the_wrong_length_are_a_bad_answer(reasons: str) -> None:
+    client = _client(Predictor(short_reasons=True))
+    scorer = V2Scorer(client, client, "det", "risk", reasons=reasons, reasons_per_row=3)  # type: ignore[arg-type]
+    with pytest.raises(BadAnswer, match=r"'reasons' has 11 values for 4 rows \(3 per row\)"):
+        scorer.score(*_matrices(4))
+    scorer.close()
+
+
+def test_detector_alone_scores_without_risk_fields() -> None:
+    predictor = Predictor()
+    client = _client(predictor)
+    scorer = V2Scorer(client, None, "det", None)
+    scores = scorer.score(*_matrices(3))
+    scorer.close()
+    assert [s.anomaly_score for s in scores] == pytest.approx([0.1, 0.5, 0.9])
+    assert [s.is_anomaly for s in scores] == [False, True, True]
+    assert {(s.risk_probability, s.risk_band, s.risk_model_version) for s in scores} == {
+        (None, None, None)
+    }
+    assert [s.reasons for s in scores] == [[], [], []]
+    assert scores[0].reasons is not scores[1].reasons  # each row its own list
+    assert [name for name, _ in predictor.infer_bodies] == ["det"]
+
+
+def test_answers_typed_loosely_are_converted() -> None:
+    def loose(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2":
+            return httpx.Response(200, json={"name": "stub", "extensions": []})
+        if request.method == "GET":
+            inputs = [{"name": f, "datatype": "FP64", "shape": [-1]} for f in DETECTOR_ORDER]
+            return httpx.Response(200, json={"name": "det", "inputs": inputs})
+        outputs = [
+            {"name": "score", "datatype": "FP64", "shape": [2], "data": [0, 0.75]},
+            {"name": "is_anomaly", "datatype": "INT8", "shape": [2], "data": [0, 1]},
+        ]
+        return httpx.Response(200, json={"model_name": "det", "outputs": outputs})
+
+    client = _client(loose)  # type: ignore[arg-type]
+    scorer = V2Scorer(client, None, "det", None)
+    scores = scorer.score(*_matrices(2))
+    scorer.close()
+    assert [(type(s.anomaly_score), s.anomaly_score) for s in scores] == [
+        (float, 0.0),
+        (float, 0.75),
+    ]
+    assert [s.is_anomaly for s in scores] == [False, True]
+    assert {s.detector_version for s in scores} == {"unknown"}
