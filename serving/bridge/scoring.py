@@ -191,7 +191,7 @@ def _scores(
         repeat(threshold),
     ]
     if risk is None:
-        no_reasons = ([] for _ in range(n))
+        no_reasons: Iterable[list[Any]] = ([] for _ in range(n))
         fields += [repeat(None), repeat(None), no_reasons, repeat(detector_version), repeat(None)]
     else:
         result, reasons = risk
