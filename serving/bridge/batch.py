@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from confluent_kafka import Message
@@ -138,30 +138,37 @@ class Batch:
 def prepare(
     messages: Sequence[Message], parser: MessageParser, state: StateStore, *, checkpoint: bool
 ) -> Batch:
-    rows: list[tuple[Message, Transaction]] = []
-    positions: list[tuple[int, int]] = []
+    consumed = [msg for msg in messages if msg.error() is None]
+    positions = list(map(where, consumed))
+    next_offsets = {partition: offset + 1 for partition, offset in positions}
+    parsed = parser.parse_batch([msg.value() for msg in consumed])
     dead: list[tuple[Message, str, str]] = []
-    next_offsets: dict[int, int] = {}
-    skipped = errors = 0
-    parse, applied = parser.parse, state.applied
-    for msg in messages:
-        if msg.error() is not None:
-            errors += 1
-            continue
-        partition, offset = where(msg)
-        next_offsets[partition] = offset + 1
-        try:
-            tx = parse(msg.value())
-        except BadMessage as bad:
-            dead.append((msg, bad.kind, bad.reason))
-            continue
-        # Against the state before this batch: a user's later messages in it come after.
-        if applied(tx.user_id, partition, offset):
-            skipped += 1
-            continue
-        rows.append((msg, tx))
-        positions.append((partition, offset))
-    txs = columns([tx for _, tx in rows])
+    skipped = 0
+    if parsed.columns is not None and not state.may_include(positions):
+        good = cast(list[Transaction], parsed.transactions)  # with columns, none is bad
+        rows = list(zip(consumed, good, strict=True))  # and none is in the state yet
+        txs = parsed.columns
+    else:
+        rows = []
+        kept: list[tuple[int, int]] = []
+        keep: list[int] = []
+        for i, (msg, tx, at) in enumerate(
+            zip(consumed, parsed.transactions, positions, strict=True)
+        ):
+            if isinstance(tx, BadMessage):
+                dead.append((msg, tx.kind, tx.reason))
+            # Against the state before this batch: a user's later messages in it come after.
+            elif state.applied(tx.user_id, *at):
+                skipped += 1
+            else:
+                rows.append((msg, tx))
+                kept.append(at)
+                keep.append(i)
+        positions = kept
+        if parsed.columns is None:
+            txs = columns([tx for _, tx in rows])
+        else:
+            txs = parsed.columns if len(keep) == len(consumed) else parsed.columns.take(keep)
     problems = column_problems(txs)
     if problems:  # none once the parser's checks passed; dead letters all the same
         rejected = dict(problems)
@@ -182,5 +189,5 @@ def prepare(
         changelog=changelog,
         checkpoint=checkpoint,
         skipped=skipped,
-        consume_errors=errors,
+        consume_errors=len(messages) - len(consumed),
     )

@@ -53,6 +53,9 @@ class StateStore:
     def __init__(self) -> None:
         self.features = OnlineFeatures()
         self._position: dict[str, tuple[int, int]] = {}
+        # The highest input offset any user's state includes, per partition: messages above it
+        # are new to every user, and need no check each.
+        self._highest: dict[int, int] = {}
         self._dirty: set[str] = set()
 
     def __len__(self) -> int:
@@ -63,6 +66,14 @@ class StateStore:
         position = self._position.get(user_id)
         return position is not None and position[0] == partition and offset <= position[1]
 
+    def may_include(self, positions: Sequence[tuple[int, int]]) -> bool:
+        """Whether some user's state may include one of these input positions (False: none
+        does; True: ask `applied` of each). Only a restored state is ever ahead of the input."""
+        highest = self._highest
+        return bool(highest) and any(
+            offset <= highest.get(partition, -1) for partition, offset in positions
+        )
+
     def apply(self, txs: TxColumns, positions: Sequence[tuple[int, int]]) -> tuple[Matrix, Matrix]:
         """Add transactions (in arrival order, each from its input (partition, offset)) to
         their users' states: a row each of TRANSACTION_FEATURES, and of its user's
@@ -72,7 +83,14 @@ class StateStore:
         for user, at in zip(txs.user_id, positions, strict=True):
             position[user] = at
             dirty.add(user)
+        self._raise_highest({partition: offset for partition, offset in positions})
         return matrices
+
+    def _raise_highest(self, offsets: dict[int, int]) -> None:
+        highest = self._highest
+        for partition, offset in offsets.items():
+            if offset > highest.get(partition, -1):
+                highest[partition] = offset
 
     def changelog(self) -> list[ChangelogRecord]:
         """A record for each user changed since the last `mark_clean`."""
@@ -105,6 +123,7 @@ class StateStore:
             raise FinriskError(f"changelog record of user {user!r} has no {SOURCE_OFFSET_HEADER}")
         self.features.restore(user, value)
         self._position[user] = (partition, offset)
+        self._raise_highest({partition: offset})
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
         """Forget every user whose state comes from `partitions` (revoked); how many."""
@@ -112,6 +131,8 @@ class StateStore:
         users = [user for user, (partition, _) in self._position.items() if partition in gone]
         for user in users:
             self._drop(user)
+        for partition in gone:
+            self._highest.pop(partition, None)
         return len(users)
 
     def _drop(self, user: str) -> None:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
 
-from finrisk.schema import load_schema
+from finrisk.features.online import TxColumns
+from finrisk.schema import AMOUNT, load_schema
 from finrisk.serving.bridge.messages import (
     SCHEMA_INVALID,
     UNPARSEABLE,
     BadMessage,
     MessageParser,
+    Transaction,
     encode_transaction,
 )
+from finrisk.serving.bridge.state import columns
 from finrisk.validation import validate_transactions
 
 GOOD: dict[str, Any] = {
@@ -214,3 +219,69 @@ def test_timestamps_out_of_range_are_schema_invalid() -> None:
     with pytest.raises(BadMessage, match="out of range") as caught:
         MessageParser().parse(_bytes(timestamp=10**17))
     assert caught.value.kind == SCHEMA_INVALID
+
+
+def _outcome(item: Transaction | BadMessage) -> tuple[str, Any]:
+    if isinstance(item, BadMessage):
+        return item.kind, item.reason
+    return "ok", (item.fields, type(item.fields[AMOUNT]), item.event_ns)
+
+
+def test_a_batch_parses_as_its_messages_do_one_by_one() -> None:
+    parser = MessageParser()
+    # The standard library's encoder: orjson refuses 10**20, and NaN goes out as NaN (which
+    # no decoder here takes: unparseable, both ways).
+    cases: list[bytes | None] = [
+        json.dumps({k: v for k, v in {**GOOD, field: value}.items() if v is not ...}).encode()
+        for field, values in _VARIANTS.items()
+        for value in values
+    ]
+    cases += [b"nope", b"[1]", b'"text"', b"", None, _bytes(extra="field")]
+    good = [_bytes(transaction_id=f"tx-{i}", amount=10.0 + i) for i in range(3)]
+    fast = 0
+    for case in cases:
+        values = [good[0], case, good[1], good[2]]
+        batch = parser.parse_batch(values)
+        expected = []
+        for value in values:
+            try:
+                expected.append(_outcome(parser.parse(value)))
+            except BadMessage as bad:
+                expected.append(_outcome(bad))
+        assert [_outcome(item) for item in batch.transactions] == expected, case
+        if batch.columns is not None:
+            fast += 1
+            assert all(outcome == "ok" for outcome, _ in expected)
+            transactions = [tx for tx in batch.transactions if isinstance(tx, Transaction)]
+            _assert_same_columns(batch.columns, columns(transactions))
+    # The column-wise check took the batches of good variants (float amounts, epoch ms).
+    assert 3 <= fast < len(cases)
+
+
+def _assert_same_columns(got: TxColumns, want: TxColumns) -> None:
+    for name, value in zip(TxColumns._fields, got, strict=True):
+        expected = getattr(want, name)
+        if isinstance(expected, np.ndarray):
+            assert value.dtype == expected.dtype, name
+            np.testing.assert_array_equal(value, expected)
+        else:
+            assert list(value) == list(expected), name
+
+
+def test_a_clean_batch_comes_with_its_feature_columns() -> None:
+    values = [
+        _bytes(transaction_id=f"tx-{i}", direction=d, category=c)
+        for i, (d, c) in enumerate(
+            [("debit", "groceries"), ("credit", "salary"), ("debit", "rent")]
+        )
+    ]
+    batch = MessageParser().parse_batch(values)
+    assert batch.columns is not None
+    assert batch.columns.is_debit.tolist() == [True, False, True]
+    assert batch.columns.timestamp_ns.tolist() == [GOOD["timestamp"] * 1_000_000] * 3
+    # An int amount is valid, but takes the message-by-message way (it becomes a float there).
+    mixed = MessageParser().parse_batch([*values, _bytes(amount=3)])
+    assert mixed.columns is None
+    last = mixed.transactions[-1]
+    assert isinstance(last, Transaction) and type(last.fields[AMOUNT]) is float
+    assert MessageParser().parse_batch([]) == ([], None)

@@ -136,3 +136,26 @@ def test_a_tombstone_forgets_the_user_and_an_offsetless_record_is_refused(stream
     assert not store.applied(record.key.decode(), record.partition, 0)
     with pytest.raises(FinriskError, match=SOURCE_OFFSET_HEADER):
         store.restore(record.key, record.value, record.partition, [])
+
+
+def test_may_include_is_false_only_when_no_state_can_include_a_position(stream: Stream) -> None:
+    store = StateStore()
+    assert not store.may_include([(0, 0)])
+    _features(store, stream[:500])
+    log: list[ChangelogRecord] = []
+    _write_changelog(store, log)
+    last = {p: o for p, o, _ in stream[:500]}
+    later = [(p, o) for p, o, _ in stream[500:600]]
+    assert not store.may_include(later)  # what comes next is new to every user
+    restored = _restore(log)
+    assert not restored.may_include(later)
+    # Any position up to a partition's highest offset in the state may be in it, and is
+    # exactly what `applied` is then asked about.
+    for partition, offset in last.items():
+        assert restored.may_include([*later, (partition, offset)])
+        assert not restored.may_include([(partition, offset + 1)])
+    in_state = [(p, o) for p, o, tx in stream[:500] if restored.applied(tx.user_id, p, o)]
+    assert in_state and all(restored.may_include([at]) for at in in_state)
+    restored.drop_partitions({0})
+    assert not restored.may_include([(0, last[0])])
+    assert restored.may_include([(1, last[1])])
