@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
+import numpy.typing as npt
 from confluent_kafka import Message
 
 from finrisk.features.online import column_problems
@@ -52,6 +53,10 @@ class Batch:
     """A micro-batch on its way out; each step done is recorded, so a retry resumes there."""
 
     rows: list[tuple[Message, Transaction]]
+    # Per row: its input (partition, offset), and its input message's timestamp (ms, <= 0
+    # when it has none).
+    positions: list[tuple[int, int]]
+    stamps_ms: npt.NDArray[np.int64]
     tx_matrix: np.ndarray
     user_matrix: np.ndarray
     dead: list[tuple[Message, str, str]]
@@ -102,14 +107,13 @@ class Batch:
     def set_scores(self, scores: list[Score]) -> None:
         self.scores = scores
         self.scored_at_ms = now = int(time.time() * 1000)
-        latencies = []
-        for msg, _ in self.rows:
-            stamp = msg.timestamp()[1]
-            latencies.append(float(now - stamp) if stamp > 0 else 0.0)
-        self.latencies_ms = latencies
+        stamps = self.stamps_ms
+        self.latencies_ms = np.where(stamps > 0, now - stamps, 0).astype(np.float64).tolist()
 
     def keep_rows(self, keep: list[int]) -> None:
         self.rows = [self.rows[i] for i in keep]
+        self.positions = [self.positions[i] for i in keep]
+        self.stamps_ms = self.stamps_ms[keep]
         self.tx_matrix = self.tx_matrix[keep]
         self.user_matrix = self.user_matrix[keep]
         if self.scores is not None:
@@ -126,7 +130,7 @@ class Batch:
         """
         if self.stage == SCORING:
             self.settle_future()
-            keep = [i for i, (msg, _) in enumerate(self.rows) if where(msg)[0] not in gone]
+            keep = [i for i, (partition, _) in enumerate(self.positions) if partition not in gone]
             if len(keep) != len(self.rows):
                 self.keep_rows(keep)
             self.dead = [d for d in self.dead if where(d[0])[0] not in gone]
@@ -176,12 +180,15 @@ def prepare(
         keep = [i for i in range(len(rows)) if i not in rejected]
         rows, positions, txs = [rows[i] for i in keep], [positions[i] for i in keep], txs.take(keep)
     tx_matrix, user_matrix = state.apply(txs, positions)
+    stamps = np.fromiter((msg.timestamp()[1] for msg, _ in rows), dtype=np.int64, count=len(rows))
     changelog: list[ChangelogRecord] = []
     if checkpoint:
         changelog = state.changelog()
         state.mark_clean()
     return Batch(
         rows=rows,
+        positions=positions,
+        stamps_ms=stamps,
         tx_matrix=tx_matrix,
         user_matrix=user_matrix,
         dead=dead,

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from finrisk.schema import Schema
@@ -523,7 +524,7 @@ class Bridge:
             batch.scores,
             scored_at_ms=batch.scored_at_ms,
             latencies_ms=batch.latencies_ms,
-            positions=[where(msg) for msg, _ in batch.rows],
+            positions=batch.positions,
             history_days=batch.user_matrix[:, HISTORY_DAYS_COLUMN].tolist(),
         )
         records: list[OutRecord] = [
@@ -560,10 +561,8 @@ class Bridge:
             return  # a checkpoint with nothing new
         n = len(batch.rows)
         now_ms = time.time() * 1000
-        stamps = [msg.timestamp()[1] for msg, _ in batch.rows]
-        self.metrics.event_to_score.observe_many(
-            [max(0.0, now_ms - stamp) / 1000 for stamp in stamps if stamp > 0]
-        )
+        stamps = batch.stamps_ms[batch.stamps_ms > 0]
+        self.metrics.event_to_score.observe_many(np.maximum(0.0, now_ms - stamps) / 1000)
         anomalies = sum(1 for s in batch.scores or () if s.is_anomaly)
         self.metrics.messages.labels("scored").inc(n)
         self.metrics.messages.labels("dead_lettered").inc(len(batch.dead))

@@ -20,7 +20,7 @@ from finrisk.serving.bridge.state import StateStore
 def _messages(records: list[tuple[bytes, bytes | None]], partitions: int = 2) -> list[Message]:
     offsets = [0] * partitions
     out = []
-    for key, value in records:
+    for i, (key, value) in enumerate(records):
         p = sum(key) % partitions
         out.append(
             Message(
@@ -29,7 +29,7 @@ def _messages(records: list[tuple[bytes, bytes | None]], partitions: int = 2) ->
                 offset=offsets[p],
                 key=key,
                 value=value,
-                timestamp=(1, 1000),
+                timestamp=(1, 1000 + i),
             )
         )
         offsets[p] += 1
@@ -117,8 +117,11 @@ def test_dropping_revoked_partitions_keeps_the_rest_aligned(
     future.set_result([_score() for _ in batch.rows])
     batch.future = future
     kept_rows = [(m.partition(), m.offset()) for m, _ in batch.rows if m.partition() != 1]
+    kept_stamps = [m.timestamp()[1] for m, _ in batch.rows if m.partition() != 1]
     batch.drop_partitions({1})
-    assert [(m.partition(), m.offset()) for m, _ in batch.rows] == kept_rows
+    assert [(m.partition(), m.offset()) for m, _ in batch.rows] == kept_rows == batch.positions
+    assert batch.stamps_ms.tolist() == kept_stamps
+    assert batch.latencies_ms == [float(batch.scored_at_ms - stamp) for stamp in kept_stamps]
     assert batch.scores is not None and len(batch.scores) == len(kept_rows)
     assert len(batch.latencies_ms) == len(kept_rows) == len(batch.tx_matrix)
     assert set(batch.next_offsets) <= {0}
@@ -129,7 +132,18 @@ def test_dropping_revoked_partitions_keeps_the_rest_aligned(
 def test_a_failed_scoring_is_forgotten_so_the_retry_scores_again(
     records: list[tuple[bytes, bytes | None]],
 ) -> None:
-    batch = prepare(_messages(records[:10]), MessageParser(), StateStore(), checkpoint=True)
+    messages = _messages(records[:10])
+    # A message without a timestamp: its latency is unknown, counted as 0.
+    no_stamp = messages[-1]
+    messages[-1] = Message(
+        topic="tx",
+        partition=no_stamp.partition(),
+        offset=no_stamp.offset(),
+        key=no_stamp.key(),
+        value=no_stamp.value(),
+        timestamp=(0, -1),
+    )
+    batch = prepare(messages, MessageParser(), StateStore(), checkpoint=True)
     future: Future[list[Score]] = Future()
     future.set_exception(RuntimeError("endpoint down"))
     batch.future = future
@@ -142,7 +156,8 @@ def test_a_failed_scoring_is_forgotten_so_the_retry_scores_again(
     assert batch.future is done
     batch.settle_future()
     assert batch.scores is not None and len(batch.scores) == 10
-    assert all(lat == pytest.approx(batch.scored_at_ms - 1000) for lat in batch.latencies_ms)
+    expected = [float(batch.scored_at_ms - 1000 - i) for i in range(9)] + [0.0]
+    assert batch.latencies_ms == expected
 
 
 def test_dead_letter_values_are_kept_byte_for_byte(
