@@ -50,6 +50,11 @@ class Score(NamedTuple):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A scored record's first key. In a JSON array of records, the text between two records is
+# "}," then this, and it cannot be inside a value: a quote in a string is written escaped, so a
+# quote right after "{" is a delimiter.
+_FIRST_KEY = b'{"transaction_id":'
+_BETWEEN = b"}," + _FIRST_KEY
 
 
 def _utc(ns: int) -> datetime:
@@ -79,7 +84,6 @@ def scored_values(
     history_days: Sequence[float],
 ) -> list[bytes]:
     """The scored topic's records (keyed by user id) for transactions and their scores."""
-    dumps = orjson.dumps
     rows = zip(
         [tx.fields for tx in txs],
         scores,
@@ -89,8 +93,8 @@ def scored_values(
         np.round(np.asarray(history_days, dtype=np.float64), 2).tolist(),
         strict=True,
     )
-    return [
-        dumps(
+    return _dumps_each(
+        [
             {
                 "transaction_id": fields[TRANSACTION_ID],
                 "user_id": fields[USER_ID],
@@ -112,25 +116,36 @@ def scored_values(
                 "latency_ms": latency,
                 "source": {"partition": partition, "offset": offset},
             }
-        )
-        for (
-            fields,
-            (
-                anomaly,
-                flagged,
-                threshold,
-                probability,
-                band,
-                reasons,
-                detector_version,
-                risk_version,
-            ),
-            event_time,
-            latency,
-            (partition, offset),
-            days,
-        ) in rows
-    ]
+            for (
+                fields,
+                (
+                    anomaly,
+                    flagged,
+                    threshold,
+                    probability,
+                    band,
+                    reasons,
+                    detector_version,
+                    risk_version,
+                ),
+                event_time,
+                latency,
+                (partition, offset),
+                days,
+            ) in rows
+        ]
+    )
+
+
+def _dumps_each(docs: list[dict[str, Any]]) -> list[bytes]:
+    """`orjson.dumps` of each scored record, from one call for them all, split between records:
+    one call per record costs ~2.7 us, the batch's call and the split ~0.8 us a record."""
+    if not docs:
+        return []
+    parts = orjson.dumps(docs)[len(_FIRST_KEY) + 1 : -2].split(_BETWEEN)
+    if len(parts) != len(docs):  # a nested object that starts like a record: one by one
+        return [orjson.dumps(doc) for doc in docs]
+    return [_FIRST_KEY + part + b"}" for part in parts]
 
 
 def anomaly_record(

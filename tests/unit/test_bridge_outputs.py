@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from finrisk.serving.bridge.messages import MessageParser, encode_transaction
+from finrisk.serving.bridge.messages import MessageParser, Transaction, encode_transaction
 from finrisk.serving.bridge.outputs import (
     ERROR_KIND_HEADER,
     ERROR_REASON_HEADER,
@@ -110,3 +110,38 @@ def test_dead_letter_headers_name_the_reason_and_the_source_and_keep_the_origina
     assert named["trace-id"] == b"abc"
     # An earlier error header (a message re-sent from the DLQ) does not shadow the new one.
     assert [v for k, v in headers if k == ERROR_KIND_HEADER] == [b"schema_invalid"]
+
+
+def _scored(txs: list[Transaction], scores: list[Score]) -> list[bytes]:
+    n = len(txs)
+    return scored_values(
+        txs,
+        scores,
+        scored_at_ms=1_735_689_601_000,
+        latencies_ms=[1.5] * n,
+        positions=[(0, i) for i in range(n)],
+        history_days=[3.0] * n,
+    )
+
+
+def test_each_scored_record_is_the_json_of_its_own_transaction() -> None:
+    # Values holding the text between two records of a JSON array, and a nested object that
+    # starts like a record: each record still holds exactly its own transaction.
+    tricky = '},{"transaction_id":"tx9'
+    fields = [
+        {**TX.fields, "transaction_id": f"tx{i}", "user_id": tricky if i == 1 else f"u{i}"}
+        for i in range(4)
+    ]
+    txs = [TX._replace(fields=f) for f in fields]
+    look_alike = [{"transaction_id": "nested"}, {"transaction_id": "again"}]
+    for reasons in (REASONS, look_alike):
+        scores = [SCORE._replace(reasons=reasons if i == 2 else []) for i in range(4)]
+        docs = [orjson.loads(value) for value in _scored(txs, scores)]
+        assert [doc["transaction_id"] for doc in docs] == ["tx0", "tx1", "tx2", "tx3"]
+        assert docs[1]["user_id"] == tricky
+        assert [doc["reasons"] for doc in docs] == [[], [], reasons, []]
+        assert [doc["source"]["offset"] for doc in docs] == [0, 1, 2, 3]
+
+
+def test_no_transactions_no_scored_records() -> None:
+    assert _scored([], []) == []
