@@ -146,17 +146,65 @@ class Delivery:
             raise BridgeFenced(f"Kafka transaction failed for good: {error}") from None
 
 
+class CommitLedger:
+    """Input offsets made durable but not yet committed, per partition, and what was asked.
+
+    A commit Kafka refuses (during a rebalance: a stale generation, or one in progress) is due
+    again at the next checkpoint, unless a later commit of that partition was asked meanwhile:
+    otherwise a partition that receives nothing more stays uncommitted for good, its lag never
+    zero and a restart reading all of it again (skipped by the state, but read).
+    """
+
+    def __init__(self) -> None:
+        self.due: dict[int, int] = {}
+        self._asked: dict[int, int] = {}
+
+    def add(self, next_offsets: dict[int, int]) -> None:
+        for partition, offset in next_offsets.items():
+            if offset > self.due.get(partition, -1):
+                self.due[partition] = offset
+
+    def take(self) -> dict[int, int]:
+        """What to commit now (remembered as asked)."""
+        due, self.due = self.due, {}
+        self._asked.update(due)
+        return due
+
+    def refused(self, partitions: Sequence[TopicPartition]) -> bool:
+        """Kafka refused these offsets: due again where nothing later was asked. True if any."""
+        again = {
+            tp.partition: tp.offset
+            for tp in partitions
+            if tp.offset >= 0 and self._asked.get(tp.partition) == tp.offset
+        }
+        self.add(again)
+        return bool(again)
+
+    def drop(self, partitions: set[int]) -> None:
+        """Revoked partitions: their next owner commits from its own work."""
+        self.due = {p: o for p, o in self.due.items() if p not in partitions}
+        self._asked = {p: o for p, o in self._asked.items() if p not in partitions}
+
+
 def commit(consumer: Consumer, topic: str, next_offsets: dict[int, int], *, wait: bool) -> bool:
-    """Commit input offsets (waiting for the answer, or not); False when Kafka refused."""
+    """Commit input offsets (waiting for the answer, or not); False when Kafka refused them
+    (an asynchronous commit's answer goes to the consumer's `on_commit` callback)."""
     if not next_offsets:
         return True
     offsets = [TopicPartition(topic, p, o) for p, o in next_offsets.items()]
     try:
-        if wait:
-            consumer.commit(offsets=offsets, asynchronous=False)
-        else:
+        if not wait:
             consumer.commit(offsets=offsets, asynchronous=True)
+            return True  # refused or not: the consumer's on_commit callback says
+        done = consumer.commit(offsets=offsets, asynchronous=False)
     except KafkaException as exc:
         log.warning("offset commit failed: %s", exc)
         return False
-    return True
+    failed = [tp for tp in done or () if tp.error]
+    if failed:
+        log.warning(
+            "offset commit of partitions %s failed: %s",
+            [tp.partition for tp in failed],
+            failed[0].error,
+        )
+    return not failed

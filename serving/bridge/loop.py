@@ -57,6 +57,7 @@ from finrisk.serving.bridge.batch import (
 from finrisk.serving.bridge.batching import MicroBatcher
 from finrisk.serving.bridge.delivery import (
     BridgeFenced,
+    CommitLedger,
     Delivery,
     OutputUnavailable,
     Tracker,
@@ -154,7 +155,7 @@ class Bridge:
         # A batch was prepared since the last checkpoint (its offsets wait for the next one).
         self._since_checkpoint = False
         # Input offsets of durable batches after the last committed checkpoint.
-        self._uncommitted: dict[int, int] = {}
+        self._commits = CommitLedger()
 
     # ----------------------------------------------------------------- life cycle
 
@@ -327,7 +328,7 @@ class Bridge:
         for batch in (*self._pending, *self._durable):
             batch.drop_partitions(gone)
         # Durable but after the last checkpoint: the next owner replays them from its state.
-        self._uncommitted = {p: o for p, o in self._uncommitted.items() if p not in gone}
+        self._commits.drop(gone)
         self._held = [m for m in self._held if where(m)[0] not in gone]
         # Messages of those partitions in the batch being collected: their users' state goes
         # below, and the next owner consumes them from the last commit.
@@ -341,12 +342,23 @@ class Bridge:
                 self.metrics.consumer_lag.remove(str(partition))
         log.info("revoked partitions %s; dropped the state of %d users", sorted(gone), dropped)
 
-    def _on_commit(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-        if error is not None and error.code() != KafkaError._NO_OFFSET:
-            # Outputs and changelog are durable: a replay is skipped by the state, so a lost
-            # commit costs time, not correctness.
-            self.metrics.errors.labels("commit").inc()
-            log.warning("offset commit failed: %s", error)
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None and error.code() == KafkaError._NO_OFFSET:
+            return
+        refused = partitions if error is not None else [tp for tp in partitions if tp.error]
+        if not refused:
+            return
+        # Outputs and changelog are durable: a replay is skipped by the state, so a lost commit
+        # costs time, not correctness; the next checkpoint (a quiet one if nothing comes)
+        # commits it again.
+        self.metrics.errors.labels("commit").inc()
+        log.warning(
+            "offset commit of partitions %s failed: %s",
+            sorted(tp.partition for tp in refused),
+            error or refused[0].error,
+        )
+        if self._commits.refused(refused):
+            self._since_checkpoint = True
 
     # ----------------------------------------------------------------- a batch
 
@@ -453,7 +465,7 @@ class Bridge:
                         flush.result()  # SinkError: paused, resubmitted on the retry
                     batch.anomalies = []
                 if not batch.checkpoint:  # its offsets wait for the next checkpoint
-                    _merge(self._uncommitted, batch.next_offsets)
+                    self._commits.add(batch.next_offsets)
                     self._durable.popleft()
                     continue
                 batch.changelog_sent = Tracker()
@@ -462,10 +474,12 @@ class Bridge:
             assert batch.changelog_sent is not None
             if not delivery.settle(batch.changelog_sent, block=block):
                 return
-            _merge(self._uncommitted, batch.next_offsets)
+            self._commits.add(batch.next_offsets)
             with self._step("commit"):
-                commit(self._consumer_(), self.config.input_topic, self._uncommitted, wait=block)
-            self._uncommitted = {}
+                offsets = self._commits.take()
+                if not commit(self._consumer_(), self.config.input_topic, offsets, wait=block):
+                    self._commits.add(offsets)  # refused at once: with the next checkpoint
+                    self._since_checkpoint = True
             self.metrics.checkpoints.inc()
             self._durable.popleft()
 
@@ -661,9 +675,3 @@ class Bridge:
                     self.metrics.consumer_lag.labels(str(tp.partition)).set(high - tp.offset)
         except KafkaException as exc:
             log.debug("lag not available: %s", exc)
-
-
-def _merge(into: dict[int, int], next_offsets: dict[int, int]) -> None:
-    for partition, offset in next_offsets.items():
-        if offset > into.get(partition, -1):
-            into[partition] = offset

@@ -1,0 +1,72 @@
+"""Input offsets between a durable batch and a commit Kafka accepted: none left behind."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from finrisk.serving.bridge.app import build_bridge
+from finrisk.serving.bridge.delivery import CommitLedger
+from finrisk.settings import BridgeSettings, Settings
+
+
+def _offsets(committed: dict[int, int]) -> list[TopicPartition]:
+    return [TopicPartition("tx", p, o) for p, o in committed.items()]
+
+
+def test_durable_offsets_are_due_once_at_their_highest() -> None:
+    ledger = CommitLedger()
+    ledger.add({0: 5, 1: 3})
+    ledger.add({0: 9})
+    assert ledger.take() == {0: 9, 1: 3}
+    assert ledger.take() == {}
+
+
+def test_a_refused_commit_is_due_again() -> None:
+    ledger = CommitLedger()
+    ledger.add({3: 100, 4: 80})
+    asked = ledger.take()
+    assert ledger.refused(_offsets(asked))
+    assert ledger.take() == {3: 100, 4: 80}
+
+
+def test_a_refused_commit_superseded_by_a_later_one_is_not_due_again() -> None:
+    ledger = CommitLedger()
+    ledger.add({3: 100})
+    first = ledger.take()
+    ledger.add({3: 150, 4: 10})
+    ledger.take()
+    # The first commit's refusal arrives after the second was asked: committing 100 again
+    # would move the group back behind 150.
+    assert not ledger.refused(_offsets(first))
+    assert ledger.take() == {}
+
+
+def test_revoked_partitions_are_neither_due_nor_due_again() -> None:
+    ledger = CommitLedger()
+    ledger.add({3: 100})
+    asked = ledger.take()
+    ledger.add({3: 120, 5: 7})
+    ledger.drop({3})
+    assert not ledger.refused(_offsets(asked))
+    assert ledger.take() == {5: 7}
+
+
+def test_the_bridge_commits_a_refused_commit_at_its_next_checkpoint() -> None:
+    bridge = build_bridge(
+        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
+    )
+    try:
+        bridge._commits.add({3: 100, 4: 80})
+        asked = bridge._commits.take()
+        # What librdkafka hands on_commit when a rebalance made the commit's generation stale.
+        bridge._on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), _offsets(asked))
+        assert bridge._since_checkpoint  # so a quiet checkpoint follows, even if nothing comes
+        assert bridge._commits.take() == {3: 100, 4: 80}
+        # Accepted: nothing is due again.
+        bridge._commits.add({3: 120})
+        bridge._since_checkpoint = False
+        bridge._on_commit(None, _offsets(bridge._commits.take()))
+        assert not bridge._since_checkpoint
+        assert bridge._commits.take() == {}
+    finally:
+        bridge.close()
