@@ -186,25 +186,28 @@ class CommitLedger:
         self._asked = {p: o for p, o in self._asked.items() if p not in partitions}
 
 
-def commit(consumer: Consumer, topic: str, next_offsets: dict[int, int], *, wait: bool) -> bool:
-    """Commit input offsets (waiting for the answer, or not); False when Kafka refused them
-    (an asynchronous commit's answer goes to the consumer's `on_commit` callback)."""
+CommitAnswer = Callable[[KafkaError | None, list[TopicPartition]], None]
+
+
+def commit(
+    consumer: Consumer,
+    topic: str,
+    next_offsets: dict[int, int],
+    *,
+    wait: bool,
+    answer: CommitAnswer,
+) -> None:
+    """Commit input offsets, waiting for Kafka's answer or not; the answer goes to `answer`,
+    the consumer's `on_commit` callback, either way."""
     if not next_offsets:
-        return True
+        return
     offsets = [TopicPartition(topic, p, o) for p, o in next_offsets.items()]
     try:
         if not wait:
             consumer.commit(offsets=offsets, asynchronous=True)
-            return True  # refused or not: the consumer's on_commit callback says
+            return
         done = consumer.commit(offsets=offsets, asynchronous=False)
-    except KafkaException as exc:
-        log.warning("offset commit failed: %s", exc)
-        return False
-    failed = [tp for tp in done or () if tp.error]
-    if failed:
-        log.warning(
-            "offset commit of partitions %s failed: %s",
-            [tp.partition for tp in failed],
-            failed[0].error,
-        )
-    return not failed
+    except KafkaException as exc:  # refused at once
+        answer(exc.args[0], offsets)
+        return
+    answer(None, done)  # librdkafka calls on_commit for asynchronous commits only

@@ -476,10 +476,13 @@ class Bridge:
                 return
             self._commits.add(batch.next_offsets)
             with self._step("commit"):
-                offsets = self._commits.take()
-                if not commit(self._consumer_(), self.config.input_topic, offsets, wait=block):
-                    self._commits.add(offsets)  # refused at once: with the next checkpoint
-                    self._since_checkpoint = True
+                commit(
+                    self._consumer_(),
+                    self.config.input_topic,
+                    self._commits.take(),
+                    wait=block,
+                    answer=self._on_commit,
+                )
             self.metrics.checkpoints.inc()
             self._durable.popleft()
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, TopicPartition
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from finrisk.serving.bridge.app import build_bridge
-from finrisk.serving.bridge.delivery import CommitLedger
+from finrisk.serving.bridge.delivery import CommitLedger, commit
+from finrisk.serving.bridge.loop import Bridge
 from finrisk.settings import BridgeSettings, Settings
+
+
+@pytest.fixture
+def bridge() -> Iterator[Bridge]:
+    bridge = build_bridge(
+        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
+    )
+    yield bridge
+    bridge.close()
 
 
 def _offsets(committed: dict[int, int]) -> list[TopicPartition]:
@@ -51,22 +64,32 @@ def test_revoked_partitions_are_neither_due_nor_due_again() -> None:
     assert ledger.take() == {5: 7}
 
 
-def test_the_bridge_commits_a_refused_commit_at_its_next_checkpoint() -> None:
-    bridge = build_bridge(
-        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
-    )
-    try:
-        bridge._commits.add({3: 100, 4: 80})
-        asked = bridge._commits.take()
-        # What librdkafka hands on_commit when a rebalance made the commit's generation stale.
-        bridge._on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), _offsets(asked))
-        assert bridge._since_checkpoint  # so a quiet checkpoint follows, even if nothing comes
-        assert bridge._commits.take() == {3: 100, 4: 80}
-        # Accepted: nothing is due again.
-        bridge._commits.add({3: 120})
-        bridge._since_checkpoint = False
-        bridge._on_commit(None, _offsets(bridge._commits.take()))
-        assert not bridge._since_checkpoint
-        assert bridge._commits.take() == {}
-    finally:
-        bridge.close()
+def test_the_bridge_commits_a_refused_commit_at_its_next_checkpoint(bridge: Bridge) -> None:
+    bridge._commits.add({3: 100, 4: 80})
+    asked = bridge._commits.take()
+    # What librdkafka hands on_commit when a rebalance made the commit's generation stale.
+    bridge._on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), _offsets(asked))
+    assert bridge._since_checkpoint  # so a quiet checkpoint follows, even if nothing comes
+    assert bridge._commits.take() == {3: 100, 4: 80}
+    # Accepted: nothing is due again.
+    bridge._commits.add({3: 120})
+    bridge._since_checkpoint = False
+    bridge._on_commit(None, _offsets(bridge._commits.take()))
+    assert not bridge._since_checkpoint
+    assert bridge._commits.take() == {}
+
+
+class _RefusingConsumer:
+    """Stands in for a consumer whose synchronous commit librdkafka refuses at once (raising, as
+    confluent-kafka does): librdkafka does not call on_commit for it."""
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+
+def test_a_refused_synchronous_commit_is_answered_like_an_asynchronous_one(bridge: Bridge) -> None:
+    bridge._commits.add({2: 40})
+    consumer = _RefusingConsumer()
+    commit(consumer, "tx", bridge._commits.take(), wait=True, answer=bridge._on_commit)  # type: ignore[arg-type]
+    assert bridge._since_checkpoint
+    assert bridge._commits.take() == {2: 40}
