@@ -156,17 +156,17 @@ class CommitLedger:
     """
 
     def __init__(self) -> None:
-        self.due: dict[int, int] = {}
+        self._due: dict[int, int] = {}
         self._asked: dict[int, int] = {}
 
     def add(self, next_offsets: dict[int, int]) -> None:
         for partition, offset in next_offsets.items():
-            if offset > self.due.get(partition, -1):
-                self.due[partition] = offset
+            if offset > self._due.get(partition, -1):
+                self._due[partition] = offset
 
     def take(self) -> dict[int, int]:
         """What to commit now (remembered as asked)."""
-        due, self.due = self.due, {}
+        due, self._due = self._due, {}
         self._asked.update(due)
         return due
 
@@ -182,7 +182,7 @@ class CommitLedger:
 
     def drop(self, partitions: set[int]) -> None:
         """Revoked partitions: their next owner commits from its own work."""
-        self.due = {p: o for p, o in self.due.items() if p not in partitions}
+        self._due = {p: o for p, o in self._due.items() if p not in partitions}
         self._asked = {p: o for p, o in self._asked.items() if p not in partitions}
 
 
