@@ -1,0 +1,161 @@
+"""What the bridge's integration tests share: the stream, the served models, one clean run to
+compare with, and helpers to start bridges on fresh topics and read what they wrote."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge.local_processes import (
+    BridgeProcess,
+    PredictorProcess,
+    RegisteredModels,
+    bridge_environment,
+)
+from finrisk.serving.bridge.producer import produce
+from finrisk.settings import Settings
+from finrisk.stack.process import free_port
+from tests.support.kafka_reading import Record, read_topic
+
+__all__ = ["free_port"]
+
+N_TRANSACTIONS = 3_000
+PARTITIONS = 6
+# Fast group joins after a SIGKILL; 6 s is the broker's minimum session timeout.
+FAST = {"session_timeout_ms": 6_000, "batch_max_messages": 200, "batch_max_wait_ms": 20}
+POISON: list[tuple[bytes, bytes | None, str]] = [
+    (b"u-poison", b"{not json", "unparseable"),
+    (b"u-poison", None, "unparseable"),
+    (b"u-poison", b"[1, 2, 3]", "unparseable"),
+    (b"u-poison", b'{"transaction_id": "p4", "user_id": "u-poison"}', "schema_invalid"),
+    (
+        b"u-poison",
+        orjson.dumps(
+            {
+                "transaction_id": "p5",
+                "user_id": "u-poison",
+                "timestamp": 1735689600000,
+                "amount": -4.0,
+                "direction": "debit",
+                "category": "groceries",
+                "merchant": "m",
+                "channel": "online",
+                "balance_after": 1.0,
+            }
+        ),
+        "schema_invalid",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Served:
+    models: RegisteredModels
+    predictor: PredictorProcess
+    tracking_uri: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    input_topic: str
+    name: str
+    scored: list[Record]
+    dead: list[Record]
+    anomalies_in_bigquery: list[Any]
+    committed: dict[int, int]
+    end: dict[int, int]
+    returncode: int
+
+    @property
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        return {doc["transaction_id"]: doc for doc in (r.json() for r in self.scored)}  # type: ignore[misc]
+
+
+def unique(kind: str) -> str:
+    return f"test.bridge.{kind}.{uuid.uuid4().hex[:8]}"
+
+
+def bootstrap(settings: Settings) -> str:
+    return settings.kafka.bootstrap_servers
+
+
+def topic(settings: Settings, name: str) -> str:
+    kafka_config.ensure_topic(settings, name, PARTITIONS)
+    return name
+
+
+def bridge(
+    settings: Settings, served: Served, topic: str, name: str, logs: Path, **extra: Any
+) -> BridgeProcess:
+    env = bridge_environment(
+        bootstrap(settings), served.predictor.url, served.models, topic, name, **{**FAST, **extra}
+    )
+    return BridgeProcess(env, logs / f"{name}.log")
+
+
+def scored_count(bridge: BridgeProcess) -> float:
+    try:
+        return bridge.metrics().get("finrisk_bridge_messages_total{outcome=scored}", 0.0)
+    except Exception:  # the process may be between start and its first scrape
+        return 0.0
+
+
+def topics(settings: Settings) -> set[str]:
+    return set(kafka_config.admin(settings).list_topics(timeout=30).topics)
+
+
+def same_scores(records: list[Record], reference: Reference) -> None:
+    expected = reference.by_id
+    docs: list[dict[str, Any]] = [r.json() for r in records]  # type: ignore[misc]
+    for doc in docs:
+        want = expected[doc["transaction_id"]]
+        assert doc["anomaly_score"] == pytest.approx(want["anomaly_score"], rel=1e-9, abs=1e-12)
+        assert doc["is_anomaly"] == want["is_anomaly"]
+        assert doc["risk_probability"] == pytest.approx(
+            want["risk_probability"], rel=1e-9, abs=1e-12
+        )
+        assert doc["risk_band"] == want["risk_band"]
+        assert doc["history_days"] == want["history_days"]
+        assert [r["feature"] for r in doc["reasons"]] == [r["feature"] for r in want["reasons"]]
+
+
+class Feeder:
+    """Produces the transactions to a fresh topic at a steady rate, in the background."""
+
+    def __init__(
+        self, settings: Settings, topic: str, records: list[tuple[bytes, bytes]], rate: float
+    ):
+        self.thread = threading.Thread(
+            target=produce,
+            args=(kafka_config.client_config(settings), topic, records),
+            kwargs={"rate": rate},
+            daemon=True,
+        )
+
+    def __enter__(self) -> Feeder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.thread.join(timeout=120)
+
+
+def scored_until_all(bootstrap: str, name: str, valid_ids: list[str]) -> list[Record]:
+    """The bridge `name`'s scored records, read until every one of `valid_ids` is there."""
+    return read_topic(
+        bootstrap,
+        f"{name}.scored",
+        until=lambda records: set(ids(records)) >= set(valid_ids),
+        timeout_s=180,
+    )
+
+
+def ids(records: list[Record]) -> list[str]:
+    return [r.json()["transaction_id"] for r in records]  # type: ignore[misc]
