@@ -80,6 +80,9 @@ class BridgeSettings(BaseModel):
     # Any other librdkafka property, passed through to every client as is.
     kafka_options: dict[str, str] = Field(default_factory=dict)
 
+    # A message larger than this (key and value) is dead-lettered unread as `too_large`: a
+    # transaction is a few hundred bytes, and what is scored must fit the output topics.
+    max_message_bytes: int = Field(default=65_536, ge=1_024, le=10_000_000)
     # Micro-batches end at whichever bound comes first.
     batch_max_messages: int = Field(default=2_000, ge=1, le=100_000)
     batch_max_wait_ms: int = Field(default=25, ge=0, le=60_000)

@@ -20,8 +20,10 @@ import numpy.typing as npt
 from confluent_kafka import Message
 
 from finrisk.features.online import column_problems
+from finrisk.serving.bridge.dead_letters import TOO_LARGE
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
+from finrisk.serving.bridge.records import OutRecord, where
 from finrisk.serving.bridge.state import ChangelogRecord, StateStore, columns
 from finrisk.sinks.base import AnomalyRecord
 
@@ -29,23 +31,6 @@ if TYPE_CHECKING:
     from finrisk.serving.bridge.delivery import Tracker
 
 SCORING, SENT, CHANGELOG_SENT = "scoring", "sent", "changelog_sent"
-Headers = list[tuple[str, str | bytes | None]]
-# (topic, key, value, headers, partition or None for the key's partition)
-OutRecord = tuple[str, bytes | None, bytes | None, Headers | None, int | None]
-
-
-def where(msg: Message) -> tuple[int, int]:
-    """(partition, offset) of a consumed message (always set on those)."""
-    partition, offset = msg.partition(), msg.offset()
-    assert partition is not None and offset is not None
-    return partition, offset
-
-
-def headers_of(msg: Message) -> Headers:
-    raw = msg.headers()
-    if raw is None:
-        return []
-    return list(raw.items()) if isinstance(raw, dict) else list(raw)
 
 
 @dataclass
@@ -140,13 +125,21 @@ class Batch:
 
 
 def prepare(
-    messages: Sequence[Message], parser: MessageParser, state: StateStore, *, checkpoint: bool
+    messages: Sequence[Message],
+    parser: MessageParser,
+    state: StateStore,
+    *,
+    checkpoint: bool,
+    max_message_bytes: int | None = None,
 ) -> Batch:
     consumed = [msg for msg in messages if msg.error() is None]
-    positions = list(map(where, consumed))
-    next_offsets = {partition: offset + 1 for partition, offset in positions}
-    parsed = parser.parse_batch([msg.value() for msg in consumed])
+    next_offsets = {partition: offset + 1 for partition, offset in map(where, consumed)}
+    values = [msg.value() for msg in consumed]
     dead: list[tuple[Message, str, str]] = []
+    if max_message_bytes is not None:
+        consumed, values = _unread_if_too_large(consumed, values, max_message_bytes, dead)
+    positions = list(map(where, consumed))
+    parsed = parser.parse_batch(values)
     skipped = 0
     if parsed.columns is not None and not state.may_include(positions):
         good = cast(list[Transaction], parsed.transactions)  # with columns, none is bad
@@ -198,3 +191,26 @@ def prepare(
         skipped=skipped,
         consume_errors=len(messages) - len(consumed),
     )
+
+
+def _unread_if_too_large(
+    consumed: list[Message],
+    values: list[bytes | None],
+    limit: int,
+    dead: list[tuple[Message, str, str]],
+) -> tuple[list[Message], list[bytes | None]]:
+    """Messages over `limit` bytes (key and value) go to `dead` unparsed; the others stay."""
+    sizes = [
+        len(value or b"") + len(msg.key() or b"")
+        for msg, value in zip(consumed, values, strict=True)
+    ]
+    if max(sizes, default=0) <= limit:
+        return consumed, values
+    keep = []
+    for i, size in enumerate(sizes):
+        if size > limit:
+            reason = f"message is {size} bytes (key and value), over max_message_bytes {limit}"
+            dead.append((consumed[i], TOO_LARGE, reason))
+        else:
+            keep.append(i)
+    return [consumed[i] for i in keep], [values[i] for i in keep]

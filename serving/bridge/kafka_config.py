@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from finrisk.errors import FinriskError
 from finrisk.settings import BridgeSettings, Settings
@@ -16,6 +16,10 @@ from finrisk.stack.process import wait_until
 DEFAULT_PARTITIONS = 6
 # How long the producer keeps retrying a record before reporting it failed.
 MESSAGE_TIMEOUT_MS = 30_000
+# librdkafka's default message.max.bytes (the largest record a producer queues), and the
+# broker's default max.message.bytes (the largest record batch a topic takes).
+PRODUCER_MAX_BYTES = 1_000_000
+TOPIC_MAX_BYTES = 1_048_588
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -211,6 +215,22 @@ def delete_topics(settings: Settings, prefixes: Sequence[str]) -> list[str]:
     except KafkaException as exc:
         raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
     return sorted(names)
+
+
+def max_record_bytes(settings: Settings, topic: str, timeout_s: float = 30.0) -> int:
+    """The largest record the bridge's producer can write to `topic`: the lower of the
+    producer's message.max.bytes and the topic's max.message.bytes."""
+    producer = int(
+        producer_config(settings, transactional=False).get("message.max.bytes", PRODUCER_MAX_BYTES)
+    )
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    client = admin(settings)  # held: a client collected before its answer cancels the request
+    try:
+        entries = client.describe_configs([resource])[resource].result(timeout=timeout_s)
+    except KafkaException as exc:
+        raise FinriskError(f"cannot read the configuration of Kafka topic {topic}: {exc}") from None
+    entry = entries.get("max.message.bytes")
+    return min(producer, int(entry.value) if entry is not None else TOPIC_MAX_BYTES)
 
 
 def _create(client: AdminClient, topics: list[NewTopic]) -> None:

@@ -45,16 +45,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from finrisk.schema import Schema
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.backoff import Backoff
-from finrisk.serving.bridge.batch import (
-    CHANGELOG_SENT,
-    SENT,
-    Batch,
-    OutRecord,
-    headers_of,
-    prepare,
-    where,
-)
+from finrisk.serving.bridge.batch import CHANGELOG_SENT, SENT, Batch, prepare
 from finrisk.serving.bridge.batching import MicroBatcher
+from finrisk.serving.bridge.dead_letters import MODEL_REJECTED, DeadLetters
 from finrisk.serving.bridge.delivery import (
     BridgeFenced,
     CommitLedger,
@@ -65,13 +58,8 @@ from finrisk.serving.bridge.delivery import (
 )
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.metrics import BridgeMetrics, Health, OpsServer
-from finrisk.serving.bridge.outputs import (
-    HISTORY_DAYS_COLUMN,
-    Score,
-    anomaly_record,
-    dead_letter_headers,
-    scored_values,
-)
+from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, Score, anomaly_record, scored_values
+from finrisk.serving.bridge.records import OutRecord, headers_of, where
 from finrisk.serving.bridge.restore import ChangelogReader
 from finrisk.serving.bridge.scoring import Scorer
 from finrisk.serving.bridge.state import StateStore
@@ -81,7 +69,6 @@ from finrisk.sinks import AnomalyRecord, AnomalySink, SinkError
 
 log = logging.getLogger("finrisk.bridge")
 
-MODEL_REJECTED = "model_rejected"
 # How long a SIGTERM waits for unfinished batches before leaving them uncommitted.
 STOP_GRACE_S = 15.0
 # What pauses consumption until it passes.
@@ -125,6 +112,8 @@ class Bridge:
         self.stats = RunStats()
         self.exactly_once = self.config.exactly_once
         self.changelog_topic = kafka_config.changelog_topic(self.config)
+        # Sized to what the dead-letter topic takes when the bridge starts.
+        self.dead_letters = DeadLetters(self.config.dlq_topic, kafka_config.PRODUCER_MAX_BYTES)
         self.backoff = Backoff(
             self.config.backoff_initial_s,
             max(self.config.backoff_max_s, self.config.backoff_initial_s),
@@ -169,6 +158,9 @@ class Bridge:
 
     def start(self) -> None:
         kafka_config.ensure_topics(self.settings)
+        self.dead_letters.max_bytes = kafka_config.max_record_bytes(
+            self.settings, self.config.dlq_topic
+        )
         if self._serve_http:
             self._ops = OpsServer(
                 self.config.http_host, self.config.http_port, self.metrics, self.health
@@ -181,7 +173,7 @@ class Bridge:
             # Fences an earlier instance with the same id and aborts its open transaction.
             producer.init_transactions(60)
         self._delivery = Delivery(
-            producer, self.changelog_topic, kafka_config.MESSAGE_TIMEOUT_MS / 1000 + 5
+            producer, kafka_config.MESSAGE_TIMEOUT_MS / 1000 + 5, rescue=self._rescue
         )
         self._reader = ChangelogReader(
             Consumer(kafka_config.restore_consumer_config(self.settings)),
@@ -367,7 +359,13 @@ class Bridge:
 
     def _prepare(self, messages: list[Message], *, checkpoint: bool) -> None:
         with self._step("prepare"):
-            batch = prepare(messages, self.parser, self.state, checkpoint=checkpoint)
+            batch = prepare(
+                messages,
+                self.parser,
+                self.state,
+                checkpoint=checkpoint,
+                max_message_bytes=self.config.max_message_bytes,
+            )
         if checkpoint:
             self._last_checkpoint = time.monotonic()
         self._since_checkpoint = not checkpoint
@@ -549,17 +547,22 @@ class Bridge:
             for (msg, _), value in zip(batch.rows, values, strict=True)
         ]
         for msg, kind, reason in batch.dead:
-            partition, offset = where(msg)
-            headers = dead_letter_headers(
-                kind,
-                reason,
-                topic=msg.topic() or self.config.input_topic,
-                partition=partition,
-                offset=offset,
-                original=headers_of(msg),
+            records.append(
+                self.dead_letters.record(
+                    kind,
+                    reason,
+                    key=msg.key(),
+                    value=msg.value(),
+                    source=(msg.topic() or self.config.input_topic, *where(msg)),
+                    headers=headers_of(msg),
+                )
             )
-            records.append((self.config.dlq_topic, msg.key(), msg.value(), headers, None))
         return records
+
+    def _rescue(self, record: OutRecord, error: KafkaError) -> OutRecord | None:
+        """What Delivery sends instead of a record Kafka refused for good."""
+        self.metrics.errors.labels("output_refused").inc()
+        return self.dead_letters.rescue(record, error, input_topic=self.config.input_topic)
 
     def _anomalies(self, batch: Batch) -> list[AnomalyRecord]:
         assert batch.scores is not None

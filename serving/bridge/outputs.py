@@ -23,13 +23,6 @@ from finrisk.schema import (
 from finrisk.serving.bridge.messages import Transaction
 from finrisk.sinks.base import AnomalyRecord
 
-# Dead-letter headers; the original key, value and headers are kept as they came.
-ERROR_KIND_HEADER = "finrisk.error.kind"
-ERROR_REASON_HEADER = "finrisk.error.reason"
-SOURCE_TOPIC_HEADER = "finrisk.source.topic"
-SOURCE_PARTITION_HEADER = "finrisk.source.partition"
-SOURCE_OFFSET_HEADER = "finrisk.source.offset"
-MAX_REASON_BYTES = 2_000
 # The user's history span (days from their first transaction to this one), from the user
 # features: how much history the risk band stands on.
 HISTORY_DAYS_COLUMN = USER_FEATURES.index("active_days")
@@ -172,25 +165,3 @@ def anomaly_record(
         scored_at=datetime.fromtimestamp(scored_at_ms / 1000, tz=UTC),
         latency_ms=latency_ms,
     )
-
-
-def dead_letter_headers(
-    kind: str,
-    reason: str,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    original: Sequence[tuple[str, str | bytes | None]] | None,
-) -> list[tuple[str, str | bytes | None]]:
-    headers: list[tuple[str, str | bytes | None]] = [
-        (ERROR_KIND_HEADER, kind.encode()),
-        (ERROR_REASON_HEADER, reason.encode("utf-8", "replace")[:MAX_REASON_BYTES]),
-        (SOURCE_TOPIC_HEADER, topic.encode()),
-        (SOURCE_PARTITION_HEADER, str(partition).encode()),
-        (SOURCE_OFFSET_HEADER, str(offset).encode()),
-    ]
-    headers.extend(
-        (name, value) for name, value in original or () if not name.startswith("finrisk.error.")
-    )
-    return headers

@@ -9,7 +9,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from finrisk.errors import FinriskError
 from finrisk.serving.bridge.backoff import Backoff
-from finrisk.serving.bridge.batch import headers_of, where
+from finrisk.serving.bridge.records import headers_of, where
 from finrisk.serving.bridge.state import StateStore
 
 _TRANSIENT = frozenset(

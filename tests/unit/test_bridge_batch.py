@@ -11,6 +11,7 @@ from confluent_kafka import Message
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES, OnlineFeatures
 from finrisk.serving.bridge.batch import prepare
+from finrisk.serving.bridge.dead_letters import TOO_LARGE
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, UNPARSEABLE, MessageParser
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.producer import synthetic_records
@@ -169,3 +170,20 @@ def test_dead_letter_values_are_kept_byte_for_byte(
     )
     assert [msg.value() for msg, _, _ in batch.dead] == [raw, None]
     assert "'amount' must be a number" in batch.dead[0][2]
+
+
+def test_messages_over_the_size_limit_are_dead_lettered_unread_and_their_offsets_advance(
+    records: list[tuple[bytes, bytes | None]],
+) -> None:
+    big_value = (b"u-big", b"{" + b" " * 5_000 + b"}")
+    big_key = (b"k" * 5_000, records[0][1])
+    messages = _messages([*records[:50], big_value, big_key, *records[50:100]])
+    batch = prepare(
+        messages, MessageParser(), StateStore(), checkpoint=False, max_message_bytes=4_096
+    )
+    assert len(batch.rows) == 100
+    assert [kind for _, kind, _ in batch.dead] == [TOO_LARGE, TOO_LARGE]
+    assert "over max_message_bytes 4096" in batch.dead[0][2]
+    # Every message is handled: the offsets to commit pass the dead letters too.
+    for msg in messages:
+        assert batch.next_offsets[msg.partition()] > msg.offset()

@@ -1,4 +1,4 @@
-"""Scored records, anomaly records and dead-letter headers."""
+"""Scored records and anomaly records."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from finrisk.serving.bridge.messages import MessageParser, Transaction, encode_transaction
-from finrisk.serving.bridge.outputs import (
-    ERROR_KIND_HEADER,
-    ERROR_REASON_HEADER,
-    MAX_REASON_BYTES,
-    Score,
-    anomaly_record,
-    dead_letter_headers,
-    event_times,
-    scored_values,
-)
+from finrisk.serving.bridge.outputs import Score, anomaly_record, event_times, scored_values
 
 TX = MessageParser().parse(
     encode_transaction(
@@ -90,26 +81,6 @@ def test_anomaly_record_for_the_sink() -> None:
     assert record.scored_at == datetime(2025, 1, 1, 0, 0, 1, tzinfo=UTC)
     assert orjson.loads(record.reasons) == REASONS
     assert (record.risk_band, record.detector_version) == ("HIGH", "7")
-
-
-def test_dead_letter_headers_name_the_reason_and_the_source_and_keep_the_originals() -> None:
-    headers = dead_letter_headers(
-        "schema_invalid",
-        "field 'amount' is missing " + "x" * 5000,
-        topic="transactions",
-        partition=4,
-        offset=17,
-        original=[("trace-id", b"abc"), (ERROR_KIND_HEADER, b"old")],
-    )
-    named = dict(headers)
-    assert named[ERROR_KIND_HEADER] == b"schema_invalid"
-    assert named[ERROR_REASON_HEADER].startswith(b"field 'amount' is missing")  # type: ignore[union-attr]
-    assert len(named[ERROR_REASON_HEADER]) == MAX_REASON_BYTES  # type: ignore[arg-type]
-    assert named["finrisk.source.topic"] == b"transactions"
-    assert (named["finrisk.source.partition"], named["finrisk.source.offset"]) == (b"4", b"17")
-    assert named["trace-id"] == b"abc"
-    # An earlier error header (a message re-sent from the DLQ) does not shadow the new one.
-    assert [v for k, v in headers if k == ERROR_KIND_HEADER] == [b"schema_invalid"]
 
 
 def _scored(txs: list[Transaction], scores: list[Score]) -> list[bytes]:
