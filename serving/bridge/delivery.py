@@ -238,6 +238,14 @@ class CommitLedger:
         self.add(again)
         return bool(again)
 
+    def latest(self, committed: dict[int, int]) -> dict[int, int]:
+        """Per partition, the later of its committed offset (negative: none) and the last one
+        asked: what may be committed again without moving the group back or ahead."""
+        latest = {p: o for p, o in committed.items() if o >= 0}
+        for partition, offset in self._asked.items():
+            latest[partition] = max(offset, latest.get(partition, -1))
+        return latest
+
     def drop(self, partitions: set[int]) -> None:
         """Revoked partitions: their next owner commits from its own work."""
         self._due = {p: o for p, o in self._due.items() if p not in partitions}

@@ -73,6 +73,8 @@ log = logging.getLogger("finrisk.bridge")
 STOP_GRACE_S = 15.0
 # What pauses consumption until it passes.
 STALLS = (EndpointUnavailable, SinkError, OutputUnavailable)
+# How often, at most, to ask the group whether this member survived a stall (see _turn).
+MEMBERSHIP_PROBE_INTERVAL_S = 0.5
 
 __all__ = ["Bridge", "BridgeFenced", "RunStats"]
 
@@ -145,6 +147,13 @@ class Bridge:
         self._since_checkpoint = False
         # Input offsets of durable batches after the last committed checkpoint.
         self._commits = CommitLedger()
+        # A gap this long between two turns of the loop may have let the group expire this
+        # member (a stopped or starved process sends no heartbeats either); until the group
+        # confirms it, no state is written (_may_write_state).
+        self._stall_s = self.config.session_timeout_ms / 2000
+        self._last_turn = time.monotonic()
+        self._membership_unsure = False
+        self._next_probe = 0.0
 
     # ----------------------------------------------------------------- life cycle
 
@@ -187,7 +196,7 @@ class Bridge:
             [self.config.input_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_lost=self._on_lost,
         )
         self.health.ready = True
         log.info(
@@ -214,7 +223,7 @@ class Bridge:
         last_message = time.monotonic()
         try:
             while not self._stop.is_set():
-                self.health.tick()
+                self._turn()
                 self._update_gauges()
                 if self._paused:
                     self._retry_paused()
@@ -311,12 +320,25 @@ class Bridge:
         log.info("assigned partitions %s; restored %d state records", numbers, records)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
         # What was sent gets its changelog and commit now, before the next owner restores.
         try:
             self._advance(block=True)
         except STALLS as exc:
             log.warning("revocation: outputs not durable (%s); the next owner replays them", exc)
+        self._forget({tp.partition for tp in partitions}, "revoked")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group expired this member (it stalled past the session timeout): another owns
+        these partitions already. Nothing of theirs is written or committed any more: a
+        changelog record written now could be restored over the new owner's newer state."""
+        log.warning(
+            "lost partitions %s (this member was expired from the group); dropping their work",
+            sorted(tp.partition for tp in partitions),
+        )
+        self._forget({tp.partition for tp in partitions}, "lost")
+
+    def _forget(self, gone: set[int], how: str) -> None:
+        """Drop the unfinished work, offsets and users' state of partitions no longer ours."""
         for batch in (*self._pending, *self._durable):
             batch.drop_partitions(gone)
         # Durable but after the last checkpoint: the next owner replays them from its state.
@@ -332,7 +354,7 @@ class Bridge:
         for partition in gone:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(str(partition))
-        log.info("revoked partitions %s; dropped the state of %d users", sorted(gone), dropped)
+        log.info("%s partitions %s; dropped the state of %d users", how, sorted(gone), dropped)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() == KafkaError._NO_OFFSET:
@@ -466,6 +488,8 @@ class Bridge:
                     self._commits.add(batch.next_offsets)
                     self._durable.popleft()
                     continue
+                if not self._may_write_state():
+                    return
                 batch.changelog_sent = Tracker()
                 delivery.send(self._changelog_records(batch), batch.changelog_sent)
                 batch.stage = CHANGELOG_SENT
@@ -483,6 +507,48 @@ class Bridge:
                 )
             self.metrics.checkpoints.inc()
             self._durable.popleft()
+
+    def _turn(self) -> None:
+        """One turn of the loop: liveness, and whether the loop stalled since the last."""
+        now = time.monotonic()
+        if now - self._last_turn > self._stall_s:
+            self._membership_unsure = True
+        self._last_turn = now
+        self.health.tick()
+
+    def _may_write_state(self) -> bool:
+        """Whether a changelog may be written now: not while the group may have expired this
+        member in a stall and given its partitions to another, whose newer state a changelog
+        record written now could later be restored over. librdkafka tells of such a loss
+        (`_on_lost`) only once it hears back from the coordinator, and a resumed loop can reach
+        this point before that: after a stall, a synchronous commit of offsets already
+        committed asks the coordinator first (it refuses a member it expired)."""
+        if time.monotonic() - self._last_turn > self._stall_s:
+            self._membership_unsure = True
+        if not self._membership_unsure:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + MEMBERSHIP_PROBE_INTERVAL_S
+        consumer = self._consumer_()
+        topic = self.config.input_topic
+        try:
+            assignment = consumer.assignment()
+            committed = consumer.committed(assignment, timeout=10) if assignment else []
+            offsets = self._commits.latest({tp.partition: tp.offset for tp in committed})
+            if offsets:  # else nothing is committed yet, and nothing can be asked with
+                consumer.commit(
+                    offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                    asynchronous=False,
+                )
+        except KafkaException as exc:
+            self.metrics.errors.labels("membership").inc()
+            log.warning("writing no state until the group confirms this member: %s", exc)
+            return False
+        log.info("the group confirmed this member after a stall")
+        self._membership_unsure = False
+        return True
 
     def _store(self, anomalies: list[AnomalyRecord]) -> None:
         """In the sink's thread: buffer and flush (its bounded retries; SinkError if they fail)."""
@@ -631,7 +697,7 @@ class Bridge:
             deadline = min(deadline, until)
         consumer = self._consumer_()
         while time.monotonic() < deadline and not (self._stop.is_set() and until is None):
-            self.health.tick()
+            self._turn()
             # Paused partitions fetch nothing new; anything already buffered is held, in order.
             msg = consumer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
             if msg is not None:

@@ -8,7 +8,8 @@ changelog record per user changed since the last checkpoint: key = user id, valu
 snapshot, header = that input offset. The changelog is compacted and has one partition per
 input partition; a user's record goes to the partition their transactions come from. On
 assignment of input partition p, the bridge reads changelog partition p to its end and
-restores every user in it.
+restores every user in it, each from its record of the highest input offset (a member expired
+in a stall may have written a stale one after the new owner's).
 
 A restored state may be ahead of the committed input offset (the process died after writing
 the changelog, before committing). The transactions in between were scored and their outputs
@@ -110,7 +111,8 @@ class StateStore:
         partition: int,
         headers: Sequence[tuple[str, str | bytes | None]],
     ) -> None:
-        """Apply one changelog record (later records of a user replace earlier ones)."""
+        """Apply one changelog record: a user's record replaces one of an earlier input offset
+        (records come in the order written; a stale one can follow a newer one)."""
         user = key.decode()
         if value is None:
             self._drop(user)
@@ -121,6 +123,11 @@ class StateStore:
                 offset = int(raw)
         if offset is None:
             raise FinriskError(f"changelog record of user {user!r} has no {SOURCE_OFFSET_HEADER}")
+        position = self._position.get(user)
+        if position is not None and position[0] == partition and offset < position[1]:
+            # Written after a later one: by a member that had lost the partition to the owner
+            # of the later one. The state that includes more of the user's stream wins.
+            return
         self.features.restore(user, value)
         self._position[user] = (partition, offset)
         self._raise_highest({partition: offset})

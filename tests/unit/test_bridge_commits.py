@@ -93,3 +93,11 @@ def test_a_refused_synchronous_commit_is_answered_like_an_asynchronous_one(bridg
     commit(consumer, "tx", bridge._commits.take(), wait=True, answer=bridge._on_commit)  # type: ignore[arg-type]
     assert bridge._since_checkpoint
     assert bridge._commits.take() == {2: 40}
+
+
+def test_latest_is_the_later_of_committed_and_asked_per_partition() -> None:
+    ledger = CommitLedger()
+    ledger.add({1: 50, 2: 10})
+    ledger.take()
+    ledger.add({1: 70})  # due, not asked: not durable in the changelog yet, never offered
+    assert ledger.latest({0: 5, 1: 40, 2: 30, 3: -1001}) == {0: 5, 1: 50, 2: 30}

@@ -159,3 +159,25 @@ def test_may_include_is_false_only_when_no_state_can_include_a_position(stream: 
     restored.drop_partitions({0})
     assert not restored.may_include([(0, last[0])])
     assert restored.may_include([(1, last[1])])
+
+
+def test_a_stale_record_written_after_a_newer_one_does_not_replace_it(stream: Stream) -> None:
+    """A member that lost its partitions in a stall may write a user's record after the new
+    owner's: the state that includes more of the user's stream wins, in either order."""
+    owner = StateStore()
+    _features(owner, stream[:1_000])
+    stale = owner.changelog()
+    owner.mark_clean()
+    _features(owner, stream[1_000:2_000])
+    newer = owner.changelog()
+    assert {r.key for r in stale} & {r.key for r in newer}  # users in both
+    latest = {r.key: r for r in stale} | {r.key: r for r in newer}
+    users = [key.decode() for key in latest]
+    expected = _restore(list(latest.values()))
+    for log in (stale + newer, newer + stale):
+        restored = _restore(log)
+        for user in users:
+            assert restored.features.user_values(user) == expected.features.user_values(user)
+            record = latest[user.encode()]
+            assert restored.applied(user, record.partition, record.source_offset)
+            assert not restored.applied(user, record.partition, record.source_offset + 1)

@@ -20,7 +20,9 @@ from finrisk.serving.bridge.local_processes import (
     bridge_environment,
 )
 from finrisk.serving.bridge.producer import produce
+from finrisk.serving.bridge.state import StateStore
 from finrisk.settings import Settings
+from finrisk.sinks.bigquery import BigQuerySink
 from finrisk.stack.process import free_port
 from tests.support.kafka_reading import Record, read_topic
 
@@ -159,3 +161,37 @@ def scored_until_all(bootstrap: str, name: str, valid_ids: list[str]) -> list[Re
 
 def ids(records: list[Record]) -> list[str]:
     return [r.json()["transaction_id"] for r in records]  # type: ignore[misc]
+
+
+def final_state(bootstrap: str, changelog_topic: str) -> dict[str, tuple[float, ...]]:
+    """Every user's features as a restore of the changelog topic gives them."""
+    store = StateStore()
+    for record in read_topic(bootstrap, changelog_topic):
+        assert record.key is not None
+        store.restore(record.key, record.value, record.partition, list(record.headers.items()))
+    return {user: store.features.user_values(user) for user in store.features.users()}
+
+
+def bigquery_sink(endpoint: str, project: str, dataset: str) -> dict[str, Any]:
+    """A bridge's settings for anomalies to `dataset`.anomalies at a BigQuery endpoint."""
+    return {
+        "sink": "bigquery",
+        "bigquery_project": project,
+        "bigquery_endpoint": endpoint,
+        "bigquery_dataset": dataset,
+        "bigquery_table": "anomalies",
+    }
+
+
+def anomalies_in(endpoint: str, project: str, dataset: str) -> list[Any]:
+    """The rows of `dataset`.anomalies (duplicates kept: the emulator ignores insertId)."""
+    sink = BigQuerySink(project, dataset, "anomalies", endpoint=endpoint)
+    try:
+        return sink.read()
+    finally:
+        sink.close()
+
+
+def flagged(records: list[Record]) -> set[str]:
+    """Transaction ids of the scored records flagged as anomalies."""
+    return {doc["transaction_id"] for doc in (r.json() for r in records) if doc["is_anomaly"]}  # type: ignore[misc]

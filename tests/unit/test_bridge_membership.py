@@ -1,0 +1,83 @@
+"""A member the group expired (a stall past the session timeout) writes no state and commits
+nothing for the partitions it lost: a changelog record written then could be restored over the
+next owner's newer state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from finrisk.serving.bridge.app import build_bridge
+from finrisk.serving.bridge.loop import Bridge
+from finrisk.serving.bridge.messages import MessageParser
+from finrisk.serving.bridge.producer import synthetic_records
+from finrisk.serving.bridge.state import columns
+from finrisk.settings import BridgeSettings, Settings
+
+
+@pytest.fixture
+def bridge() -> Iterator[Bridge]:
+    bridge = build_bridge(
+        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
+    )
+    yield bridge
+    bridge.close()
+
+
+class _Group:
+    """Stands in for the consumer's view of the group: the coordinator refuses commits of an
+    expired member until it is told otherwise."""
+
+    def __init__(self, expired: bool) -> None:
+        self.expired = expired
+        self.commits: list[list[TopicPartition]] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("tx", 0), TopicPartition("tx", 1)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition("tx", 0, 40), TopicPartition("tx", 1, -1001)]
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert not asynchronous
+        self.commits.append(offsets)
+        if self.expired:
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_MEMBER_ID))
+
+
+def test_lost_partitions_drop_their_work_without_writing_or_committing(bridge: Bridge) -> None:
+    advanced: list[bool] = []
+    bridge._advance = lambda block: advanced.append(block)  # type: ignore[method-assign]
+    parser = MessageParser()
+    txs = [parser.parse(v) for _, v in synthetic_records(30, users=5, days=5, seed=1)]
+    bridge.state.apply(columns(txs), [(i % 2, i) for i in range(len(txs))])
+    bridge._assigned = {0, 1}
+    bridge._on_lost(None, [TopicPartition("tx", 1)])  # type: ignore[arg-type]
+    assert advanced == []  # nothing sent, no changelog, no commit
+    assert bridge._assigned == {0}
+    assert all(record.partition == 0 for record in bridge.state.changelog())
+    bridge._on_revoke(None, [TopicPartition("tx", 0)])  # type: ignore[arg-type]
+    assert advanced == [True]  # a revocation makes what was sent durable first
+
+
+def test_after_a_stall_no_state_is_written_until_the_group_confirms_the_member(
+    bridge: Bridge,
+) -> None:
+    group = _Group(expired=True)
+    bridge._consumer = group  # type: ignore[assignment]
+    assert bridge._may_write_state()  # no stall: no question asked
+    assert group.commits == []
+    bridge._last_turn -= 60  # the process was stopped for a minute
+    bridge._turn()
+    assert not bridge._may_write_state()
+    # The probe recommits what is committed already: it can move the group neither way.
+    assert [(tp.partition, tp.offset) for tp in group.commits[0]] == [(0, 40)]
+    assert not bridge._may_write_state()  # asked again no sooner than the probe interval
+    assert len(group.commits) == 1
+    group.expired = False  # rejoined (librdkafka served the loss and a new assignment)
+    bridge._next_probe = 0.0
+    assert bridge._may_write_state()
+    assert bridge._may_write_state() and len(group.commits) == 2  # settled: asked once
+    bridge._consumer = None
