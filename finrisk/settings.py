@@ -83,6 +83,11 @@ class BridgeSettings(BaseModel):
     # A message larger than this (key and value) is dead-lettered unread as `too_large`: a
     # transaction is a few hundred bytes, and what is scored must fit the output topics.
     max_message_bytes: int = Field(default=65_536, ge=1_024, le=10_000_000)
+    # A transaction id a user sent before, within this much event time behind the user's
+    # newest transaction, is a repeat (a producer's retry): dead-lettered as `duplicate`, not
+    # scored or counted again. At most dedup_max_ids ids per user are kept. 0: no check.
+    dedup_window_s: float = Field(default=86_400.0, ge=0)
+    dedup_max_ids: int = Field(default=1_000, ge=1, le=1_000_000)
     # Micro-batches end at whichever bound comes first.
     batch_max_messages: int = Field(default=2_000, ge=1, le=100_000)
     batch_max_wait_ms: int = Field(default=25, ge=0, le=60_000)

@@ -20,7 +20,8 @@ import numpy.typing as npt
 from confluent_kafka import Message
 
 from finrisk.features.online import column_problems
-from finrisk.serving.bridge.dead_letters import TOO_LARGE
+from finrisk.schema import TRANSACTION_ID
+from finrisk.serving.bridge.dead_letters import DUPLICATE, TOO_LARGE
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.records import OutRecord, where
@@ -172,6 +173,14 @@ def prepare(
         dead.extend((rows[i][0], SCHEMA_INVALID, reason) for i, reason in rejected.items())
         keep = [i for i in range(len(rows)) if i not in rejected]
         rows, positions, txs = [rows[i] for i in keep], [positions[i] for i in keep], txs.take(keep)
+    repeats = state.recent.repeats(
+        txs.user_id, [tx.fields[TRANSACTION_ID] for _, tx in rows], txs.timestamp_ns
+    )
+    if repeats:  # a producer's retry: neither scored nor counted again
+        again = set(repeats)
+        dead.extend((rows[i][0], DUPLICATE, _repeat_reason(rows[i][1], state)) for i in repeats)
+        keep = [i for i in range(len(rows)) if i not in again]
+        rows, positions, txs = [rows[i] for i in keep], [positions[i] for i in keep], txs.take(keep)
     tx_matrix, user_matrix = state.apply(txs, positions)
     stamps = np.fromiter((msg.timestamp()[1] for msg, _ in rows), dtype=np.int64, count=len(rows))
     changelog: list[ChangelogRecord] = []
@@ -214,3 +223,11 @@ def _unread_if_too_large(
         else:
             keep.append(i)
     return [consumed[i] for i in keep], [values[i] for i in keep]
+
+
+def _repeat_reason(tx: Transaction, state: StateStore) -> str:
+    hours = state.recent.window_ns / 3_600_000_000_000
+    return (
+        f"transaction_id {tx.transaction_id!r} of user {tx.user_id!r} came before (within "
+        f"{hours:g} h of the user's event time): not scored or counted again"
+    )

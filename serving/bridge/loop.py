@@ -108,7 +108,7 @@ class Bridge:
         self.scorer = scorer
         self.sink = sink
         self.parser = MessageParser(schema)
-        self.state = StateStore()
+        self.state = StateStore(self.config.dedup_window_s, self.config.dedup_max_ids)
         self.metrics = BridgeMetrics()
         self.health = Health()
         self.stats = RunStats()

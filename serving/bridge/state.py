@@ -1,15 +1,17 @@
 """Per-user feature state that survives restarts and rebalances, through a changelog topic.
 
 The state is `finrisk.features.OnlineFeatures`. Besides it, the store remembers for each user
-the input position (partition, offset) of the last transaction its state includes.
+the input position (partition, offset) of the last transaction its state includes, and the
+user's recent transaction ids (`dedup.RecentIds`: a repeated transaction is not counted again).
 
 At each checkpoint, once the outputs of every batch up to it are durable, the bridge writes one
 changelog record per user changed since the last checkpoint: key = user id, value = the user's
-snapshot, header = that input offset. The changelog is compacted and has one partition per
-input partition; a user's record goes to the partition their transactions come from. On
-assignment of input partition p, the bridge reads changelog partition p to its end and
-restores every user in it, each from its record of the highest input offset (a member expired
-in a stall may have written a stale one after the new owner's).
+recent transaction ids (a JSON line) then their feature snapshot, header = that input offset.
+The changelog is compacted and has one partition per input partition; a user's record goes to
+the partition their transactions come from. On assignment of input partition p, the bridge
+reads changelog partition p to its end and restores every user in it, each from its record of
+the highest input offset (a member expired in a stall may have written a stale one after the
+new owner's).
 
 A restored state may be ahead of the committed input offset (the process died after writing
 the changelog, before committing). The transactions in between were scored and their outputs
@@ -29,11 +31,13 @@ from finrisk.errors import FinriskError
 from finrisk.features import OnlineFeatures
 from finrisk.features.online import TxColumns
 from finrisk.schema import AMOUNT, BALANCE_AFTER, CATEGORY, CHANNEL, DEBIT, DIRECTION, MERCHANT
+from finrisk.serving.bridge.dedup import RecentIds
 from finrisk.serving.bridge.messages import Transaction
 
 Matrix = npt.NDArray[np.float64]
 
 SOURCE_OFFSET_HEADER = "finrisk.source.offset"
+NS_PER_SECOND = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,9 @@ class ChangelogRecord:
 class StateStore:
     """OnlineFeatures plus the input position each user's state has reached."""
 
-    def __init__(self) -> None:
+    def __init__(self, dedup_window_s: float = 86_400.0, dedup_max_ids: int = 1_000) -> None:
         self.features = OnlineFeatures()
+        self.recent = RecentIds(round(dedup_window_s * NS_PER_SECOND), dedup_max_ids)
         self._position: dict[str, tuple[int, int]] = {}
         # The highest input offset any user's state includes, per partition: messages above it
         # are new to every user, and need no check each.
@@ -96,8 +101,11 @@ class StateStore:
     def changelog(self) -> list[ChangelogRecord]:
         """A record for each user changed since the last `mark_clean`."""
         users = list(self._dirty)
+        encode = self.recent.encode
         return [
-            ChangelogRecord(user.encode(), snapshot, *self._position[user])
+            ChangelogRecord(
+                user.encode(), b"%b\n%b" % (encode(user), snapshot), *self._position[user]
+            )
             for user, snapshot in zip(users, self.features.snapshots(users), strict=True)
         ]
 
@@ -128,6 +136,11 @@ class StateStore:
             # Written after a later one: by a member that had lost the partition to the owner
             # of the later one. The state that includes more of the user's stream wins.
             return
+        if value[:1] == b"[":  # the recent ids' line, then the features
+            line, _, value = value.partition(b"\n")
+            self.recent.restore(user, line)
+        else:  # written before recent ids were kept
+            self.recent.forget(user)
         self.features.restore(user, value)
         self._position[user] = (partition, offset)
         self._raise_highest({partition: offset})
@@ -144,6 +157,7 @@ class StateStore:
 
     def _drop(self, user: str) -> None:
         self.features.forget(user)
+        self.recent.forget(user)
         self._position.pop(user, None)
         self._dirty.discard(user)
 

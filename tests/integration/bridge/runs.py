@@ -195,3 +195,9 @@ def anomalies_in(endpoint: str, project: str, dataset: str) -> list[Any]:
 def flagged(records: list[Record]) -> set[str]:
     """Transaction ids of the scored records flagged as anomalies."""
     return {doc["transaction_id"] for doc in (r.json() for r in records) if doc["is_anomaly"]}  # type: ignore[misc]
+
+
+def sources(records: list[Record]) -> list[tuple[int, int]]:
+    """The input (partition, offset) of each scored record."""
+    docs: list[dict[str, Any]] = [r.json() for r in records]  # type: ignore[misc]
+    return [(doc["source"]["partition"], doc["source"]["offset"]) for doc in docs]
