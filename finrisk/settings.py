@@ -130,8 +130,14 @@ class BridgeSettings(BaseModel):
     # None: Google's service; the emulator's URL (bigquery.endpoint) locally.
     bigquery_endpoint: str | None = None
     bigquery_location: str | None = None
-    sink_max_attempts: int = Field(default=5, ge=1)
-    sink_timeout_s: float = Field(default=30.0, gt=0)
+    # Backpressure: past either bound the bridge stops consuming (pausing its partitions,
+    # still serving the group) until acknowledgements and the sink catch up. Batches prepared
+    # or sent and not yet durable; anomaly rows handed to the sink and not yet flushed.
+    max_in_flight_batches: int = Field(default=64, ge=2, le=10_000)
+    sink_max_backlog_rows: int = Field(default=20_000, ge=1)
+    # How long one flush of the sink keeps retrying what may pass by itself (an unavailable
+    # service, a timeout) before the bridge pauses and tries again later.
+    sink_timeout_s: float = Field(default=10.0, gt=0)
 
     # Health, readiness and Prometheus metrics; port 0: any free one (logged). With several
     # workers, worker i serves on http_port + i.

@@ -9,13 +9,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from finrisk.errors import FinriskError
 from finrisk.serving.bridge.kafka_config import delete_topics
-from finrisk.settings import Settings
+from finrisk.settings import BigQuerySettings, Settings
 from finrisk.stack import SERVICE_TYPES, Service
+from finrisk.stack.bigquery_emulator import BigQueryEmulator
+from finrisk.stack.process import free_port
 
 # Every test topic's name starts so; a broker keeps every topic, and thousands of partitions
 # left by earlier runs make it take minutes to start.
@@ -59,3 +62,19 @@ def mlflow_server(stack_settings: Settings) -> Iterator[Service]:
 def bigquery_emulator(stack_settings: Settings) -> Iterator[Service]:
     with _running("bigquery", stack_settings) as service:
         yield service
+
+
+@pytest.fixture
+def own_bigquery(tmp_path: Path) -> Iterator[Service]:
+    """A BigQuery emulator of the test's own, on free ports, which the test may stop and start
+    again (its data survives: the table the bridge created is still there)."""
+    port = free_port(run=2)
+    settings = Settings(
+        home=tmp_path / "stack", bigquery=BigQuerySettings(port=port, grpc_port=port + 1)
+    )
+    service = BigQueryEmulator(settings)
+    service.up()
+    try:
+        yield service
+    finally:
+        service.down()

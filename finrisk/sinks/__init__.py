@@ -21,7 +21,7 @@ def open_sink(settings: Settings) -> AnomalySink | None:
         from finrisk.sinks.local import LocalSink
 
         path = bridge.local_sink_path or settings.home / "anomalies.sqlite"
-        return LocalSink(path, max_attempts=bridge.sink_max_attempts)
+        return LocalSink(path, deadline_s=bridge.sink_timeout_s)
     from finrisk.sinks.bigquery import BigQuerySink
 
     return BigQuerySink(
@@ -30,6 +30,5 @@ def open_sink(settings: Settings) -> AnomalySink | None:
         bridge.bigquery_table,
         endpoint=bridge.bigquery_endpoint,
         location=bridge.bigquery_location,
-        max_attempts=bridge.sink_max_attempts,
-        timeout_s=bridge.sink_timeout_s,
+        deadline_s=bridge.sink_timeout_s,
     )

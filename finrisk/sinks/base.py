@@ -4,6 +4,11 @@ A sink buffers anomaly records with `write` and makes them durable with `flush`;
 bridge commits its Kafka offsets only after `flush` returns. Writing the same transaction twice
 (a batch replayed after a crash) must not make two anomalies: backends key rows by
 `transaction_id` (the local file exactly, BigQuery best effort through insertId).
+
+`flush` retries what may pass by itself (an unavailable service, a timeout) until its deadline,
+then raises SinkError and keeps the records buffered: the caller retries later. A record the
+backend refuses for good (BigQuery: a row that does not fit the table) never blocks the others:
+they are stored, and it is set aside with the backend's reason (`take_rejected`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 
 from finrisk.errors import FinriskError
 
@@ -98,6 +103,13 @@ def micros(value: datetime) -> int:
     return round(value.timestamp() * 1_000_000)
 
 
+class Rejected(NamedTuple):
+    """A record the backend refuses for good, and the backend's reason."""
+
+    record: AnomalyRecord
+    reason: str
+
+
 class AnomalySink(ABC):
     """Buffered, idempotent (by transaction id) storage for anomaly records."""
 
@@ -106,6 +118,7 @@ class AnomalySink(ABC):
 
     def __init__(self) -> None:
         self._buffer: dict[str, AnomalyRecord] = {}
+        self._rejected: list[Rejected] = []
 
     @property
     @abstractmethod
@@ -133,9 +146,15 @@ class AnomalySink(ABC):
         self._buffer.clear()
         return len(records)
 
+    def take_rejected(self) -> list[Rejected]:
+        """The records refused for good since the last call (they are not stored)."""
+        rejected, self._rejected = self._rejected, []
+        return rejected
+
     @abstractmethod
     def _store(self, records: Sequence[AnomalyRecord]) -> None:
-        """Durably store records (upsert by transaction id), with bounded retries."""
+        """Durably store records (upsert by transaction id), retrying until the deadline;
+        records refused for good go to `self._rejected` instead."""
 
     @abstractmethod
     def read(self) -> list[AnomalyRecord]:

@@ -36,10 +36,10 @@ def _column(name: str, kind: str) -> str:
 class LocalSink(AnomalySink):
     """Anomalies in one SQLite file (WAL journal, synchronous commits)."""
 
-    def __init__(self, path: str | Path, *, max_attempts: int = 5, busy_timeout_s: float = 5.0):
+    def __init__(self, path: str | Path, *, deadline_s: float = 10.0, busy_timeout_s: float = 5.0):
         super().__init__()
         self.path = Path(path)
-        self.max_attempts = max_attempts
+        self.deadline_s = deadline_s
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, check_same_thread=False)
@@ -67,18 +67,22 @@ class LocalSink(AnomalySink):
 
     def _store(self, records: Sequence[AnomalyRecord]) -> None:
         rows = [_to_row(record) for record in records]
-        for attempt in range(1, self.max_attempts + 1):
+        deadline = time.monotonic() + self.deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 with self._db:  # one transaction: all rows or none
                     self._db.executemany(self._upsert, rows)
                 return
             except sqlite3.OperationalError as exc:  # locked, disk I/O: worth another try
-                if attempt == self.max_attempts:
+                wait = min(0.05 * 2**attempt, 1.0)
+                if time.monotonic() + wait > deadline:
                     raise SinkError(
-                        f"local anomaly sink {self.path}: {len(rows)} rows not stored after "
-                        f"{attempt} attempts: {exc}"
+                        f"local anomaly sink {self.path}: {len(rows)} rows not stored "
+                        f"({attempt} attempts in {self.deadline_s:g} s): {exc}"
                     ) from None
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+                time.sleep(wait)
 
     def read(self) -> list[AnomalyRecord]:
         cursor = self._db.execute(

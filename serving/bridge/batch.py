@@ -30,8 +30,9 @@ from finrisk.sinks.base import AnomalyRecord
 
 if TYPE_CHECKING:
     from finrisk.serving.bridge.delivery import Tracker
+    from finrisk.serving.bridge.sink_writer import Flush
 
-SCORING, SENT, CHANGELOG_SENT = "scoring", "sent", "changelog_sent"
+SCORING, SENT, FLUSHED, CHANGELOG_SENT = "scoring", "sent", "flushed", "changelog_sent"
 
 
 @dataclass
@@ -59,13 +60,16 @@ class Batch:
     scored_at_ms: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     outputs: list[OutRecord] | None = None
-    # At least once, after scoring: outputs sent, then the sink flushed, then the changelog
-    # sent (once both are durable), then the offsets committed (once the changelog is).
+    # At least once, after scoring: outputs sent (anomalies written to the sink), then for a
+    # checkpoint the sink flushed (and dead letters of rows it refused sent), then the
+    # changelog sent (once all that is durable), then the offsets committed (once it is).
     stage: str = SCORING
     outputs_sent: Tracker | None = None
     changelog_sent: Tracker | None = None
     anomalies: list[AnomalyRecord] = field(default_factory=list)
-    sink_flush: Future[None] | None = None
+    anomaly_messages: list[Message] = field(default_factory=list)
+    sink_flush: Flush | None = None
+    late_sent: Tracker | None = None
 
     @property
     def size(self) -> int:

@@ -45,9 +45,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from finrisk.schema import Schema
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.backoff import Backoff
-from finrisk.serving.bridge.batch import CHANGELOG_SENT, SENT, Batch, prepare
+from finrisk.serving.bridge.batch import CHANGELOG_SENT, FLUSHED, SENT, Batch, prepare
 from finrisk.serving.bridge.batching import MicroBatcher
-from finrisk.serving.bridge.dead_letters import MODEL_REJECTED, DeadLetters
+from finrisk.serving.bridge.dead_letters import MODEL_REJECTED, SINK_REJECTED, DeadLetters
 from finrisk.serving.bridge.delivery import (
     BridgeFenced,
     CommitLedger,
@@ -62,10 +62,12 @@ from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, Score, anomaly_r
 from finrisk.serving.bridge.records import OutRecord, headers_of, where
 from finrisk.serving.bridge.restore import ChangelogReader
 from finrisk.serving.bridge.scoring import Scorer
+from finrisk.serving.bridge.sink_writer import SinkWriter
 from finrisk.serving.bridge.state import StateStore
 from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
 from finrisk.settings import Settings
-from finrisk.sinks import AnomalyRecord, AnomalySink, SinkError
+from finrisk.sinks import AnomalySink, SinkError
+from finrisk.sinks.base import Rejected
 
 log = logging.getLogger("finrisk.bridge")
 
@@ -121,7 +123,8 @@ class Bridge:
             max(self.config.backoff_max_s, self.config.backoff_initial_s),
         )
         self._stop = threading.Event()
-        self._paused = False
+        self._paused = False  # a step failed: retried with backoff (_retry_paused)
+        self._throttled = False  # at a backpressure bound: waiting for room (_wait_for_room)
         self._retries = 0
         # Prepared, being scored or waiting to be sent (step 1-3), oldest first.
         self._pending: deque[Batch] = deque()
@@ -136,7 +139,7 @@ class Bridge:
         self._delivery: Delivery | None = None
         self._reader: ChangelogReader | None = None
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-scoring")
-        self._sinking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sink")
+        self.sinker = SinkWriter(sink) if sink is not None else None
         self._last_gauges = 0.0
         self._last_count = 0
         self._checkpoint_every_s = (
@@ -228,6 +231,11 @@ class Bridge:
                 if self._paused:
                     self._retry_paused()
                     continue
+                if self._over_bound():
+                    self._wait_for_room()
+                    continue
+                if self._throttled:
+                    self._unthrottle()
                 # While a batch is being scored, take only what is already buffered.
                 waited = not self._pending
                 messages = batcher.next_batch() if waited else batcher.buffered()
@@ -266,9 +274,8 @@ class Bridge:
             self._reader.close()
             self._reader = None
         self._scoring.shutdown(wait=True)
-        self._sinking.shutdown(wait=True)
-        if self.sink is not None:
-            self.sink.close()
+        if self.sinker is not None:
+            self.sinker.close()
         self.scorer.close()
         if self._ops is not None:
             self._ops.stop()
@@ -313,7 +320,7 @@ class Bridge:
         self.stats.restored_records += records
         self.metrics.restored.inc(records)
         consumer.incremental_assign(partitions)
-        if self._paused:
+        if self._paused or self._throttled:
             consumer.pause(partitions)
         self._assigned.update(numbers)
         self.metrics.assigned.set(len(self._assigned))
@@ -437,13 +444,18 @@ class Bridge:
                 self._score(batch)
         if batch.outputs is None:
             batch.outputs = self._outputs(batch)
-            batch.anomalies = self._anomalies(batch)
+            if self.sinker is not None:
+                self._anomalies(batch)
         delivery = self._delivery_()
         if self.exactly_once:
-            if self.sink is not None and batch.anomalies:
-                with self._step("sink"):
-                    self._sinking.submit(self._store, batch.anomalies).result()
-                batch.anomalies = []
+            # The sink is outside the transaction: made durable first (idempotent by id).
+            if self.sinker is not None:
+                self.sinker.write(batch.anomalies, batch.anomaly_messages)
+                batch.anomalies, batch.anomaly_messages = [], []
+                flush = self.sinker.flush()
+                if flush is not None:
+                    with self._step("sink"):
+                        batch.outputs.extend(self._refused_by_sink(self.sinker.finish(flush)))
             offsets = [
                 TopicPartition(self.config.input_topic, p, o) for p, o in batch.next_offsets.items()
             ]
@@ -458,8 +470,9 @@ class Bridge:
         batch.outputs_sent = Tracker()
         with self._step("send"):
             delivery.send(batch.outputs, batch.outputs_sent)
-        if self.sink is not None and batch.anomalies:
-            batch.sink_flush = self._sinking.submit(self._store, batch.anomalies)
+        if self.sinker is not None:  # buffered in the sink; flushed at the next checkpoint
+            self.sinker.write(batch.anomalies, batch.anomaly_messages)
+            batch.anomalies, batch.anomaly_messages = [], []
         batch.stage = SENT
         self._pending.popleft()
         self._durable.append(batch)
@@ -475,19 +488,19 @@ class Bridge:
                 assert batch.outputs_sent is not None
                 if not delivery.settle(batch.outputs_sent, block=block):
                     return
-                if batch.anomalies:
-                    if batch.sink_flush is None:  # failed before: try again
-                        batch.sink_flush = self._sinking.submit(self._store, batch.anomalies)
-                    if not block and not batch.sink_flush.done():
-                        return
-                    flush, batch.sink_flush = batch.sink_flush, None
-                    with self._step("sink_wait"):
-                        flush.result()  # SinkError: paused, resubmitted on the retry
-                    batch.anomalies = []
                 if not batch.checkpoint:  # its offsets wait for the next checkpoint
                     self._commits.add(batch.next_offsets)
                     self._durable.popleft()
                     continue
+                if not self._sink_flushed(batch, block):
+                    return
+                batch.stage = FLUSHED
+            if batch.stage == FLUSHED:
+                # Dead letters of rows the sink refused, before the state that passed them.
+                if batch.late_sent is not None and not delivery.settle(
+                    batch.late_sent, block=block
+                ):
+                    return
                 if not self._may_write_state():
                     return
                 batch.changelog_sent = Tracker()
@@ -550,11 +563,45 @@ class Bridge:
         self._membership_unsure = False
         return True
 
-    def _store(self, anomalies: list[AnomalyRecord]) -> None:
-        """In the sink's thread: buffer and flush (its bounded retries; SinkError if they fail)."""
-        assert self.sink is not None
-        self.sink.write(anomalies)
-        self.sink.flush()
+    def _sink_flushed(self, batch: Batch, block: bool) -> bool:
+        """Whether every anomaly written up to this checkpoint batch is durable in the sink (a
+        flush handed to its thread now if none was); rows it refused go out as dead letters.
+        SinkError when the flush failed: paused, and flushed again on the retry."""
+        if self.sinker is None:
+            return True
+        if batch.sink_flush is None:
+            batch.sink_flush = self.sinker.flush()
+            if batch.sink_flush is None:
+                return True  # nothing written since the last flush
+        if not block and not batch.sink_flush.future.done():
+            return False
+        flush, batch.sink_flush = batch.sink_flush, None
+        with self._step("sink_wait"):
+            refused = self.sinker.finish(flush)
+        if refused:
+            batch.late_sent = Tracker()
+            self._delivery_().send(self._refused_by_sink(refused), batch.late_sent)
+        return True
+
+    def _refused_by_sink(self, refused: list[tuple[Message, Rejected]]) -> list[OutRecord]:
+        """Dead letters of the transactions whose anomaly rows the sink refused for good."""
+        assert self.sinker is not None
+        where_to = self.sinker.sink.location
+        self.metrics.errors.labels(SINK_REJECTED).inc(len(refused))
+        log.warning(
+            "%s refused %d anomaly rows for good: %s", where_to, len(refused), refused[0][1]
+        )
+        return [
+            self.dead_letters.record(
+                SINK_REJECTED,
+                f"{where_to} refused the anomaly row: {rejected.reason}",
+                key=msg.key(),
+                value=msg.value(),
+                source=(msg.topic() or self.config.input_topic, *where(msg)),
+                headers=headers_of(msg),
+            )
+            for msg, rejected in refused
+        ]
 
     def _changelog_records(self, batch: Batch) -> list[OutRecord]:
         return [
@@ -630,17 +677,17 @@ class Bridge:
         self.metrics.errors.labels("output_refused").inc()
         return self.dead_letters.rescue(record, error, input_topic=self.config.input_topic)
 
-    def _anomalies(self, batch: Batch) -> list[AnomalyRecord]:
+    def _anomalies(self, batch: Batch) -> None:
+        """The batch's anomaly records for the sink, and their input messages."""
         assert batch.scores is not None
-        if self.sink is None:
-            return []
-        return [
-            anomaly_record(tx, score, scored_at_ms=batch.scored_at_ms, latency_ms=latency)
-            for (_, tx), score, latency in zip(
-                batch.rows, batch.scores, batch.latencies_ms, strict=True
-            )
-            if score.is_anomaly
-        ]
+        for (msg, tx), score, latency in zip(
+            batch.rows, batch.scores, batch.latencies_ms, strict=True
+        ):
+            if score.is_anomaly:
+                batch.anomalies.append(
+                    anomaly_record(tx, score, scored_at_ms=batch.scored_at_ms, latency_ms=latency)
+                )
+                batch.anomaly_messages.append(msg)
 
     def _account(self, batch: Batch) -> None:
         if not batch.size:
@@ -668,6 +715,46 @@ class Bridge:
 
     # ----------------------------------------------------------------- pausing
 
+    def _over_bound(self) -> bool:
+        """Whether in-flight batches or the sink's backlog reached their bound."""
+        backlog = self.sinker.backlog if self.sinker is not None else 0
+        return (
+            len(self._pending) + len(self._durable) >= self.config.max_in_flight_batches
+            or backlog >= self.config.sink_max_backlog_rows
+        )
+
+    def _wait_for_room(self) -> None:
+        """At a bound: take nothing new (partitions paused, the group still served) while the
+        batches in flight go out and become durable."""
+        consumer = self._consumer_()
+        if not self._throttled:
+            consumer.pause(consumer.assignment())
+            self._throttled = True
+            self.metrics.backpressure.set(1)
+            log.info(
+                "backpressure: %d batches in flight, %d anomaly rows for the sink; waiting",
+                len(self._pending) + len(self._durable),
+                self.sinker.backlog if self.sinker is not None else 0,
+            )
+        msg = consumer.poll(0.02)  # rebalances and the group; a message fetched before is held
+        if msg is not None:
+            self._held.append(msg)
+        sink_full = (
+            self.sinker is not None and self.sinker.backlog >= self.config.sink_max_backlog_rows
+        )
+        if sink_full and not any(b.checkpoint for b in (*self._pending, *self._durable)):
+            self._prepare([], checkpoint=True)  # the sink is flushed at checkpoints only
+        if self._pending and not self._attempt(self._send, self._pending[0]):
+            return
+        self._attempt(self._advance, False)
+
+    def _unthrottle(self) -> None:
+        consumer = self._consumer_()
+        consumer.resume(consumer.assignment())
+        self._throttled = False
+        self.metrics.backpressure.set(0)
+        log.info("backpressure: room again; consuming")
+
     def _pause(self, why: str) -> None:
         if self._paused:
             return
@@ -681,7 +768,8 @@ class Bridge:
 
     def _resume(self) -> None:
         consumer = self._consumer_()
-        consumer.resume(consumer.assignment())
+        if not self._throttled:  # else they stay paused until there is room
+            consumer.resume(consumer.assignment())
         self._paused = False
         self._retries = 0
         self.metrics.paused.set(0)
@@ -738,6 +826,8 @@ class Bridge:
         self.metrics.throughput.set((total - self._last_count) / elapsed)
         self._last_count = total
         self.metrics.state_users.set(len(self.state))
+        self.metrics.in_flight.set(len(self._pending) + len(self._durable))
+        self.metrics.sink_backlog.set(self.sinker.backlog if self.sinker is not None else 0)
         consumer = self._consumer
         try:
             assignment = consumer.assignment()

@@ -120,6 +120,21 @@ class BridgeMetrics:
             "1 while consumption is paused (predictor or sink down)",
             registry=r,
         )
+        self.backpressure = Gauge(
+            "finrisk_bridge_backpressure",
+            "1 while consumption waits for in-flight batches or the sink backlog to drain",
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "finrisk_bridge_in_flight_batches",
+            "Batches prepared or sent and not yet durable",
+            registry=r,
+        )
+        self.sink_backlog = Gauge(
+            "finrisk_bridge_sink_backlog_rows",
+            "Anomaly rows handed to the sink and not yet flushed",
+            registry=r,
+        )
         self.assigned = Gauge(
             "finrisk_bridge_assigned_partitions", "Input partitions assigned", registry=r
         )

@@ -18,10 +18,9 @@ from finrisk.serving.bridge.local_processes import (
     train_models,
 )
 from finrisk.serving.bridge.producer import produce, synthetic_records
-from finrisk.settings import BigQuerySettings, Settings
+from finrisk.settings import Settings
 from finrisk.sinks.bigquery import BigQuerySink
 from finrisk.stack import Service
-from finrisk.stack.bigquery_emulator import BigQueryEmulator
 from tests.integration.bridge import runs
 from tests.support.kafka_reading import (
     committed_offsets,
@@ -131,19 +130,3 @@ def reference(
         end=end_offsets(runs.bootstrap(stack_settings), topic),
         returncode=returncode,
     )
-
-
-@pytest.fixture
-def own_bigquery(tmp_path: Path) -> Iterator[Service]:
-    """A BigQuery emulator of the test's own, on free ports, which the test may stop and start
-    again (its data survives: the table the bridge created is still there)."""
-    settings = Settings(
-        home=tmp_path / "stack",
-        bigquery=BigQuerySettings(port=runs.free_port(), grpc_port=runs.free_port()),
-    )
-    service = BigQueryEmulator(settings)
-    service.up()
-    try:
-        yield service
-    finally:
-        service.down()

@@ -79,6 +79,10 @@ class Reference:
     def by_id(self) -> dict[str, dict[str, Any]]:
         return {doc["transaction_id"]: doc for doc in (r.json() for r in self.scored)}  # type: ignore[misc]
 
+    @property
+    def users(self) -> set[str]:
+        return {doc["user_id"] for doc in self.by_id.values()}
+
 
 def unique(kind: str) -> str:
     return f"test.bridge.{kind}.{uuid.uuid4().hex[:8]}"

@@ -42,7 +42,7 @@ def test_a_member_expired_in_a_stall_writes_no_state_and_the_final_state_is_a_cl
     sink = runs.bigquery_sink(own_bigquery.address, project, dataset)
     # Every batch a checkpoint, and a sink that gives up at once: while the sink is down the
     # first bridge holds sent batches whose changelog waits for the sink.
-    settings = {**sink, "checkpoint_interval_ms": 0, "sink_max_attempts": 1, "sink_timeout_s": 1}
+    settings = {**sink, "checkpoint_interval_ms": 0, "sink_timeout_s": 1}
     first = runs.bridge(stack_settings, served, topic, name, logs, **settings).start()
     second = BridgeProcess(
         {**first.env, "FINRISK_BRIDGE__HTTP_PORT": str(runs.free_port())},

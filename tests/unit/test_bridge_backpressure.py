@@ -1,0 +1,55 @@
+"""Backpressure: at a bound (batches in flight, the sink's backlog) the bridge takes nothing
+new, still serving the group, and consumes again by itself once there is room."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from finrisk.serving.bridge.app import build_bridge
+from finrisk.serving.bridge.loop import Bridge
+from finrisk.settings import BridgeSettings, Settings
+
+
+@pytest.fixture
+def bridge() -> Iterator[Bridge]:
+    bridge = build_bridge(
+        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
+    )
+    yield bridge
+    bridge.close()
+
+
+class _Pausable:
+    def __init__(self) -> None:
+        self.paused: list[int] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("tx", 0), TopicPartition("tx", 1)]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused = [tp.partition for tp in partitions]
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused = []
+
+    def poll(self, timeout: float) -> None:
+        return None
+
+
+def test_at_the_in_flight_bound_consumption_pauses_and_resumes_by_itself(bridge: Bridge) -> None:
+    consumer = _Pausable()
+    bridge._consumer = consumer  # type: ignore[assignment]
+    bridge._advance = lambda block: None  # type: ignore[method-assign]
+    bound = bridge.config.max_in_flight_batches
+    bridge._durable.extend([object()] * bound)  # type: ignore[list-item]
+    assert bridge._over_bound()
+    bridge._wait_for_room()
+    assert consumer.paused == [0, 1] and bridge.metrics.backpressure._value.get() == 1
+    bridge._durable.clear()
+    assert not bridge._over_bound()
+    bridge._unthrottle()
+    assert consumer.paused == [] and bridge.metrics.backpressure._value.get() == 0
+    bridge._consumer = None
