@@ -585,6 +585,8 @@ class Bridge:
 
     def _refused_by_sink(self, refused: list[tuple[Message, Rejected]]) -> list[OutRecord]:
         """Dead letters of the transactions whose anomaly rows the sink refused for good."""
+        if not refused:
+            return []
         assert self.sinker is not None
         where_to = self.sinker.sink.location
         self.metrics.errors.labels(SINK_REJECTED).inc(len(refused))

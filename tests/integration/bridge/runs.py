@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,27 @@ def sources(records: list[Record]) -> list[tuple[int, int]]:
     """The input (partition, offset) of each scored record."""
     docs: list[dict[str, Any]] = [r.json() for r in records]  # type: ignore[misc]
     return [(doc["source"]["partition"], doc["source"]["offset"]) for doc in docs]
+
+
+def deployed_sink(settings: Settings) -> tuple[dict[str, Any], str]:
+    """Bridge settings for the sink as deployed (BigQuery, on the stack's emulator) on a fresh
+    dataset, and that dataset."""
+    bq = settings.bigquery
+    dataset = f"test_bridge_{uuid.uuid4().hex[:10]}"
+    return bigquery_sink(bq.endpoint, bq.project, dataset), dataset
+
+
+def assert_every_anomaly_stored(
+    settings: Settings,
+    dataset: str,
+    scored: list[Record],
+    may_repeat: frozenset[str] | set[str] | None = frozenset(),
+) -> None:
+    """Every flagged transaction has its row in the table; a row comes twice only for the
+    transactions in `may_repeat` (None: any, the sink being outside a Kafka transaction)."""
+    bq = settings.bigquery
+    ids = [row.transaction_id for row in anomalies_in(bq.endpoint, bq.project, dataset)]
+    assert set(ids) == flagged(scored)
+    repeated = {tx_id for tx_id, n in Counter(ids).items() if n > 1}
+    if may_repeat is not None:
+        assert repeated <= may_repeat, sorted(repeated - may_repeat)

@@ -1,6 +1,7 @@
 """Recovery: SIGKILL and restart (at least once, exactly once), SIGTERM, the predictor down, a
 second bridge joining, workers. Each streams the reference's transactions through fresh topics
 and must score every one as the clean run did: per-user state survives restarts and rebalances.
+The faults run as deployed, anomalies to BigQuery (the emulator), and check the table too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     bootstrap = runs.bootstrap(stack_settings)
     topic = runs.topic(stack_settings, runs.unique("kill"))
     name = runs.unique("kill-eos" if exactly_once else "kill")
+    sink, dataset = runs.deployed_sink(stack_settings)
     first = runs.bridge(
         stack_settings,
         served,
@@ -51,6 +53,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
         logs,
         exactly_once=exactly_once,
         transactional_id=f"{name}-tx",
+        **sink,
     ).start()
     with runs.Feeder(stack_settings, topic, transactions, rate=1_500), first:
         wait_for(
@@ -78,6 +81,11 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
             assert source["offset"] >= committed_at_kill.get(source["partition"], 0)
     runs.same_scores(scored, reference)
     assert committed_offsets(bootstrap, name, topic) == end_offsets(bootstrap, topic)
+    # Rows come twice only where the scored topic did (exactly once, the sink is outside the
+    # Kafka transaction: at least once there, as docs/bridge.md says).
+    runs.assert_every_anomaly_stored(
+        stack_settings, dataset, scored, None if exactly_once else duplicates
+    )
 
 
 def test_sigterm_finishes_the_batch_commits_and_a_restart_duplicates_nothing(
@@ -91,7 +99,8 @@ def test_sigterm_finishes_the_batch_commits_and_a_restart_duplicates_nothing(
     bootstrap = runs.bootstrap(stack_settings)
     topic = runs.topic(stack_settings, runs.unique("term"))
     name = runs.unique("term")
-    first = runs.bridge(stack_settings, served, topic, name, logs).start()
+    sink, dataset = runs.deployed_sink(stack_settings)
+    first = runs.bridge(stack_settings, served, topic, name, logs, **sink).start()
     with runs.Feeder(stack_settings, topic, transactions, rate=1_500), first:
         wait_for(
             lambda: runs.scored_count(first) >= runs.N_TRANSACTIONS // 3, 120, "a third scored"
@@ -111,6 +120,7 @@ def test_sigterm_finishes_the_batch_commits_and_a_restart_duplicates_nothing(
             assert second.terminate() == 0
     assert sorted(runs.ids(scored)) == sorted(valid_ids)  # no loss, no duplicate
     runs.same_scores(scored, reference)
+    runs.assert_every_anomaly_stored(stack_settings, dataset, scored)  # each row once
 
 
 def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
@@ -125,6 +135,7 @@ def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
     own = PredictorProcess(served.models, served.tracking_uri, logs / "predictor-down.log").start()
     topic = runs.topic(stack_settings, runs.unique("down"))
     name = runs.unique("down")
+    sink, dataset = runs.deployed_sink(stack_settings)
     env = bridge_environment(
         bootstrap,
         own.url,
@@ -132,6 +143,7 @@ def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
         topic,
         name,
         **runs.FAST,
+        **sink,
         request_timeout_s=2,
         max_attempts=2,
         breaker_failure_threshold=2,
@@ -173,6 +185,7 @@ def test_predictor_down_pauses_without_committing_then_recovers_by_itself(
         assert bridge.terminate() == 0
     assert set(runs.ids(scored)) == set(valid_ids)
     runs.same_scores(scored, reference)
+    runs.assert_every_anomaly_stored(stack_settings, dataset, scored)  # each row once
 
 
 def test_a_second_bridge_takes_partitions_with_their_state(
