@@ -15,9 +15,10 @@ import pytest
 
 from finrisk.errors import FinriskError
 from finrisk.serving.bridge.kafka_config import delete_topics
-from finrisk.settings import BigQuerySettings, Settings
+from finrisk.settings import BigQuerySettings, KafkaSettings, Settings
 from finrisk.stack import SERVICE_TYPES, Service
 from finrisk.stack.bigquery_emulator import BigQueryEmulator
+from finrisk.stack.kafka import Kafka
 from finrisk.stack.process import free_port
 
 # Every test topic's name starts so; a broker keeps every topic, and thousands of partitions
@@ -73,6 +74,22 @@ def own_bigquery(tmp_path: Path) -> Iterator[Service]:
         home=tmp_path / "stack", bigquery=BigQuerySettings(port=port, grpc_port=port + 1)
     )
     service = BigQueryEmulator(settings)
+    service.up()
+    try:
+        yield service
+    finally:
+        service.down()
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[Service]:
+    """A Kafka broker of the test's own (its own data and ports), which the test may stop,
+    kill and start again on the same data."""
+    port = free_port(run=2)
+    settings = Settings(
+        home=tmp_path / "stack", kafka=KafkaSettings(port=port, controller_port=port + 1)
+    )
+    service = Kafka(settings)
     service.up()
     try:
         yield service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -21,6 +22,15 @@ class OutputUnavailable(Exception):
 
 class BridgeFenced(FinriskError):
     """Another instance with the same transactional id took over: this one must stop."""
+
+
+class TransactionAborted(Exception):
+    """Kafka aborted the batch's transaction: replay from the committed offsets."""
+
+
+class ProducerFailed(Exception):
+    """The transactional producer hit a fatal error (fenced, or its transaction expired by the
+    broker during a long outage): a new producer, then a replay from the committed offsets."""
 
 
 # What to send instead of a record Kafka refused for good; None: nothing can stand in for it.
@@ -71,6 +81,10 @@ class Delivery:
         self.flush_timeout_s = flush_timeout_s
         self.rescue = rescue
         self.rescued = 0
+        # The batch whose transaction is open (exactly once), how far it got, its records.
+        self._open: object | None = None
+        self._offsets_sent = False
+        self._txn = Tracker()
         # (topic, key, value) of records refused for good -> what is sent instead.
         self._instead: dict[tuple[str, bytes | None, bytes | None], OutRecord] = {}
 
@@ -171,37 +185,86 @@ class Delivery:
                         break
                     topic, key, value, headers, partition = record = replacement
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._open is not None
+
     def transact(
-        self, records: Sequence[OutRecord], offsets: list[TopicPartition], consumer: Consumer
+        self,
+        owner: object,
+        records: Sequence[OutRecord],
+        offsets: list[TopicPartition],
+        consumer: Consumer,
     ) -> None:
-        """Records and input offsets in one Kafka transaction: all visible, or none."""
+        """Records and input offsets in one Kafka transaction: all visible, or none.
+
+        librdkafka's contract, followed call by call: an error that may pass by itself
+        (retriable) raises OutputUnavailable with the transaction left open where it stood, and
+        the next call for the same `owner` (the batch) retries that same step; an abortable
+        error aborts the transaction and raises TransactionAborted (the caller replays from the
+        committed offsets and the state they go with); a fatal one raises ProducerFailed (the
+        caller starts a new producer, which fences this one, and replays).
+        """
         producer = self.producer
         timeout = self.flush_timeout_s
-        tracker = Tracker()
         try:
-            producer.begin_transaction()
-            self._produce_all(records, tracker)
-            if tracker.failed:
-                raise KafkaException(
-                    KafkaError(KafkaError._STATE, "outputs refused", txn_requires_abort=True)
-                )
-            if offsets:
+            if self._open is not owner:
+                if self._open is not None:  # another batch's, left open: it is replayed
+                    self.abort()
+                producer.begin_transaction()
+                self._open, self._offsets_sent = owner, False
+                self._produce_all(records, self._txn)
+                if self._txn.failed:  # refused at produce: the batch is replayed without them
+                    raise KafkaException(
+                        KafkaError(KafkaError._STATE, "outputs refused", txn_requires_abort=True)
+                    )
+            if offsets and not self._offsets_sent:
                 producer.send_offsets_to_transaction(
                     offsets, consumer.consumer_group_metadata(), timeout
                 )
+            self._offsets_sent = True
             producer.commit_transaction(timeout)
         except KafkaException as exc:
-            self.learn(tracker.failed)
             error = exc.args[0]
-            if isinstance(error, KafkaError) and error.txn_requires_abort():
-                try:
-                    producer.abort_transaction(timeout)
-                except KafkaException as abort_exc:
-                    log.warning("aborting the transaction: %s", abort_exc)
-                raise OutputUnavailable(f"transaction aborted: {error}") from None
-            if isinstance(error, KafkaError) and error.retriable():
-                raise OutputUnavailable(f"transaction not committed: {error}") from None
-            raise BridgeFenced(f"Kafka transaction failed for good: {error}") from None
+            if not isinstance(error, KafkaError) or error.fatal():
+                self._open = None
+                raise ProducerFailed(f"the transactional producer failed: {error}") from None
+            if error.txn_requires_abort():
+                self.abort()
+                raise TransactionAborted(f"Kafka aborted the transaction: {error}") from None
+            if error.retriable():
+                raise OutputUnavailable(f"transaction not finished (retried): {error}") from None
+            self._open = None
+            raise ProducerFailed(f"the Kafka transaction failed: {error}") from None
+        self._open = None
+        self._txn = Tracker()
+
+    def renew(self, producer: Producer) -> None:
+        """Carry on with a new producer (the failed one's open transaction is forgotten)."""
+        self.producer = producer
+        self._open = None
+        self._txn = Tracker()
+
+    def abort(self) -> None:
+        """Abort the open transaction (retrying while Kafka says it may pass); records it
+        refused for good are remembered, so the replay sends what stands in for them."""
+        self.producer.poll(0)  # delivery reports of the transaction's records
+        self.learn(self._txn.failed)
+        self._txn = Tracker()
+        for attempt in range(1, 31):
+            try:
+                self.producer.abort_transaction(self.flush_timeout_s)
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not (isinstance(error, KafkaError) and error.retriable()) or attempt == 30:
+                    self._open = None
+                    raise ProducerFailed(
+                        f"aborting the Kafka transaction failed: {error}"
+                    ) from None
+                log.warning("aborting the Kafka transaction: %s; trying again", error)
+                time.sleep(min(0.1 * attempt, 2.0))
+        self._open = None
 
 
 class CommitLedger:

@@ -103,6 +103,11 @@ def producer_config(settings: Settings, *, transactional: bool) -> dict[str, Any
     if transactional:
         conf["transactional.id"] = transactional_id(bridge)
         conf["transaction.timeout.ms"] = 30_000
+        # After every broker was down, librdkafka 2.16 re-bootstraps and a transactional call
+        # waiting on the group coordinator can hang ~10 minutes whatever its timeout
+        # (librdkafka #5456, #5511; seen in all 7 runs of a broker SIGKILL here, none of 4 with
+        # this). The cost: no re-bootstrap should every broker address change.
+        conf["metadata.recovery.strategy"] = "none"
     conf.update(bridge.kafka_options)
     return conf
 

@@ -40,7 +40,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from finrisk.schema import Schema
 from finrisk.serving.bridge import kafka_config
@@ -53,14 +61,16 @@ from finrisk.serving.bridge.delivery import (
     CommitLedger,
     Delivery,
     OutputUnavailable,
+    ProducerFailed,
     Tracker,
+    TransactionAborted,
     commit,
 )
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.metrics import BridgeMetrics, Health, OpsServer
 from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, Score, anomaly_record, scored_values
 from finrisk.serving.bridge.records import OutRecord, headers_of, where
-from finrisk.serving.bridge.restore import ChangelogReader
+from finrisk.serving.bridge.restore import ChangelogReader, transient
 from finrisk.serving.bridge.scoring import Scorer
 from finrisk.serving.bridge.sink_writer import SinkWriter
 from finrisk.serving.bridge.state import StateStore
@@ -75,6 +85,9 @@ log = logging.getLogger("finrisk.bridge")
 STOP_GRACE_S = 15.0
 # What pauses consumption until it passes.
 STALLS = (EndpointUnavailable, SinkError, OutputUnavailable)
+# A transactional producer failing for good again this soon after it was renewed means another
+# instance uses the same transactional id (see _renew_producer).
+PRODUCER_RENEWAL_WINDOW_S = 60.0
 # How often, at most, to ask the group whether this member survived a stall (see _turn).
 MEMBERSHIP_PROBE_INTERVAL_S = 0.5
 
@@ -157,6 +170,7 @@ class Bridge:
         self._last_turn = time.monotonic()
         self._membership_unsure = False
         self._next_probe = 0.0
+        self._renewed_at = -PRODUCER_RENEWAL_WINDOW_S
 
     # ----------------------------------------------------------------- life cycle
 
@@ -178,12 +192,11 @@ class Bridge:
                 self.config.http_host, self.config.http_port, self.metrics, self.health
             ).start()
             log.info("health and metrics on http://%s:%d", self.config.http_host, self._ops.port)
-        producer = Producer(
-            kafka_config.producer_config(self.settings, transactional=self.exactly_once)
+        producer = (
+            self._transactional_producer()
+            if self.exactly_once
+            else Producer(kafka_config.producer_config(self.settings, transactional=False))
         )
-        if self.exactly_once:
-            # Fences an earlier instance with the same id and aborts its open transaction.
-            producer.init_transactions(60)
         self._delivery = Delivery(
             producer, kafka_config.MESSAGE_TIMEOUT_MS / 1000 + 5, rescue=self._rescue
         )
@@ -212,6 +225,20 @@ class Bridge:
             "exactly once" if self.exactly_once else "at least once",
             self.sink.location if self.sink else "none",
         )
+
+    def _transactional_producer(self) -> Producer:
+        """A producer with the bridge's transactional id, its transactions initialised: this
+        fences an earlier one with the same id and aborts its open transaction."""
+        producer = Producer(kafka_config.producer_config(self.settings, transactional=True))
+        for attempt in range(1, 31):
+            try:
+                producer.init_transactions(60)
+                return producer
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == 30:
+                    raise BridgeFenced(f"cannot start Kafka transactions: {exc}") from None
+                time.sleep(self.backoff.delay(attempt))
+        raise AssertionError("unreachable")
 
     def run(self, *, idle_exit_s: float | None = None) -> RunStats:
         """Loop until stop() (SIGTERM), or until nothing came for `idle_exit_s` seconds."""
@@ -333,6 +360,7 @@ class Bridge:
         except STALLS as exc:
             log.warning("revocation: outputs not durable (%s); the next owner replays them", exc)
         self._forget({tp.partition for tp in partitions}, "revoked")
+        self._abort_open_transaction()
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group expired this member (it stalled past the session timeout): another owns
@@ -343,6 +371,74 @@ class Bridge:
             sorted(tp.partition for tp in partitions),
         )
         self._forget({tp.partition for tp in partitions}, "lost")
+        self._abort_open_transaction()
+
+    def _abort_open_transaction(self) -> None:
+        """Exactly once, a transaction left open by a stall (a retriable error) holds records
+        of partitions now gone: committing it would be refused (its group generation is stale),
+        so it is aborted, and the partitions kept replay from their committed offsets."""
+        delivery = self._delivery
+        if delivery is None or not delivery.in_transaction:
+            return
+        try:
+            delivery.abort()
+        except ProducerFailed as exc:
+            self._renew_producer(str(exc))
+        self._replay(set(self._assigned), "the rebalance aborted the open transaction")
+
+    def _renew_producer(self, why: str) -> None:
+        """A new transactional producer in place of one that failed for good. After a long
+        outage the broker may expire the open transaction and fence its producer although no
+        other instance exists: a new producer (same transactional id) carries on. Fenced again
+        soon after, another instance really uses the id: this one stops."""
+        now = time.monotonic()
+        if now - self._renewed_at < PRODUCER_RENEWAL_WINDOW_S:
+            raise BridgeFenced(
+                f"{why}, again within {PRODUCER_RENEWAL_WINDOW_S:.0f} s of a new producer: "
+                "another instance uses this transactional id; this one stops"
+            )
+        self._renewed_at = now
+        self.metrics.errors.labels("producer").inc()
+        log.warning("%s; starting a new transactional producer", why)
+        delivery = self._delivery_()
+        with contextlib.suppress(KafkaException, RuntimeError):
+            delivery.producer.flush(0)
+        delivery.renew(self._transactional_producer())
+
+    def _replay(self, partitions: set[int], why: str) -> None:
+        """Start these partitions over from their last commit (exactly once, after an aborted
+        transaction): drop everything after it, restore their users from the changelog (the
+        aborted changelog records are invisible to it) and seek the input back."""
+        self.metrics.errors.labels("transaction").inc()
+        log.warning("%s; replaying partitions %s from their commits", why, sorted(partitions))
+        self._forget(partitions, "replaying")
+        self._pending.clear()
+        consumer = self._consumer_()
+        topic = self.config.input_topic
+        committed = self._committed(consumer, [TopicPartition(topic, p) for p in partitions])
+        assert self._reader is not None
+        restored = self._reader.restore(sorted(partitions), self.state)
+        self.stats.restored_records += restored
+        self.metrics.restored.inc(restored)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(topic, tp.partition, offset))
+        self._assigned |= partitions
+        self.metrics.assigned.set(len(self._assigned))
+        self._since_checkpoint = False
+
+    def _committed(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """The group's committed offsets, waiting out errors that pass by themselves."""
+        for attempt in range(1, 61):
+            try:
+                return list(consumer.committed(partitions, timeout=10))
+            except KafkaException as exc:
+                if not transient(exc.args[0]) or attempt == 60:
+                    raise
+                time.sleep(self.backoff.delay(attempt))
+        raise AssertionError("unreachable")
 
     def _forget(self, gone: set[int], how: str) -> None:
         """Drop the unfinished work, offsets and users' state of partitions no longer ours."""
@@ -460,9 +556,20 @@ class Bridge:
                 TopicPartition(self.config.input_topic, p, o) for p, o in batch.next_offsets.items()
             ]
             with self._step("transaction"):
-                delivery.transact(
-                    [*batch.outputs, *self._changelog_records(batch)], offsets, self._consumer_()
-                )
+                try:
+                    delivery.transact(
+                        batch,
+                        [*batch.outputs, *self._changelog_records(batch)],
+                        offsets,
+                        self._consumer_(),
+                    )
+                except TransactionAborted as exc:
+                    self._replay(set(self._assigned), str(exc))
+                    return
+                except ProducerFailed as exc:
+                    self._renew_producer(str(exc))
+                    self._replay(set(self._assigned), str(exc))
+                    return
             self.metrics.checkpoints.inc()
             self._pending.popleft()
             self._account(batch)

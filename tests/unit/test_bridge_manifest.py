@@ -23,13 +23,19 @@ def docs() -> dict[str, dict[str, Any]]:
 
 
 def test_every_object_is_a_valid_kubernetes_object(docs: dict[str, dict[str, Any]]) -> None:
-    assert set(docs) == {"ConfigMap", "Deployment", "ServiceAccount", "PodDisruptionBudget"}
+    assert set(docs) == {
+        "ConfigMap",
+        "StatefulSet",
+        "Service",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+    }
     for doc in docs.values():
         assert validate_builtin(doc) == []
 
 
 def test_the_validator_catches_a_misspelt_field(docs: dict[str, dict[str, Any]]) -> None:
-    broken = yaml.safe_load(yaml.safe_dump(docs["Deployment"]))
+    broken = yaml.safe_load(yaml.safe_dump(docs["StatefulSet"]))
     broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     broken["spec"]["replicas"] = "two"
     errors = validate_builtin(broken)
@@ -43,7 +49,7 @@ def test_kustomization_lists_the_bridge() -> None:
 
 
 def test_pod_runs_non_root_with_probes_and_resources(docs: dict[str, dict[str, Any]]) -> None:
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] > 0
     (container,) = pod["containers"]
@@ -65,7 +71,7 @@ def test_the_image_is_the_serving_image_which_runs_as_the_same_user(
     docs: dict[str, dict[str, Any]],
 ) -> None:
     dockerfile = (BASE.parents[1] / "serving" / "Dockerfile").read_text()
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     tag = container["image"]
     assert f"-t {tag} " in dockerfile  # the tag the Dockerfile's build line gives
@@ -75,7 +81,7 @@ def test_the_image_is_the_serving_image_which_runs_as_the_same_user(
 def test_command_and_settings_are_ones_finrisk_understands(
     docs: dict[str, dict[str, Any]],
 ) -> None:
-    (container,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    (container,) = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     assert container["command"][0] == "finrisk"
     build_parser().parse_args(container["command"][1:])  # exits on an unknown sub-command
     values = {
@@ -93,3 +99,18 @@ def test_command_and_settings_are_ones_finrisk_understands(
     settings = BridgeSettings.model_validate(values)  # extra="forbid": typos fail here
     assert settings.sink == "bigquery"
     assert settings.security_protocol == "SASL_SSL"
+
+
+def test_exactly_once_gets_a_transactional_id_stable_across_restarts(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    """The pod name, in a StatefulSet: kept by a restarted or updated pod (a Deployment's pods
+    get new names), so a restart fences its predecessor's open transaction."""
+    workload = docs["StatefulSet"]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    source = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert source[f"{PREFIX}TRANSACTIONAL_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    service = docs["Service"]
+    assert workload["spec"]["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"  # headless: the StatefulSet's names
+    assert service["spec"]["selector"] == workload["spec"]["selector"]["matchLabels"]
