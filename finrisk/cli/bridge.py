@@ -219,6 +219,25 @@ def register_bench(actions: argparse._SubParsersAction[argparse.ArgumentParser])
     sub.add_argument(
         "--latency-seconds", type=float, default=10.0, help="latency run length (default 10)"
     )
+    sub.add_argument(
+        "--sink",
+        choices=("bigquery", "local", "none"),
+        default="bigquery",
+        help="where both sides store anomalies (default bigquery, as deployed: the local "
+        "emulator here, a fresh dataset per run)",
+    )
+    sub.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="append the run's figures as one JSON line to FILE (the benchmark's history)",
+    )
+    sub.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="print the latest runs recorded in FILE as a Markdown table, and measure nothing",
+    )
     sub.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds (600)")
     sub.add_argument(
         "--predictor-url",
@@ -239,6 +258,11 @@ def _bench(args: argparse.Namespace) -> int:
     )
     from finrisk.stack import Stack
 
+    if args.history is not None:
+        if not args.history.is_file():
+            raise FinriskError(f"--history {args.history}: no such file")
+        print(benchmark.history_table(args.history), end="")
+        return 0
     for flag in ("count", "users", "days", "partitions", "batch_max_messages", "workers"):
         if getattr(args, flag) < 1:
             raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
@@ -251,7 +275,10 @@ def _bench(args: argparse.Namespace) -> int:
         raise FinriskError("--latency-rate, --latency-seconds and --timeout must be positive")
     settings = Settings()
     stack = Stack(settings)
-    started = stack.up(["kafka"] if args.predictor_url else ["kafka", "mlflow"])
+    services = ["kafka"] if args.predictor_url else ["kafka", "mlflow"]
+    if args.sink == "bigquery" and settings.bridge.bigquery_endpoint is None:
+        services.append("bigquery")  # the emulator, unless settings name a BigQuery
+    started = stack.up(services)
     predictor: PredictorProcess | None = None
     try:
         if args.predictor_url:
@@ -285,6 +312,7 @@ def _bench(args: argparse.Namespace) -> int:
                 "batch_max_wait_ms": args.batch_max_wait_ms,
                 "reasons": args.reasons,
                 "workers": args.workers,
+                **benchmark.sink_settings(settings, args.sink),
             },
             baseline_messages=args.baseline_messages,
             baseline_seconds=args.baseline_seconds,
@@ -300,5 +328,7 @@ def _bench(args: argparse.Namespace) -> int:
         ours = [name for name, was_started in started.items() if was_started]
         if ours:
             stack.down(ours)
+    if args.record is not None:
+        benchmark.record(result, args.record)
     print(json.dumps(result, indent=2))
     return 0

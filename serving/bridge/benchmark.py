@@ -25,10 +25,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,7 @@ from finrisk.serving.bridge.local_processes import (
 )
 from finrisk.serving.bridge.producer import produce, stream_producer, synthetic_records
 from finrisk.settings import Settings
+from finrisk.sinks import open_sink
 
 # The latency run: this many records at once first (the bridge joins its group and scores
 # them), then the offered rate for RAMP_S seconds before the measured transactions, which
@@ -274,6 +278,98 @@ def run_baseline(
     }
 
 
+def sink_settings(settings: Settings, sink: str) -> dict[str, Any]:
+    """Bridge settings storing anomalies as `sink` says, somewhere of the run's own: BigQuery
+    (the settings' endpoint, else the local emulator) in a fresh dataset, or a fresh SQLite
+    file."""
+    run = uuid.uuid4().hex[:8]
+    if sink == "bigquery":
+        bridge = settings.bridge
+        return {
+            "sink": "bigquery",
+            "bigquery_project": bridge.bigquery_project or settings.bigquery.project,
+            "bigquery_endpoint": bridge.bigquery_endpoint or settings.bigquery.endpoint,
+            "bigquery_dataset": f"bench_bridge_{run}",
+        }
+    if sink == "local":
+        return {"sink": "local", "local_sink_path": str(settings.home / "bench" / f"{run}.sqlite")}
+    return {"sink": "none"}
+
+
+def _stored_anomalies(settings: Settings, bridge_settings: dict[str, Any]) -> int | None:
+    """How many anomaly rows the run's sink holds (both sides and the latency run wrote there:
+    a check that the sink really was written)."""
+    bridge = settings.bridge.model_copy(update=bridge_settings)
+    sink = open_sink(settings.model_copy(update={"bridge": bridge}))
+    if sink is None:
+        return None
+    try:
+        return len(sink.read())
+    finally:
+        sink.close()
+
+
+def record(result: dict[str, Any], path: Path) -> None:
+    """Append the run's figures to the benchmark's history (one JSON object a line)."""
+    bridge, latency = result["bridge"], result["latency"]["event_to_score"]
+    row = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "sink": bridge["settings"].get("sink", "none"),
+        "workers": bridge["settings"].get("workers", 1),
+        "transactions": result["input"]["transactions"],
+        "load_average_1m": result["machine"]["load_average_1m"],
+        "tx_per_s": bridge["tx_per_s"],
+        "tx_per_s_until_committed": bridge["tx_per_s_until_committed"],
+        "one_call_per_message_tx_per_s": result["one_call_per_message"]["tx_per_s"],
+        "speedup": result.get("speedup"),
+        "p99_ms_at_offered": latency.get("p99_ms"),
+        "offered_tx_per_s": result["latency"]["offered_tx_per_s"],
+        "anomalies_stored": result.get("sink", {}).get("anomalies_stored"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as out:
+        out.write(orjson.dumps(row) + b"\n")
+
+
+def history_table(path: Path, last: int = 10) -> str:
+    """The latest runs of the history file as a Markdown table (what docs/bridge.md shows)."""
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    lines = [
+        "| run (UTC) | commit | sink | workers | bridge tx/s | one call per message tx/s "
+        "| speedup | p99 at offered | load |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows[-last:]:
+        p99 = row.get("p99_ms_at_offered")
+        lines.append(
+            f"| {row['at'][:16].replace('T', ' ')} | {row.get('commit') or '-'} | {row['sink']} "
+            f"| {row['workers']} | {row['tx_per_s']:,.0f} "
+            f"| {row['one_call_per_message_tx_per_s']:,.0f} | {row.get('speedup') or '-'}x "
+            f"| {'-' if p99 is None else f'{p99:g} ms'} at {row['offered_tx_per_s']:,.0f}/s "
+            f"| {row['load_average_1m']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with "+" when it has uncommitted changes; None outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return None
+    commit = head.stdout.strip()
+    return (commit + ("+" if dirty.stdout.strip() else "")) or None
+
+
 def run(
     settings: Settings,
     endpoint: Endpoint,
@@ -417,8 +513,14 @@ def run(
             "transactions": latency_count,
             "event_to_score": _percentiles(measured),
         }
+        result["sink"] = {
+            "kind": bridge_settings.get("sink", "none"),
+            "anomalies_stored": _stored_anomalies(settings, bridge_settings),
+        }
         result["targets"] = {
             "tx_per_s_at_least_20000": batched_rate >= 20_000,
+            "tx_per_s_at_least_40000_with_the_bigquery_sink": batched_rate >= 40_000
+            and bridge_settings.get("sink") == "bigquery",
             "speedup_at_least_100x": result.get("speedup", 0) >= 100,
             "p99_under_250_ms_at_5k": result["latency"]["event_to_score"].get("p99_ms", 1e9) < 250
             and latency_rate >= 5_000,

@@ -1,10 +1,16 @@
-"""The bridge benchmark's arithmetic: the rate over the scored records' own timestamps."""
+"""The bridge benchmark's arithmetic (the rate over the scored records' own timestamps), its
+sinks and its history file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import orjson
 import pytest
 
-from finrisk.serving.bridge.benchmark import StampSpan
+from finrisk.serving.bridge.benchmark import StampSpan, history_table, record, sink_settings
+from finrisk.settings import BridgeSettings, Settings
 
 
 def test_rate_counts_records_after_the_first_millisecond_over_the_span() -> None:
@@ -31,3 +37,51 @@ def test_a_later_span_keeps_only_the_records_stamped_from_its_start() -> None:
     assert (later.first_ms, later.last_ms, later.count) == (2_000, 3_000, 4)
     assert later.rate() == pytest.approx(2.0)  # 2,500 and 3,000 over one second
     assert span.since(4_000).count == 0
+
+
+def _result(sink: str) -> dict[str, Any]:
+    return {
+        "machine": {"cpus": 2, "load_average_1m": 1.5},
+        "input": {"transactions": 100_000},
+        "bridge": {
+            "tx_per_s": 41_000.0,
+            "tx_per_s_until_committed": 38_000.0,
+            "settings": {"sink": sink, "workers": 1},
+        },
+        "one_call_per_message": {"tx_per_s": 400.0},
+        "speedup": 102.5,
+        "latency": {"offered_tx_per_s": 5_000.0, "event_to_score": {"p99_ms": 80.0}},
+        "sink": {"kind": sink, "anomalies_stored": 1_234},
+    }
+
+
+def test_each_run_is_one_line_of_the_history_file(tmp_path: Path) -> None:
+    history = tmp_path / "bench" / "bridge.jsonl"
+    record(_result("bigquery"), history)
+    record(_result("none"), history)
+    rows = [orjson.loads(line) for line in history.read_bytes().splitlines()]
+    assert [row["sink"] for row in rows] == ["bigquery", "none"]
+    first = rows[0]
+    assert (first["tx_per_s"], first["one_call_per_message_tx_per_s"]) == (41_000.0, 400.0)
+    assert (first["speedup"], first["p99_ms_at_offered"]) == (102.5, 80.0)
+    assert first["anomalies_stored"] == 1_234 and first["at"].endswith("+00:00")
+
+
+def test_each_sink_the_benchmark_offers_is_one_of_the_runs_own() -> None:
+    settings = Settings()
+    one, other = sink_settings(settings, "bigquery"), sink_settings(settings, "bigquery")
+    assert one["sink"] == "bigquery" and one["bigquery_dataset"] != other["bigquery_dataset"]
+    assert one["bigquery_endpoint"] == settings.bigquery.endpoint  # the local emulator
+    assert sink_settings(settings, "local")["local_sink_path"].endswith(".sqlite")
+    assert sink_settings(settings, "none") == {"sink": "none"}
+    BridgeSettings.model_validate(one)  # real settings
+
+
+def test_the_docs_show_the_latest_runs_of_the_history_file() -> None:
+    """docs/bridge.md's table is what `--history` makes of benchmarks/bridge.jsonl."""
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "bridge.md").read_text()
+    start = page.index("<!-- bench-bridge-history")
+    table = page[page.index("\n", start) + 1 : page.index("<!-- /bench-bridge-history -->")]
+    assert table == history_table(root / "benchmarks" / "bridge.jsonl")
+    assert table.count("\n") >= 3  # a header, a rule and at least one run

@@ -150,7 +150,7 @@ def test_the_one_call_per_message_baseline_scores_like_the_bridge(
 
 
 def test_the_bridge_benchmark_runs_all_three_measurements(
-    kafka: Service, stack_settings: Settings, served: runs.Served
+    kafka: Service, bigquery_emulator: Service, stack_settings: Settings, served: runs.Served
 ) -> None:
     """A small `finrisk bench bridge` on the served models: every figure is really measured."""
     count, rate, seconds = 3_000, 500.0, 2.0
@@ -163,7 +163,11 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
         days=40,
         seed=3,
         partitions=3,
-        bridge_settings={"batch_max_messages": 500, "batch_max_wait_ms": 20},
+        bridge_settings={
+            "batch_max_messages": 500,
+            "batch_max_wait_ms": 20,
+            **benchmark.sink_settings(stack_settings, "bigquery"),  # as deployed
+        },
         baseline_messages=100,
         baseline_seconds=30,
         latency_rate=rate,
@@ -186,9 +190,12 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
     assert set(result["targets"]) == {
         "tx_per_s_at_least_20000",
+        "tx_per_s_at_least_40000_with_the_bigquery_sink",
         "speedup_at_least_100x",
         "p99_under_250_ms_at_5k",
     }
+    # Both sides stored their anomalies in the run's own BigQuery dataset.
+    assert result["sink"]["kind"] == "bigquery" and result["sink"]["anomalies_stored"] > 0
     # The run's topics are gone (a fresh broker may have made its internal ones meanwhile).
     assert {
         name for name in runs.topics(stack_settings) - before if name.startswith("bench")
