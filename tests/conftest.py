@@ -17,8 +17,6 @@ from finrisk.errors import FinriskError
 from finrisk.serving.bridge.kafka_config import delete_topics
 from finrisk.settings import BigQuerySettings, KafkaSettings, Settings
 from finrisk.stack import SERVICE_TYPES, Service
-from finrisk.stack.bigquery_emulator import BigQueryEmulator
-from finrisk.stack.kafka import Kafka
 from finrisk.stack.process import free_port
 
 # Every test topic's name starts so; a broker keeps every topic, and thousands of partitions
@@ -70,15 +68,9 @@ def own_bigquery(tmp_path: Path) -> Iterator[Service]:
     """A BigQuery emulator of the test's own, on free ports, which the test may stop and start
     again (its data survives: the table the bridge created is still there)."""
     port = free_port(run=2)
-    settings = Settings(
-        home=tmp_path / "stack", bigquery=BigQuerySettings(port=port, grpc_port=port + 1)
-    )
-    service = BigQueryEmulator(settings)
-    service.up()
-    try:
+    bigquery = BigQuerySettings(port=port, grpc_port=port + 1)
+    with _running("bigquery", Settings(home=tmp_path / "stack", bigquery=bigquery)) as service:
         yield service
-    finally:
-        service.down()
 
 
 @pytest.fixture
@@ -86,12 +78,6 @@ def own_kafka(tmp_path: Path) -> Iterator[Service]:
     """A Kafka broker of the test's own (its own data and ports), which the test may stop,
     kill and start again on the same data."""
     port = free_port(run=2)
-    settings = Settings(
-        home=tmp_path / "stack", kafka=KafkaSettings(port=port, controller_port=port + 1)
-    )
-    service = Kafka(settings)
-    service.up()
-    try:
+    kafka = KafkaSettings(port=port, controller_port=port + 1)
+    with _running("kafka", Settings(home=tmp_path / "stack", kafka=kafka)) as service:
         yield service
-    finally:
-        service.down()

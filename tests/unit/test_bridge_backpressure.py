@@ -3,23 +3,9 @@ new, still serving the group, and consumes again by itself once there is room.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from confluent_kafka import TopicPartition
 
-from finrisk.serving.bridge.app import build_bridge
 from finrisk.serving.bridge.loop import Bridge
-from finrisk.settings import BridgeSettings, Settings
-
-
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    bridge = build_bridge(
-        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
-    )
-    yield bridge
-    bridge.close()
 
 
 class _Pausable:
@@ -52,4 +38,3 @@ def test_at_the_in_flight_bound_consumption_pauses_and_resumes_by_itself(bridge:
     assert not bridge._over_bound()
     bridge._unthrottle()
     assert consumer.paused == [] and bridge.metrics.backpressure._value.get() == 0
-    bridge._consumer = None

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from finrisk.serving.bridge.app import build_bridge
 from finrisk.serving.bridge.delivery import CommitLedger, commit
 from finrisk.serving.bridge.loop import Bridge
-from finrisk.settings import BridgeSettings, Settings
-
-
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    bridge = build_bridge(
-        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
-    )
-    yield bridge
-    bridge.close()
 
 
 def _offsets(committed: dict[int, int]) -> list[TopicPartition]:

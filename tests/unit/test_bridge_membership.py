@@ -4,26 +4,12 @@ next owner's newer state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from finrisk.serving.bridge.app import build_bridge
 from finrisk.serving.bridge.loop import Bridge
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.producer import synthetic_records
 from finrisk.serving.bridge.state import columns
-from finrisk.settings import BridgeSettings, Settings
-
-
-@pytest.fixture
-def bridge() -> Iterator[Bridge]:
-    bridge = build_bridge(
-        Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
-    )
-    yield bridge
-    bridge.close()
 
 
 class _Group:
@@ -80,4 +66,3 @@ def test_after_a_stall_no_state_is_written_until_the_group_confirms_the_member(
     bridge._next_probe = 0.0
     assert bridge._may_write_state()
     assert bridge._may_write_state() and len(group.commits) == 2  # settled: asked once
-    bridge._consumer = None
