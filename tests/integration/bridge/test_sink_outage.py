@@ -22,7 +22,9 @@ from tests.support.kafka_reading import committed_offsets, end_offsets, read_top
 
 pytestmark = pytest.mark.integration
 
-IN_FLIGHT, BACKLOG = 4, 10
+# The first anomaly the sink cannot take fills the backlog: backpressure comes before the flush
+# fails (sink_timeout_s), whatever the machine's speed.
+IN_FLIGHT, BACKLOG = 4, 1
 EXTRA = 50_000
 
 
@@ -61,7 +63,7 @@ def test_the_sink_down_bounds_what_the_bridge_holds_and_it_catches_up_losing_not
         **runs.bigquery_sink(own_bigquery.address, project, dataset),
         max_in_flight_batches=IN_FLIGHT,
         sink_max_backlog_rows=BACKLOG,
-        sink_timeout_s=2,
+        sink_timeout_s=5,
     ).start()
     with bridge:
         produce(config, topic, transactions)
@@ -77,7 +79,7 @@ def test_the_sink_down_bounds_what_the_bridge_holds_and_it_catches_up_losing_not
             return (
                 any(m.get("finrisk_bridge_backpressure") == 1.0 for m in seen)
                 and seen[-1].get("finrisk_bridge_paused") == 1.0
-                and seen[-1].get("finrisk_bridge_errors_total{kind=sink}", 0) >= 2
+                and seen[-1].get("finrisk_bridge_errors_total{kind=sink}", 0) >= 1
             )
 
         wait_for(held_back_and_paused, 60, "backpressure, then a pause retrying the sink")
