@@ -55,6 +55,16 @@ class BigQuerySettings(BaseModel):
         return f"http://{LOOPBACK}:{self.port}"
 
 
+class KubeSettings(BaseModel):
+    """The local Kubernetes API server (`finrisk stack up kube`), built from source once."""
+
+    port: int = 16443
+    etcd_port: int = 12379
+    etcd_peer_port: int = 12380
+    version: str = "v1.34.4"
+    etcd_version: str = "v3.6.16"
+
+
 class BridgeSettings(BaseModel):
     """The Kafka bridge (`finrisk bridge`): FINRISK_BRIDGE__<FIELD> or `bridge:` in the file."""
 
@@ -174,6 +184,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     mlflow: MLflowSettings = MLflowSettings()
     bigquery: BigQuerySettings = BigQuerySettings()
+    kube: KubeSettings = KubeSettings()
     bridge: BridgeSettings = BridgeSettings()
     predictor: PredictorPortSettings = PredictorPortSettings()
 

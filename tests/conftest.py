@@ -81,3 +81,10 @@ def own_kafka(tmp_path: Path) -> Iterator[Service]:
     kafka = KafkaSettings(port=port, controller_port=port + 1)
     with _running("kafka", Settings(home=tmp_path / "stack", kafka=kafka)) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def kube(stack_settings: Settings) -> Iterator[Service]:
+    """The local Kubernetes API server with the upstream CRDs (built once into the cache)."""
+    with _running("kube", stack_settings) as service:
+        yield service

@@ -1,4 +1,4 @@
-"""Validate Kubernetes manifests against the upstream CRD schemas in ../shared/crds.
+"""Validate Kubernetes manifests against the upstream CRD schemas in third_party/crds.
 
 This is the check `kubectl apply` makes on a cluster: structural schema validation of the
 custom resource. Two things are stricter than a plain JSON-schema check, to catch what a cluster
@@ -16,18 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 
-CRD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "crds"
+from finrisk.stack.kube import CRDS as CRD_DIR
+
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 
 
 def require_crds() -> Path:
-    """The CRD folder, or skip the calling test with the reason."""
-    if not CRD_DIR.is_dir():
-        pytest.skip(f"upstream CRD schemas not found at {CRD_DIR} (they live beside the repo)")
+    """The CRD folder (in the repository: a missing one is a failure, never a skip)."""
+    assert CRD_DIR.is_dir(), f"the upstream CRD schemas are missing from {CRD_DIR}"
     return CRD_DIR
 
 

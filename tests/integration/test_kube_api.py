@@ -1,0 +1,322 @@
+"""What users apply and what the deploy step does, against a real Kubernetes API server.
+
+`finrisk stack up kube`: etcd and kube-apiserver built from source, on loopback, with the
+upstream CRDs installed. The API server itself decides here: schema validation and pruning of
+custom resources, server-side apply and dry run, merge-patch semantics, RBAC. No controller
+runs: `StandInKServeController` (tests/support/kserve_stand_in.py) writes the Ready status the
+deploy step waits for, and nothing here proves what KServe or Kubeflow would then do.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from finrisk.deploy import cluster
+from finrisk.deploy.apply import deploy
+from finrisk.deploy.inference_service import (
+    DETECTOR_MODEL_ENV,
+    RISK_MODEL_ENV,
+    ModelRef,
+    PredictorConfig,
+    inference_service_manifest,
+)
+from finrisk.errors import FinriskError
+from finrisk.pipelines.compile import compile_pipeline
+from finrisk.stack import Service
+from finrisk.stack.kube import CRDS, KubeApiServer
+from tests.support.kserve_stand_in import StandInKServeController
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "finrisk"  # what manifests/base's kustomization sets
+MANAGER = "finrisk-test"  # one field manager: each run applies over the last one's objects
+SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{cluster.PIPELINE_SERVICE_ACCOUNT}"
+
+
+def _server(kube: Service) -> KubeApiServer:
+    assert isinstance(kube, KubeApiServer)
+    return kube
+
+
+def _objects(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _contains(stored: Any, sent: Any, path: str = "") -> list[str]:
+    """Where `stored` lacks or changed something `sent` had: what the server pruned, renamed
+    or rejected silently (it may add defaults and status: those are not compared)."""
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return [f"{path}: sent an object, stored {stored!r}"]
+        return [
+            problem
+            for key, value in sent.items()
+            for problem in (
+                [f"{path}.{key}: dropped"]
+                if key not in stored
+                else _contains(stored[key], value, f"{path}.{key}")
+            )
+        ]
+    if isinstance(sent, list):
+        if not isinstance(stored, list) or len(stored) != len(sent):
+            return [f"{path}: sent {len(sent)} items, stored {stored!r}"[:300]]
+        return [
+            p
+            for i, (a, b) in enumerate(zip(stored, sent, strict=True))
+            for p in _contains(a, b, f"{path}[{i}]")
+        ]
+    return (
+        []
+        if stored == sent or str(stored) == str(sent)
+        else [f"{path}: sent {sent!r}, stored {stored!r}"]
+    )
+
+
+def _stored(kube: KubeApiServer, obj: dict[str, Any]) -> dict[str, Any]:
+    kind = obj["kind"].lower()
+    group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+    resource = f"{kind}.{group}" if group and "." in group else kind
+    namespace = obj["metadata"].get("namespace")
+    args = ["get", f"{resource}/{obj['metadata']['name']}", "-o", "json"]
+    if namespace:
+        args += ["-n", namespace]
+    return dict(json.loads(kube.kubectl(*args)))
+
+
+def _apply(server: KubeApiServer, obj: dict[str, Any]) -> None:
+    """Apply one object server-side (as every apply here, with the tests' field manager)."""
+    text = yaml.safe_dump(obj)
+    server.kubectl(
+        "apply", "--server-side", f"--field-manager={MANAGER}", "-f", "-", input_text=text
+    )
+
+
+@pytest.fixture(scope="module")
+def namespace(kube: Service) -> str:
+    _apply(
+        _server(kube), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    )
+    return NAMESPACE
+
+
+def test_the_upstream_crds_are_installed_and_established(kube: Service) -> None:
+    listed = json.loads(_server(kube).kubectl("get", "crd", "-o", "json"))
+    names = {item["metadata"]["name"] for item in listed["items"]}
+    wanted = {
+        doc["metadata"]["name"]
+        for path in CRDS.rglob("*.yaml")
+        for doc in _objects(path.read_text())
+        if doc.get("kind") == "CustomResourceDefinition"
+    }
+    assert len(wanted) == 8 and wanted <= names
+    for item in listed["items"]:
+        conditions = {c["type"]: c["status"] for c in item["status"]["conditions"]}
+        assert conditions.get("Established") == "True", item["metadata"]["name"]
+
+
+@pytest.mark.parametrize("kustomization", ["base", "overlays/serverless"])
+def test_every_kustomization_passes_a_server_side_dry_run(
+    kube: Service, namespace: str, kustomization: str
+) -> None:
+    server = _server(kube)
+    out = server.kubectl(
+        "apply",
+        "--server-side",
+        f"--field-manager={MANAGER}",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-k",
+        str(ROOT / "manifests" / kustomization),
+    )
+    applied = json.loads(out)
+    items = applied.get("items", [applied])
+    sent = _objects(server.kubectl("kustomize", str(ROOT / "manifests" / kustomization)))
+    assert len(items) == len(sent)
+    for stored, obj in zip(
+        sorted(items, key=lambda o: (o["kind"], o["metadata"]["name"])),
+        sorted(sent, key=lambda o: (o["kind"], o["metadata"]["name"])),
+        strict=True,
+    ):
+        assert _contains(stored, obj) == [], (obj["kind"], obj["metadata"]["name"])
+
+
+@pytest.fixture(scope="module")
+def base(kube: Service, namespace: str) -> list[dict[str, Any]]:
+    """manifests/base applied server-side, as `kubectl apply -k` users run it; its objects."""
+    server = _server(kube)
+    folder = str(ROOT / "manifests" / "base")
+    server.kubectl("apply", "--server-side", f"--field-manager={MANAGER}", "-k", folder)
+    return _objects(server.kubectl("kustomize", folder))
+
+
+def test_the_base_applies_server_side_and_every_field_is_stored(
+    kube: Service, base: list[dict[str, Any]]
+) -> None:
+    """A field the server does not know is pruned from a custom resource without an error:
+    reading every object back is what shows that nothing was lost."""
+    server = _server(kube)
+    for obj in base:
+        assert _contains(_stored(server, obj), obj) == [], (obj["kind"], obj["metadata"]["name"])
+
+
+def test_the_compiled_pipeline_applies_server_side(
+    kube: Service, namespace: str, tmp_path: Path
+) -> None:
+    server = _server(kube)
+    compiled = compile_pipeline(tmp_path, namespace=namespace)
+    server.kubectl(
+        "apply", "--server-side", f"--field-manager={MANAGER}", "-f", str(compiled.manifest_path)
+    )
+    sent = _objects(compiled.manifest_path.read_text())
+    assert {obj["kind"] for obj in sent} == {"Pipeline", "PipelineVersion"}
+    for obj in sent:
+        assert _contains(_stored(server, obj), obj) == [], obj["kind"]
+
+
+# ---------------------------------------------------------------- the deploy step
+
+
+def _api(server: KubeApiServer, token: str | None = None) -> client.CustomObjectsApi:
+    """A CustomObjectsApi as the admin (kubeconfig) or as the holder of `token`."""
+    if token is None:
+        return client.CustomObjectsApi(config.new_client_from_config(str(server.kubeconfig)))
+    configuration = client.Configuration()
+    configuration.host = server.address
+    configuration.ssl_ca_cert = str(server.ca_file)
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    return client.CustomObjectsApi(client.ApiClient(configuration))
+
+
+@pytest.fixture(scope="module")
+def pipeline_api(
+    kube: Service, namespace: str, base: list[dict[str, Any]]
+) -> client.CustomObjectsApi:
+    """The API as the retraining pipeline's service account (from manifests/base, with a token
+    the server issued)."""
+    server = _server(kube)
+    token = server.kubectl(
+        "create", "token", cluster.PIPELINE_SERVICE_ACCOUNT, "-n", namespace, "--duration=1h"
+    ).strip()
+    return _api(server, token)
+
+
+@pytest.fixture
+def stand_in(kube: Service, namespace: str) -> Iterator[StandInKServeController]:
+    with StandInKServeController(_api(_server(kube)), namespace) as controller:
+        yield controller
+
+
+def _manifest(name: str, detector: str, risk: str, canary: int | None = None) -> dict[str, Any]:
+    return inference_service_manifest(
+        PredictorConfig(
+            name=name,
+            namespace=NAMESPACE,
+            detector=ModelRef("finrisk-anomaly-detector", detector, DETECTOR_MODEL_ENV),
+            risk=ModelRef("finrisk-risk-classifier", risk, RISK_MODEL_ENV),
+            canary_traffic_percent=canary,
+        )
+    )
+
+
+def test_create_update_canary_and_rollback_store_exactly_what_was_deployed(
+    kube: Service,
+    pipeline_api: client.CustomObjectsApi,
+    stand_in: StandInKServeController,
+    tmp_path: Path,
+) -> None:
+    """Each rollout as the pipeline's service account, each read back whole from the server."""
+    server = _server(kube)
+    name = f"finrisk-{uuid.uuid4().hex[:6]}"
+    steps = [
+        ("created", _manifest(name, "1", "1")),
+        ("patched", _manifest(name, "2", "1")),  # a new detector champion
+        ("patched", _manifest(name, "3", "2", canary=10)),  # a canary of the next pair
+        ("patched", _manifest(name, "2", "1")),  # rolled back: no canary left behind
+    ]
+    generations = []
+    for i, (action, manifest) in enumerate(steps):
+        result = deploy(
+            manifest,
+            dry_run=False,
+            manifest_path=tmp_path / f"step{i}.yaml",
+            api=pipeline_api,
+            timeout_s=30,
+            poll_s=0.1,
+        )
+        assert result.action == action
+        assert result.url == f"http://{name}.{NAMESPACE}.example.com"
+        stored = _stored(server, manifest)
+        assert stored["spec"] == manifest["spec"], f"step {i}"
+        assert _contains(stored["metadata"], manifest["metadata"]) == []
+        generations.append(stored["metadata"]["generation"])
+    assert generations == sorted(set(generations))  # every rollout a new generation
+    assert "canaryTrafficPercent" not in _stored(server, steps[-1][1])["spec"]["predictor"]
+
+
+def test_the_pipeline_account_may_make_the_deploy_steps_calls_and_nothing_more(
+    kube: Service, pipeline_api: client.CustomObjectsApi, namespace: str
+) -> None:
+    """Answered by the server's own RBAC authorizer for the service account."""
+    server = _server(kube)
+
+    def can(verb: str, resource: str, where: str = namespace) -> bool:
+        return _allowed(server, verb, resource, where)
+
+    isvc = "inferenceservices.serving.kserve.io"
+    for verb in ("get", "create", "patch"):  # what finrisk.deploy.apply calls
+        assert can(verb, isvc), verb
+    for verb in ("list", "watch", "update", "delete", "deletecollection"):
+        assert not can(verb, isvc), verb
+    for resource in (
+        "pods",
+        "secrets",
+        "configmaps",
+        "deployments.apps",
+        "roles.rbac.authorization.k8s.io",
+    ):
+        assert not can("get", resource), resource
+    assert not can("get", isvc, "default")  # one namespace only
+
+
+def _allowed(server: KubeApiServer, verb: str, resource: str, namespace: str) -> bool:
+    try:
+        server.kubectl(
+            "auth", "can-i", verb, resource, f"--as={SERVICE_ACCOUNT}", "-n", namespace, "--quiet"
+        )
+    except FinriskError:  # `can-i --quiet` exits 1 for "no"
+        return False
+    return True
+
+
+def test_a_deploy_the_rbac_refuses_names_the_service_accounts_rbac(
+    kube: Service, base: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    server = _server(kube)
+    # A service account with no Role (no controller makes the namespace's "default" here).
+    _apply(
+        server,
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "finrisk-nobody", "namespace": NAMESPACE},
+        },
+    )
+    token = server.kubectl("create", "token", "finrisk-nobody", "-n", NAMESPACE).strip()
+    with pytest.raises(FinriskError, match=r"HTTP 403 Forbidden \(check the pipeline service"):
+        deploy(
+            _manifest("finrisk-refused", "1", "1"),
+            dry_run=False,
+            manifest_path=tmp_path / "m.yaml",
+            api=_api(server, token),
+            timeout_s=5,
+        )
