@@ -31,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-batch-rows", type=int, help="rows per request at most (default 10000)"
     )
     parser.add_argument(
+        "--max-body-bytes", type=int, help="largest request body in bytes, else 413 (64 MiB)"
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        help="inference requests in flight at most, else 503 with Retry-After (default 64)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         help="ONNX Runtime threads for large batches (default: cores, at most 4)",
@@ -50,6 +58,8 @@ _FLAGS = {
     "http_port": "http_port",
     "reload_interval": "reload_interval_s",
     "max_batch_rows": "max_batch_rows",
+    "max_body_bytes": "max_body_bytes",
+    "max_concurrency": "max_concurrency",
     "threads": "threads",
     "access_log": "access_log",
 }

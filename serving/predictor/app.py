@@ -1,16 +1,24 @@
-"""The predictor's HTTP app: kserve's endpoints, with finrisk's fast, strict routes in front.
+"""The predictor's HTTP app: every route it answers, each with the statuses it can answer.
 
-kserve's V1/V2 routes give health, readiness, model lists, the repository extension and
-Prometheus /metrics. Inference, model metadata, readiness and reload are finrisk routes
-registered first (Starlette takes the first matching route):
-- POST /v1/models/{name}:predict and /v2/models/{name}/infer: the body goes to the model as
-  bytes (no pydantic model of the request: that alone costs ~12 ms for 1000 rows), and every
-  input problem is a 400 naming the field and row; V2 also takes the binary tensor data
-  extension (Inference-Header-Content-Length; raw FP64 after the JSON part), which GET /v2
-  lists among the server's extensions;
-- GET /v1/models/{name} and /v2/models/{name}: metadata with the registry version;
+KServe's V1 and Open Inference Protocol (V2) REST routes, written here rather than taken from
+kserve's routers, so that each documents its statuses in /openapi.json and none answers 5xx
+to a client's mistake:
+- POST /v1/models/{name}:predict and /v2/models/{name}/infer (and .../versions/{v}/infer):
+  the body goes to the model as bytes (no pydantic model of the request: that alone costs
+  ~12 ms for 1000 rows), and every input problem is a 400 naming the field and row. A body
+  without Content-Type is JSON, as the protocol's clients send it (Triton's among them);
+  with Inference-Header-Content-Length it is the binary tensor data extension (raw FP64
+  after the JSON part), which GET /v2 lists. Limits: a declared Content-Length over
+  `max_body_bytes` is refused (413) before a byte is read, a streamed body as soon as it
+  passes it; JSON nested past the parser's depth is a 400; past `max_concurrency` requests
+  in flight the answer is 503 with Retry-After.
+- GET /v2/models/{name}[/versions/{v}][/ready] and GET /v1/models/{name}: metadata and
+  readiness of the served registry version; another version is a 404.
 - POST /v2/repository/models/{name}/load: reload from the registry (the OIP repository
-  extension's load), answering with the version served.
+  extension's load), answering with the version served. There is no unload: a model can't
+  be taken away by a request.
+- health (/, /v2/health/live, /v2/health/ready), lists (/v1/models, /v2/models), server
+  metadata (/v2) and Prometheus /metrics (text).
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel
 
 from finrisk import __version__
 from finrisk.errors import FinriskError
@@ -32,6 +43,7 @@ from finrisk.serving.predictor.inputs import (
     BINARY_EXTENSION,
     HEADER_LENGTH_HEADER,
     InputError,
+    UnsupportedMediaType,
     check_content_type,
     split_body,
 )
@@ -60,8 +72,96 @@ class FinriskRepository(kserve.model_repository.ModelRepository):  # type: ignor
         return True
 
 
-def _error(status: int, message: str) -> Response:
-    return Response(content=error_body(message), status_code=status, media_type=JSON)
+class ErrorBody(BaseModel):
+    """Every error answer: what is wrong, naming the field, row, model or limit."""
+
+    error: str
+
+
+_DESCRIPTIONS = {
+    400: "the request is malformed: the error names the field and row",
+    404: "no such model, or not the version served",
+    413: "the body is larger than the predictor takes",
+    415: "a Content-Type other than application/json (or octet-stream for binary tensors)",
+    503: "the model is not ready, or the predictor is at its limit of requests in flight",
+}
+
+
+def _statuses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for the error statuses a route can answer."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        content=error_body(message), status_code=status, media_type=JSON, headers=headers
+    )
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (BodyTooLarge) by its declared length before reading, or as soon as
+    a streamed one passes `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InputError(
+                f"content-length must be a number of bytes, got {declared!r}"
+            ) from None
+        if size > limit:
+            raise BodyTooLarge(f"request body of {size} bytes exceeds {limit}")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# Request bodies as the protocols define them (documented only: the routes parse bytes).
+_V2_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "datatype": {"type": "string"},
+                    "data": {"type": "array"},
+                    "parameters": {"type": "object"},
+                },
+            },
+        },
+        "outputs": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_V1_REQUEST = {
+    "type": "object",
+    "required": ["instances"],
+    "properties": {"instances": {"type": "array"}, "parameters": {"type": "object"}},
+}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": schema}, "application/octet-stream": {}},
+        }
+    }
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -84,13 +184,15 @@ async def watch_aliases(models: list[FinriskModel], interval: float) -> None:
 
 
 def build_app(
-    models: list[FinriskModel], *, reload_interval: float = 0.0, max_body_bytes: int = 64 << 20
+    models: list[FinriskModel],
+    *,
+    reload_interval: float = 0.0,
+    max_body_bytes: int = 64 << 20,
+    max_concurrency: int = 64,
 ) -> FastAPI:
     repository = FinriskRepository(models)
     dataplane = kserve.protocol.dataplane.DataPlane(model_registry=repository)
-    extension = kserve.protocol.model_repository_extension.ModelRepositoryExtension(
-        model_registry=repository
-    )
+    in_flight = 0
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,7 +215,7 @@ def build_app(
         lifespan=lifespan,
     )
 
-    def lookup(name: str) -> FinriskModel | Response:
+    def lookup(name: str, version: str | None = None) -> FinriskModel | Response:
         model = repository.get_model(name)
         if not isinstance(model, FinriskModel):
             return _error(
@@ -122,18 +224,30 @@ def build_app(
             )
         if not model.ready or model.scorer is None:
             return _error(503, f"model {name!r} is not ready")
+        if version is not None and version != model.scorer.version:
+            return _error(
+                404, f"model {name!r} serves version {model.scorer.version}, not {version}"
+            )
         return model
 
     async def infer(
         request: Request, name: str, protocol: str, version: str | None = None
     ) -> Response:
+        nonlocal in_flight
         started = time.perf_counter()
-        found = lookup(name)
+        found = lookup(name, version)
         if isinstance(found, Response):
             metrics.REQUESTS.labels(name, protocol, str(found.status_code)).inc()
             return found
         model = found
-        served = model.scorer.version if model.scorer else ""
+        if in_flight >= max_concurrency:
+            metrics.REQUESTS.labels(name, protocol, "503").inc()
+            return _error(
+                503,
+                f"{in_flight} requests in flight, the limit: try again shortly",
+                headers={"Retry-After": "1"},
+            )
+        in_flight += 1
         status = 200
         try:
             header_length = request.headers.get(HEADER_LENGTH_HEADER)
@@ -142,15 +256,15 @@ def build_app(
             check_content_type(
                 request.headers.get("content-type"), binary=header_length is not None
             )
-            if version is not None and version != served:
-                status = 404
-                return _error(404, f"model {name!r} serves version {served}, not {version}")
-            body = await request.body()
-            if len(body) > max_body_bytes:
-                status = 413
-                return _error(413, f"request body of {len(body)} bytes exceeds {max_body_bytes}")
+            body = await _read_body(request, max_body_bytes)
             json_part, binary = split_body(body, header_length)
             result, _ = await model(RawRequest(protocol, json_part, binary), None)
+        except BodyTooLarge as exc:
+            status = 413
+            return _error(413, str(exc))
+        except UnsupportedMediaType as exc:
+            status = 415
+            return _error(415, str(exc))
         except (InputError, kserve.errors.InvalidInput) as exc:
             status = 400
             return _error(400, str(exc))
@@ -162,6 +276,7 @@ def build_app(
             log.exception("inference on %s failed", name)
             return _error(500, "internal error while scoring; see the predictor log")
         finally:
+            in_flight -= 1
             metrics.REQUESTS.labels(name, protocol, str(status)).inc()
             metrics.LATENCY.labels(name, protocol).observe(time.perf_counter() - started)
         return Response(content=result, media_type=JSON)
@@ -188,9 +303,19 @@ def build_app(
 
     async def v2_metadata(model_name: str) -> Response:
         found = lookup(model_name)
-        if isinstance(found, Response):
-            return found
-        return _json(metadata(found))
+        return found if isinstance(found, Response) else _json(metadata(found))
+
+    async def v2_version_metadata(model_name: str, model_version: str) -> Response:
+        found = lookup(model_name, model_version)
+        return found if isinstance(found, Response) else _json(metadata(found))
+
+    async def v2_model_ready(model_name: str) -> Response:
+        found = lookup(model_name)
+        return found if isinstance(found, Response) else _json({"name": model_name, "ready": True})
+
+    async def v2_version_ready(model_name: str, model_version: str) -> Response:
+        found = lookup(model_name, model_version)
+        return found if isinstance(found, Response) else _json({"name": model_name, "ready": True})
 
     async def v1_metadata(model_name: str) -> Response:
         found = lookup(model_name)
@@ -233,40 +358,85 @@ def build_app(
             return _error(503, f"models not ready: {', '.join(not_ready)}")
         return _json({"ready": True})
 
-    app.add_api_route("/v1/models/{model_name}:predict", v1_predict, methods=["POST"])
-    app.add_api_route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"])
-    app.add_api_route(
-        "/v2/models/{model_name}/versions/{model_version}/infer", v2_infer_version, methods=["POST"]
-    )
-    app.add_api_route("/v1/models/{model_name}", v1_metadata, methods=["GET"])
-    app.add_api_route("/v2/models/{model_name}", v2_metadata, methods=["GET"])
-    app.add_api_route("/v2/repository/models/{model_name}/load", reload, methods=["POST"])
-    app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
-    app.add_api_route("/v2", server_metadata, methods=["GET"])
+    async def server_live() -> Response:
+        return _json({"live": True})
 
-    # kserve's own endpoints for everything else.
-    root = kserve.protocol.rest.server
-    app.add_api_route("/", dataplane.live, methods=["GET"])
-    app.add_api_route("/metrics", root.metrics_handler, methods=["GET"])
-    kserve.protocol.rest.v1_endpoints.register_v1_endpoints(app, dataplane, extension)
-    kserve.protocol.rest.v2_endpoints.register_v2_endpoints(app, dataplane, extension)
-    errors = kserve.errors
-    for exc_type, handler in (
-        (errors.InvalidInput, errors.invalid_input_handler),
-        (errors.InferenceError, errors.inference_error_handler),
-        (errors.ModelNotFound, errors.model_not_found_handler),
-        (errors.ModelNotReady, errors.model_not_ready_handler),
-        (NotImplementedError, errors.not_implemented_error_handler),
-        (errors.UnsupportedProtocol, errors.unsupported_protocol_error_handler),
-        (errors.ServerNotLive, errors.server_not_live_handler),
-        (errors.ServerNotReady, errors.server_not_ready_handler),
-        (Exception, errors.generic_exception_handler),
+    async def alive() -> Response:
+        return _json({"status": "alive"})
+
+    async def model_list() -> Response:
+        return _json({"models": list(repository.get_models())})
+
+    async def prometheus() -> Response:
+        # The process's registry: finrisk's metrics and kserve's stage histograms, as text.
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    infer_errors = _statuses(400, 404, 413, 415, 503)
+    read_errors = _statuses(404, 503)
+    for path, endpoint, method, responses, extra in (
+        ("/v1/models/{model_name}:predict", v1_predict, "POST", infer_errors, _body(_V1_REQUEST)),
+        ("/v2/models/{model_name}/infer", v2_infer, "POST", infer_errors, _body(_V2_REQUEST)),
+        (
+            "/v2/models/{model_name}/versions/{model_version}/infer",
+            v2_infer_version,
+            "POST",
+            infer_errors,
+            _body(_V2_REQUEST),
+        ),
+        ("/v1/models/{model_name}", v1_metadata, "GET", read_errors, None),
+        ("/v2/models/{model_name}", v2_metadata, "GET", read_errors, None),
+        ("/v2/models/{model_name}/ready", v2_model_ready, "GET", read_errors, None),
+        (
+            "/v2/models/{model_name}/versions/{model_version}",
+            v2_version_metadata,
+            "GET",
+            read_errors,
+            None,
+        ),
+        (
+            "/v2/models/{model_name}/versions/{model_version}/ready",
+            v2_version_ready,
+            "GET",
+            read_errors,
+            None,
+        ),
+        ("/v2/repository/models/{model_name}/load", reload, "POST", read_errors, None),
+        ("/v2/health/ready", server_ready, "GET", _statuses(503), None),
+        ("/v2/health/live", server_live, "GET", {}, None),
+        ("/v2", server_metadata, "GET", {}, None),
+        ("/v2/models", model_list, "GET", {}, None),
+        ("/v1/models", model_list, "GET", {}, None),
+        ("/", alive, "GET", {}, None),
     ):
-        app.add_exception_handler(exc_type, handler)
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            responses={200: {"content": {JSON: {}}}, **responses},
+            openapi_extra=extra,
+        )
+    app.add_api_route(
+        "/metrics",
+        prometheus,
+        methods=["GET"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         # FastAPI answers a body its pydantic model rejects with 422; the protocol says 400.
         return _error(400, f"invalid request: {exc}")
 
     app.add_exception_handler(RequestValidationError, validation_error)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI lists a 422 on every route with parameters; this app answers 400 instead.
+        schema = generate()
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -52,7 +52,10 @@ class PredictorSettings(BaseSettings):
     # Seconds between checks that an alias still points at the served version; 0: never.
     reload_interval_s: float = Field(default=30.0, ge=0)
     max_batch_rows: int = Field(default=10_000, ge=1)
+    # Past these a request is refused: 413 for the body, 503 with Retry-After for requests in
+    # flight (a 1 Gi pod must not be talked out of its memory).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_concurrency: int = Field(default=64, ge=1)
     # ONNX Runtime threads for large batches; 0: the usable cores, at most 4.
     threads: int = Field(default=0, ge=0)
     # Reasons per row from the risk model unless a request says otherwise.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,10 +39,16 @@ HEADER_LENGTH_HEADER = "inference-header-content-length"
 BINARY_DATA_SIZE = "binary_data_size"
 BINARY_EXTENSION = "binary_tensor_data"
 _FP64_BYTES = 8
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 4, 4, 40
 
 
 class InputError(ValueError):
     """A request the client must fix (HTTP 400); the message says what and where."""
+
+
+class UnsupportedMediaType(InputError):
+    """A Content-Type the protocol does not speak (HTTP 415)."""
 
 
 @dataclass
@@ -55,11 +62,14 @@ class V2Request:
 
 
 def check_content_type(value: str | None, *, binary: bool = False) -> None:
+    """A body without Content-Type is JSON (or the binary extension when its header says so),
+    as Open Inference Protocol clients send it; any other type is refused."""
     media = (value or "").split(";", 1)[0].strip().lower()
+    if not media:
+        return
     allowed = (JSON_MEDIA_TYPE, BINARY_MEDIA_TYPE) if binary else (JSON_MEDIA_TYPE,)
     if media not in allowed:
-        shown = f"{value!r}" if value else "none"
-        raise InputError(f"content-type must be {' or '.join(allowed)}, got {shown}")
+        raise UnsupportedMediaType(f"content-type must be {' or '.join(allowed)}, got {value!r}")
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -88,6 +98,8 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         try:
             return json.loads(body)
+        except RecursionError:
+            raise InputError("request body nests arrays or objects too deeply") from None
         except (ValueError, UnicodeDecodeError):
             raise InputError(f"request body is not valid JSON: {exc}") from None
 
@@ -103,7 +115,7 @@ def _describe(value: Any) -> str:
     if value is None:
         return "null"
     name = type(value).__name__
-    text = repr(value)
+    text = _SHORT.repr(value)  # bounded in depth and length: a deeply nested value is fine
     return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 

@@ -63,6 +63,7 @@ def serve(settings: PredictorSettings) -> None:
         models,
         reload_interval=settings.reload_interval_s,
         max_body_bytes=settings.max_body_bytes,
+        max_concurrency=settings.max_concurrency,
     )
     config = uvicorn.Config(
         app,

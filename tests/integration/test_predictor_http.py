@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,78 +17,11 @@ import httpx
 import numpy as np
 import pytest
 
-from finrisk import registry
-from finrisk.stack import Service
-from finrisk.stack.process import free_port, log_tail, spawn
+from finrisk.stack.process import log_tail
 from tests.support import trained_models
+from tests.support.predictor_process import Served, register
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Served:
-    url: str
-    tracking_uri: str
-    detector: str
-    risk: str
-    log: Path
-
-
-def _register(model: Any, kind: str, name: str, uri: str, alias: str = registry.CHAMPION) -> str:
-    _, model_uri = registry.log_model(model, kind, tracking_uri=uri, experiment="test-predictor")
-    version = registry.register(model_uri, name, tracking_uri=uri)
-    registry.set_alias(name, alias, version, tracking_uri=uri)
-    return version
-
-
-def _wait_ready(url: str, child: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if child.poll() is not None:
-            raise AssertionError(f"predictor exited with {child.returncode}:\n{log_tail(log, 40)}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"predictor not ready after {timeout} s:\n{log_tail(log, 40)}")
-        time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    uri = mlflow_server.address
-    suffix = uuid.uuid4().hex[:8]
-    detector, risk = f"test-det-{suffix}", f"test-risk-{suffix}"
-    _register(trained_models.detector("supervised"), "detector", detector, uri)
-    _register(trained_models.risk_model("hgb"), "risk", risk, uri)
-    port = free_port()
-    log = tmp_path_factory.mktemp("predictor") / "predictor.log"
-    argv = [
-        sys.executable, "-m", "finrisk", "serve",
-        "--detector-uri", f"models:/{detector}@champion", "--risk-uri", f"models:/{risk}@champion",
-        "--tracking-uri", uri, "--http-port", str(port), "--reload-interval", "0.5",
-        "--max-batch-rows", "100",
-    ]  # fmt: skip
-    child = spawn(argv, log, {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, child, log)
-        yield Served(url, uri, detector, risk, log)
-    finally:
-        os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-
-
-@pytest.fixture(scope="module")
-def client(served: Served) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served.url, timeout=30) as c:
-        yield c
 
 
 def test_binds_loopback_only(served: Served) -> None:
@@ -335,23 +261,31 @@ def test_non_finite_values_are_400(served: Served, client: httpx.Client, token: 
 
 
 @pytest.mark.parametrize(
-    ("content", "headers", "message"),
+    ("content", "headers", "status", "message"),
     [
         (
             b'{"instances": []}',
             {"content-type": "text/plain"},
+            415,
             "content-type must be application/json",
         ),
-        (b'{"instances": []}', {}, "content-type must be application/json"),
-        (b'{"instances": [', {"content-type": "application/json"}, "not valid JSON"),
+        # No Content-Type is JSON (Open Inference Protocol clients send none): the body's own
+        # problem is what is named.
+        (b'{"instances": [', {}, 400, "not valid JSON"),
+        (b'{"instances": [', {"content-type": "application/json"}, 400, "not valid JSON"),
     ],
 )
-def test_wrong_content_type_and_bad_json_are_400(
-    served: Served, client: httpx.Client, content: bytes, headers: dict[str, str], message: str
+def test_wrong_content_type_is_415_and_bad_json_400(
+    served: Served,
+    client: httpx.Client,
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    message: str,
 ) -> None:
     for path in (f"/v1/models/{served.detector}:predict", f"/v2/models/{served.detector}/infer"):
         response = client.post(path, content=content, headers=headers)
-        assert response.status_code == 400, response.text
+        assert response.status_code == status, response.text
         assert message in response.json()["error"]
 
 
@@ -362,7 +296,7 @@ def test_unknown_model_is_404(client: httpx.Client) -> None:
 def test_new_champion_is_picked_up_without_restart(served: Served, client: httpx.Client) -> None:
     # Explicit reload (the repository extension's load) of the risk model.
     replacement = trained_models.risk_model("logistic")
-    version = _register(replacement, "risk", served.risk, served.tracking_uri)
+    version = register(replacement, "risk", served.risk, served.tracking_uri)
     assert version == "2"
     reloaded = client.post(f"/v2/repository/models/{served.risk}/load")
     assert reloaded.status_code == 200 and reloaded.json()["version"] == "2"
@@ -379,9 +313,7 @@ def test_new_champion_is_picked_up_without_restart(served: Served, client: httpx
     )
 
     # The periodic alias check (every 0.5 s here) picks up a new detector champion by itself.
-    _register(
-        trained_models.detector("isolation"), "detector", served.detector, served.tracking_uri
-    )
+    register(trained_models.detector("isolation"), "detector", served.detector, served.tracking_uri)
     deadline = time.monotonic() + 60
     while client.get(f"/v2/models/{served.detector}").json()["versions"] != ["2"]:
         assert time.monotonic() < deadline, log_tail(served.log, 30)

@@ -10,6 +10,7 @@ import pytest
 
 from finrisk.serving.predictor.inputs import (
     InputError,
+    UnsupportedMediaType,
     check_content_type,
     parse_json,
     reasons_parameter,
@@ -101,8 +102,12 @@ def test_invalid_json_and_content_types() -> None:
         parse_json(b"")
     check_content_type("application/json")
     check_content_type("Application/JSON; charset=utf-8")
-    for bad in (None, "text/plain", "application/octet-stream", "application/jsonp"):
-        with pytest.raises(InputError, match="content-type must be application/json"):
+    # None: JSON, as Open Inference Protocol clients (Triton's) send it.
+    check_content_type(None)
+    check_content_type(None, binary=True)
+    check_content_type("application/octet-stream", binary=True)
+    for bad in ("text/plain", "application/octet-stream", "application/jsonp"):
+        with pytest.raises(UnsupportedMediaType, match="content-type must be application/json"):
             check_content_type(bad)
 
 

@@ -1,0 +1,75 @@
+"""Fixtures of the integration tests outside the bridge: the predictor as a real process.
+
+`served`: `finrisk serve` on two small models registered under unique names with alias
+`champion` in the real MLflow server, on a free loopback port, for every predictor test module
+(started once, ended when the last is done).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from finrisk.stack import Service
+from finrisk.stack.process import free_port, log_tail, spawn
+from tests.support import trained_models
+from tests.support.predictor_process import Served, register
+
+
+def _wait_ready(url: str, child: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if child.poll() is not None:
+            raise AssertionError(f"predictor exited with {child.returncode}:\n{log_tail(log, 40)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"predictor not ready after {timeout} s:\n{log_tail(log, 40)}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="package")
+def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    uri = mlflow_server.address
+    suffix = uuid.uuid4().hex[:8]
+    detector, risk = f"test-det-{suffix}", f"test-risk-{suffix}"
+    register(trained_models.detector("supervised"), "detector", detector, uri)
+    register(trained_models.risk_model("hgb"), "risk", risk, uri)
+    port = free_port()
+    log = tmp_path_factory.mktemp("predictor") / "predictor.log"
+    argv = [
+        sys.executable, "-m", "finrisk", "serve",
+        "--detector-uri", f"models:/{detector}@champion", "--risk-uri", f"models:/{risk}@champion",
+        "--tracking-uri", uri, "--http-port", str(port), "--reload-interval", "0.5",
+        "--max-batch-rows", "100",
+    ]  # fmt: skip
+    child = spawn(argv, log, {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, child, log)
+        yield Served(url, uri, detector, risk, log)
+    finally:
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+@pytest.fixture(scope="package")
+def client(served: Served) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        yield c
