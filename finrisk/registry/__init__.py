@@ -1,7 +1,8 @@
 """finrisk models in the MLflow registry: log (compiled + parity-checked), register, alias, load.
 
 Registered models are MLflow pyfunc models whose artifacts hold the pickled finrisk model, its
-compiled ONNX graph and a metadata JSON (see artifacts.py); aliases `champion` / `challenger`.
+compiled ONNX graph and a metadata JSON (see artifacts.py), vouched for by a SHA-256 in the
+version's tags; aliases `champion` / `challenger`. Serving loads the data files only.
 """
 
 from finrisk.registry.client import (
@@ -24,6 +25,7 @@ from finrisk.registry.names import (
     CHALLENGER,
     CHAMPION,
     DEFAULT_MODEL_NAMES,
+    TAG_ARTIFACT_SHA256,
     TAG_CODE_VERSION,
     TAG_DATA_FINGERPRINT,
     TAG_KIND,
@@ -36,6 +38,7 @@ __all__ = [
     "CHAMPION",
     "DEFAULT_EXPERIMENT",
     "DEFAULT_MODEL_NAMES",
+    "TAG_ARTIFACT_SHA256",
     "TAG_CODE_VERSION",
     "TAG_DATA_FINGERPRINT",
     "TAG_KIND",

@@ -1,12 +1,18 @@
 """The files of one registered finrisk model, in one folder.
 
-model.joblib    the trained finrisk model (finrisk.models.persistence format)
-compiled/       compiled.json + model.onnx (finrisk.compiled)
+model.joblib    the trained finrisk model (finrisk.models.persistence format: a pickle)
+compiled/       compiled.json + model.onnx (finrisk.compiled): data only
 metadata.json   kind, feature order, threshold or bands, provenance, parity report
+
+Serving reads the data files only: the pickle is opened by training-time code that needs the
+Python model (evaluation against the champion), never by the predictor. And nothing is read
+before the folder's SHA-256 digest (`folder_digest`, every file) matches the one recorded in
+the registry at logging time: a file changed in the artifact store is refused, not run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +44,33 @@ def write_files(
     return directory
 
 
-def read_files(directory: Path, *, threads: int = 1) -> ModelFiles:
+def folder_digest(directory: Path) -> str:
+    """SHA-256 over every file of the folder (relative path and bytes, in path order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def read_files(
+    directory: Path, *, threads: int = 1, python_model: bool = True, digest: str | None = None
+) -> ModelFiles:
+    """The folder's model: compiled runtime and metadata, and with `python_model` the trained
+    Python model (a pickle: never at serving time). With `digest`, nothing is read unless the
+    folder matches it."""
+    if digest is not None:
+        found = folder_digest(directory)
+        if found != digest:
+            raise FinriskError(
+                f"{directory}: the files differ from those registered (SHA-256 {found[:12]}..., "
+                f"registered {digest[:12]}...): refusing to load a changed artifact"
+            )
     metadata_path = directory / METADATA_FILE
     if not metadata_path.is_file():
         raise FinriskError(f"{directory} is not a finrisk model folder ({METADATA_FILE} missing)")
     metadata = json.loads(metadata_path.read_text())
-    model = load_model(directory / MODEL_FILE)
+    model = load_model(directory / MODEL_FILE) if python_model else None
     compiled = CompiledModel.load(directory / COMPILED_DIR, threads=threads)
     if list(compiled.feature_names) != list(metadata.get("feature_names", [])):
         raise FinriskError(f"{directory}: compiled feature order differs from the metadata's")

@@ -35,11 +35,12 @@ from finrisk.compiled import (
     require_parity,
 )
 from finrisk.errors import FinriskError
-from finrisk.registry.artifacts import read_files, write_files
+from finrisk.registry.artifacts import folder_digest, read_files, write_files
 from finrisk.registry.metadata import model_metadata
 from finrisk.registry.names import (
     ARTIFACT_KEY,
     CHAMPION,
+    TAG_ARTIFACT_SHA256,
     TAG_CODE_VERSION,
     TAG_DATA_FINGERPRINT,
     TAG_KIND,
@@ -57,7 +58,8 @@ MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
 @dataclass
 class LoadedModel:
-    """A registered version, loaded: the finrisk model, its compiled runtime and metadata."""
+    """A registered version, loaded: its compiled runtime and metadata, and the trained finrisk
+    model when asked for (None at serving time, which never unpickles)."""
 
     name: str
     version: ModelVersion
@@ -204,6 +206,7 @@ def log_model(
         contextlib.redirect_stdout(sys.stderr),
     ):
         folder = write_files(Path(tmp) / ARTIFACT_KEY, model, compiled, metadata)
+        run_tags[TAG_ARTIFACT_SHA256] = folder_digest(folder)
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
             mlflow.set_tags(run_tags)
@@ -232,7 +235,10 @@ def register(
     *,
     tracking_uri: str | None = None,
 ) -> str:
-    """Register `model_uri` under `name` (created if new) with version tags; the version number."""
+    """Register `model_uri` under `name` (created if new) with version tags; the version number.
+
+    The version carries the artifact digest its run recorded (`TAG_ARTIFACT_SHA256`): what
+    `load` checks the downloaded files against."""
     uri = resolve_tracking_uri(tracking_uri)
     with _mlflow_errors(f"registering {model_uri} as {name!r}", uri):
         mlflow.set_registry_uri(uri)
@@ -240,6 +246,15 @@ def register(
         version = mlflow.register_model(
             model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()}
         )
+        client = _client(uri)
+        run_tags = client.get_run(version.run_id).data.tags if version.run_id else {}
+        digest = run_tags.get(TAG_ARTIFACT_SHA256)
+        if digest is None:
+            raise FinriskError(
+                f"{model_uri} was not logged by finrisk's log_model (no {TAG_ARTIFACT_SHA256} "
+                "tag on its run): it cannot be verified when loaded"
+            )
+        client.set_model_version_tag(name, str(version.version), TAG_ARTIFACT_SHA256, digest)
     return str(version.version)
 
 
@@ -292,8 +307,11 @@ def load(
     version: str | int | None = None,
     tracking_uri: str | None = None,
     threads: int = 1,
+    python_model: bool = True,
 ) -> LoadedModel:
-    """Download and load `name`@`alias` (or an exact `version`): model, compiled, metadata."""
+    """Download and load `name`@`alias` (or an exact `version`): compiled runtime, metadata
+    and, with `python_model`, the trained Python model (a pickle: serving passes False and
+    reads data only). The files must match the digest recorded at registration."""
     uri = resolve_tracking_uri(tracking_uri)
     if version is None:
         found = get_version(name, alias, tracking_uri=uri)
@@ -320,7 +338,13 @@ def load(
         folder = Path(local)
         if not folder.is_dir():
             raise FinriskError(f"{name} version {model_version.version} is not a finrisk model")
-        files = read_files(folder, threads=threads)
+        digest = (model_version.tags or {}).get(TAG_ARTIFACT_SHA256)
+        if digest is None:
+            raise FinriskError(
+                f"{name} version {model_version.version} has no {TAG_ARTIFACT_SHA256} tag "
+                "(registered before artifacts were verified): register it again to serve it"
+            )
+        files = read_files(folder, threads=threads, python_model=python_model, digest=digest)
     return LoadedModel(
         name=name,
         version=model_version,
@@ -331,9 +355,16 @@ def load(
     )
 
 
-def load_uri(model_uri: str, *, tracking_uri: str | None = None, threads: int = 1) -> LoadedModel:
+def load_uri(
+    model_uri: str, *, tracking_uri: str | None = None, threads: int = 1, python_model: bool = True
+) -> LoadedModel:
     """load() from `models:/<name>@<alias>` or `models:/<name>/<version>`."""
     ref = parse_model_uri(model_uri)
+    options: dict[str, Any] = {
+        "tracking_uri": tracking_uri,
+        "threads": threads,
+        "python_model": python_model,
+    }
     if ref.alias:
-        return load(ref.name, ref.alias, tracking_uri=tracking_uri, threads=threads)
-    return load(ref.name, version=ref.version, tracking_uri=tracking_uri, threads=threads)
+        return load(ref.name, ref.alias, **options)
+    return load(ref.name, version=ref.version, **options)

@@ -24,6 +24,9 @@ TAG_KIND = "model_kind"
 TAG_DATA_FINGERPRINT = "data_fingerprint"
 TAG_CODE_VERSION = "code_version"
 TAG_PIPELINE_RUN_ID = "pipeline_run_id"
+# SHA-256 of the model's artifact folder, recorded when it is logged (run and version tags live
+# in the registry's database, not beside the files they vouch for).
+TAG_ARTIFACT_SHA256 = "artifact_sha256"
 METRIC_TAG_PREFIX = "metric."
 # Artifact folder (inside the MLflow model) holding the finrisk files.
 ARTIFACT_KEY = "finrisk"

@@ -109,8 +109,14 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
         return None if found is None else str(found.version)
 
     def _fetch(self, version: str) -> LoadedModel:
+        # Data only (the compiled graph and metadata), verified against the registered digest:
+        # serving never unpickles an artifact.
         loaded = load(
-            self.ref.name, version=version, tracking_uri=self.tracking_uri, threads=self.threads
+            self.ref.name,
+            version=version,
+            tracking_uri=self.tracking_uri,
+            threads=self.threads,
+            python_model=False,
         )
         if loaded.kind != self.kind:
             raise FinriskError(

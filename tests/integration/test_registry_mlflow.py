@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -11,8 +12,10 @@ from mlflow import MlflowClient
 
 from finrisk import registry
 from finrisk.errors import FinriskError
+from finrisk.registry.names import ARTIFACT_KEY
 from finrisk.stack import Service
 from tests.support import trained_models
+from tests.support.malicious_pickle import plant
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +102,33 @@ def test_missing_models_and_unreachable_servers(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(FinriskError, match=r"cannot reach MLflow|failed"):
         registry.set_alias("x", "champion", "1", tracking_uri="http://127.0.0.1:9")
+
+
+def test_a_changed_artifact_is_refused_and_serving_never_unpickles(
+    mlflow_server: Service, tmp_path: Path
+) -> None:
+    """The registry vouches for the files (a SHA-256 in the version's tags, in MLflow's
+    database); someone who can write to the artifact store cannot make the predictor run code."""
+    uri = mlflow_server.address
+    name = _name("tamper")
+    _, model_uri = registry.log_model(
+        trained_models.detector("supervised"), "detector", tracking_uri=uri, experiment=_name("x")
+    )
+    version = registry.register(model_uri, name, tracking_uri=uri)
+    registry.set_alias(name, registry.CHAMPION, version, tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri)
+    tags = client.get_model_version(name, version).tags
+    assert len(tags[registry.TAG_ARTIFACT_SHA256]) == 64
+    served = registry.load(name, tracking_uri=uri, python_model=False)  # what the predictor does
+    assert served.model is None and served.compiled is not None
+    # The server's artifact store, on disk: replace the model's pickle with one that runs code.
+    location = client.get_model_version_download_uri(name, version)
+    store = Path(mlflow_server.dir) / "artifacts" / location.removeprefix("mlflow-artifacts:/")
+    pickle_file = store / "artifacts" / ARTIFACT_KEY / "model.joblib"
+    assert pickle_file.is_file()
+    marker = tmp_path / "pwned"
+    plant(pickle_file, marker)
+    for python_model in (False, True):
+        with pytest.raises(FinriskError, match="differ from those registered"):
+            registry.load(name, tracking_uri=uri, python_model=python_model)
+    assert not marker.exists()

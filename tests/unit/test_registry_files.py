@@ -102,3 +102,32 @@ def test_pip_requirements_are_pinned() -> None:
     reqs = pip_requirements()
     assert all("==" in r for r in reqs)
     assert {r.split("==")[0] for r in reqs} >= {"mlflow", "scikit-learn", "onnxruntime"}
+
+
+def test_serving_reads_data_only_and_a_changed_folder_is_refused(tmp_path: Path) -> None:
+    """The predictor's load never opens the pickle; and no file is read at all unless the
+    folder matches the digest recorded at registration."""
+    from finrisk.registry.artifacts import COMPILED_DIR, MODEL_FILE, folder_digest
+    from tests.support.malicious_pickle import plant
+
+    model = trained_models.detector("supervised")
+    compiled = compile_model(model)
+    parity = require_parity(model, compiled, probe=100)
+    folder = write_files(
+        tmp_path / "m",
+        model,
+        compiled,
+        model_metadata(model, DETECTOR, compiled, parity, provenance={}, metrics={}),
+    )
+    marker = tmp_path / "pwned"
+    plant(folder / MODEL_FILE, marker)
+    digest = folder_digest(folder)  # the pickle registered as is: still never opened
+    files = read_files(folder, python_model=False, digest=digest)
+    assert files.model is None and files.compiled.feature_names == tuple(model.feature_names_)
+    assert not marker.exists()
+    (folder / COMPILED_DIR / "compiled.json").write_text(
+        (folder / COMPILED_DIR / "compiled.json").read_text().replace("0", "1", 1)
+    )
+    with pytest.raises(FinriskError, match="differ from those registered"):
+        read_files(folder, python_model=True, digest=digest)
+    assert not marker.exists()  # refused before the pickle, too
