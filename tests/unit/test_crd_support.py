@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.crds import require_crds, validate_manifest
+from tests.support.crds import validate_manifest
 
 
 @pytest.fixture
 def isvc() -> dict[str, Any]:
-    require_crds()
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -63,7 +62,6 @@ def test_bad_name_and_unknown_kind(isvc: dict[str, Any]) -> None:
 
 
 def test_pipeline_version_requires_pipeline_spec() -> None:
-    require_crds()
     version = {
         "apiVersion": "pipelines.kubeflow.org/v2beta1",
         "kind": "PipelineVersion",

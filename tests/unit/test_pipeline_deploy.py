@@ -27,7 +27,7 @@ from finrisk.deploy.inference_service import (
     inference_service_manifest,
 )
 from finrisk.errors import FinriskError
-from tests.support.crds import require_crds, validate_manifest
+from tests.support.crds import validate_manifest
 
 
 def config(**overrides: Any) -> PredictorConfig:
@@ -122,7 +122,6 @@ class FakeClock:
 
 
 def test_manifest_validates_against_the_kserve_crd() -> None:
-    require_crds()
     for variant in (config(), config(canary_traffic_percent=10, service_account="sa")):
         manifest = inference_service_manifest(variant)
         assert validate_manifest(manifest) == []

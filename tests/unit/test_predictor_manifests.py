@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.crds import load_documents, require_crds, validate_manifest
+from tests.support.crds import load_documents, validate_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 PREDICTOR = ROOT / "manifests" / "base" / "predictor.yaml"
@@ -32,7 +32,6 @@ def _kustomize(folder: Path) -> list[dict[str, Any]]:
 
 
 def test_base_inference_services_are_valid_and_hardened() -> None:
-    require_crds()
     services = _services(load_documents([PREDICTOR]))
     assert [s["metadata"]["name"] for s in services] == ["finrisk"]
     for service in services:
@@ -99,7 +98,6 @@ def test_base_kustomization_lists_the_predictor() -> None:
     ("overlay", "mode"), [("base", "RawDeployment"), ("overlays/serverless", "Serverless")]
 )
 def test_rendered_variants_validate(overlay: str, mode: str) -> None:
-    require_crds()
     services = _services(_kustomize(ROOT / "manifests" / overlay))
     assert len(services) == 1
     for service in services:
