@@ -7,6 +7,7 @@ an earlier `log_model` / `mlflow.set_tracking_uri`, else the local stack's serve
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 import tempfile
@@ -49,6 +50,8 @@ from finrisk.registry.names import (
 )
 from finrisk.registry.pyfunc import signature
 from finrisk.retraining.provenance import code_version
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "finrisk"
 MLMODEL_PATH = "model"
@@ -307,11 +310,13 @@ def load(
     version: str | int | None = None,
     tracking_uri: str | None = None,
     threads: int = 1,
-    python_model: bool = True,
+    python_model: bool = False,
 ) -> LoadedModel:
-    """Download and load `name`@`alias` (or an exact `version`): compiled runtime, metadata
-    and, with `python_model`, the trained Python model (a pickle: serving passes False and
-    reads data only). The files must match the digest recorded at registration."""
+    """Download and load `name`@`alias` (or an exact `version`): compiled runtime and metadata,
+    data only; with `python_model`, also the trained Python model (a pickle: only tools that
+    compare the original model ask for it). The files must match the digest recorded at
+    registration; a version registered before digests were recorded loads as data only, with
+    a warning, and its pickle never."""
     uri = resolve_tracking_uri(tracking_uri)
     if version is None:
         found = get_version(name, alias, tracking_uri=uri)
@@ -340,10 +345,13 @@ def load(
             raise FinriskError(f"{name} version {model_version.version} is not a finrisk model")
         digest = (model_version.tags or {}).get(TAG_ARTIFACT_SHA256)
         if digest is None:
-            raise FinriskError(
+            unverified = (
                 f"{name} version {model_version.version} has no {TAG_ARTIFACT_SHA256} tag "
-                "(registered before artifacts were verified): register it again to serve it"
+                "(registered before artifacts were verified)"
             )
+            if python_model:
+                raise FinriskError(f"{unverified}: its pickle is not opened; register it again")
+            log.warning("%s: loading its data files unchecked; register it again", unverified)
         files = read_files(folder, threads=threads, python_model=python_model, digest=digest)
     return LoadedModel(
         name=name,
@@ -356,7 +364,7 @@ def load(
 
 
 def load_uri(
-    model_uri: str, *, tracking_uri: str | None = None, threads: int = 1, python_model: bool = True
+    model_uri: str, *, tracking_uri: str | None = None, threads: int = 1, python_model: bool = False
 ) -> LoadedModel:
     """load() from `models:/<name>@<alias>` or `models:/<name>/<version>`."""
     ref = parse_model_uri(model_uri)

@@ -131,9 +131,9 @@ def load_champions(
     for kind in MODEL_KINDS:
         if registry.get_version(model_names[kind], alias) is None:
             continue
-        loaded = registry.load(model_names[kind], alias)
+        loaded = registry.load(model_names[kind], alias)  # data only: nothing unpickled
         champions[kind] = ChampionModel(
-            loaded.model, loaded.version_number, recorded_metrics(loaded.version.tags or {})
+            loaded.compiled, loaded.version_number, recorded_metrics(loaded.version.tags or {})
         )
     return champions
 

@@ -253,7 +253,7 @@ def _run(
         model_uri = _train_and_register(kind, tracking_uri, transactions, users)
         trained = True
     ref = parse_model_uri(model_uri)
-    loaded = load_uri(model_uri, tracking_uri=tracking_uri)
+    loaded = load_uri(model_uri, tracking_uri=tracking_uri, python_model=True)  # the original
     names = list(loaded.compiled.feature_names)
     tx, user = _feature_frames(transactions)
     pool = tx if kind == DETECTOR else user

@@ -57,7 +57,7 @@ def test_log_register_alias_and_load(mlflow_server: Service) -> None:
     found = registry.get_version(name, registry.CHAMPION, tracking_uri=uri)
     assert found is not None and found.version == "1" and found.tags["metric.pr_auc"] == "0.91"
 
-    loaded = registry.load(name, registry.CHAMPION, tracking_uri=uri)
+    loaded = registry.load(name, registry.CHAMPION, tracking_uri=uri, python_model=True)
     assert loaded.version_number == "1" and loaded.kind == "detector" and loaded.run_id == run_id
     assert loaded.metadata["threshold"] == model.threshold_
     assert loaded.metadata["provenance"]["data_fingerprint"] == "fp-123"
@@ -132,3 +132,24 @@ def test_a_changed_artifact_is_refused_and_serving_never_unpickles(
         with pytest.raises(FinriskError, match="differ from those registered"):
             registry.load(name, tracking_uri=uri, python_model=python_model)
     assert not marker.exists()
+
+
+def test_a_version_registered_before_digests_serves_as_data_and_its_pickle_stays_shut(
+    mlflow_server: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upgrade must not take the predictor down: a champion registered before digests were
+    recorded still serves (data files only, with a warning); nothing unpickles it."""
+    uri = mlflow_server.address
+    name = _name("legacy")
+    _, model_uri = registry.log_model(
+        trained_models.detector("supervised"), "detector", tracking_uri=uri, experiment=_name("x")
+    )
+    version = registry.register(model_uri, name, tracking_uri=uri)
+    MlflowClient(tracking_uri=uri).delete_model_version_tag(
+        name, version, registry.TAG_ARTIFACT_SHA256
+    )
+    loaded = registry.load(name, version=version, tracking_uri=uri)
+    assert loaded.model is None and loaded.compiled is not None
+    assert "loading its data files unchecked" in caplog.text
+    with pytest.raises(FinriskError, match="its pickle is not opened"):
+        registry.load(name, version=version, tracking_uri=uri, python_model=True)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from finrisk import features
+from finrisk.compiled import compile_model
 from finrisk.errors import FinriskError
 from finrisk.evaluation.runs import AnomalyRun, RiskRun
 from finrisk.features.snapshots import HISTORY_CUTOFF
@@ -179,8 +180,8 @@ def test_evaluation_compares_with_the_champion_on_the_same_rows(
     det = training.load_run(stages["det_run"], AnomalyRun)
     risk = training.load_run(stages["risk_run"], RiskRun)
     champions = {
-        DETECTOR: evaluation.ChampionModel(det.ours, "4"),
-        RISK: evaluation.ChampionModel(risk.ours, "2"),
+        DETECTOR: evaluation.ChampionModel(compile_model(det.ours), "4"),
+        RISK: evaluation.ChampionModel(compile_model(risk.ours), "2"),
     }
     result = evaluation.evaluate(
         det,
@@ -216,11 +217,12 @@ def test_unscorable_champion_falls_back_to_recorded_metrics(
     risk = training.load_run(stages["risk_run"], RiskRun)
     tx = pd.read_parquet(stages["tx"]).drop(columns=[features.TRANSACTION_FEATURES[0]])
     tx.to_parquet(tmp_path / "tx.parquet")
-    recorded = evaluation.ChampionModel(det.ours, "4", {"pr_auc": 0.42, "roc_auc": 0.9})
+    compiled = compile_model(det.ours)
+    recorded = evaluation.ChampionModel(compiled, "4", {"pr_auc": 0.42, "roc_auc": 0.9})
     result = evaluation.champion_detector_metrics(recorded, det, tx)
     assert result["pr_auc"] == 0.42 and result["source"].startswith(evaluation.RECORDED)
     with pytest.raises(FinriskError, match="cannot be scored on this data"):
-        evaluation.champion_detector_metrics(evaluation.ChampionModel(det.ours, "4"), det, tx)
+        evaluation.champion_detector_metrics(evaluation.ChampionModel(compiled, "4"), det, tx)
     assert risk.test_labels.size > 0
 
 
