@@ -1,4 +1,5 @@
-"""Deploy: create or patch the KServe InferenceService for the champion, or write it (dry run)."""
+"""Deploy: roll the challenger pair out on the InferenceService and prove it serves, before
+its promotion to champion (on failure the rollout is put back and no alias moves)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Output
@@ -7,7 +8,7 @@ from finrisk.components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def deploy_champion(
+def deploy_challenger(
     detector_version: str,
     risk_version: str,
     manifest: Output[Artifact],
@@ -20,34 +21,28 @@ def deploy_champion(
     canary_traffic_percent: int = 0,
     timeout_seconds: int = 600,
     dry_run: bool = False,
+    server_dry_run: bool = False,
 ) -> str:
-    """Roll the champion out (in-cluster credentials) and wait for Ready; returns the outcome."""
-    from finrisk.deploy import deploy
-    from finrisk.deploy.inference_service import (
-        DEFAULT_PREDICTOR_IMAGE,
-        DETECTOR_MODEL_ENV,
-        RISK_MODEL_ENV,
-        ModelRef,
-        PredictorConfig,
-        inference_service_manifest,
-    )
+    """Patch the versions in (in-cluster credentials), wait for Ready, probe; the outcome."""
+    from finrisk.deploy import ModelRef, Rollout, deploy
+    from finrisk.deploy.inference_service import DETECTOR_MODEL_ENV, RISK_MODEL_ENV
 
-    config = PredictorConfig(
+    rollout = Rollout(
         name=inference_service,
         namespace=namespace,
         detector=ModelRef(detector_model_name, detector_version, DETECTOR_MODEL_ENV),
         risk=ModelRef(risk_model_name, risk_version, RISK_MODEL_ENV),
-        image=predictor_image or DEFAULT_PREDICTOR_IMAGE,
+        image=predictor_image or None,
         canary_traffic_percent=canary_traffic_percent or None,
         annotations={"finrisk.io/pipeline-run-id": pipeline_run_id} if pipeline_run_id else {},
     )
     result = deploy(
-        inference_service_manifest(config),
-        dry_run=dry_run,
+        rollout,
         manifest_path=manifest.path,
+        dry_run="client" if dry_run else "server" if server_dry_run else "",
         timeout_s=timeout_seconds,
     )
     manifest.metadata.update({"action": result.action, "url": result.url or ""})
-    outcome = f"{result.action} InferenceService {result.namespace}/{result.name}"
+    outcome = f"{result.action}: InferenceService {result.namespace}/{result.name}"
     print(outcome + (f" at {result.url}" if result.url else ""))
     return outcome

@@ -3,8 +3,11 @@
     ingest -> validate -+-> (invalid) fail_run
                         +-> (valid) features -+-> train detector --+-> evaluate -> gate -> register
                                               +-> train risk model +               |
-                                       (gate passes) promote champion -> deploy <--+
-                                       (gate fails)  keep champion (the reason)
+                        (gate passes) deploy challenger -> promote champion <------+
+                        (gate fails)  keep champion (the reason)
+
+The challenger is rolled out, Ready and answering for its versions before its alias becomes
+`champion`: a failed rollout is put back and no alias moves.
 
 Secrets and configuration reach the tasks by reference through kfp-kubernetes (ConfigMap
 `finrisk-config`, optional Secrets for MLflow and BigQuery credentials); locally those
@@ -15,7 +18,7 @@ from kfp import dsl, kubernetes
 
 from finrisk.components import (
     build_features,
-    deploy_champion,
+    deploy_challenger,
     evaluate_models,
     fail_run,
     gate_decision,
@@ -110,6 +113,7 @@ def retraining_pipeline(
     canary_traffic_percent: int = 0,
     deploy_timeout_seconds: int = 600,
     deploy_dry_run: bool = False,
+    deploy_server_dry_run: bool = False,
 ) -> None:
     ingest = ingest_data(
         source=data_source,
@@ -185,16 +189,7 @@ def retraining_pipeline(
         _mlflow(_resources(register, LIGHT))
 
         with dsl.If(decision.outputs["promote"] == True, name="challenger-wins"):  # noqa: E712
-            promote = promote_champion(
-                detector_version=register.outputs["detector_version"],
-                risk_version=register.outputs["risk_version"],
-                detector_model_name=detector_model_name,
-                risk_model_name=risk_model_name,
-            ).set_display_name("promote champion")
-            promote.set_caching_options(False)
-            _mlflow(_resources(promote, LIGHT))
-
-            deploy = deploy_champion(
+            deploy = deploy_challenger(
                 detector_version=register.outputs["detector_version"],
                 risk_version=register.outputs["risk_version"],
                 pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
@@ -206,10 +201,20 @@ def retraining_pipeline(
                 canary_traffic_percent=canary_traffic_percent,
                 timeout_seconds=deploy_timeout_seconds,
                 dry_run=deploy_dry_run,
-            ).set_display_name("deploy")
-            deploy.after(promote)
+                server_dry_run=deploy_server_dry_run,
+            ).set_display_name("deploy challenger")
             deploy.set_caching_options(False)
             _resources(deploy, LIGHT)
+
+            promote = promote_champion(
+                detector_version=register.outputs["detector_version"],
+                risk_version=register.outputs["risk_version"],
+                detector_model_name=detector_model_name,
+                risk_model_name=risk_model_name,
+            ).set_display_name("promote champion")
+            promote.after(deploy)  # only once the rollout serves
+            promote.set_caching_options(False)
+            _mlflow(_resources(promote, LIGHT))
 
         with dsl.Else(name="champion-stays"):
             keep = keep_champion(reason=decision.outputs["reason"]).set_display_name(

@@ -1,6 +1,7 @@
-"""Rolling the champion out to KServe: the InferenceService spec and applying it to a cluster."""
+"""Rolling a challenger pair out to KServe: what changes on the InferenceService, applying it,
+proving the new versions serve, or putting it back."""
 
 from finrisk.deploy.apply import DeployResult, deploy
-from finrisk.deploy.inference_service import PredictorConfig, inference_service_manifest
+from finrisk.deploy.inference_service import ModelRef, Rollout
 
-__all__ = ["DeployResult", "PredictorConfig", "deploy", "inference_service_manifest"]
+__all__ = ["DeployResult", "ModelRef", "Rollout", "deploy"]

@@ -1,8 +1,18 @@
-"""Create or patch an InferenceService through the Kubernetes API and wait until it is ready.
+"""Roll a challenger pair out on the InferenceService, prove it serves, or put it back.
 
-Inside a pipeline pod the in-cluster service-account config is used (RBAC:
-manifests/base/pipeline-rbac.yaml); elsewhere the current kubeconfig context. A dry run only
-writes the manifest.
+In order: read the stored object (created by `kubectl apply -k manifests/base`), patch what the
+rollout changes (inference_service.py), wait until KServe reports the new generation Ready,
+then ask the served address for the new versions themselves
+(`/v2/models/<name>/versions/<v>/ready`; with a canary only `/v2/health/ready`, since the old
+revision still takes most requests). Any failure puts back what the rollout changed and raises:
+the pipeline promotes the alias only after this returns, so traffic and alias stay on the old
+champion. The calls are get and patch on InferenceServices, the Role's verbs exactly
+(manifests/base/pipeline-rbac.yaml).
+
+Inside a pipeline pod the in-cluster service-account config is used; elsewhere the current
+kubeconfig context. Dry runs: "client" touches no cluster and writes what would change;
+"server" sends the patch with dryRun=All, so the API server validates it (schema, RBAC,
+conflicts) and answers the object it would store, and nothing changes.
 """
 
 from __future__ import annotations
@@ -11,20 +21,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 import yaml
 
-from finrisk.deploy.inference_service import API_VERSION, merge_patch
+from finrisk.deploy.inference_service import API_VERSION, Rollout, restore_patch, rollout_patch
 from finrisk.errors import FinriskError
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "inferenceservices"
+DryRun = Literal["", "client", "server"]
+Probe = Callable[[str, Rollout, float], None]
 
 
 @dataclass(frozen=True)
 class DeployResult:
-    action: str  # "dry-run", "created" or "patched"
+    action: str  # "rolled out", "dry run (client)" or "dry run (server)"
     name: str
     namespace: str
     url: str | None = None
@@ -54,35 +67,47 @@ def write_manifest(manifest: dict[str, Any], path: str | Path) -> Path:
     return target
 
 
-def apply(api: Any, manifest: dict[str, Any]) -> str:
-    """Create the InferenceService, or merge-patch it when it exists; returns what was done."""
+def _call(verb: str, rollout: Rollout, do: Callable[[], Any]) -> Any:
     from kubernetes.client.exceptions import ApiException
 
-    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
     try:
-        api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return do()
     except ApiException as exc:
-        if exc.status != 404:
-            raise FinriskError(_api_error("read", name, namespace, exc)) from None
-        try:
-            api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
-        except ApiException as create_exc:
-            raise FinriskError(_api_error("create", name, namespace, create_exc)) from None
-        return "created"
-    try:
-        api.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, merge_patch(manifest)
+        where = f"InferenceService {rollout.namespace}/{rollout.name}"
+        if exc.status == 404:
+            raise FinriskError(
+                f"{where} does not exist: apply it first (kubectl apply -k manifests/base)"
+            ) from None
+        hint = {
+            403: " (check the pipeline service account's RBAC)",
+            409: " (it changed meanwhile: run the step again)",
+        }.get(exc.status, "")
+        raise FinriskError(
+            f"could not {verb} {where}: HTTP {exc.status} {exc.reason}{hint}"
+        ) from None
+
+
+def _get(api: Any, rollout: Rollout) -> dict[str, Any]:
+    return dict(
+        _call(
+            "read",
+            rollout,
+            lambda: api.get_namespaced_custom_object(
+                GROUP, VERSION, rollout.namespace, PLURAL, rollout.name
+            ),
         )
-    except ApiException as exc:
-        raise FinriskError(_api_error("patch", name, namespace, exc)) from None
-    return "patched"
+    )
 
 
-def _api_error(verb: str, name: str, namespace: str, exc: Any) -> str:
-    hint = " (check the pipeline service account's RBAC)" if exc.status == 403 else ""
-    return (
-        f"could not {verb} InferenceService {namespace}/{name}: HTTP {exc.status} "
-        f"{exc.reason}{hint}"
+def _patch(api: Any, rollout: Rollout, patch: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return dict(
+        _call(
+            "patch",
+            rollout,
+            lambda: api.patch_namespaced_custom_object(
+                GROUP, VERSION, rollout.namespace, PLURAL, rollout.name, patch, **options
+            ),
+        )
     )
 
 
@@ -125,22 +150,73 @@ def wait_until_ready(
         sleep(poll_s)
 
 
+def served_address(obj: dict[str, Any]) -> str:
+    """Where the InferenceService answers from inside the cluster (else its public URL)."""
+    status = obj.get("status") or {}
+    url = (status.get("address") or {}).get("url") or status.get("url")
+    if not url:
+        raise FinriskError("the InferenceService is Ready but reports no address to probe")
+    return str(url).rstrip("/")
+
+
+def probe_versions(url: str, rollout: Rollout, deadline: float) -> None:
+    """Ask the served address for the rolled-out versions (a canary: for readiness only), until
+    it answers 200 or `deadline` (monotonic) passes."""
+    paths = (
+        ["/v2/health/ready"]
+        if rollout.canary_traffic_percent
+        else [f"/v2/models/{ref.name}/versions/{ref.version}/ready" for ref in rollout.models]
+    )
+    last = ""
+    for path in paths:
+        while True:
+            try:
+                response = httpx.get(f"{url}{path}", timeout=5)
+                if response.status_code == 200:
+                    break
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise FinriskError(f"{url}{path} did not answer 200 in time ({last})")
+            time.sleep(1.0)
+
+
 def deploy(
-    manifest: dict[str, Any],
+    rollout: Rollout,
     *,
-    dry_run: bool,
     manifest_path: str | Path,
+    dry_run: DryRun = "",
     timeout_s: float = 600.0,
     api: Any = None,
     poll_s: float = 5.0,
+    probe: Probe = probe_versions,
 ) -> DeployResult:
-    """Write the manifest to `manifest_path`; unless a dry run, apply it and wait for Ready."""
-    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    written = write_manifest(manifest, manifest_path)
-    if dry_run:
-        return DeployResult("dry-run", name, namespace, manifest_path=written)
+    """Roll `rollout` out, wait for Ready, probe the new versions; on failure put back what
+    changed and raise. Writes the stored object (or, dry, what would change) to
+    `manifest_path`."""
+    name, namespace = rollout.name, rollout.namespace
+    if dry_run == "client":
+        written = write_manifest(rollout.planned(), manifest_path)
+        return DeployResult("dry run (client)", name, namespace, manifest_path=written)
     api = api if api is not None else kubernetes_api()
-    action = apply(api, manifest)
-    obj = wait_until_ready(api, name, namespace, timeout_s, poll_s=poll_s)
-    url = (obj.get("status") or {}).get("url")
-    return DeployResult(action, name, namespace, url=url, manifest_path=written)
+    previous = _get(api, rollout)
+    patch = rollout_patch(previous, rollout)
+    if dry_run == "server":
+        would = _patch(api, rollout, patch, dry_run="All")
+        written = write_manifest(would, manifest_path)
+        return DeployResult("dry run (server)", name, namespace, manifest_path=written)
+    _patch(api, rollout, patch)
+    deadline = time.monotonic() + timeout_s
+    try:
+        ready = wait_until_ready(api, name, namespace, timeout_s, poll_s=poll_s)
+        url = served_address(ready)
+        probe(url, rollout, deadline)
+    except FinriskError as exc:
+        _patch(api, rollout, restore_patch(_get(api, rollout), previous))
+        raise FinriskError(
+            f"rolling out {rollout.describe()} failed: {exc}; InferenceService "
+            f"{namespace}/{name} is back on what it served before, and no alias moved"
+        ) from None
+    written = write_manifest(ready, manifest_path)
+    return DeployResult("rolled out", name, namespace, url=url, manifest_path=written)

@@ -1,26 +1,29 @@
-"""The KServe InferenceService that serves the champion pair (serving.kserve.io/v1beta1).
+"""What a rollout changes on the KServe InferenceService that serves the champion pair.
 
-The predictor is finrisk's own image (serving/), which loads the models from the MLflow
-registry itself; the spec pins the exact registry versions, so each promotion changes the spec
-and KServe rolls out a new revision (with `canaryTrafficPercent` of the traffic when set).
+The object itself comes from one source, `manifests/base/predictor.yaml`, applied once per
+cluster (`kubectl apply -k manifests/base`): replicas, probes, resources, the read-only root
+filesystem and its /tmp volume, the thread setting. A rollout changes only what a new pair of
+models needs: the exact registry versions the predictor loads (pinned in its environment, so
+each rollout is a new revision), optionally the image, a canary share of traffic, and
+annotations naming the versions. It is a JSON merge patch built from the object as stored:
+the container list is sent whole (a merge patch replaces lists), copied from the stored one
+with only those values changed, and the patch carries the object's resourceVersion, so the
+server refuses it (409) if someone changed the object in between rather than losing that change.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from finrisk import __version__
-from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.kinds import DETECTOR, MODEL_URI_ENV, RISK
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 CONTAINER_NAME = "kserve-container"
-DEFAULT_PREDICTOR_IMAGE = f"ghcr.io/finrisk/finrisk-predictor:{__version__}"
-HTTP_PORT = 8080
 ANNOTATION_PREFIX = "finrisk.io"
 # The variables that tell the predictor (serving/) which registry versions to load.
 DETECTOR_MODEL_ENV = MODEL_URI_ENV[DETECTOR]
@@ -43,22 +46,17 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
-class PredictorConfig:
+class Rollout:
+    """A pair of registered versions to roll out to the InferenceService `name`."""
+
     name: str
     namespace: str
     detector: ModelRef
     risk: ModelRef
-    image: str = DEFAULT_PREDICTOR_IMAGE
-    args: tuple[str, ...] = ("serve",)
+    # None: keep the image the object has.
+    image: str | None = None
     # 1-99: the new revision gets this share of traffic until promoted; None: all at once.
     canary_traffic_percent: int | None = None
-    min_replicas: int = 1
-    max_replicas: int = 3
-    cpu_request: str = "500m"
-    cpu_limit: str = "2"
-    memory_request: str = "1Gi"
-    memory_limit: str = "2Gi"
-    service_account: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,110 +71,97 @@ class PredictorConfig:
             raise FinriskError(
                 f"canary traffic percent must be between 1 and 99 (or unset), got {percent}"
             )
-        if not 1 <= self.min_replicas <= self.max_replicas:
-            raise FinriskError(
-                f"replicas must satisfy 1 <= min ({self.min_replicas}) <= max ({self.max_replicas})"
-            )
         for ref in (self.detector, self.risk):
             if not ref.version:
                 raise FinriskError(f"no registry version given for {ref.name!r}")
 
+    @property
+    def models(self) -> tuple[ModelRef, ModelRef]:
+        return (self.detector, self.risk)
 
-def _env_from_config() -> list[dict[str, Any]]:
-    return [
-        {
-            "name": cluster.MLFLOW_URI_KEY,
-            "valueFrom": {
-                "configMapKeyRef": {"name": cluster.CONFIG_MAP, "key": cluster.MLFLOW_URI_KEY}
+    def describe(self) -> str:
+        return (
+            f"{self.detector.name} v{self.detector.version}, {self.risk.name} v{self.risk.version}"
+        )
+
+    def version_annotations(self) -> dict[str, str]:
+        return {
+            f"{ANNOTATION_PREFIX}/{kind}-version": f"{ref.name}/{ref.version}"
+            for kind, ref in (("detector", self.detector), ("risk", self.risk))
+        } | self.annotations
+
+    def planned(self) -> dict[str, Any]:
+        """What the rollout changes, as the dry run without a cluster writes it."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "annotations": self.version_annotations(),
             },
-        },
-        *(
-            {
-                "name": key,
-                "valueFrom": {
-                    "secretKeyRef": {"name": cluster.MLFLOW_SECRET, "key": key, "optional": True}
-                },
-            }
-            for key in (cluster.MLFLOW_USERNAME_KEY, cluster.MLFLOW_PASSWORD_KEY)
-        ),
-    ]
+            "changes": {
+                "container": CONTAINER_NAME,
+                "env": {ref.env: ref.uri for ref in self.models},
+                "image": self.image,
+                "canaryTrafficPercent": self.canary_traffic_percent,
+            },
+        }
 
 
-def _probe(path: str, delay: int) -> dict[str, Any]:
+def _container(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    containers = copy.deepcopy(obj.get("spec", {}).get("predictor", {}).get("containers") or [])
+    for i, container in enumerate(containers):
+        if container.get("name") == CONTAINER_NAME:
+            return containers, i
+    meta = obj.get("metadata", {})
+    raise FinriskError(
+        f"InferenceService {meta.get('namespace')}/{meta.get('name')} has no container "
+        f"{CONTAINER_NAME!r}: apply it from manifests/base (kubectl apply -k manifests/base)"
+    )
+
+
+def rollout_patch(current: dict[str, Any], rollout: Rollout) -> dict[str, Any]:
+    """The merge patch that rolls `rollout` out on the stored object `current`."""
+    containers, i = _container(current)
+    container = containers[i]
+    env = [e for e in container.get("env") or [] if e.get("name") not in _PINNED]
+    env += [{"name": ref.env, "value": ref.uri} for ref in rollout.models]
+    container["env"] = env
+    if rollout.image:
+        container["image"] = rollout.image
     return {
-        "httpGet": {"path": path, "port": HTTP_PORT},
-        "initialDelaySeconds": delay,
-        "periodSeconds": 10,
-        "timeoutSeconds": 3,
-        "failureThreshold": 3,
-    }
-
-
-def inference_service_manifest(config: PredictorConfig) -> dict[str, Any]:
-    """The full InferenceService object for `config`, as `kubectl apply` takes it."""
-    annotations = {
-        f"{ANNOTATION_PREFIX}/{kind}-version": f"{ref.name}/{ref.version}"
-        for kind, ref in (("detector", config.detector), ("risk", config.risk))
-    }
-    annotations.update(config.annotations)
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": config.image,
-        "args": list(config.args),
-        "env": [
-            *_env_from_config(),
-            {"name": config.detector.env, "value": config.detector.uri},
-            {"name": config.risk.env, "value": config.risk.uri},
-        ],
-        "ports": [{"containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "readinessProbe": _probe("/v2/health/ready", 5),
-        "livenessProbe": _probe("/v2/health/live", 30),
-        "resources": {
-            "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
-            "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
-        },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-    }
-    predictor: dict[str, Any] = {
-        "minReplicas": config.min_replicas,
-        "maxReplicas": config.max_replicas,
-        "containers": [container],
-    }
-    if config.service_account:
-        predictor["serviceAccountName"] = config.service_account
-    if config.canary_traffic_percent is not None:
-        predictor["canaryTrafficPercent"] = config.canary_traffic_percent
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
         "metadata": {
-            "name": config.name,
-            "namespace": config.namespace,
-            "labels": {
-                "app.kubernetes.io/name": "finrisk-predictor",
-                "app.kubernetes.io/part-of": "finrisk",
-                "app.kubernetes.io/managed-by": "finrisk-pipeline",
-            },
-            "annotations": annotations,
+            "resourceVersion": current["metadata"]["resourceVersion"],
+            "annotations": rollout.version_annotations(),
         },
-        "spec": {"predictor": predictor},
+        "spec": {
+            "predictor": {
+                "containers": containers,
+                # Null removes an earlier rollout's canary: a merge patch keeps what it omits.
+                "canaryTrafficPercent": rollout.canary_traffic_percent,
+            }
+        },
     }
 
 
-def merge_patch(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch that turns an existing InferenceService into `manifest`.
-
-    A merge patch keeps fields it does not mention, so a canary percent left over from an
-    earlier rollout is removed explicitly (null) when this rollout has none.
-    """
-    patch = {
-        "metadata": manifest["metadata"],
-        "spec": {"predictor": dict(manifest["spec"]["predictor"])},
+def restore_patch(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that puts back what a rollout changed, as `previous` had it."""
+    containers, _ = _container(previous)
+    before = previous.get("metadata", {}).get("annotations") or {}
+    now = current.get("metadata", {}).get("annotations") or {}
+    return {
+        "metadata": {
+            "resourceVersion": current["metadata"]["resourceVersion"],
+            "annotations": {key: before.get(key) for key in {*before, *now}},
+        },
+        "spec": {
+            "predictor": {
+                "containers": containers,
+                "canaryTrafficPercent": previous["spec"]["predictor"].get("canaryTrafficPercent"),
+            }
+        },
     }
-    patch["spec"]["predictor"].setdefault("canaryTrafficPercent", None)
-    return patch
+
+
+_PINNED = frozenset({DETECTOR_MODEL_ENV, RISK_MODEL_ENV})

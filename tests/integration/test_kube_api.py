@@ -9,12 +9,13 @@ deploy step waits for, and nothing here proves what KServe or Kubeflow would the
 
 from __future__ import annotations
 
+import copy
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client, config
@@ -25,20 +26,25 @@ from finrisk.deploy.inference_service import (
     DETECTOR_MODEL_ENV,
     RISK_MODEL_ENV,
     ModelRef,
-    PredictorConfig,
-    inference_service_manifest,
+    Rollout,
 )
 from finrisk.errors import FinriskError
 from finrisk.pipelines.compile import compile_pipeline
 from finrisk.stack import Service
 from finrisk.stack.kube import CRDS, KubeApiServer
 from tests.support.kserve_stand_in import StandInKServeController
+from tests.support.predictor_process import Served
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "finrisk"  # what manifests/base's kustomization sets
-MANAGER = "finrisk-test"  # one field manager: each run applies over the last one's objects
+ISVC = "finrisk"  # the InferenceService manifests/base creates
+PINNED = {DETECTOR_MODEL_ENV, RISK_MODEL_ENV}
+# One field manager, forcing conflicts: a developer's long-lived server keeps earlier runs'
+# objects, and rollouts patched some of their fields.
+MANAGER = "finrisk-test"
+APPLY = ("apply", "--server-side", "--force-conflicts", f"--field-manager={MANAGER}")
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{cluster.PIPELINE_SERVICE_ACCOUNT}"
 
 
@@ -95,9 +101,7 @@ def _stored(kube: KubeApiServer, obj: dict[str, Any]) -> dict[str, Any]:
 def _apply(server: KubeApiServer, obj: dict[str, Any]) -> None:
     """Apply one object server-side (as every apply here, with the tests' field manager)."""
     text = yaml.safe_dump(obj)
-    server.kubectl(
-        "apply", "--server-side", f"--field-manager={MANAGER}", "-f", "-", input_text=text
-    )
+    server.kubectl(*APPLY, "-f", "-", input_text=text)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +133,7 @@ def test_every_kustomization_passes_a_server_side_dry_run(
 ) -> None:
     server = _server(kube)
     out = server.kubectl(
-        "apply",
-        "--server-side",
-        f"--field-manager={MANAGER}",
+        *APPLY,
         "--dry-run=server",
         "-o",
         "json",
@@ -155,7 +157,8 @@ def base(kube: Service, namespace: str) -> list[dict[str, Any]]:
     """manifests/base applied server-side, as `kubectl apply -k` users run it; its objects."""
     server = _server(kube)
     folder = str(ROOT / "manifests" / "base")
-    server.kubectl("apply", "--server-side", f"--field-manager={MANAGER}", "-k", folder)
+    # A user re-applying the base after rollouts takes their pinned versions back the same way.
+    server.kubectl(*APPLY, "-k", folder)
     return _objects(server.kubectl("kustomize", folder))
 
 
@@ -174,9 +177,7 @@ def test_the_compiled_pipeline_applies_server_side(
 ) -> None:
     server = _server(kube)
     compiled = compile_pipeline(tmp_path, namespace=namespace)
-    server.kubectl(
-        "apply", "--server-side", f"--field-manager={MANAGER}", "-f", str(compiled.manifest_path)
-    )
+    server.kubectl(*APPLY, "-f", str(compiled.manifest_path))
     sent = _objects(compiled.manifest_path.read_text())
     assert {obj["kind"] for obj in sent} == {"Pipeline", "PipelineVersion"}
     for obj in sent:
@@ -211,56 +212,109 @@ def pipeline_api(
 
 
 @pytest.fixture
-def stand_in(kube: Service, namespace: str) -> Iterator[StandInKServeController]:
-    with StandInKServeController(_api(_server(kube)), namespace) as controller:
+def stand_in(kube: Service, namespace: str, served: Served) -> Iterator[StandInKServeController]:
+    """Marks the InferenceServices Ready, their address a real predictor process (`finrisk
+    serve` on registered models), which the deploy step's probe then asks for its versions."""
+    api = _api(_server(kube))
+    with StandInKServeController(api, namespace, address=served.url) as controller:
         yield controller
 
 
-def _manifest(name: str, detector: str, risk: str, canary: int | None = None) -> dict[str, Any]:
-    return inference_service_manifest(
-        PredictorConfig(
-            name=name,
-            namespace=NAMESPACE,
-            detector=ModelRef("finrisk-anomaly-detector", detector, DETECTOR_MODEL_ENV),
-            risk=ModelRef("finrisk-risk-classifier", risk, RISK_MODEL_ENV),
-            canary_traffic_percent=canary,
-        )
+def _rollout(served: Served, detector: str, risk: str, **changes: Any) -> Rollout:
+    return Rollout(
+        name=ISVC,
+        namespace=NAMESPACE,
+        detector=ModelRef(served.detector, detector, DETECTOR_MODEL_ENV),
+        risk=ModelRef(served.risk, risk, RISK_MODEL_ENV),
+        **changes,
     )
 
 
-def test_create_update_canary_and_rollback_store_exactly_what_was_deployed(
+def _served_version(served: Served, name: str) -> str:
+    return str(httpx.get(f"{served.url}/v2/models/{name}", timeout=10).json()["versions"][0])
+
+
+def _without_rollout(obj: dict[str, Any]) -> dict[str, Any]:
+    """The stored object with exactly what a rollout may change taken out (pinned versions,
+    canary, image, finrisk annotations) and the server's own bookkeeping: what must equal the
+    base manifest."""
+    spec = copy.deepcopy(obj["spec"])
+    predictor = spec["predictor"]
+    predictor.pop("canaryTrafficPercent", None)
+    for container in predictor["containers"]:
+        container["env"] = [e for e in container["env"] if e["name"] not in PINNED]
+        container.pop("image")
+    annotations = {
+        k: v
+        for k, v in (obj["metadata"].get("annotations") or {}).items()
+        if not k.startswith("finrisk.io/")
+    }
+    return {"spec": spec, "annotations": annotations, "labels": obj["metadata"].get("labels")}
+
+
+def test_rollouts_change_only_what_they_say_and_a_failed_one_is_put_back(
     kube: Service,
+    base: list[dict[str, Any]],
     pipeline_api: client.CustomObjectsApi,
     stand_in: StandInKServeController,
+    served: Served,
     tmp_path: Path,
 ) -> None:
-    """Each rollout as the pipeline's service account, each read back whole from the server."""
+    """Each rollout as the pipeline's service account on the InferenceService manifests/base
+    created, each read back whole from the server and compared with the base."""
     server = _server(kube)
-    name = f"finrisk-{uuid.uuid4().hex[:6]}"
-    steps = [
-        ("created", _manifest(name, "1", "1")),
-        ("patched", _manifest(name, "2", "1")),  # a new detector champion
-        ("patched", _manifest(name, "3", "2", canary=10)),  # a canary of the next pair
-        ("patched", _manifest(name, "2", "1")),  # rolled back: no canary left behind
-    ]
-    generations = []
-    for i, (action, manifest) in enumerate(steps):
-        result = deploy(
-            manifest,
-            dry_run=False,
-            manifest_path=tmp_path / f"step{i}.yaml",
+    (isvc,) = [o for o in base if o["kind"] == "InferenceService"]
+    detector, risk = _served_version(served, served.detector), _served_version(served, served.risk)
+
+    def stored() -> dict[str, Any]:
+        return _stored(server, isvc)
+
+    def run(rollout: Rollout, step: str, timeout_s: float = 30, **options: Any) -> Any:
+        return deploy(
+            rollout,
+            manifest_path=tmp_path / f"{step}.yaml",
             api=pipeline_api,
-            timeout_s=30,
+            timeout_s=timeout_s,
             poll_s=0.1,
+            **options,
         )
-        assert result.action == action
-        assert result.url == f"http://{name}.{NAMESPACE}.example.com"
-        stored = _stored(server, manifest)
-        assert stored["spec"] == manifest["spec"], f"step {i}"
-        assert _contains(stored["metadata"], manifest["metadata"]) == []
-        generations.append(stored["metadata"]["generation"])
-    assert generations == sorted(set(generations))  # every rollout a new generation
-    assert "canaryTrafficPercent" not in _stored(server, steps[-1][1])["spec"]["predictor"]
+
+    image = "registry.example/finrisk-predictor:0.2.0"
+    # 1. The served pair, pinned, a new image: Ready, and the predictor answers for them.
+    result = run(_rollout(served, detector, risk, image=image), "pinned")
+    assert (result.action, result.url) == ("rolled out", served.url)
+    first = stored()
+    assert _without_rollout(first) == _without_rollout(isvc)  # the base, field for field
+    (container,) = first["spec"]["predictor"]["containers"]
+    pins = {e["name"]: e["value"] for e in container["env"] if e["name"] in PINNED}
+    assert pins == {
+        DETECTOR_MODEL_ENV: f"models:/{served.detector}/{detector}",
+        RISK_MODEL_ENV: f"models:/{served.risk}/{risk}",
+    }
+    assert container["image"] == image
+    # 2. A canary of the same pair (probed for readiness only).
+    run(_rollout(served, detector, risk, canary_traffic_percent=10), "canary")
+    canary = stored()
+    assert canary["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert _without_rollout(canary) == _without_rollout(isvc)
+    # 3. A pair the predictor does not serve: no answer for it, so the rollout is put back.
+    with pytest.raises(FinriskError, match="back on what it served before, and no alias moved"):
+        run(_rollout(served, "999", risk), "unserved", timeout_s=3)
+    back = stored()
+    assert back["spec"] == canary["spec"]
+    assert back["metadata"]["annotations"] == canary["metadata"]["annotations"]
+    assert back["metadata"]["generation"] > canary["metadata"]["generation"]  # it was rolled
+    # 4. The same pair, no canary: none left behind.
+    run(_rollout(served, detector, risk), "no-canary")
+    assert "canaryTrafficPercent" not in stored()["spec"]["predictor"]
+    # 5. A server-side dry run: the server answers what it would store, and stores nothing.
+    before = stored()
+    dry = run(_rollout(served, detector, risk, image="x/y:z"), "dry", dry_run="server")
+    assert dry.action == "dry run (server)"
+    would = yaml.safe_load((tmp_path / "dry.yaml").read_text())
+    assert would["spec"]["predictor"]["containers"][0]["image"] == "x/y:z"
+    assert stored()["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert stand_in.marked  # the stand-in, not KServe, made it Ready
 
 
 def test_the_pipeline_account_may_make_the_deploy_steps_calls_and_nothing_more(
@@ -273,9 +327,9 @@ def test_the_pipeline_account_may_make_the_deploy_steps_calls_and_nothing_more(
         return _allowed(server, verb, resource, where)
 
     isvc = "inferenceservices.serving.kserve.io"
-    for verb in ("get", "create", "patch"):  # what finrisk.deploy.apply calls
+    for verb in ("get", "patch"):  # what finrisk.deploy.apply calls
         assert can(verb, isvc), verb
-    for verb in ("list", "watch", "update", "delete", "deletecollection"):
+    for verb in ("create", "list", "watch", "update", "delete", "deletecollection"):
         assert not can(verb, isvc), verb
     for resource in (
         "pods",
@@ -314,8 +368,12 @@ def test_a_deploy_the_rbac_refuses_names_the_service_accounts_rbac(
     token = server.kubectl("create", "token", "finrisk-nobody", "-n", NAMESPACE).strip()
     with pytest.raises(FinriskError, match=r"HTTP 403 Forbidden \(check the pipeline service"):
         deploy(
-            _manifest("finrisk-refused", "1", "1"),
-            dry_run=False,
+            Rollout(
+                name=ISVC,
+                namespace=NAMESPACE,
+                detector=ModelRef("d", "1", DETECTOR_MODEL_ENV),
+                risk=ModelRef("r", "1", RISK_MODEL_ENV),
+            ),
             manifest_path=tmp_path / "m.yaml",
             api=_api(server, token),
             timeout_s=5,

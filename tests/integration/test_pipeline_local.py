@@ -25,7 +25,6 @@ from finrisk.retraining.dataset import Dataset, write_dataset
 from finrisk.schema import FRAUD_TYPE, IS_FRAUD, IS_RISKY
 from finrisk.stack import Service
 from finrisk.synthetic import generate
-from tests.support.crds import validate_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -112,12 +111,12 @@ def test_local_runs_promote_then_keep_the_champion(
     assert tags["data_fingerprint"].startswith("sha256:")
     assert tags["code_version"] and tags["pipeline_run_id"]
     assert float(tags["metric.pr_auc"]) >= 0.3 and tags["gate_decision"] == "promote"
-    manifest_dir = _task_dir(root1, "deploy-champion")
+    manifest_dir = _task_dir(root1, "deploy-challenger")
     assert manifest_dir is not None
-    manifest = yaml.safe_load((manifest_dir / "manifest").read_text())
-    env = {e["name"]: e.get("value") for e in manifest["spec"]["predictor"]["containers"][0]["env"]}
-    assert env["FINRISK_DETECTOR_MODEL_URI"] == f"models:/{detector}/1"
-    assert validate_manifest(manifest) == []
+    # Locally a dry run without a cluster: what the rollout would change on the base's object.
+    planned = yaml.safe_load((manifest_dir / "manifest").read_text())
+    assert planned["changes"]["env"]["FINRISK_DETECTOR_MODEL_URI"] == f"models:/{detector}/1"
+    assert planned["metadata"]["annotations"]["finrisk.io/detector-version"] == f"{detector}/1"
     evaluate_dir = _task_dir(root1, "evaluate-models")
     assert evaluate_dir is not None
     assert (evaluate_dir / "detector_report").read_text().startswith("<!doctype html>")
@@ -142,7 +141,7 @@ def test_local_runs_promote_then_keep_the_champion(
     assert second["champion"] == {"detector": "1", "risk": "1"}
     assert second["gate_decision"] == "keep_champion"
     assert "detector pr_auc" in second["gate_reason"] and "below the floor" in second["gate_reason"]
-    assert _task_dir(root2, "deploy-champion") is None
+    assert _task_dir(root2, "deploy-challenger") is None
     kept = _task_dir(root2, "keep-champion")
     assert kept is not None and "below the floor" in (kept / "decision").read_text()
     evaluate_dir = _task_dir(root2, "evaluate-models")

@@ -2,9 +2,11 @@
 
 No controller runs there, so an InferenceService never gets a status by itself. This stand-in
 does the one thing the deploy step waits for: it marks each InferenceService of a namespace
-Ready for its latest generation, with a URL, through the status subresource as KServe's
-controller does. It checks nothing about the predictor: the tests that use it prove what the
-API server and the deploy step do, not what KServe would do with the object.
+Ready for its latest generation, with an address, through the status subresource as KServe's
+controller does. The address is a real predictor process the test runs, which the deploy
+step's probe then asks for the rolled-out versions; nothing here starts pods from the object:
+the tests that use it prove what the API server and the deploy step do, not what KServe would
+do with the object.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
 
 class StandInKServeController:
-    def __init__(self, api: Any, namespace: str, *, interval_s: float = 0.1) -> None:
+    def __init__(self, api: Any, namespace: str, *, address: str, interval_s: float = 0.1) -> None:
         self.api = api  # a CustomObjectsApi with rights to the status subresource
         self.namespace = namespace
+        # Where the InferenceService "answers": a real predictor process the test runs.
+        self.address = address
         self.interval_s = interval_s
         self.marked: list[tuple[str, int]] = []  # (name, generation) made Ready
         self._stop = threading.Event()
@@ -45,7 +49,8 @@ class StandInKServeController:
             return
         status = {
             "observedGeneration": generation,
-            "url": f"http://{meta['name']}.{self.namespace}.example.com",
+            "url": self.address,
+            "address": {"url": self.address},
             "conditions": [{"type": "Ready", "status": "True"}],
         }
         self.api.patch_namespaced_custom_object_status(

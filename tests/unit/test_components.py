@@ -44,7 +44,7 @@ def test_one_component_per_stage() -> None:
         "register-challenger",
         "promote-champion",
         "keep-champion",
-        "deploy-champion",
+        "deploy-challenger",
     }
 
 
@@ -134,11 +134,11 @@ def test_keep_champion_body_writes_the_reason(tmp_path: Path) -> None:
     assert (tmp_path / "kept.md").read_text() == "# The champion stays\n\nnot better\n"
 
 
-def test_deploy_body_dry_run_writes_the_manifest(tmp_path: Path) -> None:
+def test_deploy_body_dry_run_writes_what_would_change(tmp_path: Path) -> None:
     import yaml
 
     manifest = artifact(Artifact, tmp_path / "isvc.yaml")
-    outcome = components.deploy_champion.python_func(
+    outcome = components.deploy_challenger.python_func(
         detector_version="5",
         risk_version="6",
         manifest=manifest,
@@ -152,9 +152,11 @@ def test_deploy_body_dry_run_writes_the_manifest(tmp_path: Path) -> None:
         timeout_seconds=60,
         dry_run=True,
     )
-    assert outcome == "dry-run InferenceService finrisk/finrisk"
+    assert outcome == "dry run (client): InferenceService finrisk/finrisk"
     written = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
-    assert written["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert written["changes"]["canaryTrafficPercent"] == 20
+    assert written["changes"]["env"]["FINRISK_DETECTOR_MODEL_URI"] == "models:/d-model/5"
+    assert written["changes"]["image"] is None  # the base's is kept
     assert written["metadata"]["annotations"]["finrisk.io/pipeline-run-id"] == "run-1"
 
 

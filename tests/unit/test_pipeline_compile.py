@@ -124,7 +124,7 @@ def test_caching_is_off_where_results_must_be_fresh(compiled: CompiledPipeline) 
         "gate-decision",
         "register-challenger",
         "promote-champion",
-        "deploy-champion",
+        "deploy-challenger",
         "keep-champion",
     ):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name
@@ -194,3 +194,12 @@ def test_make_compile_target() -> None:
     target = re.search(r"^compile: setup.*\n\t(.+)$", makefile, re.MULTILINE)
     assert target is not None
     assert target.group(1) == "$(BIN)/finrisk pipeline compile --out build/pipeline"
+
+
+def test_the_challenger_is_promoted_only_after_its_rollout_serves(
+    compiled: CompiledPipeline,
+) -> None:
+    """Deploy before promote: a failed rollout is put back and no alias moves."""
+    tasks = _tasks(_ir(compiled)[0])
+    assert "deploy-challenger" in tasks["promote-champion"].get("dependentTasks", [])
+    assert "promote-champion" not in tasks["deploy-challenger"].get("dependentTasks", [])

@@ -1,10 +1,11 @@
-"""The deploy step without a cluster: the InferenceService spec (valid against the KServe CRD),
-readiness polling with a timeout, and the dry run.
+"""The deploy step without a cluster: the rollout's validation, readiness polling with its
+timeout, the client-side dry run, and the flow (patch, Ready, probe; put back on failure).
 
-What the API server decides (create, merge patches, canary and rollback read back whole, RBAC,
-a 403) is tested against the real one in tests/integration/test_kube_api.py. Here
-`StandInInferenceServices` stands in for the API server *and* KServe's controller, only to
-drive readiness: a status per generation, Ready or not, set by the test.
+What the API server decides (the merge patch on the stored object, a conflict, a 403, RBAC,
+the server-side dry run) is tested against the real one in tests/integration/test_kube_api.py.
+Here `StandInInferenceServices` stands in for the API server *and* KServe's controller, only
+to drive readiness and the flow: a merge patch, a generation per spec change, a status the
+test sets.
 """
 
 from __future__ import annotations
@@ -17,27 +18,31 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from finrisk.deploy import cluster
-from finrisk.deploy.apply import GROUP, PLURAL, VERSION, apply, deploy, readiness, wait_until_ready
+from finrisk.deploy.apply import (
+    deploy,
+    readiness,
+    wait_until_ready,
+)
 from finrisk.deploy.inference_service import (
     DETECTOR_MODEL_ENV,
     RISK_MODEL_ENV,
     ModelRef,
-    PredictorConfig,
-    inference_service_manifest,
+    Rollout,
 )
 from finrisk.errors import FinriskError
-from tests.support.crds import validate_manifest
+from tests.support.crds import load_documents, validate_manifest
+
+BASE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "predictor.yaml"
 
 
-def config(**overrides: Any) -> PredictorConfig:
-    base: dict[str, Any] = {
+def rollout(**overrides: Any) -> Rollout:
+    values: dict[str, Any] = {
         "name": "finrisk",
         "namespace": "finrisk",
         "detector": ModelRef("finrisk-anomaly-detector", "7", DETECTOR_MODEL_ENV),
         "risk": ModelRef("finrisk-risk-classifier", "3", RISK_MODEL_ENV),
     }
-    return PredictorConfig(**{**base, **overrides})
+    return Rollout(**{**values, **overrides})
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -54,52 +59,53 @@ def _merge(target: Any, patch: Any) -> Any:
 
 
 class StandInInferenceServices:
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[str] = []
-        self.forbidden = False
+    """The base's InferenceService behind the CustomObjectsApi calls the deploy step makes."""
+
+    def __init__(self, exists: bool = True) -> None:
+        (base,) = [d for d in load_documents([BASE]) if d["kind"] == "InferenceService"]
+        base["metadata"].update(namespace="finrisk", resourceVersion="1", generation=1)
+        self.objects: dict[tuple[str, str], dict[str, Any]] = (
+            {("finrisk", "finrisk"): base} if exists else {}
+        )
+        self.patches: list[dict[str, Any]] = []
+        self.on_patch: Any = None  # what "the controller" does after each patch
 
     def _check(self, group: str, version: str, plural: str) -> None:
         assert (group, version, plural) == ("serving.kserve.io", "v1beta1", "inferenceservices")
-        if self.forbidden:
-            raise ApiException(status=403, reason="Forbidden")
 
     def get_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, name: str
     ) -> dict[str, Any]:
         self._check(group, version, plural)
-        self.calls.append("get")
         if (namespace, name) not in self.objects:
             raise ApiException(status=404, reason="Not Found")
         return copy.deepcopy(self.objects[(namespace, name)])
 
-    def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        self._check(group, version, plural)
-        self.calls.append("create")
-        obj = copy.deepcopy(body)
-        obj["metadata"]["generation"] = 1
-        self.objects[(namespace, obj["metadata"]["name"])] = obj
-        return obj
-
     def patch_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
+        self, group: str, version: str, namespace: str, plural: str, name: str, body: Any, **kw: Any
     ) -> dict[str, Any]:
         self._check(group, version, plural)
-        self.calls.append("patch")
         current = self.objects[(namespace, name)]
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise ApiException(status=409, reason="Conflict")
         patched = _merge(current, body)
+        meta = patched["metadata"]
+        meta["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
         if patched["spec"] != current["spec"]:
-            patched["metadata"]["generation"] = current["metadata"]["generation"] + 1
+            meta["generation"] = current["metadata"]["generation"] + 1
+        if kw.get("dry_run") == "All":
+            return patched
+        self.patches.append(body)
         self.objects[(namespace, name)] = patched
-        return patched
+        if self.on_patch is not None:
+            self.on_patch(patched)
+        return copy.deepcopy(patched)
 
-    def set_ready(self, name: str, ready: bool, url: str = "http://finrisk.example") -> None:
-        obj = self.objects[("finrisk", name)]
+    def set_ready(self, ready: bool, url: str = "http://finrisk.finrisk.svc") -> None:
+        obj = self.objects[("finrisk", "finrisk")]
         obj["status"] = {
             "observedGeneration": obj["metadata"]["generation"],
-            "url": url,
+            "address": {"url": url},
             "conditions": [
                 {
                     "type": "Ready",
@@ -121,59 +127,23 @@ class FakeClock:
         self.now += seconds
 
 
-def test_manifest_validates_against_the_kserve_crd() -> None:
-    for variant in (config(), config(canary_traffic_percent=10, service_account="sa")):
-        manifest = inference_service_manifest(variant)
-        assert validate_manifest(manifest) == []
-
-
-def test_manifest_pins_versions_and_references_config() -> None:
-    manifest = inference_service_manifest(config(canary_traffic_percent=25))
-    predictor = manifest["spec"]["predictor"]
-    assert predictor["canaryTrafficPercent"] == 25
-    (container,) = predictor["containers"]
-    env = {e["name"]: e for e in container["env"]}
-    assert env[DETECTOR_MODEL_ENV]["value"] == "models:/finrisk-anomaly-detector/7"
-    assert env[RISK_MODEL_ENV]["value"] == "models:/finrisk-risk-classifier/3"
-    assert env["MLFLOW_TRACKING_URI"]["valueFrom"]["configMapKeyRef"] == {
-        "name": cluster.CONFIG_MAP,
-        "key": cluster.MLFLOW_URI_KEY,
-    }
-    assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
-        cluster.MLFLOW_SECRET
-    )
-    assert container["securityContext"]["runAsNonRoot"] is True
-    assert container["resources"]["limits"] and container["readinessProbe"]
-    annotations = manifest["metadata"]["annotations"]
-    assert annotations["finrisk.io/detector-version"] == "finrisk-anomaly-detector/7"
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"name": "Finrisk_Predictor"}, "InferenceService name 'Finrisk_Predictor'"),
         ({"canary_traffic_percent": 100}, "between 1 and 99"),
-        ({"min_replicas": 3, "max_replicas": 2}, "replicas"),
         ({"detector": ModelRef("d", "", DETECTOR_MODEL_ENV)}, "no registry version given"),
     ],
 )
-def test_bad_config_is_a_clear_error(overrides: dict[str, Any], message: str) -> None:
+def test_a_bad_rollout_is_a_clear_error(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(FinriskError, match=message):
-        config(**overrides)
+        rollout(**overrides)
 
 
 def test_wait_until_ready_polls_the_latest_generation() -> None:
     api = StandInInferenceServices()
-    apply(api, inference_service_manifest(config()))
-    api.set_ready("finrisk", True)
-    api.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        "finrisk",
-        PLURAL,
-        "finrisk",
-        {"spec": {"predictor": {"minReplicas": 2}}},
-    )
+    api.set_ready(True)
+    api.objects[("finrisk", "finrisk")]["metadata"]["generation"] = 2
     # Ready, but for the previous generation: not yet.
     assert readiness(api.objects[("finrisk", "finrisk")]) == (
         False,
@@ -187,49 +157,87 @@ def test_wait_until_ready_polls_the_latest_generation() -> None:
         polls += 1
         clock.sleep(seconds)
         if polls == 3:
-            api.set_ready("finrisk", True)
+            api.set_ready(True)
 
     obj = wait_until_ready(api, "finrisk", "finrisk", 60, poll_s=5, clock=clock, sleep=sleep)
-    assert obj["status"]["url"] == "http://finrisk.example" and polls == 3
+    assert obj["status"]["address"]["url"] == "http://finrisk.finrisk.svc" and polls == 3
 
 
 def test_wait_until_ready_times_out_with_the_last_condition() -> None:
     api = StandInInferenceServices()
-    apply(api, inference_service_manifest(config()))
-    api.set_ready("finrisk", False)
+    api.set_ready(False)
     clock = FakeClock()
     with pytest.raises(FinriskError, match="not ready after 30 s: Ready=False: Revision missing"):
         wait_until_ready(api, "finrisk", "finrisk", 30, poll_s=5, clock=clock, sleep=clock.sleep)
     assert clock.now == 30
 
 
-def test_dry_run_writes_the_manifest_and_touches_no_cluster(tmp_path: Path) -> None:
+def test_the_client_dry_run_writes_what_would_change_and_touches_no_cluster(
+    tmp_path: Path,
+) -> None:
+    class NoCluster:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"the dry run called {name}")
+
     result = deploy(
-        inference_service_manifest(config()),
-        dry_run=True,
+        rollout(canary_traffic_percent=5),
+        dry_run="client",
         manifest_path=tmp_path / "isvc.yaml",
-        api=StandInInferenceServices(),
+        api=NoCluster(),
     )
-    assert result.action == "dry-run"
-    assert result.manifest_path is not None
-    written = yaml.safe_load(result.manifest_path.read_text())
-    assert written == inference_service_manifest(config())
+    assert result.action == "dry run (client)"
+    written = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
+    assert written["changes"]["env"] == {
+        DETECTOR_MODEL_ENV: "models:/finrisk-anomaly-detector/7",
+        RISK_MODEL_ENV: "models:/finrisk-risk-classifier/3",
+    }
+    assert written["changes"]["canaryTrafficPercent"] == 5
 
 
-def test_deploy_applies_and_reports_the_url(tmp_path: Path) -> None:
+def test_a_rollout_that_serves_stays_and_reports_where(tmp_path: Path) -> None:
     api = StandInInferenceServices()
-
-    manifest = inference_service_manifest(config())
-    original_get = api.get_namespaced_custom_object
-
-    def get_and_become_ready(*args: Any) -> dict[str, Any]:
-        if ("finrisk", "finrisk") in api.objects:
-            api.set_ready("finrisk", True, url="http://finrisk.finrisk.example.com")
-        return original_get(*args)
-
-    api.get_namespaced_custom_object = get_and_become_ready  # type: ignore[method-assign]
+    api.on_patch = lambda obj: api.set_ready(True)
+    probed: list[tuple[str, Rollout]] = []
+    wanted = rollout()
     result = deploy(
-        manifest, dry_run=False, manifest_path=tmp_path / "m.yaml", api=api, timeout_s=10, poll_s=0
+        wanted,
+        manifest_path=tmp_path / "m.yaml",
+        api=api,
+        timeout_s=10,
+        poll_s=0,
+        probe=lambda url, r, deadline: probed.append((url, r)),
     )
-    assert (result.action, result.url) == ("created", "http://finrisk.finrisk.example.com")
-    assert api.calls == ["get", "create", "get"]
+    assert (result.action, result.url) == ("rolled out", "http://finrisk.finrisk.svc")
+    assert probed == [("http://finrisk.finrisk.svc", wanted)]
+    stored = api.objects[("finrisk", "finrisk")]
+    env = {e["name"]: e.get("value") for e in stored["spec"]["predictor"]["containers"][0]["env"]}
+    assert env[DETECTOR_MODEL_ENV] == "models:/finrisk-anomaly-detector/7"
+    assert validate_manifest({k: v for k, v in stored.items() if k != "status"}) == []
+
+
+def test_a_rollout_that_does_not_serve_is_put_back(tmp_path: Path) -> None:
+    api = StandInInferenceServices()
+    before = copy.deepcopy(api.objects[("finrisk", "finrisk")])
+    api.on_patch = lambda obj: api.set_ready(True)
+
+    def probe(url: str, r: Rollout, deadline: float) -> None:
+        raise FinriskError(f"{url}/v2/models/x/versions/7/ready did not answer 200 in time")
+
+    with pytest.raises(FinriskError, match="is back on what it served before, and no alias moved"):
+        deploy(
+            rollout(canary_traffic_percent=10),
+            manifest_path=tmp_path / "m.yaml",
+            api=api,
+            timeout_s=10,
+            poll_s=0,
+            probe=probe,
+        )
+    after = api.objects[("finrisk", "finrisk")]
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert len(api.patches) == 2  # the rollout, then what put it back
+
+
+def test_a_missing_inference_service_says_to_apply_the_base(tmp_path: Path) -> None:
+    with pytest.raises(FinriskError, match=r"does not exist: apply it first \(kubectl apply -k"):
+        deploy(rollout(), manifest_path=tmp_path / "m.yaml", api=StandInInferenceServices(False))

@@ -26,7 +26,7 @@ def test_rbac_grants_only_inferenceservices_in_one_namespace() -> None:
     assert rule == {
         "apiGroups": [GROUP],
         "resources": [PLURAL],
-        "verbs": ["get", "create", "patch"],  # what finrisk.deploy.apply calls, no more
+        "verbs": ["get", "patch"],  # what finrisk.deploy.apply calls, no more
     }
     binding = docs["RoleBinding"]
     assert binding["roleRef"] == {

@@ -3,6 +3,7 @@ serverless), hardened and wired to the registry by reference; the Dockerfile's b
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,37 +57,60 @@ def test_base_inference_services_are_valid_and_hardened() -> None:
         assert container["args"][0] == "serve"
 
 
-def test_manifest_is_the_object_the_pipeline_deploys() -> None:
-    """The pipeline's deploy step patches the InferenceService the manifests create: same name,
-    container, port, probes and configuration wiring, so a rollout never forks the two."""
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies application/merge-patch+json."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
+def test_a_rollout_changes_only_versions_image_canary_and_annotations_of_the_base() -> None:
+    """The deploy step patches the object manifests/base creates; everything else (replicas,
+    probes, resources, read-only root and its /tmp, threads) stays as the base has it. The same
+    is checked on the real API server in tests/integration/test_kube_api.py."""
     from finrisk.deploy.inference_service import (
+        DETECTOR_MODEL_ENV,
+        RISK_MODEL_ENV,
         ModelRef,
-        PredictorConfig,
-        inference_service_manifest,
+        Rollout,
+        restore_patch,
+        rollout_patch,
     )
     from finrisk.pipelines.retraining import retraining_pipeline
-    from finrisk.registry.names import DEFAULT_MODEL_NAMES, MODEL_URI_ENV
 
+    (base,) = _services(load_documents([PREDICTOR]))
+    base["metadata"].update(namespace="finrisk", resourceVersion="7")
     default_name = retraining_pipeline.component_spec.inputs["inference_service"].default
-    deployed = inference_service_manifest(
-        PredictorConfig(
-            name=default_name,
-            namespace="finrisk",
-            detector=ModelRef(DEFAULT_MODEL_NAMES["detector"], "1", MODEL_URI_ENV["detector"]),
-            risk=ModelRef(DEFAULT_MODEL_NAMES["risk"], "1", MODEL_URI_ENV["risk"]),
-        )
+    rollout = Rollout(
+        name=default_name,
+        namespace="finrisk",
+        detector=ModelRef("d", "3", DETECTOR_MODEL_ENV),
+        risk=ModelRef("r", "2", RISK_MODEL_ENV),
+        image="registry.example/finrisk-predictor:0.2.0",
+        canary_traffic_percent=10,
     )
-    (manifest,) = _services(load_documents([PREDICTOR]))
-    assert manifest["metadata"]["name"] == deployed["metadata"]["name"]
-    (ours,) = manifest["spec"]["predictor"]["containers"]
-    (theirs,) = deployed["spec"]["predictor"]["containers"]
-    for key in ("name", "args", "ports"):
-        assert ours[key] == theirs[key], key
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert ours[probe]["httpGet"] == theirs[probe]["httpGet"], probe
-    assert ours["image"].rsplit(":", 1)[0] == theirs["image"].rsplit(":", 1)[0]
-    wired = {e["name"]: e.get("valueFrom") for e in ours["env"] if "valueFrom" in e}
-    assert wired == {e["name"]: e["valueFrom"] for e in theirs["env"] if "valueFrom" in e}
+    assert base["metadata"]["name"] == rollout.name
+    rolled = _merge(base, rollout_patch(base, rollout))
+    expected = copy.deepcopy(base)
+    container = expected["spec"]["predictor"]["containers"][0]
+    container["env"] += [
+        {"name": DETECTOR_MODEL_ENV, "value": "models:/d/3"},
+        {"name": RISK_MODEL_ENV, "value": "models:/r/2"},
+    ]
+    container["image"] = rollout.image
+    expected["spec"]["predictor"]["canaryTrafficPercent"] = 10
+    expected["metadata"]["annotations"].update(
+        {"finrisk.io/detector-version": "d/3", "finrisk.io/risk-version": "r/2"}
+    )
+    assert rolled == expected
+    # And putting it back restores the base exactly.
+    assert _merge(rolled, restore_patch(rolled, base)) == base
 
 
 def test_base_kustomization_lists_the_predictor() -> None:
