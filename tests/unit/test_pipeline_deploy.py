@@ -31,6 +31,7 @@ from finrisk.deploy.inference_service import (
 )
 from finrisk.errors import FinriskError
 from tests.support.crds import load_documents, validate_manifest
+from tests.support.merge_patch import merge
 
 BASE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "predictor.yaml"
 
@@ -43,19 +44,6 @@ def rollout(**overrides: Any) -> Rollout:
         "risk": ModelRef("finrisk-risk-classifier", "3", RISK_MODEL_ENV),
     }
     return Rollout(**{**values, **overrides})
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as the API server applies application/merge-patch+json."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
 
 
 class StandInInferenceServices:
@@ -88,7 +76,7 @@ class StandInInferenceServices:
         current = self.objects[(namespace, name)]
         if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise ApiException(status=409, reason="Conflict")
-        patched = _merge(current, body)
+        patched = merge(current, body)
         meta = patched["metadata"]
         meta["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
         if patched["spec"] != current["spec"]:

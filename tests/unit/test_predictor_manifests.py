@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.support.crds import load_documents, validate_manifest
+from tests.support.merge_patch import merge
 
 ROOT = Path(__file__).resolve().parents[2]
 PREDICTOR = ROOT / "manifests" / "base" / "predictor.yaml"
@@ -57,19 +58,6 @@ def test_base_inference_services_are_valid_and_hardened() -> None:
         assert container["args"][0] == "serve"
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as the API server applies application/merge-patch+json."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
-
-
 def test_a_rollout_changes_only_versions_image_canary_and_annotations_of_the_base() -> None:
     """The deploy step patches the object manifests/base creates; everything else (replicas,
     probes, resources, read-only root and its /tmp, threads) stays as the base has it. The same
@@ -96,7 +84,7 @@ def test_a_rollout_changes_only_versions_image_canary_and_annotations_of_the_bas
         canary_traffic_percent=10,
     )
     assert base["metadata"]["name"] == rollout.name
-    rolled = _merge(base, rollout_patch(base, rollout))
+    rolled = merge(base, rollout_patch(base, rollout))
     expected = copy.deepcopy(base)
     container = expected["spec"]["predictor"]["containers"][0]
     container["env"] += [
@@ -110,7 +98,7 @@ def test_a_rollout_changes_only_versions_image_canary_and_annotations_of_the_bas
     )
     assert rolled == expected
     # And putting it back restores the base exactly.
-    assert _merge(rolled, restore_patch(rolled, base)) == base
+    assert merge(rolled, restore_patch(rolled, base)) == base
 
 
 def test_base_kustomization_lists_the_predictor() -> None:
