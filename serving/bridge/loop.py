@@ -630,11 +630,15 @@ class Bridge:
 
     def _turn(self) -> None:
         """One turn of the loop: liveness, and whether the loop stalled since the last."""
+        self._last_turn = self._note_stall()
+        self.health.tick()
+
+    def _note_stall(self) -> float:
+        """Now; the membership unsure if the loop has not turned for a stall's length."""
         now = time.monotonic()
         if now - self._last_turn > self._stall_s:
             self._membership_unsure = True
-        self._last_turn = now
-        self.health.tick()
+        return now
 
     def _may_write_state(self) -> bool:
         """Whether a changelog may be written now: not while the group may have expired this
@@ -643,11 +647,9 @@ class Bridge:
         (`_on_lost`) only once it hears back from the coordinator, and a resumed loop can reach
         this point before that: after a stall, a synchronous commit of offsets already
         committed asks the coordinator first (it refuses a member it expired)."""
-        if time.monotonic() - self._last_turn > self._stall_s:
-            self._membership_unsure = True
+        now = self._note_stall()
         if not self._membership_unsure:
             return True
-        now = time.monotonic()
         if now < self._next_probe:
             return False
         self._next_probe = now + MEMBERSHIP_PROBE_INTERVAL_S
@@ -701,16 +703,22 @@ class Bridge:
             "%s refused %d anomaly rows for good: %s", where_to, len(refused), refused[0][1]
         )
         return [
-            self.dead_letters.record(
-                SINK_REJECTED,
-                f"{where_to} refused the anomaly row: {rejected.reason}",
-                key=msg.key(),
-                value=msg.value(),
-                source=(msg.topic() or self.config.input_topic, *where(msg)),
-                headers=headers_of(msg),
+            self._dead_letter(
+                msg, SINK_REJECTED, f"{where_to} refused the anomaly row: {rejected.reason}"
             )
             for msg, rejected in refused
         ]
+
+    def _dead_letter(self, msg: Message, kind: str, reason: str) -> OutRecord:
+        """The dead letter of an input message: its key, value and headers, and where it was."""
+        return self.dead_letters.record(
+            kind,
+            reason,
+            key=msg.key(),
+            value=msg.value(),
+            source=(msg.topic() or self.config.input_topic, *where(msg)),
+            headers=headers_of(msg),
+        )
 
     def _changelog_records(self, batch: Batch) -> list[OutRecord]:
         return [
@@ -768,17 +776,7 @@ class Bridge:
             (scored_topic, msg.key(), value, None, None)
             for (msg, _), value in zip(batch.rows, values, strict=True)
         ]
-        for msg, kind, reason in batch.dead:
-            records.append(
-                self.dead_letters.record(
-                    kind,
-                    reason,
-                    key=msg.key(),
-                    value=msg.value(),
-                    source=(msg.topic() or self.config.input_topic, *where(msg)),
-                    headers=headers_of(msg),
-                )
-            )
+        records.extend(self._dead_letter(msg, kind, reason) for msg, kind, reason in batch.dead)
         return records
 
     def _rescue(self, record: OutRecord, error: KafkaError) -> OutRecord | None:
