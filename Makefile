@@ -5,6 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.finrisk-installed
+# The repository's distributions: finrisk (the core, here) and the folders that add to its
+# namespace. Installed editable in compat mode: a plain path per folder on sys.path, which mypy,
+# import-linter and IDEs follow (the default mode's import hooks hide the folders from them).
+DISTRIBUTIONS := . ./serving ./components ./pipelines ./devtools
+LOCAL_PACKAGES := finrisk finrisk-serving finrisk-components finrisk-pipelines finrisk-devtools
+NO_EMIT := $(foreach name,$(LOCAL_PACKAGES),--no-emit-package $(name))
 
 .PHONY: help setup lock test unit integration e2e lint format demo smoke stack-up stack-down stack-status compile clean
 
@@ -16,17 +22,22 @@ setup: $(STAMP) ## create .venv and install the pinned lock (quick when nothing 
 # --compile-bytecode: bytecode now, not at each import. With PYTHONDONTWRITEBYTECODE set (as on
 # our machines) every process would otherwise compile scikit-learn, pandas, MLflow... again on
 # start-up: seconds for each bridge, predictor and pipeline step.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml $(wildcard */pyproject.toml)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; finrisk needs Python 3.11 (README: Prerequisites)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --config-settings editable_mode=compat \
+		$(foreach dist,$(DISTRIBUTIONS),-e $(dist))
 	@touch $@
 
-lock: ## re-resolve requirements.in into requirements.lock
+# The runtime lock is resolved within the development lock, so an image runs the versions the
+# tests ran.
+lock: ## re-resolve requirements.in and requirements.runtime.in into their locks
 	@test -x $(BIN)/uv || $(MAKE) setup
-	$(BIN)/uv pip compile -q --python-version 3.11 requirements.in -o requirements.lock
+	$(BIN)/uv pip compile -q --python-version 3.11 $(NO_EMIT) requirements.in -o requirements.lock
+	$(BIN)/uv pip compile -q --python-version 3.11 $(NO_EMIT) -c requirements.lock \
+		requirements.runtime.in -o requirements.runtime.lock
 
 # pytest exits 5 when it collects no test; make passes that on as a failure.
 test: setup ## run every test (unit, integration against real local services, e2e)
@@ -41,10 +52,12 @@ integration: setup ## integration tests (start Kafka, MLflow, BigQuery emulator 
 e2e: setup ## end-to-end tests
 	$(BIN)/pytest tests/e2e
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy, declared dependencies against imports, the import structure
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for dist in $(DISTRIBUTIONS); do (cd $$dist && $(CURDIR)/$(BIN)/deptry .) || exit 1; done
+	$(BIN)/lint-imports
 
 format: setup ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .

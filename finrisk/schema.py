@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -237,7 +236,8 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
 
 @functools.cache
 def _default_document() -> dict[str, Any]:
-    text = resources.files("finrisk").joinpath("config", "schema.yaml").read_text(encoding="utf-8")
+    # Beside this module: `finrisk` is a namespace package, which importlib.resources can't anchor.
+    text = (Path(__file__).parent / "config" / "schema.yaml").read_text(encoding="utf-8")
     return _read_yaml(text, "finrisk/config/schema.yaml")
 
 

@@ -6,10 +6,6 @@ set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 dir=${1:-$(mktemp -d -t finrisk-ci-XXXXXX)}
 git clone -q "$repo" "$dir/finrisk"
-# Tests find the upstream CRD schemas beside the clone, as on CI.
-if [ -d "$repo/../shared/crds" ] && [ ! -e "$dir/shared" ]; then
-  mkdir -p "$dir/shared" && ln -s "$(cd "$repo/../shared/crds" && pwd)" "$dir/shared/crds"
-fi
 cd "$dir/finrisk"
 echo "fresh clone in $dir/finrisk; log in $dir/ci.log"
 FINRISK_KAFKA__PORT=29092 FINRISK_KAFKA__CONTROLLER_PORT=29093 FINRISK_MLFLOW__PORT=5066 \

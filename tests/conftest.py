@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from finrisk.errors import FinriskError
-from finrisk.serving.bridge.kafka_config import delete_topics
 from finrisk.settings import BigQuerySettings, KafkaSettings, Settings
 from finrisk.stack import SERVICE_TYPES, Service
 from finrisk.stack.process import free_port
+from finrisk.stack.topics import delete_topics
 
 # Every test topic's name starts so; a broker keeps every topic, and thousands of partitions
 # left by earlier runs make it take minutes to start.

@@ -1,26 +1,23 @@
-"""The `finrisk` command: one sub-command module per area, each with a `register` function."""
+"""The `finrisk` command, assembled from the distributions that are installed.
+
+Each distribution in this repository names its sub-commands in its pyproject.toml, under the
+`finrisk.commands` entry-point group, as a `register(subparsers)` function: the runtime images
+get `serve` and `bridge` (serving) or `pipeline` (pipelines) without the local stack, demo and
+benchmarks (devtools), and this module imports none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
-from finrisk import __version__
 from finrisk.errors import FinriskError
+from finrisk.version import __version__
 
-# Modules under finrisk.cli that add sub-commands; each defines register(subparsers).
-COMMAND_MODULES = (
-    "stack",
-    "bench",
-    "data",
-    "bridge",
-    "pipeline",
-    "demo",
-    "serve",
-    "train",
-)
+# Each entry: name = "module:register", where register(subparsers) adds sub-commands.
+COMMANDS_GROUP = "finrisk.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"finrisk {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"finrisk.cli.{name}").register(subparsers)
+    for command in sorted(entry_points(group=COMMANDS_GROUP), key=lambda entry: entry.name):
+        command.load()(subparsers)
     return parser
 
 

@@ -10,8 +10,8 @@ import numpy.typing as npt
 import pandas as pd
 import sklearn
 
-from finrisk import __version__ as finrisk_version
 from finrisk.errors import FinriskError
+from finrisk.version import __version__ as finrisk_version
 
 # Bumped when a model's pickled attributes change meaning; loaders refuse other versions.
 MODEL_FORMAT_VERSION = 1

@@ -49,7 +49,7 @@ from finrisk.registry.names import (
     canonical_kind,
 )
 from finrisk.registry.pyfunc import signature
-from finrisk.retraining.provenance import code_version
+from finrisk.version import code_version
 
 log = logging.getLogger(__name__)
 

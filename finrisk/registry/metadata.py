@@ -7,8 +7,8 @@ from typing import Any
 
 import sklearn
 
-from finrisk import __version__ as finrisk_version
 from finrisk.compiled import DETECTOR, CompiledModel, ParityReport
+from finrisk.version import __version__ as finrisk_version
 
 METADATA_FORMAT = 1
 

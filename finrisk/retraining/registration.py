@@ -24,7 +24,7 @@ from finrisk.registry.names import (
     TAG_DATA_FINGERPRINT,
     TAG_PIPELINE_RUN_ID,
 )
-from finrisk.retraining.provenance import code_version
+from finrisk.version import code_version
 
 if TYPE_CHECKING:
     from finrisk.retraining.evaluation import ChampionModel

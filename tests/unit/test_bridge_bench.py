@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from finrisk.serving.bridge.benchmark import StampSpan, history_table, record, sink_settings
+from finrisk.bench.bridge import StampSpan, history_table, record, sink_settings
 from finrisk.settings import BridgeSettings, Settings
 
 

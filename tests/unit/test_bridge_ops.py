@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from finrisk.cli import build_parser
-from finrisk.cli.bridge import bridge_settings
 from finrisk.errors import FinriskError
 from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge.cli import bridge_settings
 from finrisk.serving.bridge.metrics import BridgeMetrics, Health, OpsServer
 from finrisk.settings import BridgeSettings, Settings
 

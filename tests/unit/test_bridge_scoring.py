@@ -19,7 +19,7 @@ RISK_ORDER = list(USER_FEATURES[:5])
 
 
 class Predictor:
-    """Answers like finrisk's predictor (the contract in serving/predictor/scoring.py)."""
+    """Answers like finrisk's predictor (the contract in finrisk.serving.predictor.scoring)."""
 
     def __init__(
         self,

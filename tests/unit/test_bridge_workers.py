@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from finrisk.cli import build_parser
-from finrisk.cli.bridge import bridge_settings
 from finrisk.errors import FinriskError
 from finrisk.serving.bridge import kafka_config
+from finrisk.serving.bridge.cli import bridge_settings
 from finrisk.serving.bridge.workers import worker_settings
 from finrisk.settings import BridgeSettings, Settings
 from finrisk.stack.process import free_port, port_in_use

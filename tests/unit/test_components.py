@@ -55,7 +55,7 @@ def test_component_runs_the_project_image_with_no_pip(component: BaseComponent) 
     command = " ".join(container.command + container.args)
     assert "pip install" not in command  # no packages_to_install, no kfp bootstrap install
     source = Path(inspect.getsourcefile(component.python_func) or "")
-    assert source.parent.resolve() == (REPO / "components").resolve()
+    assert source.parent.resolve() == (REPO / "components" / "finrisk" / "components").resolve()
 
 
 @pytest.mark.parametrize("component", ALL, ids=lambda c: c.component_spec.name)
@@ -76,7 +76,7 @@ def test_component_bodies_stay_thin(component: BaseComponent) -> None:
 
 
 def test_default_image_follows_the_package_version() -> None:
-    from finrisk import __version__
+    from finrisk.version import __version__
 
     assert f"ghcr.io/finrisk/finrisk-components:{__version__}" == DEFAULT_IMAGE
 
@@ -166,11 +166,11 @@ def test_component_docstrings_describe_the_stage() -> None:
     assert data.SOURCES == ("synthetic", "uri", "bigquery")
 
 
-def test_dockerfile_builds_a_non_root_image_from_the_lock() -> None:
+def test_dockerfile_builds_a_non_root_image_from_the_runtime_lock() -> None:
     text = (REPO / "components" / "Dockerfile").read_text()
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert instructions[0] == "FROM python:3.11-slim"
-    assert "COPY requirements.lock ./" in text
-    assert "pip install --no-deps -r requirements.lock" in text
+    assert "COPY requirements.runtime.lock ./" in text
+    assert "pip install --no-deps -r requirements.runtime.lock" in text
     users = [line for line in instructions if line.startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")

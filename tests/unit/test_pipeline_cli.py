@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from finrisk.cli import main
-from finrisk.cli.pipeline import parse_params
 from finrisk.errors import FinriskError
+from finrisk.pipelines.cli import parse_params
 from finrisk.pipelines.local import LOCAL_DEFAULTS, pipeline_parameters
 
 

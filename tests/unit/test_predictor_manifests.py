@@ -131,5 +131,5 @@ def test_dockerfile_basics() -> None:
     assert "EXPOSE 8080" in instructions
     text = DOCKERFILE.read_text()
     assert "FINRISK_PREDICTOR_HOST=0.0.0.0" in text  # loopback inside a pod would be unreachable
-    for source in ("requirements.lock", "finrisk", "serving"):
+    for source in ("requirements.runtime.lock", "finrisk", "serving"):
         assert any(line.startswith("COPY ") and source in line for line in instructions)

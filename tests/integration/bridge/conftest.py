@@ -11,12 +11,12 @@ import orjson
 import pandas as pd
 import pytest
 
-from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.local_processes import (
+from finrisk.bench.local_processes import (
     PredictorProcess,
     register_champions,
     train_models,
 )
+from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.producer import produce, synthetic_records
 from finrisk.settings import Settings
 from finrisk.sinks.bigquery import BigQuerySink

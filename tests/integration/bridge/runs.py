@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.local_processes import (
+from finrisk.bench.local_processes import (
     BridgeProcess,
     PredictorProcess,
     RegisteredModels,
     bridge_environment,
 )
+from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.producer import produce
 from finrisk.serving.bridge.state import StateStore
 from finrisk.settings import Settings

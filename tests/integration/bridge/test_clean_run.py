@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from finrisk.serving.bridge import benchmark, kafka_config
-from finrisk.serving.bridge.baseline import run_one_per_message
+from finrisk.bench import bridge as benchmark
+from finrisk.bench.one_per_message import run_one_per_message
 from finrisk.settings import Settings
-from finrisk.stack import Service
+from finrisk.stack import Service, topics
 from tests.integration.bridge import runs
 from tests.support.kafka_reading import count_at_least, read_topic
 
@@ -208,7 +208,7 @@ def test_delete_topics_deletes_those_named_with_the_prefixes_only(
     prefix = runs.unique("delete")
     mine = [runs.topic(stack_settings, f"{prefix}.{i}") for i in range(2)]
     kept = runs.topic(stack_settings, f"{prefix}-kept")
-    assert kafka_config.delete_topics(stack_settings, [f"{prefix}."]) == mine
+    assert topics.delete_topics(stack_settings, [f"{prefix}."]) == mine
     left = {name for name in runs.topics(stack_settings) if name.startswith(prefix)}
     assert left == {kept}
-    assert kafka_config.delete_topics(stack_settings, [f"{prefix}."]) == []
+    assert topics.delete_topics(stack_settings, [f"{prefix}."]) == []

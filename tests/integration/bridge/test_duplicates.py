@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Message
 
+from finrisk.bench.local_processes import BridgeProcess
 from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.local_processes import BridgeProcess
 from finrisk.serving.bridge.producer import stream_producer
 from finrisk.settings import Settings
 from tests.integration.bridge import runs

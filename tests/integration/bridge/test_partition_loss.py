@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from finrisk.bench.local_processes import BridgeProcess
 from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.local_processes import BridgeProcess
 from finrisk.serving.bridge.producer import produce
 from finrisk.settings import Settings
 from finrisk.stack import Service

@@ -13,12 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.local_processes import (
+from finrisk.bench.local_processes import (
     BridgeProcess,
     PredictorProcess,
     bridge_environment,
 )
+from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.producer import produce
 from finrisk.settings import Settings
 from finrisk.stack import Service

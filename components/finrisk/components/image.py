@@ -7,7 +7,7 @@ pipeline version name.
 
 import os
 
-from finrisk import __version__
+from finrisk.version import __version__
 
 IMAGE_ENV = "FINRISK_COMPONENT_IMAGE"
 DEFAULT_IMAGE = f"ghcr.io/finrisk/finrisk-components:{__version__}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -11,7 +10,6 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from finrisk.errors import FinriskError
 from finrisk.settings import BridgeSettings, Settings
-from finrisk.stack.process import wait_until
 
 DEFAULT_PARTITIONS = 6
 # How long the producer keeps retrying a record before reporting it failed.
@@ -188,38 +186,6 @@ def ensure_topic(settings: Settings, topic: str, partitions: int = DEFAULT_PARTI
     except KafkaException as exc:
         raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
     return partitions
-
-
-def delete_topics(settings: Settings, prefixes: Sequence[str]) -> list[str]:
-    """Delete every topic whose name starts with one of `prefixes`; the names deleted.
-
-    For the runs' own topics (tests, benchmarks): a broker keeps every topic it was given, and
-    one that holds thousands of partitions takes minutes to start.
-    """
-    client = admin(settings)
-    try:
-        names = [
-            name
-            for name in client.list_topics(timeout=30).topics
-            if name.startswith(tuple(prefixes))
-        ]
-        if names:
-            for name, future in client.delete_topics(names, operation_timeout=30).items():
-                try:
-                    future.result(timeout=60)
-                except KafkaException as exc:
-                    if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                        raise FinriskError(f"cannot delete Kafka topic {name}: {exc}") from None
-            # The controller has deleted them; the broker's metadata follows a moment later.
-            wait_until(
-                lambda: not set(names) & set(client.list_topics(timeout=30).topics),
-                60,
-                f"deleting {len(names)} Kafka topics",
-                interval=0.05,
-            )
-    except KafkaException as exc:
-        raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
-    return sorted(names)
 
 
 def max_record_bytes(settings: Settings, topic: str, timeout_s: float = 30.0) -> int:

@@ -1,4 +1,10 @@
-"""Which code produced a model: recorded as a registry tag on every challenger."""
+"""finrisk's version, one for every distribution in this repository, and which code produced a
+model (recorded as a registry tag on every challenger).
+
+`finrisk` is a namespace package shared by the distributions in this repository (the core here,
+`serving/`, `components/`, `pipelines/`, `devtools/`), so no portion has an `__init__.py`;
+tests/unit/test_distributions.py holds each pyproject.toml to this version.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from finrisk import __version__
+__version__ = "0.1.0"
 
 # Set at image build time (components/Dockerfile: ARG FINRISK_CODE_VERSION).
 CODE_VERSION_ENV = "FINRISK_CODE_VERSION"
@@ -18,7 +24,7 @@ def code_version() -> str:
     pinned = os.environ.get(CODE_VERSION_ENV)
     if pinned:
         return pinned
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     if (root / ".git").exists():
         try:
             commit = subprocess.run(

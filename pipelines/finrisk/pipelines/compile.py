@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from kfp.compiler import Compiler, KubernetesManifestOptions
 
-from finrisk import __version__
 from finrisk.pipelines.retraining import PIPELINE_NAME, retraining_pipeline
+from finrisk.version import __version__
 
 IR_FILE = f"{PIPELINE_NAME}.yaml"
 MANIFEST_FILE = f"{PIPELINE_NAME}.k8s.yaml"

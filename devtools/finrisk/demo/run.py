@@ -47,12 +47,12 @@ def _step(title: str, out: TextIO) -> Iterator[None]:
 def run_demo(
     options: DemoOptions, settings: Settings | None = None, out: TextIO = sys.stderr
 ) -> DemoSummary:
-    from finrisk.pipelines.local import run_local
-    from finrisk.serving.bridge.local_processes import (
+    from finrisk.bench.local_processes import (
         BridgeProcess,
         RegisteredModels,
         bridge_environment,
     )
+    from finrisk.pipelines.local import run_local
     from finrisk.serving.bridge.producer import produce, wire_records
     from finrisk.synthetic import generate
 

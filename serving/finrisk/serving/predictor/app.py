@@ -36,7 +36,6 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
-from finrisk import __version__
 from finrisk.errors import FinriskError
 from finrisk.serving.predictor import metrics
 from finrisk.serving.predictor.inputs import (
@@ -50,6 +49,7 @@ from finrisk.serving.predictor.inputs import (
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.model import V1, V2, FinriskModel, RawRequest
 from finrisk.serving.predictor.responses import encode, error_body
+from finrisk.version import __version__
 
 log = logging.getLogger(__name__)
 JSON = "application/json"

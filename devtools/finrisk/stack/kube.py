@@ -65,7 +65,7 @@ _STAGING = (
     "sample-cli-plugin",
     "sample-controller",
 )
-CRDS = Path(__file__).resolve().parents[2] / "third_party" / "crds"
+CRDS = Path(__file__).resolve().parents[3] / "third_party" / "crds"
 ADMIN = "finrisk-admin"
 
 

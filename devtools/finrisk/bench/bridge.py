@@ -38,16 +38,17 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from finrisk.errors import FinriskError
-from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.local_processes import (
+from finrisk.bench.local_processes import (
     BridgeProcess,
     RegisteredModels,
     bridge_environment,
 )
+from finrisk.errors import FinriskError
+from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.producer import produce, stream_producer, synthetic_records
 from finrisk.settings import Settings
 from finrisk.sinks import open_sink
+from finrisk.stack import topics
 
 # The latency run: this many records at once first (the bridge joins its group and scores
 # them), then the offered rate for RAMP_S seconds before the measured transactions, which
@@ -229,7 +230,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def _baseline_worker(
     settings_json: str, queue: Any, max_messages: int, max_seconds: float, partitions: list[int]
 ) -> None:
-    from finrisk.serving.bridge.baseline import run_one_per_message
+    from finrisk.bench.one_per_message import run_one_per_message
 
     settings = Settings.model_validate_json(settings_json)
     queue.put(
@@ -529,7 +530,7 @@ def run(
     finally:
         # The run's own topics (inputs, outputs, changelogs): nothing is left on the broker.
         try:
-            kafka_config.delete_topics(settings, [f"bench.{run_id}.", f"bench-{run_id}-"])
+            topics.delete_topics(settings, [f"bench.{run_id}.", f"bench-{run_id}-"])
         except FinriskError as exc:  # said, without hiding why the run itself may have failed
             log.warning(
                 "the benchmark's topics (bench.%s.*, bench-%s-*) were not deleted: %s",

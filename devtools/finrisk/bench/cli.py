@@ -1,0 +1,208 @@
+"""`finrisk bench <what>`: benchmarks that print JSON figures.
+
+Each entry of BENCHMARKS names a function "module:function" that takes the `bench`
+sub-parsers and adds one sub-command (its arguments and handler); add `serving` or `bridge`
+by writing such a function next to the code it measures and naming it here. Modules are
+imported when the parser is built, so keep heavy imports inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from finrisk.errors import FinriskError
+from finrisk.settings import Settings
+
+BENCHMARKS: tuple[str, ...] = (
+    "finrisk.bench.cli:register_features",
+    "finrisk.bench.serving:register_serving",
+    "finrisk.bench.cli:register_bridge",
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "measure throughput and print the figures as JSON"
+    parser = subparsers.add_parser("bench", help=text, description=text)
+    actions = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for entry in BENCHMARKS:
+        module, function = entry.split(":")
+        getattr(importlib.import_module(module), function)(actions)
+
+
+def register_features(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "batch and online feature throughput on synthetic data"
+    sub = actions.add_parser("features", help=text, description=text)
+    sub.add_argument("--users", type=int, default=2000, help="synthetic users (default 2000)")
+    sub.add_argument("--days", type=int, default=180, help="days of history (default 180)")
+    sub.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    sub.add_argument("--repeats", type=int, default=3, help="batch runs; best counts (default 3)")
+    sub.set_defaults(handler=_features)
+
+
+def _features(args: argparse.Namespace) -> int:
+    from finrisk.bench.features import run
+
+    if args.repeats < 1:
+        raise FinriskError(f"--repeats must be at least 1, got {args.repeats}")
+    print(json.dumps(run(args.users, args.days, args.seed, args.repeats), indent=2))
+    return 0
+
+
+def register_bridge(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = (
+        "end-to-end throughput and event-to-score latency of the bridge, against a "
+        "one-call-per-message consumer, on the real broker and predictor"
+    )
+    sub = actions.add_parser("bridge", help=text, description=text)
+    sub.add_argument("--count", type=int, default=100_000, help="backlog size (default 100000)")
+    sub.add_argument("--users", type=int, default=2_000, help="synthetic users (default 2000)")
+    sub.add_argument("--days", type=int, default=60, help="days simulated (default 60)")
+    sub.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    sub.add_argument("--partitions", type=int, default=6, help="input partitions (default 6)")
+    sub.add_argument(
+        "--batch-max-messages", type=int, default=2_000, help="micro-batch size (default 2000)"
+    )
+    sub.add_argument(
+        "--batch-max-wait-ms", type=int, default=25, help="micro-batch wait (default 25)"
+    )
+    sub.add_argument(
+        "--reasons",
+        choices=("all", "elevated", "none"),
+        default="elevated",
+        help="which scored records carry risk reasons (default elevated)",
+    )
+    sub.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="bridge processes, and as many one-per-message consumers (default 1)",
+    )
+    sub.add_argument(
+        "--baseline-messages", type=int, default=3_000, help="one-per-message cap (default 3000)"
+    )
+    sub.add_argument(
+        "--baseline-seconds", type=float, default=20.0, help="one-per-message time cap (20)"
+    )
+    sub.add_argument(
+        "--latency-rate", type=float, default=5_000.0, help="offered tx/s for latency (5000)"
+    )
+    sub.add_argument(
+        "--latency-seconds", type=float, default=10.0, help="latency run length (default 10)"
+    )
+    sub.add_argument(
+        "--sink",
+        choices=("bigquery", "local", "none"),
+        default="bigquery",
+        help="where both sides store anomalies (default bigquery, as deployed: the local "
+        "emulator here, a fresh dataset per run)",
+    )
+    sub.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="append the run's figures as one JSON line to FILE (the benchmark's history)",
+    )
+    sub.add_argument(
+        "--history",
+        type=Path,
+        metavar="FILE",
+        help="print the latest runs recorded in FILE as a Markdown table, and measure nothing",
+    )
+    sub.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds (600)")
+    sub.add_argument(
+        "--predictor-url",
+        help="use this running predictor (else models are trained, registered and served here)",
+    )
+    sub.add_argument("--detector-model", default="finrisk-anomaly-detector")
+    sub.add_argument("--risk-model", default="finrisk-risk-classifier")
+    sub.set_defaults(handler=_bridge)
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from finrisk.bench import bridge as benchmark
+    from finrisk.bench.local_processes import (
+        PredictorProcess,
+        RegisteredModels,
+        register_champions,
+        train_models,
+    )
+    from finrisk.stack import Stack
+
+    if args.history is not None:
+        if not args.history.is_file():
+            raise FinriskError(f"--history {args.history}: no such file")
+        print(benchmark.history_table(args.history), end="")
+        return 0
+    for flag in ("count", "users", "days", "partitions", "batch_max_messages", "workers"):
+        if getattr(args, flag) < 1:
+            raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.workers > args.partitions:
+        raise FinriskError(
+            f"--workers {args.workers} exceeds --partitions {args.partitions}: a worker or "
+            "one-per-message consumer would have no partition to read"
+        )
+    if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.timeout <= 0:
+        raise FinriskError("--latency-rate, --latency-seconds and --timeout must be positive")
+    settings = Settings()
+    stack = Stack(settings)
+    services = ["kafka"] if args.predictor_url else ["kafka", "mlflow"]
+    if args.sink == "bigquery" and settings.bridge.bigquery_endpoint is None:
+        services.append("bigquery")  # the emulator, unless settings name a BigQuery
+    started = stack.up(services)
+    predictor: PredictorProcess | None = None
+    try:
+        if args.predictor_url:
+            models = RegisteredModels(args.detector_model, args.risk_model, {})
+            url = args.predictor_url
+        else:
+            tracking_uri = settings.mlflow.tracking_uri
+            print("training and registering small models ...", file=sys.stderr)
+            detector, risk = train_models()
+            models = register_champions(
+                tracking_uri,
+                "finrisk-bench-bridge-detector",
+                "finrisk-bench-bridge-risk",
+                detector,
+                risk,
+            )
+            log = settings.home / "bench" / "bridge-predictor.log"
+            predictor = PredictorProcess(models, tracking_uri, log).start()
+            url = predictor.url
+        print("measuring ...", file=sys.stderr)
+        result = benchmark.run(
+            settings,
+            benchmark.Endpoint(url, models),
+            count=args.count,
+            users=args.users,
+            days=args.days,
+            seed=args.seed,
+            partitions=args.partitions,
+            bridge_settings={
+                "batch_max_messages": args.batch_max_messages,
+                "batch_max_wait_ms": args.batch_max_wait_ms,
+                "reasons": args.reasons,
+                "workers": args.workers,
+                **benchmark.sink_settings(settings, args.sink),
+            },
+            baseline_messages=args.baseline_messages,
+            baseline_seconds=args.baseline_seconds,
+            latency_rate=args.latency_rate,
+            latency_seconds=args.latency_seconds,
+            timeout_s=args.timeout,
+        )
+    finally:
+        if predictor is not None:
+            predictor.stop()
+        # Only what this command started; the others belong to whoever started them (and an
+        # empty list would mean every service).
+        ours = [name for name, was_started in started.items() if was_started]
+        if ours:
+            stack.down(ours)
+    if args.record is not None:
+        benchmark.record(result, args.record)
+    print(json.dumps(result, indent=2))
+    return 0
