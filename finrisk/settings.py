@@ -66,96 +66,165 @@ class KubeSettings(BaseModel):
 
 
 class BridgeSettings(BaseModel):
-    """The Kafka bridge (`finrisk bridge`): FINRISK_BRIDGE__<FIELD> or `bridge:` in the file."""
+    """The Kafka bridge (`finrisk bridge`): FINRISK_BRIDGE__<FIELD>, `bridge:` in the file, or
+    the flag --<field> (the command's flags are derived from these fields, their types,
+    bounds, defaults and descriptions: finrisk/cli/settings_flags.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # Kafka. None: the local stack's broker.
-    bootstrap_servers: str | None = None
-    input_topic: str = "transactions"
-    scored_topic: str = "transactions.scored"
-    dlq_topic: str = "transactions.dlq"
-    # Compacted, keyed by user, one partition per input partition. None: "<group_id>.state".
-    changelog_topic: str | None = None
-    group_id: str = "finrisk-bridge"
-    session_timeout_ms: int = Field(default=10_000, ge=1_000)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: Path | None = None
-    ssl_certificate_location: Path | None = None
-    ssl_key_location: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    # Any other librdkafka property, passed through to every client as is.
-    kafka_options: dict[str, str] = Field(default_factory=dict)
+    bootstrap_servers: str | None = Field(
+        default=None, description="Kafka brokers; none: the local stack's broker"
+    )
+    input_topic: str = Field(default="transactions", description="the transactions topic")
+    scored_topic: str = Field(default="transactions.scored", description="the scored topic")
+    dlq_topic: str = Field(default="transactions.dlq", description="the dead-letter topic")
+    changelog_topic: str | None = Field(
+        default=None,
+        description="the users' state: compacted, keyed by user, one partition per input "
+        "partition; none: <group-id>.state",
+    )
+    group_id: str = Field(default="finrisk-bridge", description="the consumer group")
+    session_timeout_ms: int = Field(default=10_000, ge=1_000, description="Kafka session timeout")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how the clients talk to the brokers"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(default=None, description="SASL mechanism, with a SASL protocol")
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name")
+    # Secrets have no flag (a command line is visible to every user of the host).
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password")
+    ssl_ca_location: Path | None = Field(default=None, description="CA bundle for the brokers")
+    ssl_certificate_location: Path | None = Field(default=None, description="client certificate")
+    ssl_key_location: Path | None = Field(default=None, description="client key")
+    ssl_key_password: SecretStr | None = Field(default=None, description="client key password")
+    kafka_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="any other librdkafka property, passed through to every client as is",
+    )
 
-    # A message larger than this (key and value) is dead-lettered unread as `too_large`: a
-    # transaction is a few hundred bytes, and what is scored must fit the output topics.
-    max_message_bytes: int = Field(default=65_536, ge=1_024, le=10_000_000)
-    # A transaction id a user sent before, within this much event time behind the user's
-    # newest transaction, is a repeat (a producer's retry): dead-lettered as `duplicate`, not
-    # scored or counted again. At most dedup_max_ids ids per user are kept. 0: no check.
-    dedup_window_s: float = Field(default=86_400.0, ge=0)
-    dedup_max_ids: int = Field(default=1_000, ge=1, le=1_000_000)
-    # Micro-batches end at whichever bound comes first.
-    batch_max_messages: int = Field(default=2_000, ge=1, le=100_000)
-    batch_max_wait_ms: int = Field(default=25, ge=0, le=60_000)
-    # How often the users' state goes to the changelog and input offsets are committed (at
-    # least once; exactly once does both per batch, in its transaction). 0: every batch. A
-    # crash replays what came after the last checkpoint: duplicates, never lost transactions.
-    checkpoint_interval_ms: int = Field(default=1_000, ge=0, le=600_000)
+    max_message_bytes: int = Field(
+        default=65_536,
+        ge=1_024,
+        le=10_000_000,
+        description="a larger message (key and value) is dead-lettered unread as too_large: a "
+        "transaction is a few hundred bytes, and what is scored must fit the output topics",
+    )
+    dedup_window_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="a transaction id the user sent within this much event time behind their "
+        "newest transaction is a repeat (a producer's retry): dead-lettered as duplicate, not "
+        "scored or counted again; 0: no check",
+    )
+    dedup_max_ids: int = Field(
+        default=1_000, ge=1, le=1_000_000, description="the most ids kept per user for that check"
+    )
+    batch_max_messages: int = Field(
+        default=2_000, ge=1, le=100_000, description="micro-batch size bound"
+    )
+    batch_max_wait_ms: int = Field(
+        default=25, ge=0, le=60_000, description="micro-batch wait bound (whichever comes first)"
+    )
+    checkpoint_interval_ms: int = Field(
+        default=1_000,
+        ge=0,
+        le=600_000,
+        description="how often the users' state goes to the changelog and input offsets are "
+        "committed (exactly once does both per batch, in its transaction); 0: every batch. A "
+        "crash replays what came after the last checkpoint: duplicates, never lost transactions",
+    )
 
-    # The predictor (V2 Open Inference Protocol REST); the risk model may live elsewhere.
-    predictor_url: str = "http://127.0.0.1:8080"
-    risk_predictor_url: str | None = None
-    detector_model: str = DEFAULT_MODEL_NAMES[DETECTOR]
-    # None: transactions are scored without a risk band.
-    risk_model: str | None = DEFAULT_MODEL_NAMES[RISK]
-    # Which transactions carry the risk model's top reasons: explaining costs the predictor
-    # ~10x a plain score (linear heads; features + 1 times for trees), so by default only
-    # MEDIUM and HIGH bands are explained.
-    reasons: Literal["all", "elevated", "none"] = "elevated"
-    reasons_per_row: int = Field(default=3, ge=1, le=10)
-    request_timeout_s: float = Field(default=5.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    backoff_initial_s: float = Field(default=0.05, gt=0)
-    backoff_max_s: float = Field(default=2.0, gt=0)
-    breaker_failure_threshold: int = Field(default=3, ge=1)
-    breaker_reset_s: float = Field(default=1.0, gt=0)
+    predictor_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="the predictor (V2 Open Inference Protocol REST)",
+    )
+    risk_predictor_url: str | None = Field(
+        default=None, description="where the risk model is served; none: the predictor URL"
+    )
+    detector_model: str = Field(
+        default=DEFAULT_MODEL_NAMES[DETECTOR], description="the served detector's name"
+    )
+    risk_model: str | None = Field(
+        default=DEFAULT_MODEL_NAMES[RISK],
+        description="the served risk model's name; none (or ''): scored without a risk band",
+    )
+    reasons: Literal["all", "elevated", "none"] = Field(
+        default="elevated",
+        description="which scored records carry the risk model's top reasons: explaining costs "
+        "the predictor ~10x a plain score, so by default only MEDIUM and HIGH bands are",
+    )
+    reasons_per_row: int = Field(default=3, ge=1, le=10, description="reasons per record")
+    request_timeout_s: float = Field(default=5.0, gt=0, description="per predictor request")
+    max_attempts: int = Field(default=3, ge=1, description="tries per predictor request")
+    backoff_initial_s: float = Field(default=0.05, gt=0, description="first retry's wait")
+    backoff_max_s: float = Field(default=2.0, gt=0, description="longest retry wait")
+    breaker_failure_threshold: int = Field(
+        default=3, ge=1, description="failed requests in a row that open the circuit breaker"
+    )
+    breaker_reset_s: float = Field(
+        default=1.0, gt=0, description="how long the open breaker waits before a trial request"
+    )
 
-    # Exactly-once for the scored topic: Kafka transactions, read_committed downstream.
-    exactly_once: bool = False
-    # None: "<group_id>-<host name>"; keep it stable across restarts of one instance.
-    transactional_id: str | None = None
+    exactly_once: bool = Field(
+        default=False,
+        description="write the scored topic in Kafka transactions (read it with read_committed)",
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        description="stable across restarts of one instance; none: <group-id>-<host name>",
+    )
 
-    # Where anomalies go: a SQLite file (embedded default), BigQuery, or nowhere.
-    sink: Literal["local", "bigquery", "none"] = "local"
-    # None: <home>/anomalies.sqlite
-    local_sink_path: Path | None = None
-    # None: the stack's project (bigquery.project).
-    bigquery_project: str | None = None
-    bigquery_dataset: str = "finrisk"
-    bigquery_table: str = "anomalies"
-    # None: Google's service; the emulator's URL (bigquery.endpoint) locally.
-    bigquery_endpoint: str | None = None
-    bigquery_location: str | None = None
-    # Backpressure: past either bound the bridge stops consuming (pausing its partitions,
-    # still serving the group) until acknowledgements and the sink catch up. Batches prepared
-    # or sent and not yet durable; anomaly rows handed to the sink and not yet flushed.
-    max_in_flight_batches: int = Field(default=64, ge=2, le=10_000)
-    sink_max_backlog_rows: int = Field(default=20_000, ge=1)
-    # How long one flush of the sink keeps retrying what may pass by itself (an unavailable
-    # service, a timeout) before the bridge pauses and tries again later.
-    sink_timeout_s: float = Field(default=10.0, gt=0)
+    sink: Literal["local", "bigquery", "none"] = Field(
+        default="local", description="where anomalies go: a SQLite file, BigQuery, or nowhere"
+    )
+    local_sink_path: Path | None = Field(
+        default=None, description="the local sink's SQLite file; none: <home>/anomalies.sqlite"
+    )
+    bigquery_project: str | None = Field(
+        default=None, description="BigQuery project; none: the stack's (bigquery.project)"
+    )
+    bigquery_dataset: str = Field(default="finrisk", description="BigQuery dataset")
+    bigquery_table: str = Field(default="anomalies", description="BigQuery table")
+    bigquery_endpoint: str | None = Field(
+        default=None, description="BigQuery API URL; none: Google's (the emulator's locally)"
+    )
+    bigquery_location: str | None = Field(default=None, description="BigQuery location")
+    max_in_flight_batches: int = Field(
+        default=64,
+        ge=2,
+        le=10_000,
+        description="backpressure: past this many batches prepared or sent and not yet durable, "
+        "the bridge pauses its partitions (still serving the group) until they catch up",
+    )
+    sink_max_backlog_rows: int = Field(
+        default=20_000,
+        ge=1,
+        description="backpressure: past this many anomaly rows not yet flushed to the sink, "
+        "likewise",
+    )
+    sink_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long one flush of the sink retries what may pass by itself (an "
+        "unavailable service, a timeout) before the bridge pauses and tries again later",
+    )
 
-    # Health, readiness and Prometheus metrics; port 0: any free one (logged). With several
-    # workers, worker i serves on http_port + i.
-    http_host: str = LOOPBACK
-    http_port: int = Field(default=9108, ge=0, le=65_535)
-    # Bridge processes in the group on this host (one is one core's worth of scoring); in
-    # Kubernetes keep 1 and scale the Deployment's replicas.
-    workers: int = Field(default=1, ge=1, le=64)
+    http_host: str = Field(default=LOOPBACK, description="health, readiness and metrics host")
+    http_port: int = Field(
+        default=9108,
+        ge=0,
+        le=65_535,
+        description="health, readiness and Prometheus metrics port; 0: any free one (logged); "
+        "worker i serves on the port + i",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="bridge processes on this host, one consumer group (one is a core's worth "
+        "of scoring); in Kubernetes keep 1 and scale the replicas",
+    )
 
 
 class PredictorPortSettings(BaseModel):

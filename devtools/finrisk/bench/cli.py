@@ -14,8 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+from finrisk.cli.settings_flags import add_flags, given, overlaid
 from finrisk.errors import FinriskError
-from finrisk.settings import Settings
+from finrisk.settings import BridgeSettings, Settings
+
+# The bridge settings `bench bridge` takes as flags; the sink is its own (--sink, default
+# bigquery: the benchmark measures as deployed, where the setting's default is local).
+BRIDGE_FLAGS = ("batch_max_messages", "batch_max_wait_ms", "reasons", "workers")
 
 BENCHMARKS: tuple[str, ...] = (
     "finrisk.bench.cli:register_features",
@@ -63,24 +68,9 @@ def register_bridge(actions: argparse._SubParsersAction[argparse.ArgumentParser]
     sub.add_argument("--days", type=int, default=60, help="days simulated (default 60)")
     sub.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     sub.add_argument("--partitions", type=int, default=6, help="input partitions (default 6)")
-    sub.add_argument(
-        "--batch-max-messages", type=int, default=2_000, help="micro-batch size (default 2000)"
-    )
-    sub.add_argument(
-        "--batch-max-wait-ms", type=int, default=25, help="micro-batch wait (default 25)"
-    )
-    sub.add_argument(
-        "--reasons",
-        choices=("all", "elevated", "none"),
-        default="elevated",
-        help="which scored records carry risk reasons (default elevated)",
-    )
-    sub.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="bridge processes, and as many one-per-message consumers (default 1)",
-    )
+    # The bridge's own settings, declared once in finrisk.settings (defaults as deployed); with
+    # --workers N, as many one-per-message consumers run beside.
+    add_flags(sub, BridgeSettings, only=BRIDGE_FLAGS, title="bridge settings")
     sub.add_argument(
         "--baseline-messages", type=int, default=3_000, help="one-per-message cap (default 3000)"
     )
@@ -137,12 +127,13 @@ def _bridge(args: argparse.Namespace) -> int:
             raise FinriskError(f"--history {args.history}: no such file")
         print(benchmark.history_table(args.history), end="")
         return 0
-    for flag in ("count", "users", "days", "partitions", "batch_max_messages", "workers"):
+    for flag in ("count", "users", "days", "partitions"):
         if getattr(args, flag) < 1:
             raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.workers > args.partitions:
+    bridge = overlaid(BridgeSettings(), given(args, BridgeSettings, only=BRIDGE_FLAGS))
+    if bridge.workers > args.partitions:
         raise FinriskError(
-            f"--workers {args.workers} exceeds --partitions {args.partitions}: a worker or "
+            f"--workers {bridge.workers} exceeds --partitions {args.partitions}: a worker or "
             "one-per-message consumer would have no partition to read"
         )
     if args.latency_rate <= 0 or args.latency_seconds <= 0 or args.timeout <= 0:
@@ -182,10 +173,7 @@ def _bridge(args: argparse.Namespace) -> int:
             seed=args.seed,
             partitions=args.partitions,
             bridge_settings={
-                "batch_max_messages": args.batch_max_messages,
-                "batch_max_wait_ms": args.batch_max_wait_ms,
-                "reasons": args.reasons,
-                "workers": args.workers,
+                **{name: getattr(bridge, name) for name in BRIDGE_FLAGS},
                 **benchmark.sink_settings(settings, args.sink),
             },
             baseline_messages=args.baseline_messages,

@@ -1,7 +1,7 @@
 """`finrisk bridge` (the streaming scorer) and `finrisk produce` (a synthetic transaction stream).
 
 Settings come from FINRISK_BRIDGE__* variables or the `bridge:` section of the FINRISK_CONFIG
-file; the flags here override the most used ones.
+file; each also has a flag, derived from its declaration in finrisk.settings.BridgeSettings.
 """
 
 from __future__ import annotations
@@ -11,73 +11,20 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
-
+from finrisk.cli.settings_flags import add_flags, given, overlaid
 from finrisk.errors import FinriskError
 from finrisk.settings import BridgeSettings, Settings
-
-_FLAGS: dict[str, str] = {
-    # flag dest -> BridgeSettings field
-    "bootstrap_servers": "bootstrap_servers",
-    "input_topic": "input_topic",
-    "scored_topic": "scored_topic",
-    "dlq_topic": "dlq_topic",
-    "group_id": "group_id",
-    "predictor_url": "predictor_url",
-    "detector_model": "detector_model",
-    "risk_model": "risk_model",
-    "batch_max_messages": "batch_max_messages",
-    "batch_max_wait_ms": "batch_max_wait_ms",
-    "checkpoint_interval_ms": "checkpoint_interval_ms",
-    "sink": "sink",
-    "local_sink_path": "local_sink_path",
-    "bigquery_endpoint": "bigquery_endpoint",
-    "bigquery_dataset": "bigquery_dataset",
-    "bigquery_table": "bigquery_table",
-    "http_port": "http_port",
-    "workers": "workers",
-}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = "score the transactions topic through the predictor, continuously"
     bridge = subparsers.add_parser("bridge", help=text, description=text)
-    bridge.add_argument("--bootstrap-servers", help="Kafka brokers (default: the local stack)")
-    bridge.add_argument("--input-topic", help="transactions topic (default transactions)")
-    bridge.add_argument("--scored-topic", help="scored topic (default transactions.scored)")
-    bridge.add_argument("--dlq-topic", help="dead-letter topic (default transactions.dlq)")
-    bridge.add_argument("--group-id", help="consumer group (default finrisk-bridge)")
-    bridge.add_argument("--predictor-url", help="V2 endpoint (default http://127.0.0.1:8080)")
-    bridge.add_argument("--detector-model", help="served detector name")
-    bridge.add_argument("--risk-model", help="served risk model name ('' for none)")
-    bridge.add_argument("--batch-max-messages", type=int, help="micro-batch size bound")
-    bridge.add_argument("--batch-max-wait-ms", type=int, help="micro-batch wait bound")
-    bridge.add_argument(
-        "--checkpoint-interval-ms",
-        type=int,
-        help="how often state goes to the changelog and offsets are committed (default 1000)",
-    )
-    bridge.add_argument("--sink", choices=("local", "bigquery", "none"), help="anomaly sink")
-    bridge.add_argument("--local-sink-path", type=Path, help="SQLite file of the local sink")
-    bridge.add_argument("--bigquery-endpoint", help="BigQuery API URL (the emulator's locally)")
-    bridge.add_argument("--bigquery-dataset", help="BigQuery dataset (default finrisk)")
-    bridge.add_argument("--bigquery-table", help="BigQuery table (default anomalies)")
-    bridge.add_argument(
-        "--http-port", type=int, help="health/metrics port (default 9108; 0: any free one)"
-    )
-    bridge.add_argument(
-        "--workers",
-        type=int,
-        help="bridge processes on this host, one consumer group (default 1; worker i serves "
-        "health/metrics on the port + i)",
-    )
-    bridge.add_argument(
-        "--exactly-once",
-        action="store_true",
-        default=None,
-        help="write the scored topic in Kafka transactions (read it with read_committed)",
+    add_flags(
+        bridge,
+        BridgeSettings,
+        title="settings (each also FINRISK_BRIDGE__<NAME> or bridge: in the FINRISK_CONFIG file; "
+        "'' stands for none)",
     )
     bridge.add_argument(
         "--idle-exit",
@@ -95,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rate", type=float, default=1000.0, help="per second; 0 for as fast as possible"
     )
     produce.add_argument("--topic", help="topic (default: the bridge's input topic)")
-    produce.add_argument("--bootstrap-servers", help="Kafka brokers (default: the local stack)")
+    add_flags(produce, BridgeSettings, only=("bootstrap_servers",))
     produce.add_argument("--users", type=int, default=1000, help="synthetic users (default 1000)")
     produce.add_argument("--days", type=int, default=60, help="days simulated (default 60)")
     produce.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
@@ -112,23 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def bridge_settings(args: argparse.Namespace) -> Settings:
     """Settings with the flags given on the command line laid over env and file."""
     settings = Settings()
-    overrides: dict[str, Any] = {
-        field: getattr(args, dest)
-        for dest, field in _FLAGS.items()
-        if getattr(args, dest, None) is not None
-    }
-    if overrides.get("risk_model") == "":
-        overrides["risk_model"] = None
-    if getattr(args, "exactly_once", None):
-        overrides["exactly_once"] = True
-    try:
-        bridge = BridgeSettings.model_validate({**settings.bridge.model_dump(), **overrides})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise FinriskError(f"invalid bridge settings: {problems}") from None
+    bridge = overlaid(settings.bridge, given(args, BridgeSettings))
     return settings.model_copy(update={"bridge": bridge})
 
 
