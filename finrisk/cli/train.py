@@ -67,15 +67,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", type=Path, help="schema file overriding the packaged one")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 7)")
-    parser.add_argument("--band-low", type=float, default=0.40, help="LOW/MEDIUM edge (0.40)")
-    parser.add_argument("--band-high", type=float, default=0.70, help="MEDIUM/HIGH edge (0.70)")
+    parser.add_argument("--band-low", type=float, help="LOW/MEDIUM edge (default: RiskBands')")
+    parser.add_argument("--band-high", type=float, help="MEDIUM/HIGH edge (default: RiskBands')")
     parser.add_argument("--reasons", type=int, default=3, help="reasons per user (default 3)")
 
 
 def _bands(args: argparse.Namespace) -> Any:
-    from finrisk.models.bands import RiskBands
+    from finrisk.models.bands import DEFAULT_BANDS, RiskBands
 
-    return RiskBands(low=args.band_low, high=args.band_high)
+    return RiskBands(
+        low=DEFAULT_BANDS.low if args.band_low is None else args.band_low,
+        high=DEFAULT_BANDS.high if args.band_high is None else args.band_high,
+    )
 
 
 def _seed(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from finrisk.models.anomaly import (
     TransactionAnomalyDetector,
     seed_transaction_frame,
 )
-from finrisk.models.bands import RiskBands
+from finrisk.models.bands import DEFAULT_BANDS, RiskBands
 from finrisk.models.risk import RiskModel, SeedLogisticRiskModel
 from finrisk.schema import IS_FRAUD, TIMESTAMP
 
@@ -159,6 +159,29 @@ def seed_feature_names(columns: Sequence[str]) -> tuple[str, ...]:
     return seed if set(seed) <= set(columns) else tuple(columns)
 
 
+# RiskModel parameters a run sets itself: the features it is given and its seed.
+_RUN_SET = {"feature_names": "the run's features", "random_state": "the run's seed"}
+
+
+def _risk_params_and_bands(
+    risk_params: dict[str, Any] | None, bands: RiskBands | None
+) -> tuple[dict[str, Any], RiskBands]:
+    params = dict(risk_params or {})
+    for name, source in _RUN_SET.items():
+        if name in params:
+            raise FinriskError(f"risk parameter {name!r} is set by {source}, not by parameters")
+    edges = {name: params.pop(name) for name in ("band_low", "band_high") if name in params}
+    if not edges:
+        return params, bands or DEFAULT_BANDS
+    given = RiskBands(
+        low=edges.get("band_low", (bands or DEFAULT_BANDS).low),
+        high=edges.get("band_high", (bands or DEFAULT_BANDS).high),
+    )
+    if bands is not None and bands != given:
+        raise FinriskError(f"risk parameters set bands {given} against the run's {bands}")
+    return params, given
+
+
 def run_risk(
     user_table: pd.DataFrame,
     labels: npt.ArrayLike,
@@ -176,19 +199,17 @@ def run_risk(
     `user_table` is indexed by user id with one numeric column per feature. `snapshots`
     (`finrisk.features.history_snapshots`): point-in-time rows; ours also trains on those of
     its training users (the seed-style model, as the seed did, on whole histories only).
+    `risk_params` go to RiskModel; band_low and band_high among them set the bands of both
+    models (the pipeline's one way to set them), and may not contradict `bands`.
     """
-    bands = bands or RiskBands()
+    params, bands = _risk_params_and_bands(risk_params, bands)
     names = tuple(feature_names) if feature_names is not None else tuple(user_table.columns)
     y = np.asarray(labels).astype(np.int64)
     split = user_split(y, test_fraction, seed)
     train_x, test_x = user_table.iloc[split.train], user_table.iloc[split.test]
     ours_x, ours_y = training_rows(train_x, y[split.train], snapshots)
     ours = RiskModel(
-        feature_names=names,
-        random_state=seed,
-        band_low=bands.low,
-        band_high=bands.high,
-        **(risk_params or {}),
+        feature_names=names, random_state=seed, band_low=bands.low, band_high=bands.high, **params
     ).fit(ours_x, ours_y)
     baseline = SeedLogisticRiskModel(
         feature_names=seed_feature_names(names), band_low=bands.low, band_high=bands.high

@@ -82,5 +82,5 @@ DEFAULT_BANDS = RiskBands()
 
 
 def band(probability: float, bands: RiskBands = DEFAULT_BANDS) -> str:
-    """The band of one probability under `bands` (default 0.40 / 0.70)."""
+    """The band of one probability under `bands` (default: DEFAULT_BANDS)."""
     return bands.band(probability)

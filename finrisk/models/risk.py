@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from finrisk.errors import FinriskError
-from finrisk.models.bands import RiskBands
+from finrisk.models.bands import DEFAULT_BANDS, RiskBands
 from finrisk.models.base import build_metadata, feature_matrix, labels_vector, resolve_feature_names
 from finrisk.models.reasons import Reason, occlusion_contributions, top_reasons
 
@@ -123,8 +123,8 @@ class SeedLogisticRiskModel(_RiskModel):
         self,
         feature_names: Sequence[str] | None = None,
         C: float = 1.0,
-        band_low: float = 0.40,
-        band_high: float = 0.70,
+        band_low: float = DEFAULT_BANDS.low,
+        band_high: float = DEFAULT_BANDS.high,
     ) -> None:
         self.feature_names = feature_names
         self.C = C
@@ -159,8 +159,8 @@ class RiskModel(_RiskModel):
         l2_regularization: float = 1.0,
         C: float = 1.0,
         random_state: int = 0,
-        band_low: float = 0.40,
-        band_high: float = 0.70,
+        band_low: float = DEFAULT_BANDS.low,
+        band_high: float = DEFAULT_BANDS.high,
     ) -> None:
         self.feature_names = feature_names
         self.estimator = estimator

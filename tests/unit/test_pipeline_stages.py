@@ -174,6 +174,28 @@ def test_unknown_model_parameter_is_named(stages: dict[str, Path], tmp_path: Pat
         )
 
 
+def test_the_pipelines_risk_params_set_the_band_edges(
+    stages: dict[str, Path], tmp_path: Path
+) -> None:
+    # Both edges as risk_params (the pipeline's parameter): a duplicate keyword before.
+    run = training.train_risk(
+        stages["users"],
+        tmp_path / "m",
+        tmp_path / "r",
+        params={**FAST_RISK, "band_low": 0.2, "band_high": 0.5},
+    )
+    assert (run.bands.low, run.bands.high) == (0.2, 0.5)
+    assert (run.ours.band_low, run.baseline.band_high) == (0.2, 0.5)
+    with pytest.raises(FinriskError, match="'random_state' is set by the run's seed"):
+        training.train_risk(
+            stages["users"], tmp_path / "m", tmp_path / "r", params={"random_state": 3}
+        )
+    with pytest.raises(FinriskError, match="risk band edges must satisfy low <= high"):
+        training.train_risk(
+            stages["users"], tmp_path / "m", tmp_path / "r", params={"band_low": 0.9}
+        )
+
+
 def test_evaluation_compares_with_the_champion_on_the_same_rows(
     stages: dict[str, Path], tmp_path: Path
 ) -> None:
