@@ -64,7 +64,7 @@ def bridge_settings(args: argparse.Namespace) -> Settings:
 
 
 def _bridge(args: argparse.Namespace) -> int:
-    from finrisk.serving.bridge import run_bridge
+    from finrisk.serving.bridge.app import run_bridge
     from finrisk.serving.bridge.workers import run_workers
 
     _logging(args.log_level)

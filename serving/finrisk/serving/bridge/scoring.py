@@ -25,24 +25,25 @@ import numpy as np
 import numpy.typing as npt
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.models.bands import MEDIUM
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.v2_client import BadAnswer, InferResult, V2Client, column
+from finrisk.serving.protocol import (
+    BAND_LOW_PARAMETER,
+    BAND_OUTPUT,
+    CONTRIBUTIONS_OUTPUT,
+    FLAG_OUTPUT,
+    MATRIX_INPUT,
+    PROBABILITY_OUTPUT,
+    REASONS_FROM_PARAMETER,
+    REASONS_OUTPUT,
+    REASONS_PARAMETER,
+    SCORE_OUTPUT,
+    THRESHOLD_PARAMETER,
+)
 
-SCORE_OUTPUT = "score"
-FLAG_OUTPUT = "is_anomaly"
-THRESHOLD_PARAMETER = "threshold"
-PROBABILITY_OUTPUT = "probability"
-BAND_OUTPUT = "band"
-REASONS_OUTPUT = "reasons"
-CONTRIBUTIONS_OUTPUT = "reason_contributions"
-REASONS_PARAMETER = "reasons"
-# Explain only the rows of this band or higher (the predictor leaves the others empty).
-REASONS_FROM_PARAMETER = "reasons_from"
-ELEVATED_BAND = "MEDIUM"
-# The risk model's lower band edge, in its response parameters: LOW is below it.
-BAND_LOW_PARAMETER = "band_low"
-# The 2-D tensor's name; the predictor tells the matrix form by its shape, not its name.
-MATRIX_INPUT = "features"
+# The lowest band whose rows get reasons under the "elevated" policy.
+ELEVATED_BAND = MEDIUM
 
 ReasonsPolicy = Literal["all", "elevated", "none"]
 

@@ -23,15 +23,11 @@ import orjson
 
 from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.breaker import CircuitBreaker
+from finrisk.serving.protocol import BINARY_EXTENSION, FP64, JSON_MEDIA_TYPE, binary_request
 
 log = logging.getLogger("finrisk.bridge")
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_JSON = {"content-type": "application/json"}
-# The binary tensor data extension (KServe, Triton, finrisk's predictor): the rows go as raw
-# little-endian FP64 after the JSON part instead of as JSON numbers, which costs both ends far
-# less for large batches. Used when the server lists it in its metadata (GET /v2).
-BINARY_EXTENSION = "binary_tensor_data"
-HEADER_LENGTH_HEADER = "inference-header-content-length"
+_JSON = {"content-type": JSON_MEDIA_TYPE}
 
 
 class EndpointUnavailable(Exception):
@@ -127,19 +123,15 @@ class V2Client:
         """Send `rows` (n x features, float64) as one 2-D FP64 tensor; return the outputs."""
         if rows.ndim != 2:
             raise ValueError(f"rows must be 2-D, not shape {rows.shape}")
-        sent: dict[str, Any] = {"name": input_name, "shape": list(rows.shape), "datatype": "FP64"}
+        sent: dict[str, Any] = {"name": input_name, "shape": list(rows.shape), "datatype": FP64}
         request: dict[str, Any] = {"id": request_id or uuid.uuid4().hex, "inputs": [sent]}
         if parameters:
             request["parameters"] = dict(parameters)
         values = np.ascontiguousarray(rows, dtype=np.float64)
         if self.binary:
-            sent["parameters"] = {"binary_data_size": values.nbytes}
-            header = orjson.dumps(request)
-            body = header + values.astype("<f8", copy=False).tobytes()
-            headers = {
-                "content-type": "application/octet-stream",
-                HEADER_LENGTH_HEADER: str(len(header)),
-            }
+            # The binary tensor data extension, when the server lists it in its metadata (GET
+            # /v2): raw FP64 after the JSON part costs both ends far less than JSON numbers.
+            body, headers = binary_request(request, sent, values)
         else:
             sent["data"] = values.ravel()
             body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)

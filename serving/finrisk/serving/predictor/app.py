@@ -39,8 +39,6 @@ from pydantic import BaseModel
 from finrisk.errors import FinriskError
 from finrisk.serving.predictor import metrics
 from finrisk.serving.predictor.inputs import (
-    BINARY_EXTENSION,
-    HEADER_LENGTH_HEADER,
     InputError,
     UnsupportedMediaType,
     check_content_type,
@@ -49,6 +47,7 @@ from finrisk.serving.predictor.inputs import (
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.model import V1, V2, FinriskModel, RawRequest
 from finrisk.serving.predictor.responses import encode, error_body
+from finrisk.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH_HEADER
 from finrisk.version import __version__
 
 log = logging.getLogger(__name__)

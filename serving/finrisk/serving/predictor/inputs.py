@@ -22,23 +22,24 @@ import numpy.typing as npt
 import orjson
 
 from finrisk.models.bands import BAND_NAMES
+from finrisk.serving import protocol
+from finrisk.serving.protocol import (
+    BINARY_DATA_SIZE,
+    BINARY_MEDIA_TYPE,
+    FP64,
+    FP64_BYTES,
+    HEADER_LENGTH_HEADER,
+    JSON_MEDIA_TYPE,
+    REASONS_FROM_PARAMETER,
+    REASONS_PARAMETER,
+)
 
 Matrix = npt.NDArray[np.float64]
-FP64 = "FP64"
 _NUMBER_TYPES = frozenset({float, int})
 V1_FIELDS = frozenset({"instances", "parameters"})
 # model_name / model_version are not in the protocol, but kserve's own client sends them.
 V2_FIELDS = frozenset({"id", "parameters", "inputs", "outputs", "model_name", "model_version"})
 V2_INPUT_FIELDS = frozenset({"name", "shape", "datatype", "data", "parameters"})
-JSON_MEDIA_TYPE = "application/json"
-# The Open Inference Protocol's binary tensor data extension (as KServe and Triton implement it):
-# the JSON part's length in this header, the tensors' raw little-endian bytes after it, in the
-# order of the inputs that declare `binary_data_size` instead of `data`.
-BINARY_MEDIA_TYPE = "application/octet-stream"
-HEADER_LENGTH_HEADER = "inference-header-content-length"
-BINARY_DATA_SIZE = "binary_data_size"
-BINARY_EXTENSION = "binary_tensor_data"
-_FP64_BYTES = 8
 _SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 4, 4, 40
 
@@ -74,18 +75,10 @@ def check_content_type(value: str | None, *, binary: bool = False) -> None:
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """(JSON part, binary part) of a request body; all JSON without the extension's header."""
-    if header_length is None:
-        return body, b""
     try:
-        length = int(header_length)
-    except ValueError:
-        length = -1
-    if not 0 < length <= len(body):
-        raise InputError(
-            f"{HEADER_LENGTH_HEADER} must be the JSON part's length, 1 to {len(body)} bytes; "
-            f"got {header_length!r}"
-        )
-    return body[:length], body[length:]
+        return protocol.split_body(body, header_length)
+    except protocol.FramingError as exc:
+        raise InputError(str(exc)) from None
 
 
 def parse_json(body: bytes) -> Any:
@@ -159,12 +152,12 @@ def v1_parameters(payload: dict[str, Any]) -> dict[str, Any]:
 
 def reasons_parameter(parameters: dict[str, Any], maximum: int) -> int | None:
     """The optional "reasons" parameter (how many top reasons per row, 0 = none)."""
-    if "reasons" not in parameters:
+    if REASONS_PARAMETER not in parameters:
         return None
-    value = parameters["reasons"]
+    value = parameters[REASONS_PARAMETER]
     if type(value) is not int or not 0 <= value <= maximum:
         raise InputError(
-            f"parameter 'reasons' must be an integer from 0 to {maximum}, got {value!r}"
+            f"parameter {REASONS_PARAMETER!r} must be an integer from 0 to {maximum}, got {value!r}"
         )
     return value
 
@@ -173,12 +166,13 @@ def reasons_from_parameter(parameters: dict[str, Any]) -> str | None:
     """The optional "reasons_from" parameter: explain only the rows of this risk band or a
     higher one (the others get no reasons), so a caller wanting reasons for elevated risk needs
     one call, not a second one for the rows the first showed elevated."""
-    if "reasons_from" not in parameters:
+    if REASONS_FROM_PARAMETER not in parameters:
         return None
-    value = parameters["reasons_from"]
+    value = parameters[REASONS_FROM_PARAMETER]
     if value not in BAND_NAMES:
         raise InputError(
-            f"parameter 'reasons_from' must be one of {', '.join(BAND_NAMES)}, got {value!r}"
+            f"parameter {REASONS_FROM_PARAMETER!r} must be one of {', '.join(BAND_NAMES)}, "
+            f"got {value!r}"
         )
     return str(value)
 
@@ -330,10 +324,10 @@ def _attach_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
         size = parameters.get(BINARY_DATA_SIZE)
         if size is None:
             continue
-        if type(size) is not int or size < 0 or size % _FP64_BYTES:
+        if type(size) is not int or size < 0 or size % FP64_BYTES:
             raise InputError(
                 f"{label}: {BINARY_DATA_SIZE} must be a whole number of FP64 values "
-                f"({_FP64_BYTES} bytes each), got {size!r}"
+                f"({FP64_BYTES} bytes each), got {size!r}"
             )
         if "data" in item:
             raise InputError(f"{label}: give 'data' or {BINARY_DATA_SIZE}, not both")
@@ -342,9 +336,7 @@ def _attach_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
                 f"{label}: {BINARY_DATA_SIZE} {size} runs past the body's end "
                 f"({len(binary) - offset} binary bytes left; is {HEADER_LENGTH_HEADER} set?)"
             )
-        # A writable copy in native order (the buffer is read-only bytes, little-endian).
-        values = np.frombuffer(binary, dtype="<f8", count=size // _FP64_BYTES, offset=offset)
-        item["data"] = values.astype(np.float64)
+        item["data"] = protocol.fp64_values(binary, size, offset)
         offset += size
     if offset != len(binary):
         raise InputError(

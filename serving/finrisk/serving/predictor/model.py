@@ -29,6 +29,7 @@ from finrisk.serving.predictor.inputs import (
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.responses import encode, v1_body, v2_body
 from finrisk.serving.predictor.scoring import MAX_REASONS, Scored, Scorer
+from finrisk.serving.protocol import FLAG_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
             )
         metrics.ROWS.labels(self.name).inc(rows)
         if batch.scorer.kind == DETECTOR:
-            metrics.ANOMALIES.labels(self.name).inc(int(scored.outputs["is_anomaly"].sum()))
+            metrics.ANOMALIES.labels(self.name).inc(int(scored.outputs[FLAG_OUTPUT].sum()))
         return batch, scored
 
     async def postprocess(

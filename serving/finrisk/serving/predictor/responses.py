@@ -9,6 +9,13 @@ import orjson
 
 from finrisk.compiled import DETECTOR
 from finrisk.serving.predictor.scoring import Scored, Scorer
+from finrisk.serving.protocol import (
+    BAND_OUTPUT,
+    FLAG_OUTPUT,
+    PROBABILITY_OUTPUT,
+    REASONS_OUTPUT,
+    SCORE_OUTPUT,
+)
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -26,16 +33,16 @@ def v1_body(scorer: Scorer, scored: Scored) -> dict[str, Any]:
     out = scored.outputs
     if scorer.kind == DETECTOR:
         predictions = [
-            {"score": s, "is_anomaly": a}
-            for s, a in zip(out["score"].tolist(), out["is_anomaly"].tolist(), strict=True)
+            {SCORE_OUTPUT: s, FLAG_OUTPUT: a}
+            for s, a in zip(out[SCORE_OUTPUT].tolist(), out[FLAG_OUTPUT].tolist(), strict=True)
         ]
     else:
         explained = scored.explained
         reasons = explained.reasons() if explained else [[] for _ in range(scored.rows)]
         predictions = [
-            {"probability": p, "band": b, "reasons": [r.to_dict() for r in row]}
+            {PROBABILITY_OUTPUT: p, BAND_OUTPUT: b, REASONS_OUTPUT: [r.to_dict() for r in row]}
             for p, b, row in zip(
-                out["probability"].tolist(), out["band"].tolist(), reasons, strict=True
+                out[PROBABILITY_OUTPUT].tolist(), out[BAND_OUTPUT].tolist(), reasons, strict=True
             )
         ]
     return {

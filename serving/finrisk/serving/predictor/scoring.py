@@ -19,6 +19,17 @@ from finrisk.compiled import DETECTOR
 from finrisk.models.bands import RiskBands
 from finrisk.models.reasons import Reason, occlusion_contributions, top_columns, top_reasons
 from finrisk.registry import LoadedModel
+from finrisk.serving.protocol import (
+    BAND_OUTPUT,
+    CONTRIBUTIONS_OUTPUT,
+    FLAG_OUTPUT,
+    FP64,
+    PROBABILITY_OUTPUT,
+    REASONS_OUTPUT,
+    SCORE_OUTPUT,
+    THRESHOLD_PARAMETER,
+    risk_parameters,
+)
 
 Matrix = npt.NDArray[np.float64]
 MAX_REASONS = 10
@@ -84,17 +95,17 @@ class Scorer:
             self._occluder = self.compiled.occluder(self.reference)
 
     def inputs(self) -> list[TensorSpec]:
-        return [TensorSpec(name, "FP64", [-1]) for name in self.feature_names]
+        return [TensorSpec(name, FP64, [-1]) for name in self.feature_names]
 
     def outputs(self) -> list[TensorSpec]:
         if self.kind == DETECTOR:
-            return [TensorSpec("score", "FP64", [-1]), TensorSpec("is_anomaly", "BOOL", [-1])]
+            return [TensorSpec(SCORE_OUTPUT, FP64, [-1]), TensorSpec(FLAG_OUTPUT, "BOOL", [-1])]
         k = self.default_reasons
         return [
-            TensorSpec("probability", "FP64", [-1]),
-            TensorSpec("band", "BYTES", [-1]),
-            TensorSpec("reasons", "BYTES", [-1, k]),
-            TensorSpec("reason_contributions", "FP64", [-1, k]),
+            TensorSpec(PROBABILITY_OUTPUT, FP64, [-1]),
+            TensorSpec(BAND_OUTPUT, "BYTES", [-1]),
+            TensorSpec(REASONS_OUTPUT, "BYTES", [-1, k]),
+            TensorSpec(CONTRIBUTIONS_OUTPUT, FP64, [-1, k]),
         ]
 
     def output_names(self) -> list[str]:
@@ -106,13 +117,13 @@ class Scorer:
     def decision_parameters(self) -> dict[str, float]:
         """decision() flattened to scalars (Open Inference parameters hold scalars only)."""
         if self.kind == DETECTOR:
-            return {"threshold": self.threshold}
-        return {"band_low": self.bands.low, "band_high": self.bands.high}
+            return {THRESHOLD_PARAMETER: self.threshold}
+        return dict(risk_parameters(self.bands.low, self.bands.high))
 
     def decision(self) -> dict[str, Any]:
         """The registered decision parameters, echoed in responses and metadata."""
         if self.kind == DETECTOR:
-            return {"threshold": self.threshold}
+            return {THRESHOLD_PARAMETER: self.threshold}
         return {"bands": self.bands.to_dict()}
 
     def score(
@@ -122,11 +133,13 @@ class Scorer:
         rows of band `reasons_from` or above when given (the others get empty slots)."""
         scores = self.compiled.score(matrix)
         if self.kind == DETECTOR:
-            return Scored(len(matrix), {"score": scores, "is_anomaly": scores >= self.threshold})
+            return Scored(
+                len(matrix), {SCORE_OUTPUT: scores, FLAG_OUTPUT: scores >= self.threshold}
+            )
         k = self.default_reasons if reasons is None else reasons
         out: dict[str, npt.NDArray[Any]] = {
-            "probability": scores,
-            "band": self.bands.bands(scores),
+            PROBABILITY_OUTPUT: scores,
+            BAND_OUTPUT: self.bands.bands(scores),
         }
         explained = None
         if k > 0:
@@ -145,8 +158,10 @@ class Scorer:
             columns = top_columns(contributions, k)
             picked = np.take_along_axis(contributions, columns, axis=1)
             kept = picked != 0.0
-            out["reasons"] = self._reason_names[np.where(kept, columns, len(self.feature_names))]
-            out["reason_contributions"] = np.where(kept, picked, 0.0)
+            out[REASONS_OUTPUT] = self._reason_names[
+                np.where(kept, columns, len(self.feature_names))
+            ]
+            out[CONTRIBUTIONS_OUTPUT] = np.where(kept, picked, 0.0)
         return Scored(len(matrix), out, explained)
 
     @property

@@ -1,0 +1,88 @@
+"""The Open Inference Protocol (V2) as finrisk speaks it: one definition for the predictor that
+answers it and the bridge that calls it.
+
+- Media types and the binary tensor data extension (as KServe and Triton implement it): the
+  JSON part's length in a header, the tensors' raw little-endian bytes after it, in the order
+  of the inputs that declare `binary_data_size` instead of `data`.
+- The names of finrisk's inputs, outputs and parameters: what the predictor's metadata
+  advertises and the bridge reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+JSON_MEDIA_TYPE = "application/json"
+BINARY_MEDIA_TYPE = "application/octet-stream"
+HEADER_LENGTH_HEADER = "inference-header-content-length"
+BINARY_DATA_SIZE = "binary_data_size"
+BINARY_EXTENSION = "binary_tensor_data"
+FP64 = "FP64"
+FP64_BYTES = 8
+# Binary FP64 on the wire: little-endian whatever the host.
+FP64_WIRE = "<f8"
+
+# The 2-D input's name; the predictor tells the matrix form by its shape, not its name.
+MATRIX_INPUT = "features"
+# The detector's outputs, and its threshold among the response parameters.
+SCORE_OUTPUT = "score"
+FLAG_OUTPUT = "is_anomaly"
+THRESHOLD_PARAMETER = "threshold"
+# The risk model's outputs, and its band edges among the response parameters (LOW below low).
+PROBABILITY_OUTPUT = "probability"
+BAND_OUTPUT = "band"
+REASONS_OUTPUT = "reasons"
+CONTRIBUTIONS_OUTPUT = "reason_contributions"
+BAND_LOW_PARAMETER = "band_low"
+BAND_HIGH_PARAMETER = "band_high"
+# Request parameters: how many top reasons per row (0: none), and explain only the rows of
+# this band or higher (the predictor leaves the others empty).
+REASONS_PARAMETER = "reasons"
+REASONS_FROM_PARAMETER = "reasons_from"
+
+
+class FramingError(ValueError):
+    """A binary request whose framing is wrong; the message says how."""
+
+
+def binary_request(
+    request: dict[str, Any], tensor: dict[str, Any], values: npt.NDArray[np.float64]
+) -> tuple[bytes, dict[str, str]]:
+    """(body, headers) of `request` with `tensor` (one of its inputs) carrying `values` as
+    binary data after the JSON part."""
+    data = np.ascontiguousarray(values, dtype=np.float64)
+    tensor["parameters"] = {**tensor.get("parameters", {}), BINARY_DATA_SIZE: data.nbytes}
+    header = orjson.dumps(request)
+    headers = {"content-type": BINARY_MEDIA_TYPE, HEADER_LENGTH_HEADER: str(len(header))}
+    return header + data.astype(FP64_WIRE, copy=False).tobytes(), headers
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON part, binary part) of a request body; all JSON without the extension's header."""
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 < length <= len(body):
+        raise FramingError(
+            f"{HEADER_LENGTH_HEADER} must be the JSON part's length, 1 to {len(body)} bytes; "
+            f"got {header_length!r}"
+        )
+    return body[:length], body[length:]
+
+
+def fp64_values(binary: bytes, size: int, offset: int) -> npt.NDArray[np.float64]:
+    """`size` bytes of binary FP64 from `offset`, as a writable native-order array."""
+    values = np.frombuffer(binary, dtype=FP64_WIRE, count=size // FP64_BYTES, offset=offset)
+    return values.astype(np.float64)
+
+
+def risk_parameters(low: float, high: float) -> Mapping[str, float]:
+    return {BAND_LOW_PARAMETER: low, BAND_HIGH_PARAMETER: high}
