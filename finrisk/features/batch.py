@@ -25,19 +25,13 @@ import pandas as pd
 
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
-    CASH_OUT_CATEGORIES,
     COUNTED_CATEGORIES,
     DEBIT_DIRECTION,
-    DISCRETIONARY_CATEGORIES,
-    DISTRESS_CATEGORIES,
-    ESSENTIAL_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
     NS_PER_DAY,
     NS_PER_SECOND,
-    SALARY,
     SUM_WINDOWS,
     TRANSACTION_FEATURES,
-    TRANSFER_IN,
     USER_FEATURES,
     WINDOWS,
 )
@@ -51,6 +45,7 @@ from finrisk.features.formulas import (
     user_formulas,
 )
 from finrisk.features.ordering import canonical_order
+from finrisk.features.row_flags import CategoryGroups, row_flags
 from finrisk.features.timestamps import series_to_ns
 from finrisk.schema import (
     AMOUNT,
@@ -209,13 +204,18 @@ def _user_stats(data: _Sorted) -> UserStats:
     per_category = per_category.reshape(n_users, n_levels)
     category_counts = np.bincount(cell, minlength=cells).reshape(n_users, n_levels)
 
-    def spend_in(categories: frozenset[str]) -> np.ndarray:
-        mask = np.isin(data.category.codes, _level_codes(data.category, categories))
+    gambling_levels = np.array([is_gambling_merchant(m) for m in data.merchant.levels], dtype=bool)
+    flags = row_flags(
+        debit,
+        data.category.codes,
+        gambling_levels[data.merchant.codes],
+        CategoryGroups(data.category.levels),
+    )
+
+    def spend_in(mask: np.ndarray) -> np.ndarray:
         return total(np.where(mask, debit_amount, 0.0))
 
-    salary_rows = np.flatnonzero(
-        (data.category.codes == _level_code(data.category, SALARY)) & ~debit
-    )
+    salary_rows = np.flatnonzero(flags.salary)
     follows = group[salary_rows[1:]] == group[salary_rows[:-1]]
     later = salary_rows[1:][follows]
     interval = (data.timestamp_ns[later] - data.timestamp_ns[salary_rows[:-1][follows]]) / float(
@@ -225,19 +225,12 @@ def _user_stats(data: _Sorted) -> UserStats:
 
     elapsed = (data.timestamp_ns - data.timestamp_ns[data.row_start]) / float(NS_PER_DAY)
 
-    gambling_levels = np.array([is_gambling_merchant(m) for m in data.merchant.levels], dtype=bool)
-    gambling = debit & gambling_levels[data.merchant.codes]
-    distress = debit & (
-        gambling | np.isin(data.category.codes, _level_codes(data.category, DISTRESS_CATEGORIES))
-    )
-
     # Recent sums in closed form against each user's latest timestamp: weights in (0, 1], so
     # nothing overflows, and the online recurrence gives the same sums up to rounding.
     age = data.timestamp_ns[data.ends][group] - data.timestamp_ns
     weight = np.exp(age * -DECAY_PER_NS)
     low = balance < LOW_BALANCE_THRESHOLD
     overdrawn = balance < 0
-    transfer_in = (data.category.codes == _level_code(data.category, TRANSFER_IN)) & ~debit
 
     def recent(mask: np.ndarray) -> np.ndarray:
         return total(np.where(mask, weight, 0.0))
@@ -252,14 +245,10 @@ def _user_stats(data: _Sorted) -> UserStats:
         n_low_balance=total(low.astype(np.float64)),
         n_overdrawn=total(overdrawn.astype(np.float64)),
         top_category_spend=per_category.max(axis=1),
-        discretionary_spend=spend_in(DISCRETIONARY_CATEGORIES),
-        essential_spend=spend_in(ESSENTIAL_CATEGORIES),
-        cash_out_spend=spend_in(CASH_OUT_CATEGORIES),
-        salary_income=total(
-            np.where(
-                (data.category.codes == _level_code(data.category, SALARY)) & ~debit, amount, 0.0
-            )
-        ),
+        discretionary_spend=spend_in(flags.discretionary),
+        essential_spend=spend_in(flags.essential),
+        cash_out_spend=spend_in(flags.cash_out),
+        salary_income=total(np.where(flags.salary, amount, 0.0)),
         salary_intervals=np.bincount(interval_group, minlength=n_users).astype(np.float64),
         salary_interval_sum=np.bincount(interval_group, weights=interval, minlength=n_users),
         salary_interval_sumsq=np.bincount(
@@ -281,17 +270,17 @@ def _user_stats(data: _Sorted) -> UserStats:
             else np.zeros(n_users)
             for name in COUNTED_CATEGORIES
         ],
-        n_gambling=total(gambling.astype(np.float64)),
-        n_distress=total(distress.astype(np.float64)),
+        n_gambling=total(flags.gambling.astype(np.float64)),
+        n_distress=total(flags.distress.astype(np.float64)),
         recent_weight=total(weight),
         recent_debit_weight=recent(debit),
         recent_income=total(np.where(debit, 0.0, weight * amount)),
         recent_expense=total(weight * debit_amount),
         recent_overdrawn=recent(overdrawn),
         recent_low_balance=recent(low),
-        recent_distress=recent(distress),
+        recent_distress=recent(flags.distress),
         recent_balance=total(weight * balance),
-        recent_transfer_in=recent(transfer_in),
+        recent_transfer_in=recent(flags.transfer_in),
     )
 
 
@@ -334,10 +323,6 @@ def _first_seen(data: _Sorted, values: Codes) -> np.ndarray:
 
 def _level_code(values: Codes, level: str) -> int:
     return values.levels.index(level) if level in values.levels else -1
-
-
-def _level_codes(values: Codes, levels: frozenset[str]) -> np.ndarray:
-    return np.array([i for i, name in enumerate(values.levels) if name in levels], dtype=np.int64)
 
 
 # --- input checks and sorting ---------------------------------------------------------------

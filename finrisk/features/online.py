@@ -46,20 +46,14 @@ import orjson
 
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
-    CASH_OUT_CATEGORIES,
     COUNTED_CATEGORIES,
     DEBIT_DIRECTION,
-    DISCRETIONARY_CATEGORIES,
-    DISTRESS_CATEGORIES,
-    ESSENTIAL_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
     NS_PER_DAY,
     NS_PER_SECOND,
     RECENT_DECAY_DAYS,
-    SALARY,
     SUM_WINDOWS,
     TRANSACTION_FEATURES,
-    TRANSFER_IN,
     USER_FEATURES,
     WINDOWS,
 )
@@ -72,6 +66,7 @@ from finrisk.features.formulas import (
     transaction_formulas,
     user_formulas,
 )
+from finrisk.features.row_flags import CategoryGroups, row_flags
 from finrisk.features.timestamps import to_ns
 from finrisk.schema import (
     AMOUNT,
@@ -317,7 +312,7 @@ class OnlineFeatures:
         self._counted = np.arange(len(COUNTED_CATEGORIES))
         self._category_counts = np.zeros((_INITIAL_SLOTS, len(self._categories)))
         self._category_spend = np.zeros((_INITIAL_SLOTS, len(self._categories)))
-        self._category_flags = _CategoryFlags(tuple(self._categories))
+        self._category_groups = CategoryGroups(tuple(self._categories))
         self._channels: dict[str, int] = {}
         self._gambling: dict[Any, bool] = {}  # per merchant name (no more of them than in sets)
         self._merchants: list[set[Any]] = []
@@ -501,17 +496,14 @@ class OnlineFeatures:
 
     def _batch_columns(self, columns: TxColumns, known: _Known, order: Any) -> _Batch:
         debit = columns.is_debit[order]
-        credit = ~debit
         category = known.category[order]
-        flags = self._category_flags
-        if len(flags.distress) != len(self._categories):
-            flags = self._category_flags = _CategoryFlags(tuple(self._categories))
-        gambling = debit & known.gambling[order]
+        groups = self._category_groups
+        if len(groups.levels) != len(self._categories):
+            groups = self._category_groups = CategoryGroups(tuple(self._categories))
+        flags = row_flags(debit, category, known.gambling[order], groups)
         balance = columns.balance_after[order]
         low = balance < LOW_BALANCE_THRESHOLD
         amount = columns.amount[order]
-        discretionary = debit & flags.discretionary[category]
-        essential = debit & flags.essential[category] & ~discretionary
         return _Batch(
             slot=known.slot[order],
             ts=columns.timestamp_ns[order],
@@ -520,13 +512,13 @@ class OnlineFeatures:
             balance=balance,
             category=category,
             log_amount=np.log1p(amount),
-            gambling=gambling,
-            distress=debit & (gambling | flags.distress[category]),
-            discretionary=discretionary,
-            essential=essential,
-            cash_out=debit & flags.cash_out[category] & ~discretionary & ~essential,
-            transfer_in=credit & flags.transfer_in[category],
-            salary=credit & flags.salary[category],
+            gambling=flags.gambling,
+            distress=flags.distress,
+            discretionary=flags.discretionary,
+            essential=flags.essential,
+            cash_out=flags.cash_out,
+            transfer_in=flags.transfer_in,
+            salary=flags.salary,
             low=low,
             overdrawn=low & (balance < 0),
         )
@@ -733,21 +725,6 @@ class _Known(NamedTuple):
     n_merchants: Floats  # the user's distinct merchants after the transaction
     gambling: npt.NDArray[np.bool_]  # at a gambling merchant
     first: npt.NDArray[np.bool_]  # the user's first transaction ever
-
-
-class _CategoryFlags:
-    """Per category code, the groups it belongs to."""
-
-    def __init__(self, categories: tuple[str, ...]) -> None:
-        def member(group: frozenset[str]) -> npt.NDArray[np.bool_]:
-            return np.array([name in group for name in categories], dtype=np.bool_)
-
-        self.distress = member(DISTRESS_CATEGORIES)
-        self.discretionary = member(DISCRETIONARY_CATEGORIES)
-        self.essential = member(ESSENTIAL_CATEGORIES)
-        self.cash_out = member(CASH_OUT_CATEGORIES)
-        self.transfer_in = member(frozenset({TRANSFER_IN}))
-        self.salary = member(frozenset({SALARY}))
 
 
 def _advance(s: _Sums, t: _Times, x: _Batch) -> None:
