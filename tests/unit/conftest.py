@@ -18,5 +18,5 @@ def bridge() -> Iterator[Bridge]:
         Settings(bridge=BridgeSettings(detector_model="d", sink="none")), serve_http=False
     )
     yield bridge
-    bridge._consumer = None  # a test's stand-in is not closed
+    bridge.runtime.consumer_ = None  # a test's stand-in is not closed
     bridge.close()

@@ -27,14 +27,15 @@ class _Pausable:
 
 def test_at_the_in_flight_bound_consumption_pauses_and_resumes_by_itself(bridge: Bridge) -> None:
     consumer = _Pausable()
-    bridge._consumer = consumer  # type: ignore[assignment]
-    bridge._advance = lambda block: None  # type: ignore[method-assign]
+    bridge.runtime.consumer_ = consumer  # type: ignore[assignment]
+    bridge.mode.advance = lambda block: None  # type: ignore[method-assign]
+    flow, durable = bridge.flow, bridge.runtime.in_flight.durable
     bound = bridge.config.max_in_flight_batches
-    bridge._durable.extend([object()] * bound)  # type: ignore[list-item]
-    assert bridge._over_bound()
-    bridge._wait_for_room()
+    durable.extend([object()] * bound)  # type: ignore[list-item]
+    assert flow.over_bound()
+    flow.wait_for_room()
     assert consumer.paused == [0, 1] and bridge.metrics.backpressure._value.get() == 1
-    bridge._durable.clear()
-    assert not bridge._over_bound()
-    bridge._unthrottle()
+    durable.clear()
+    assert not flow.over_bound()
+    flow.unthrottle()
     assert consumer.paused == [] and bridge.metrics.backpressure._value.get() == 0

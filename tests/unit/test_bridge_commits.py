@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from finrisk.serving.bridge.delivery import CommitLedger, commit
+from finrisk.serving.bridge.commits import CommitLedger, commit
 from finrisk.serving.bridge.loop import Bridge
 
 
@@ -51,18 +51,19 @@ def test_revoked_partitions_are_neither_due_nor_due_again() -> None:
 
 
 def test_the_bridge_commits_a_refused_commit_at_its_next_checkpoint(bridge: Bridge) -> None:
-    bridge._commits.add({3: 100, 4: 80})
-    asked = bridge._commits.take()
+    commits, checkpoints = bridge.runtime.commits, bridge.runtime.checkpoints
+    commits.add({3: 100, 4: 80})
+    asked = commits.take()
     # What librdkafka hands on_commit when a rebalance made the commit's generation stale.
-    bridge._on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), _offsets(asked))
-    assert bridge._since_checkpoint  # so a quiet checkpoint follows, even if nothing comes
-    assert bridge._commits.take() == {3: 100, 4: 80}
+    bridge.membership.on_commit(KafkaError(KafkaError.ILLEGAL_GENERATION), _offsets(asked))
+    assert checkpoints.owed  # so a quiet checkpoint follows, even if nothing comes
+    assert commits.take() == {3: 100, 4: 80}
     # Accepted: nothing is due again.
-    bridge._commits.add({3: 120})
-    bridge._since_checkpoint = False
-    bridge._on_commit(None, _offsets(bridge._commits.take()))
-    assert not bridge._since_checkpoint
-    assert bridge._commits.take() == {}
+    commits.add({3: 120})
+    checkpoints.owed = False
+    bridge.membership.on_commit(None, _offsets(commits.take()))
+    assert not checkpoints.owed
+    assert commits.take() == {}
 
 
 class _RefusingConsumer:
@@ -74,11 +75,12 @@ class _RefusingConsumer:
 
 
 def test_a_refused_synchronous_commit_is_answered_like_an_asynchronous_one(bridge: Bridge) -> None:
-    bridge._commits.add({2: 40})
+    commits, checkpoints = bridge.runtime.commits, bridge.runtime.checkpoints
+    commits.add({2: 40})
     consumer = _RefusingConsumer()
-    commit(consumer, "tx", bridge._commits.take(), wait=True, answer=bridge._on_commit)  # type: ignore[arg-type]
-    assert bridge._since_checkpoint
-    assert bridge._commits.take() == {2: 40}
+    commit(consumer, "tx", commits.take(), wait=True, answer=bridge.membership.on_commit)  # type: ignore[arg-type]
+    assert checkpoints.owed
+    assert commits.take() == {2: 40}
 
 
 def test_latest_is_the_later_of_committed_and_asked_per_partition() -> None:

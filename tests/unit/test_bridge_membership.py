@@ -35,16 +35,16 @@ class _Group:
 
 def test_lost_partitions_drop_their_work_without_writing_or_committing(bridge: Bridge) -> None:
     advanced: list[bool] = []
-    bridge._advance = lambda block: advanced.append(block)  # type: ignore[method-assign]
+    bridge.mode.advance = lambda block: advanced.append(block)  # type: ignore[method-assign]
     parser = MessageParser()
     txs = [parser.parse(v) for _, v in synthetic_records(30, users=5, days=5, seed=1)]
     bridge.state.apply(columns(txs), [(i % 2, i) for i in range(len(txs))])
-    bridge._assigned = {0, 1}
-    bridge._on_lost(None, [TopicPartition("tx", 1)])  # type: ignore[arg-type]
+    bridge.runtime.assigned = {0, 1}
+    bridge.rebalance.on_lost(None, [TopicPartition("tx", 1)])  # type: ignore[arg-type]
     assert advanced == []  # nothing sent, no changelog, no commit
-    assert bridge._assigned == {0}
+    assert bridge.runtime.assigned == {0}
     assert all(record.partition == 0 for record in bridge.state.changelog())
-    bridge._on_revoke(None, [TopicPartition("tx", 0)])  # type: ignore[arg-type]
+    bridge.rebalance.on_revoke(None, [TopicPartition("tx", 0)])  # type: ignore[arg-type]
     assert advanced == [True]  # a revocation makes what was sent durable first
 
 
@@ -52,17 +52,18 @@ def test_after_a_stall_no_state_is_written_until_the_group_confirms_the_member(
     bridge: Bridge,
 ) -> None:
     group = _Group(expired=True)
-    bridge._consumer = group  # type: ignore[assignment]
-    assert bridge._may_write_state()  # no stall: no question asked
+    bridge.runtime.consumer_ = group  # type: ignore[assignment]
+    membership = bridge.membership
+    assert membership.may_write_state()  # no stall: no question asked
     assert group.commits == []
-    bridge._last_turn -= 60  # the process was stopped for a minute
-    bridge._turn()
-    assert not bridge._may_write_state()
+    membership.last_turn -= 60  # the process was stopped for a minute
+    membership.turn()
+    assert not membership.may_write_state()
     # The probe recommits what is committed already: it can move the group neither way.
     assert [(tp.partition, tp.offset) for tp in group.commits[0]] == [(0, 40)]
-    assert not bridge._may_write_state()  # asked again no sooner than the probe interval
+    assert not membership.may_write_state()  # asked again no sooner than the probe interval
     assert len(group.commits) == 1
     group.expired = False  # rejoined (librdkafka served the loss and a new assignment)
-    bridge._next_probe = 0.0
-    assert bridge._may_write_state()
-    assert bridge._may_write_state() and len(group.commits) == 2  # settled: asked once
+    membership.next_probe = 0.0
+    assert membership.may_write_state()
+    assert membership.may_write_state() and len(group.commits) == 2  # settled: asked once

@@ -16,6 +16,7 @@ from finrisk.serving.bridge.delivery import (
     ProducerFailed,
     TransactionAborted,
 )
+from finrisk.serving.bridge.exactly_once import ExactlyOnce
 from finrisk.settings import BridgeSettings, Settings
 
 RECORDS = [("scored", b"u1", b"{}", None, None), ("state", b"u1", b"s", [("h", b"1")], 0)]
@@ -156,11 +157,13 @@ def test_a_producer_failing_again_soon_after_its_renewal_stops_the_bridge() -> N
         made.append(ScriptedProducer())
         return made[-1]
 
-    bridge._transactional_producer = new_producer  # type: ignore[method-assign,assignment]
-    bridge._delivery = _delivery(ScriptedProducer())
-    bridge._renew_producer("fenced")
-    assert bridge._delivery.producer is made[0]
+    mode = bridge.mode
+    assert isinstance(mode, ExactlyOnce)
+    mode.new_producer = new_producer  # type: ignore[method-assign,assignment]
+    delivery = bridge.runtime.delivery_ = _delivery(ScriptedProducer())
+    mode.renew_producer("fenced")
+    assert delivery.producer is made[0]
     with pytest.raises(BridgeFenced, match="another instance uses this transactional id"):
-        bridge._renew_producer("fenced")
-    bridge._delivery = None
+        mode.renew_producer("fenced")
+    bridge.runtime.delivery_ = None
     bridge.close()

@@ -25,14 +25,13 @@ from finrisk.serving.bridge.dead_letters import DUPLICATE, TOO_LARGE
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.records import OutRecord, where
+from finrisk.serving.bridge.stages import Stage, check_transition, path_of
 from finrisk.serving.bridge.state import ChangelogRecord, StateStore, columns
 from finrisk.sinks.base import AnomalyRecord
 
 if TYPE_CHECKING:
     from finrisk.serving.bridge.delivery import Tracker
     from finrisk.serving.bridge.sink_writer import Flush
-
-SCORING, SENT, FLUSHED, CHANGELOG_SENT = "scoring", "sent", "flushed", "changelog_sent"
 
 
 @dataclass
@@ -51,6 +50,8 @@ class Batch:
     changelog: list[ChangelogRecord]
     # Writes the changelog and commits the offsets of every batch up to it, once durable.
     checkpoint: bool = True
+    # Exactly once: outputs, changelog and offsets go in one Kafka transaction.
+    transacted: bool = False
     skipped: int = 0
     consume_errors: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -60,16 +61,36 @@ class Batch:
     scored_at_ms: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     outputs: list[OutRecord] | None = None
-    # At least once, after scoring: outputs sent (anomalies written to the sink), then for a
-    # checkpoint the sink flushed (and dead letters of rows it refused sent), then the
-    # changelog sent (once all that is durable), then the offsets committed (once it is).
-    stage: str = SCORING
+    # Where the batch is (finrisk.serving.bridge.stages); changed only by the methods below,
+    # which refuse a transition the state machine does not have.
+    stage: Stage = Stage.PREPARED
     outputs_sent: Tracker | None = None
     changelog_sent: Tracker | None = None
     anomalies: list[AnomalyRecord] = field(default_factory=list)
     anomaly_messages: list[Message] = field(default_factory=list)
     sink_flush: Flush | None = None
     late_sent: Tracker | None = None
+
+    def sent(self, tracker: Tracker) -> None:
+        """At least once: the outputs are out; `tracker` follows their acknowledgements."""
+        self._move(Stage.SENT)
+        self.outputs_sent = tracker
+
+    def flushed(self) -> None:
+        self._move(Stage.FLUSHED)
+
+    def changelog_out(self, tracker: Tracker) -> None:
+        self._move(Stage.CHANGELOG_SENT)
+        self.changelog_sent = tracker
+
+    def done(self) -> None:
+        self._move(Stage.DONE)
+
+    def _move(self, to: Stage) -> None:
+        check_transition(
+            self.stage, to, path_of(checkpoint=self.checkpoint, transacted=self.transacted)
+        )
+        self.stage = to
 
     @property
     def size(self) -> int:
@@ -118,7 +139,7 @@ class Batch:
         their changelog records and offsets must not follow, since a changelog record written
         after the next owner took over could later be restored over its newer state.
         """
-        if self.stage == SCORING:
+        if self.stage is Stage.PREPARED:
             self.settle_future()
             keep = [i for i, (partition, _) in enumerate(self.positions) if partition not in gone]
             if len(keep) != len(self.rows):
@@ -135,6 +156,7 @@ def prepare(
     state: StateStore,
     *,
     checkpoint: bool,
+    transacted: bool = False,
     max_message_bytes: int | None = None,
 ) -> Batch:
     consumed = [msg for msg in messages if msg.error() is None]
@@ -201,6 +223,7 @@ def prepare(
         next_offsets=next_offsets,
         changelog=changelog,
         checkpoint=checkpoint,
+        transacted=transacted,
         skipped=skipped,
         consume_errors=len(messages) - len(consumed),
     )
