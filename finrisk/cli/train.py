@@ -70,6 +70,13 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--band-low", type=float, help="LOW/MEDIUM edge (default: RiskBands')")
     parser.add_argument("--band-high", type=float, help="MEDIUM/HIGH edge (default: RiskBands')")
     parser.add_argument("--reasons", type=int, default=3, help="reasons per user (default 3)")
+    parser.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help="model parameters as a JSON object, e.g. '{\"max_iter\": 100}' (the pipeline's "
+        "detector_params / risk_params; unknown names are refused)",
+    )
 
 
 def _bands(args: argparse.Namespace) -> Any:
@@ -96,32 +103,33 @@ def _log(message: str) -> None:
     print(f"finrisk: {message}", file=sys.stderr, flush=True)
 
 
-def _train_anomaly(transactions: Any, seed: int, out: Path | None) -> dict[str, Any]:
+def _options(args: argparse.Namespace, seed: int) -> Any:
+    from finrisk.retraining.training import TrainingOptions
+
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise FinriskError(f"--params is not JSON: {exc}") from None
+    return TrainingOptions(seed=seed, params=params, bands=_bands(args), reasons=args.reasons)
+
+
+def _train_anomaly(transactions: Any, options: Any, out: Path | None) -> dict[str, Any]:
     from finrisk.evaluation.compare import anomaly_metrics
     from finrisk.evaluation.outputs import write_anomaly_outputs
-    from finrisk.evaluation.runs import run_anomaly
+    from finrisk.retraining.training import fit_detector
 
     _log(f"training the anomaly detectors on {len(transactions)} transactions")
-    run = run_anomaly(transactions, seed=seed)
+    run = fit_detector(transactions, options)
     return write_anomaly_outputs(run, out)[0] if out else anomaly_metrics(run)
 
 
-def _train_risk(data: Any, args: argparse.Namespace, seed: int, out: Path | None) -> dict[str, Any]:
+def _train_risk(data: Any, options: Any, out: Path | None) -> dict[str, Any]:
     from finrisk.evaluation.compare import risk_metrics
     from finrisk.evaluation.outputs import write_risk_outputs
-    from finrisk.evaluation.runs import run_risk
+    from finrisk.retraining.training import fit_risk
 
     _log(f"training the risk models on {len(data.table)} users")
-    run = run_risk(
-        data.table,
-        data.labels,
-        feature_names=data.feature_names,
-        bands=_bands(args),
-        seed=seed,
-        reasons=args.reasons,
-        snapshots=data.snapshots,
-    )
-    run.facts.update(data.facts)
+    run = fit_risk(data, options)
     return write_risk_outputs(run, out)[0] if out else risk_metrics(run)
 
 
@@ -130,14 +138,13 @@ def run_train(args: argparse.Namespace) -> int:
     from finrisk.schema import load_schema
 
     _check_reasons(args)
-    _bands(args)  # bad edges fail before any work
+    options = _options(args, _seed(args))  # bad edges or parameters fail before any work
     schema = load_schema(args.schema)
-    seed = _seed(args)
     started = time.perf_counter()
     if args.model == ANOMALY:
-        metrics = _train_anomaly(load_anomaly_data(args.data, schema), seed, args.out)
+        metrics = _train_anomaly(load_anomaly_data(args.data, schema), options, args.out)
     else:
-        metrics = _train_risk(load_risk_data(args.data, schema), args, seed, args.out)
+        metrics = _train_risk(load_risk_data(args.data, schema), options, args.out)
     summary = {
         "model": args.model,
         "out": str(args.out),
@@ -179,8 +186,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from finrisk.schema import load_schema
 
     _check_reasons(args)
-    _bands(args)
     seed = _seed(args)
+    options = _options(args, seed)
     started = time.perf_counter()
     if args.data is None:
         transactions, users, source = _benchmark(args, seed)
@@ -198,9 +205,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         users = load_users(args.data, schema)
         data = {"path": str(args.data)}
     out = args.out
-    anomaly = _train_anomaly(transactions, seed, out / ANOMALY if out else None)
+    anomaly = _train_anomaly(transactions, options, out / ANOMALY if out else None)
     risk = _train_risk(
-        risk_data_from_frames(transactions, users), args, seed, out / RISK if out else None
+        risk_data_from_frames(transactions, users), options, out / RISK if out else None
     )
     print(
         json.dumps(evaluation_summary(data, anomaly, risk, time.perf_counter() - started), indent=2)

@@ -1,4 +1,6 @@
-"""Features and training stages: finrisk.features and finrisk.evaluation.runs over files.
+"""Features and training: finrisk.features and finrisk.evaluation.runs, the one training path
+behind `finrisk train` (fit_detector, fit_risk on the user's data) and the pipeline's train
+tasks (train_detector, train_risk over the files the previous tasks wrote).
 
 A training stage leaves two files: the model (finrisk.models.save_model format, what the
 registry logs) and the whole run (model, seed-style baseline, split and test scores, pickled),
@@ -7,7 +9,7 @@ which the evaluation stage reads so that it scores exactly the held-out rows tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ import pandas as pd
 
 from finrisk import features
 from finrisk.errors import FinriskError
+from finrisk.evaluation.inputs import RiskData
 from finrisk.evaluation.runs import AnomalyRun, RiskRun, run_anomaly, run_risk
 from finrisk.features.snapshots import HISTORY_CUTOFF
 from finrisk.models.anomaly import TransactionAnomalyDetector
+from finrisk.models.bands import RiskBands
 from finrisk.models.persistence import save_model
 from finrisk.models.risk import RiskModel
 from finrisk.retraining.dataset import read_dataset, user_labels
@@ -93,23 +97,56 @@ def _read_user_file(path: str | Path) -> pd.DataFrame:
     return table
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to train, the same from `finrisk train` and from the pipeline's train tasks.
+
+    `params` go to the model (TransactionAnomalyDetector or RiskModel; unknown names are
+    refused by name); for the risk model, band_low/band_high among them set the bands (or
+    `bands`, not both with other values); `reasons` is how many top reasons each scored user
+    keeps.
+    """
+
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    bands: RiskBands | None = None
+    reasons: int = 3
+
+
+def fit_detector(transactions: pd.DataFrame, options: TrainingOptions) -> AnomalyRun:
+    """Ours and the seed-style detector on the early period; threshold and test on later ones."""
+    return run_anomaly(
+        transactions,
+        seed=options.seed,
+        detector_params=_params(options.params, TransactionAnomalyDetector),
+    )
+
+
+def fit_risk(data: RiskData, options: TrainingOptions) -> RiskRun:
+    """Ours and the seed-style risk model on the training users; scored on held-out users."""
+    run = run_risk(
+        data.table,
+        data.labels,
+        feature_names=data.feature_names,
+        bands=options.bands,
+        seed=options.seed,
+        reasons=options.reasons,
+        risk_params=_params(options.params, RiskModel),
+        snapshots=data.snapshots,
+    )
+    run.facts.update(data.facts)
+    return run
+
+
 def train_detector(
     dataset_dir: str | Path,
     model_path: str | Path,
     run_path: str | Path,
-    *,
-    seed: int = 0,
-    params: dict[str, Any] | None = None,
+    options: TrainingOptions,
 ) -> AnomalyRun:
-    """Ours and the seed-style detector on the early period; threshold and test on later ones.
-
-    `params` go to TransactionAnomalyDetector (e.g. {"max_iter": 100}).
-    """
-    run = run_anomaly(
-        read_dataset(dataset_dir).transactions,
-        seed=seed,
-        detector_params=_params(params, TransactionAnomalyDetector),
-    )
+    """`fit_detector` on a dataset folder; the model and the whole run saved for the next
+    stages."""
+    run = fit_detector(read_dataset(dataset_dir).transactions, options)
     save_model(run.ours, model_path)
     save_run(run, run_path)
     return run
@@ -119,29 +156,25 @@ def train_risk(
     user_features_path: str | Path,
     model_path: str | Path,
     run_path: str | Path,
-    *,
-    seed: int = 0,
-    params: dict[str, Any] | None = None,
+    options: TrainingOptions,
 ) -> RiskRun:
-    """Ours and the seed-style risk model on the training users; scored on held-out users.
-
-    `params` go to RiskModel (e.g. {"estimator": "logistic"}).
-    """
+    """`fit_risk` on `build_features`' user file (whole histories, plus the point-in-time
+    snapshots ours also trains on); the model and the whole run saved."""
     table, labels = read_user_features(user_features_path)
-    run = run_risk(
-        table,
-        labels,
-        seed=seed,
-        risk_params=_params(params, RiskModel),
+    data = RiskData(
+        table=table,
+        labels=labels,
+        feature_names=tuple(features.USER_FEATURES),
         snapshots=read_history_snapshots(user_features_path),
     )
+    run = fit_risk(data, options)
     save_model(run.ours, model_path)
     save_run(run, run_path)
     return run
 
 
 def _params(params: Any, model: type[Any]) -> dict[str, Any]:
-    if params is None:
+    if not params:
         return {}
     if not isinstance(params, dict):
         raise FinriskError(

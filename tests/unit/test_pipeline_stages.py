@@ -29,6 +29,10 @@ FAST_DETECTOR = {"max_iter": 40, "min_positives": 5}
 FAST_RISK = {"max_iter": 40}
 
 
+def _options(params: dict[str, object]) -> training.TrainingOptions:
+    return training.TrainingOptions(params=dict(params))
+
+
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stages")
@@ -46,9 +50,9 @@ def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert data.validate(paths["raw"], paths["dataset"]).passed
     training.build_features(paths["dataset"], paths["tx"], paths["users"])
     training.train_detector(
-        paths["dataset"], paths["det_model"], paths["det_run"], params=FAST_DETECTOR
+        paths["dataset"], paths["det_model"], paths["det_run"], _options(FAST_DETECTOR)
     )
-    training.train_risk(paths["users"], paths["risk_model"], paths["risk_run"], params=FAST_RISK)
+    training.train_risk(paths["users"], paths["risk_model"], paths["risk_run"], _options(FAST_RISK))
     return paths
 
 
@@ -170,7 +174,7 @@ def test_unknown_model_parameter_is_named(stages: dict[str, Path], tmp_path: Pat
         r"\['trees'\]",
     ):
         training.train_detector(
-            stages["dataset"], tmp_path / "m", tmp_path / "r", params={"trees": 3}
+            stages["dataset"], tmp_path / "m", tmp_path / "r", _options({"trees": 3})
         )
 
 
@@ -182,17 +186,17 @@ def test_the_pipelines_risk_params_set_the_band_edges(
         stages["users"],
         tmp_path / "m",
         tmp_path / "r",
-        params={**FAST_RISK, "band_low": 0.2, "band_high": 0.5},
+        _options({**FAST_RISK, "band_low": 0.2, "band_high": 0.5}),
     )
     assert (run.bands.low, run.bands.high) == (0.2, 0.5)
     assert (run.ours.band_low, run.baseline.band_high) == (0.2, 0.5)
     with pytest.raises(FinriskError, match="'random_state' is set by the run's seed"):
         training.train_risk(
-            stages["users"], tmp_path / "m", tmp_path / "r", params={"random_state": 3}
+            stages["users"], tmp_path / "m", tmp_path / "r", _options({"random_state": 3})
         )
     with pytest.raises(FinriskError, match="risk band edges must satisfy low <= high"):
         training.train_risk(
-            stages["users"], tmp_path / "m", tmp_path / "r", params={"band_low": 0.9}
+            stages["users"], tmp_path / "m", tmp_path / "r", _options({"band_low": 0.9})
         )
 
 

@@ -17,15 +17,11 @@ def train_detector(
     """Our detector and the seed-style baseline on the early period; returns the mode used."""
     import json
 
+    from finrisk.retraining.training import TrainingOptions
     from finrisk.retraining.training import train_detector as train
 
-    run = train(
-        dataset.path,
-        model.path,
-        training_run.path,
-        seed=seed,
-        params=json.loads(params_json or "{}"),
-    )
+    options = TrainingOptions(seed=seed, params=json.loads(params_json or "{}"))
+    run = train(dataset.path, model.path, training_run.path, options)
     model.metadata.update(
         {
             "framework": "scikit-learn",
@@ -48,14 +44,10 @@ def train_risk_model(
     """Our calibrated risk model and the seed-style baseline; returns the training user count."""
     import json
 
+    from finrisk.retraining.training import TrainingOptions
     from finrisk.retraining.training import train_risk as train
 
-    run = train(
-        user_features.path,
-        model.path,
-        training_run.path,
-        seed=seed,
-        params=json.loads(params_json or "{}"),
-    )
+    options = TrainingOptions(seed=seed, params=json.loads(params_json or "{}"))
+    run = train(user_features.path, model.path, training_run.path, options)
     model.metadata.update({"framework": "scikit-learn", "finrisk_kind": "risk", **run.facts})
     return len(run.split.train)
