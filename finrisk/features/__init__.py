@@ -4,6 +4,7 @@
 - `formulas`: each feature's formula, written once over per-user running statistics;
 - `batch`: the statistics vectorised over a DataFrame (training, evaluation);
 - `online`: the statistics kept incrementally per user (the Kafka bridge), with snapshots;
+  `OnlineFeatures` is there, the work in the `online_*` modules (listed in `online`);
 - `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to;
 - `snapshots`: user features as of cut-off days into each history, for training the risk model.
 """

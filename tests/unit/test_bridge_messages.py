@@ -10,7 +10,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from finrisk.features.online import TxColumns
+from finrisk.features.online_columns import TxColumns
 from finrisk.schema import AMOUNT, load_schema
 from finrisk.serving.bridge.messages import (
     SCHEMA_INVALID,

@@ -32,7 +32,7 @@ from finrisk.features.definitions import (
     WINDOWS,
 )
 from finrisk.features.formulas import is_gambling_merchant
-from finrisk.features.online import SNAPSHOT_VERSION
+from finrisk.features.online_snapshot import SNAPSHOT_VERSION
 from finrisk.features.timestamps import to_ns
 from finrisk.synthetic.merchants import build_pool
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from confluent_kafka import Message
 
-from finrisk.features.online import column_problems
+from finrisk.features.online_columns import column_problems
 from finrisk.schema import TRANSACTION_ID
 from finrisk.serving.bridge.dead_letters import DUPLICATE, TOO_LARGE
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 
 from finrisk.errors import FinriskError
-from finrisk.features.online import TxColumns
+from finrisk.features.online_columns import TxColumns
 from finrisk.features.timestamps import MAX_NS, MIN_NS, to_ns
 from finrisk.schema import (
     AMOUNT,

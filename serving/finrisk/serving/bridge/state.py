@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from finrisk.errors import FinriskError
 from finrisk.features import OnlineFeatures
-from finrisk.features.online import TxColumns
+from finrisk.features.online_columns import TxColumns
 from finrisk.schema import AMOUNT, BALANCE_AFTER, CATEGORY, CHANNEL, DEBIT, DIRECTION, MERCHANT
 from finrisk.serving.bridge.dedup import RecentIds
 from finrisk.serving.bridge.messages import Transaction
