@@ -2,7 +2,8 @@
 
 - `definitions`: feature names and constants (windows, thresholds, category groups);
 - `formulas`: each feature's formula, written once over per-user running statistics;
-- `batch`: the statistics vectorised over a DataFrame (training, evaluation);
+- `batch`: the statistics vectorised over a DataFrame (training, evaluation); its input
+  checks and sorting in `batch_inputs`, the statistics in `batch_stats`;
 - `online`: the statistics kept incrementally per user (the Kafka bridge), with snapshots;
   `OnlineFeatures` is there, the work in the `online_*` modules (listed in `online`);
 - `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to;
