@@ -11,16 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from finrisk.errors import FinriskError
 from finrisk.schema import (
     AMOUNT,
-    CREDIT,
-    DEBIT,
     DIRECTION,
     TRANSACTION_COLUMNS,
     ColumnSpec,
     Schema,
 )
+from finrisk.transactions import Mapping
 
 
 @dataclass
@@ -35,15 +33,7 @@ class Parsed:
 
 def map_columns(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[str, str]]:
     """Rename the user's columns to canonical names; returns the frame and canonical -> source."""
-    mapping = {s: t for s, t in schema.transactions.column_mapping.items() if s in df.columns}
-    for source, target in mapping.items():
-        if target in df.columns and target not in mapping:
-            raise FinriskError(
-                f"column_mapping maps {source!r} to {target!r}, but the file also has a "
-                f"column {target!r}: map or rename one of them"
-            )
-    renamed = df.rename(columns=mapping) if mapping else df
-    return renamed, {t: s for s, t in mapping.items()}
+    return Mapping(schema).frame(df)
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -120,17 +110,11 @@ def parse_column(
 
 def parse_transactions(df: pd.DataFrame, schema: Schema) -> Parsed:
     """Map names and values, then parse every canonical column present."""
-    mapped, source_names = map_columns(df, schema)
+    mapping = Mapping(schema)
+    mapped, source_names = mapping.frame(df)
     tx = schema.transactions
     found = [c for c in TRANSACTION_COLUMNS if c in mapped.columns]
-    raw: dict[str, pd.Series] = {}
-    for column in found:
-        series = mapped[column]
-        values = tx.value_mapping.get(column)
-        if values:
-            replaced = series.map(values)
-            series = replaced.where(replaced.notna(), series)
-        raw[column] = series
+    raw = {column: mapping.column_values(column, mapped[column]) for column in found}
 
     columns: dict[str, pd.Series] = {}
     bad: dict[str, np.ndarray] = {}
@@ -155,13 +139,13 @@ def parse_transactions(df: pd.DataFrame, schema: Schema) -> Parsed:
 
     if tx.signed_amounts and AMOUNT in columns:
         amount = columns[AMOUNT]
+        magnitude, direction = mapping.signed(amount.to_numpy(dtype=np.float64))
         if DIRECTION not in columns:
-            direction = np.where(amount < 0, DEBIT, CREDIT).astype(object)
             columns[DIRECTION] = pd.Series(direction, index=amount.index).where(amount.notna())
             raw[DIRECTION] = columns[DIRECTION]
             bad[DIRECTION] = np.zeros(len(amount), dtype=bool)
             missing[DIRECTION] = amount.isna().to_numpy()
-        columns[AMOUNT] = amount.abs()
+        columns[AMOUNT] = pd.Series(magnitude, index=amount.index)
 
     # copy=False: consolidating million-row object columns into one block is slow.
     frame = pd.DataFrame(

@@ -19,8 +19,7 @@ from finrisk.schema import (
     AMOUNT,
     BALANCE_AFTER,
     CATEGORY,
-    CREDIT,
-    DEBIT,
+    CHANNEL,
     DIRECTION,
     FRAUD_TYPE,
     IS_FRAUD,
@@ -30,6 +29,12 @@ from finrisk.schema import (
     USER_ID,
     Schema,
     default_schema,
+)
+from finrisk.transactions import (
+    DIRECTION_MISMATCH,
+    UNKNOWN_VALUE,
+    RuleInputs,
+    Rules,
 )
 
 Severity = Literal["error", "warning"]
@@ -41,13 +46,8 @@ EXTRA_COLUMN = "extra_column"
 EMPTY_TABLE = "empty_table"
 WRONG_TYPE = "wrong_type"
 NULL_VALUE = "null_value"
-NON_POSITIVE_AMOUNT = "non_positive_amount"
-ABSURD_AMOUNT = "absurd_amount"
-NON_FINITE = "non_finite"
 DUPLICATE_ID = "duplicate_id"
 TIMESTAMP_OUT_OF_ORDER = "timestamp_out_of_order"
-UNKNOWN_VALUE = "unknown_value"
-DIRECTION_MISMATCH = "direction_mismatch"
 INVALID_LABEL = "invalid_label"
 LABEL_MISMATCH = "label_mismatch"
 LABEL_INCOMPLETE = "label_incomplete"
@@ -220,34 +220,20 @@ def _check_values(c: _Collector, parsed: Parsed, schema: Schema) -> None:
         )
         c.add(NULL_VALUE, column, "values are missing", parsed.missing[column])
 
-    if AMOUNT in frame.columns:
-        amount = frame[AMOUNT].to_numpy()
-        bounds = schema.transactions.amount
-        c.add(
-            NON_POSITIVE_AMOUNT,
-            AMOUNT,
-            f"amounts must be > {bounds.min_exclusive:g}",
-            amount <= bounds.min_exclusive,
-            values=amount,
-        )
-        c.add(
-            ABSURD_AMOUNT,
-            AMOUNT,
-            f"amounts above the maximum {bounds.max:g}",
-            amount > bounds.max,
-            values=amount,
-        )
-    if BALANCE_AFTER in frame.columns:
-        balance = frame[BALANCE_AFTER].to_numpy()
-        c.add(NON_FINITE, BALANCE_AFTER, "balances are infinite", np.isinf(balance), values=balance)
+    _check_rules(c, frame, schema)
 
-    for column, allowed in schema.allowed_values().items():
-        if column not in frame.columns:
-            continue
-        values = frame[column]
-        unknown = ~parsed.missing[column] & ~values.isin(allowed).to_numpy()
+    if FRAUD_TYPE in frame.columns:
+        allowed = schema.allowed_values()[FRAUD_TYPE]
+        values = frame[FRAUD_TYPE]
+        unknown = ~parsed.missing[FRAUD_TYPE] & ~values.isin(allowed).to_numpy()
         shown = ", ".join(allowed) if len(allowed) <= 6 else f"{len(allowed)} known values"
-        c.add(UNKNOWN_VALUE, column, f"values outside the schema ({shown})", unknown, values=values)
+        c.add(
+            UNKNOWN_VALUE,
+            FRAUD_TYPE,
+            f"values outside the schema ({shown})",
+            unknown,
+            values=values,
+        )
 
     if IS_FRAUD in frame.columns:
         label = frame[IS_FRAUD]
@@ -278,20 +264,6 @@ def _check_rows(c: _Collector, parsed: Parsed, schema: Schema) -> None:
             values=frame[USER_ID],
         )
 
-    if DIRECTION in frame.columns and CATEGORY in frame.columns:
-        direction, category = frame[DIRECTION], frame[CATEGORY]
-        wrong = (direction.eq(DEBIT) & category.isin(schema.credit_categories)) | (
-            direction.eq(CREDIT) & category.isin(schema.debit_categories)
-        )
-        c.add(
-            DIRECTION_MISMATCH,
-            DIRECTION,
-            "direction contradicts the category (credit categories: "
-            f"{', '.join(schema.credit_categories)})",
-            wrong.to_numpy(),
-            values=lambda rows: [f"{category.iloc[i]}/{direction.iloc[i]}" for i in rows],
-        )
-
     if IS_FRAUD in frame.columns and FRAUD_TYPE in frame.columns:
         label, kind = frame[IS_FRAUD], frame[FRAUD_TYPE]
         both = label.notna() & kind.notna()
@@ -305,6 +277,33 @@ def _check_rows(c: _Collector, parsed: Parsed, schema: Schema) -> None:
                 f"is_fraud={label.iloc[i]:g}, fraud_type={kind.iloc[i]}" for i in rows
             ],
         )
+
+
+def _check_rules(c: _Collector, frame: pd.DataFrame, schema: Schema) -> None:
+    """The transaction contract's rules (finrisk.transactions), as the stream applies them; a
+    column the table lacks breaks none of them (it is reported missing)."""
+    n = len(frame)
+
+    def column(name: str, numeric: bool) -> Any:
+        if name in frame.columns:
+            return frame[name].to_numpy(dtype=np.float64 if numeric else object)
+        return np.full(n, np.nan) if numeric else np.full(n, None, dtype=object)
+
+    inputs = RuleInputs(
+        column(AMOUNT, True),
+        column(BALANCE_AFTER, True),
+        column(DIRECTION, False),
+        column(CATEGORY, False),
+        column(CHANNEL, False),
+    )
+    for rule, mask in Rules(schema).broken(inputs):
+        if rule.code == DIRECTION_MISMATCH:
+            values: Any = lambda rows: [  # noqa: E731 (the pair each row contradicts itself in)
+                f"{inputs.category[i]}/{inputs.direction[i]}" for i in rows
+            ]
+        else:
+            values = getattr(inputs, rule.column)
+        c.add(rule.code, rule.column, rule.summary, mask, values=values)
 
 
 def _out_of_order(users: pd.Series, timestamps: pd.Series) -> np.ndarray:

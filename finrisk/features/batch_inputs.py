@@ -16,7 +16,6 @@ from finrisk.errors import FinriskError
 from finrisk.features.definitions import DEBIT_DIRECTION
 from finrisk.features.formulas import Codes
 from finrisk.features.ordering import canonical_order
-from finrisk.features.timestamps import series_to_ns
 from finrisk.schema import (
     AMOUNT,
     BALANCE_AFTER,
@@ -30,6 +29,7 @@ from finrisk.schema import (
     TRANSACTION_ID,
     USER_ID,
 )
+from finrisk.timestamps import series_to_ns
 
 FEATURE_INPUT_COLUMNS: tuple[str, ...] = OBSERVED_COLUMNS
 

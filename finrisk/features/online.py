@@ -2,7 +2,8 @@
 
 `OnlineFeatures` is what callers use (the streaming bridge, the benchmarks); the work is done in
 
-- `online_columns`: transactions as columns, and the rows the features cannot take;
+- `online_arrays`: the array types they share (the input columns, `TxColumns`, come checked
+  from the transaction contract, finrisk.transactions);
 - `online_state`: every user's running statistics in columns, a column ("slot") per user;
 - `online_pass`: a micro-batch applied in rounds, and each transaction's features out;
 - `online_stats`: a round's arithmetic on the statistics, and their reading as `UserStats`;
@@ -35,9 +36,10 @@ import numpy as np
 from finrisk.features import online_pass, online_snapshot
 from finrisk.features.definitions import TRANSACTION_FEATURES, USER_FEATURES
 from finrisk.features.formulas import user_formulas
-from finrisk.features.online_columns import Matrix, TxColumns, transaction_columns
+from finrisk.features.online_arrays import Matrix
 from finrisk.features.online_state import OnlineState
 from finrisk.features.online_stats import user_stats
+from finrisk.transactions import TxColumns, transaction_columns
 
 
 class OnlineFeatures:
@@ -70,8 +72,8 @@ class OnlineFeatures:
         """Add transactions, in arrival order, to their users' states.
 
         Returns two matrices with a row per transaction: its TRANSACTION_FEATURES, and its
-        user's USER_FEATURES as of (and including) it. FinriskError, before any state changes,
-        if a transaction cannot be taken (`column_problems`).
+        user's USER_FEATURES as of (and including) it. The columns come checked
+        (finrisk.transactions); `observe` checks mappings before any state changes.
         """
         return online_pass.observe_columns(self._state, columns)
 

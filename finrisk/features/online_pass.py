@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
     COUNTED_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
@@ -34,7 +33,7 @@ from finrisk.features.formulas import (
     transaction_formulas,
     user_formulas,
 )
-from finrisk.features.online_columns import Floats, Matrix, TxColumns, column_problems
+from finrisk.features.online_arrays import Floats, Matrix
 from finrisk.features.online_state import (
     ROW,
     SUM_FIELDS,
@@ -46,6 +45,7 @@ from finrisk.features.online_state import (
 from finrisk.features.online_stats import BatchInputs, advance, user_stats
 from finrisk.features.online_windows import window_stats
 from finrisk.features.row_flags import CategoryGroups, row_flags
+from finrisk.transactions import TxColumns
 
 _NS_PER_SECOND_F = float(NS_PER_SECOND)
 # What a transaction's features need of its user's statistics before it.
@@ -73,13 +73,10 @@ def observe_columns(state: OnlineState, columns: TxColumns) -> tuple[Matrix, Mat
     """Add transactions, in arrival order, to their users' states.
 
     Returns two matrices with a row per transaction: its TRANSACTION_FEATURES, and its
-    user's USER_FEATURES as of (and including) it. FinriskError, before any state changes,
-    if a transaction cannot be taken (`column_problems`).
+    user's USER_FEATURES as of (and including) it. The columns come checked by the transaction
+    contract (finrisk.transactions: `transaction_columns`, or the stream parser), which every
+    transaction passes once; they are not checked again here.
     """
-    problems = column_problems(columns)
-    if problems:
-        row, reason = problems[0]
-        raise FinriskError(f"transaction {row}: {reason}")
     n = columns.size
     if n == 0:
         return (

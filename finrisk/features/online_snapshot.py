@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from finrisk.errors import FinriskError
-from finrisk.features.online_columns import Floats, Ints
+from finrisk.features.online_arrays import Floats, Ints
 from finrisk.features.online_state import SUM_FIELDS, TIME_FIELDS, OnlineState
 from finrisk.features.online_windows import LONGEST, WINDOW_LENGTHS, VelocityWindows
 

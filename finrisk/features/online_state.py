@@ -16,7 +16,7 @@ import numpy as np
 
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import COUNTED_CATEGORIES
-from finrisk.features.online_columns import Floats, Ints
+from finrisk.features.online_arrays import Floats, Ints
 from finrisk.features.online_windows import VelocityWindows
 from finrisk.features.row_flags import CategoryGroups
 

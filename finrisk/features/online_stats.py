@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from finrisk.features.definitions import NS_PER_DAY, RECENT_DECAY_DAYS
 from finrisk.features.formulas import DECAY_PER_NS, UserStats
-from finrisk.features.online_columns import Floats, Ints, Matrix
+from finrisk.features.online_arrays import Floats, Ints, Matrix
 from finrisk.features.online_state import NO_SALARY, SUM_FIELDS, Sums, Times
 
 _NS_PER_DAY_F = float(NS_PER_DAY)

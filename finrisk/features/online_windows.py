@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from finrisk.features.definitions import SUM_WINDOWS, WINDOWS
-from finrisk.features.online_columns import Floats, Ints
+from finrisk.features.online_arrays import Floats, Ints
 
 # Per window: its length, and whether its debit sum is a feature (in WINDOWS order, which
 # SUM_WINDOWS follows; a test holds it to that).

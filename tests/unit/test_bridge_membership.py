@@ -9,7 +9,6 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from finrisk.serving.bridge.loop import Bridge
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.producer import synthetic_records
-from finrisk.serving.bridge.state import columns
 
 
 class _Group:
@@ -36,9 +35,11 @@ class _Group:
 def test_lost_partitions_drop_their_work_without_writing_or_committing(bridge: Bridge) -> None:
     advanced: list[bool] = []
     bridge.mode.advance = lambda block: advanced.append(block)  # type: ignore[method-assign]
-    parser = MessageParser()
-    txs = [parser.parse(v) for _, v in synthetic_records(30, users=5, days=5, seed=1)]
-    bridge.state.apply(columns(txs), [(i % 2, i) for i in range(len(txs))])
+    parsed = MessageParser().parse_batch(
+        [v for _, v in synthetic_records(30, users=5, days=5, seed=1)]
+    )
+    n = parsed.columns.size
+    bridge.state.apply(parsed.columns, [(i % 2, i) for i in range(n)])
     bridge.runtime.assigned = {0, 1}
     bridge.rebalance.on_lost(None, [TopicPartition("tx", 1)])  # type: ignore[arg-type]
     assert advanced == []  # nothing sent, no changelog, no commit

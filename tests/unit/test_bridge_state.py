@@ -13,8 +13,8 @@ from finrisk.serving.bridge.state import (
     SOURCE_OFFSET_HEADER,
     ChangelogRecord,
     StateStore,
-    columns,
 )
+from finrisk.transactions import transaction_columns
 
 PARTITIONS = 3
 Stream = list[tuple[int, int, Transaction]]  # (partition, offset, tx) in arrival order
@@ -37,7 +37,7 @@ def _features(store: StateStore, stream: Stream) -> Features:
     """Each new transaction's features and its user's, the stream fed as one batch."""
     new = [(p, o, tx) for p, o, tx in stream if not store.applied(tx.user_id, p, o)]
     tx_matrix, user_matrix = store.apply(
-        columns([tx for _, _, tx in new]), [(p, o) for p, o, _ in new]
+        transaction_columns([tx.fields for _, _, tx in new]), [(p, o) for p, o, _ in new]
     )
     return {
         tx.transaction_id: (tuple(tx_matrix[i].tolist()), tuple(user_matrix[i].tolist()))

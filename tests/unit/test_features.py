@@ -33,8 +33,8 @@ from finrisk.features.definitions import (
 )
 from finrisk.features.formulas import is_gambling_merchant
 from finrisk.features.online_snapshot import SNAPSHOT_VERSION
-from finrisk.features.timestamps import to_ns
 from finrisk.synthetic.merchants import build_pool
+from finrisk.timestamps import to_ns
 
 START = pd.Timestamp("2024-01-01 06:00", tz="UTC")  # a Monday
 

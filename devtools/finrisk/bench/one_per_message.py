@@ -23,7 +23,7 @@ from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.app import build_scorer
 from finrisk.serving.bridge.messages import BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import HISTORY_DAYS_COLUMN, anomaly_record, scored_values
-from finrisk.serving.bridge.state import StateStore, columns
+from finrisk.serving.bridge.state import StateStore
 from finrisk.settings import Settings
 from finrisk.sinks import open_sink
 
@@ -66,22 +66,20 @@ def run_one_per_message(
     try:
         while scored < max_messages and time.monotonic() < deadline:
             polled = consumer.consume(min(POLL_MESSAGES, max_messages - scored), 0.5)
-            good: list[tuple[Message, Transaction]] = []
-            positions = []
-            for msg in polled:
-                if msg.error() is not None:
-                    continue
-                try:
-                    good.append((msg, parser.parse(msg.value())))
-                except BadMessage:
-                    continue
-                positions.append((msg.partition() or 0, msg.offset() or 0))
+            messages = [msg for msg in polled if msg.error() is None]
+            parsed = parser.parse_batch([msg.value() for msg in messages])
+            good: list[tuple[Message, Transaction]] = [
+                (msg, tx)
+                for msg, tx in zip(messages, parsed.transactions, strict=True)
+                if not isinstance(tx, BadMessage)
+            ]
+            positions = [(msg.partition() or 0, msg.offset() or 0) for msg, _ in good]
             if not good:
                 continue
             if first is None:
                 first = time.monotonic()
                 deadline = min(deadline, first + max_seconds)
-            tx_matrix, user_matrix = state.apply(columns([tx for _, tx in good]), positions)
+            tx_matrix, user_matrix = state.apply(parsed.columns, positions)
             for i, ((msg, tx), (partition, offset)) in enumerate(zip(good, positions, strict=True)):
                 if time.monotonic() >= deadline:
                     break

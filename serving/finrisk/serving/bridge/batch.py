@@ -19,14 +19,13 @@ import numpy as np
 import numpy.typing as npt
 from confluent_kafka import Message
 
-from finrisk.features.online_columns import column_problems
 from finrisk.schema import TRANSACTION_ID
 from finrisk.serving.bridge.dead_letters import DUPLICATE, TOO_LARGE
-from finrisk.serving.bridge.messages import SCHEMA_INVALID, BadMessage, MessageParser, Transaction
+from finrisk.serving.bridge.messages import BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.records import OutRecord, where
 from finrisk.serving.bridge.stages import Stage, check_transition, path_of
-from finrisk.serving.bridge.state import ChangelogRecord, StateStore, columns
+from finrisk.serving.bridge.state import ChangelogRecord, StateStore
 from finrisk.sinks.base import AnomalyRecord
 
 if TYPE_CHECKING:
@@ -168,37 +167,30 @@ def prepare(
     positions = list(map(where, consumed))
     parsed = parser.parse_batch(values)
     skipped = 0
-    if parsed.columns is not None and not state.may_include(positions):
-        good = cast(list[Transaction], parsed.transactions)  # with columns, none is bad
+    txs = parsed.columns  # of the valid transactions, in order
+    if txs.size == len(consumed) and not state.may_include(positions):
+        good = cast(list[Transaction], parsed.transactions)  # none is bad
         rows = list(zip(consumed, good, strict=True))  # and none is in the state yet
-        txs = parsed.columns
     else:
         rows = []
         kept: list[tuple[int, int]] = []
-        keep: list[int] = []
-        for i, (msg, tx, at) in enumerate(
-            zip(consumed, parsed.transactions, positions, strict=True)
-        ):
+        keep: list[int] = []  # among the valid transactions
+        valid = 0
+        for msg, tx, at in zip(consumed, parsed.transactions, positions, strict=True):
             if isinstance(tx, BadMessage):
                 dead.append((msg, tx.kind, tx.reason))
+                continue
             # Against the state before this batch: a user's later messages in it come after.
-            elif state.applied(tx.user_id, *at):
+            if state.applied(tx.user_id, *at):
                 skipped += 1
             else:
                 rows.append((msg, tx))
                 kept.append(at)
-                keep.append(i)
+                keep.append(valid)
+            valid += 1
         positions = kept
-        if parsed.columns is None:
-            txs = columns([tx for _, tx in rows])
-        else:
-            txs = parsed.columns if len(keep) == len(consumed) else parsed.columns.take(keep)
-    problems = column_problems(txs)
-    if problems:  # none once the parser's checks passed; dead letters all the same
-        rejected = dict(problems)
-        dead.extend((rows[i][0], SCHEMA_INVALID, reason) for i, reason in rejected.items())
-        keep = [i for i in range(len(rows)) if i not in rejected]
-        rows, positions, txs = [rows[i] for i in keep], [positions[i] for i in keep], txs.take(keep)
+        if len(keep) != txs.size:
+            txs = txs.take(keep)
     repeats = state.recent.repeats(
         txs.user_id, [tx.fields[TRANSACTION_ID] for _, tx in rows], txs.timestamp_ns
     )

@@ -1,17 +1,19 @@
 """The wire format of the transactions topic, and the check every message passes before scoring.
 
-A message is a UTF-8 JSON object with the canonical transaction fields (`finrisk.schema`),
-keyed by user id. `timestamp` is epoch milliseconds (int) or an ISO-8601 string. The rules are
-the schema's: required fields present and typed, amount within its bounds, direction, category
-and channel from the schema's vocabularies, category consistent with direction. A user schema
+A message is a UTF-8 JSON object with the canonical transaction fields (finrisk.transactions),
+keyed by user id. `timestamp` is epoch milliseconds (int) or an ISO-8601 string. A user schema
 file's column and value mappings apply, so a bank's own field names can be read as they are.
 
-A message that fails is a `BadMessage` with a kind ("unparseable" or "schema_invalid") and a
-reason naming the field; the bridge sends it to the dead-letter topic and carries on.
+A batch is checked in two passes over its columns: decoding (each field present and of its
+JSON type; the value's own reason when not), then the schema's rules (finrisk.transactions),
+once per row. A message that fails is a `BadMessage` with a kind ("unparseable" or
+"schema_invalid") and a reason naming the field; the bridge sends it to the dead-letter topic
+and carries on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -22,36 +24,33 @@ import numpy as np
 import orjson
 
 from finrisk.errors import FinriskError
-from finrisk.features.online_columns import TxColumns
-from finrisk.features.timestamps import MAX_NS, MIN_NS, to_ns
 from finrisk.schema import (
     AMOUNT,
     BALANCE_AFTER,
     CATEGORY,
     CHANNEL,
-    CREDIT,
     DEBIT,
     DIRECTION,
     MERCHANT,
-    OBSERVED_COLUMNS,
     TIMESTAMP,
     TRANSACTION_ID,
     USER_ID,
     Schema,
     default_schema,
 )
+from finrisk.timestamps import MAX_NS, MIN_NS, to_ns
+from finrisk.transactions import WIRE_FIELDS, RuleInputs, Rules, TxColumns
+from finrisk.transactions import Mapping as FieldMapping
 
 UNPARSEABLE = "unparseable"
 SCHEMA_INVALID = "schema_invalid"
 
-# The fields scoring needs; labels (is_fraud, fraud_type) and unknown fields are ignored.
-WIRE_FIELDS: tuple[str, ...] = OBSERVED_COLUMNS
 _NS_PER_MS = 1_000_000
 # Epoch milliseconds whose nanoseconds fit MIN_NS..MAX_NS.
 _MIN_MS, _MAX_MS = -(-MIN_NS // _NS_PER_MS), MAX_NS // _NS_PER_MS
-_NUMBERS = (int, float)  # not bool, which is an int subclass
 _WIRE_VALUES = operator.itemgetter(*WIRE_FIELDS)
 _TEXT_FIELDS = (TRANSACTION_ID, USER_ID, MERCHANT, DIRECTION, CATEGORY, CHANNEL)
+_MISSING = object()  # a field the message does not have
 
 
 class BadMessage(Exception):
@@ -86,39 +85,126 @@ def encode_transaction(tx: Mapping[Any, Any]) -> bytes:
     return orjson.dumps({name: tx[name] for name in WIRE_FIELDS})
 
 
-def _number(fields: Mapping[str, Any], name: str) -> float:
-    value = fields.get(name)
-    if value is None:
-        raise BadMessage(SCHEMA_INVALID, f"field {name!r} is missing")
-    if type(value) is bool or not isinstance(value, int | float):
-        raise BadMessage(SCHEMA_INVALID, f"field {name!r} must be a number, not {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise BadMessage(SCHEMA_INVALID, f"field {name!r} must be finite, not {value!r}")
-    return number
-
-
-def _text(fields: Mapping[str, Any], name: str) -> str:
-    value = fields.get(name)
-    if value is None:
-        raise BadMessage(SCHEMA_INVALID, f"field {name!r} is missing")
-    if not isinstance(value, str) or not value:
-        raise BadMessage(
-            SCHEMA_INVALID, f"field {name!r} must be a non-empty string, not {value!r}"
-        )
-    return value
-
-
 class ParsedBatch(NamedTuple):
     """Message values parsed and checked: for each, its Transaction or what is wrong."""
 
     transactions: list[Transaction | BadMessage]
-    # The transactions as the feature engine's columns, when none is bad.
-    columns: TxColumns | None
+    # The valid transactions as the feature engine's columns, in order.
+    columns: TxColumns
 
 
 def _only(kind: type, values: Sequence[Any]) -> bool:
     return set(map(type, values)) <= {kind}
+
+
+def _objects(column: list[Any], rows: list[int] | None) -> list[Any]:
+    return column if rows is None else [column[k] for k in rows]
+
+
+def _decoded(value: bytes | None) -> dict[str, Any] | BadMessage:
+    if value is None:
+        return BadMessage(UNPARSEABLE, "message has no value")
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return BadMessage(UNPARSEABLE, f"value is not JSON: {exc}")
+    if not isinstance(document, dict):
+        return BadMessage(UNPARSEABLE, f"value is JSON {type(document).__name__}, not an object")
+    return document
+
+
+class _Columns:
+    """The wire fields of a batch's documents as columns, and the first decoding problem of
+    each row (in the order of WIRE_FIELDS' checks below)."""
+
+    def __init__(self, documents: list[dict[str, Any]]) -> None:
+        self.n = len(documents)
+        self.problems: dict[int, str] = {}
+        # Every document holding exactly the wire fields (the producers' form): the whole
+        # batch's columns at once, and each document is its own transaction's fields.
+        self.exact = set(map(len, documents)) <= {len(WIRE_FIELDS)}
+        values: dict[str, Sequence[Any]] | None = None
+        if self.exact and documents:
+            try:
+                rows = zip(*map(_WIRE_VALUES, documents), strict=True)
+                values = dict(zip(WIRE_FIELDS, rows, strict=True))
+            except KeyError:
+                self.exact = False
+        if values is None:
+            values = {name: [d.get(name, _MISSING) for d in documents] for name in WIRE_FIELDS}
+        self.values = {name: list(column) for name, column in values.items()}
+        # A value was converted or a field failed: the documents are not the fields as they are.
+        self.converted = False
+
+    @property
+    def canonical(self) -> bool:
+        """Whether every document holds exactly the wire fields in their canonical types (float
+        amounts and balances, epoch-ms timestamps): each is its transaction's fields as is."""
+        return self.exact and not self.converted
+
+    def fail(self, row: int, reason: str) -> None:
+        self.problems.setdefault(row, reason)
+
+    def numbers(self, name: str) -> np.ndarray:
+        column = self.values[name]
+        if not _only(float, column):
+            self.converted = True
+            for row, value in enumerate(column):
+                if value is _MISSING or value is None:
+                    self.fail(row, f"field {name!r} is missing")
+                elif type(value) is bool or not isinstance(value, int | float):
+                    self.fail(row, f"field {name!r} must be a number, not {value!r}")
+                    column[row] = math.nan
+                elif not math.isfinite(value):
+                    self.fail(row, f"field {name!r} must be finite, not {value!r}")
+                else:
+                    column[row] = float(value)
+            column = [v if type(v) is float else math.nan for v in column]
+            self.values[name] = column
+        return np.array(column, dtype=np.float64)
+
+    def texts(self, name: str) -> None:
+        column = self.values[name]
+        if _only(str, column) and all(column):
+            return
+        for row, value in enumerate(column):
+            if value is _MISSING or value is None:
+                self.fail(row, f"field {name!r} is missing")
+            elif not isinstance(value, str) or not value:
+                self.fail(row, f"field {name!r} must be a non-empty string, not {value!r}")
+
+    def timestamps(self) -> np.ndarray:
+        """Event times in ns; a timestamp given as an ISO string becomes epoch ms in the
+        transaction when it is whole milliseconds (the cheap form for the feature code)."""
+        column = self.values[TIMESTAMP]
+        if _only(int, column):
+            try:
+                stamps = np.array(column, dtype=np.int64)
+            except OverflowError:
+                stamps = None
+            if stamps is not None and ((stamps >= _MIN_MS) & (stamps <= _MAX_MS)).all():
+                return stamps * _NS_PER_MS
+        self.converted = True
+        event_ns = np.zeros(self.n, dtype=np.int64)
+        for row, value in enumerate(column):
+            if value is _MISSING or value is None:
+                self.fail(row, f"field {TIMESTAMP!r} is missing")
+                continue
+            if type(value) is not int and not isinstance(value, str):
+                self.fail(
+                    row,
+                    f"field {TIMESTAMP!r} must be epoch milliseconds or ISO-8601, not {value!r}",
+                )
+                continue
+            try:
+                ns = to_ns(value)
+            except (FinriskError, OverflowError, ValueError) as exc:
+                self.fail(row, f"field {TIMESTAMP!r}: {exc}")
+                continue
+            event_ns[row] = ns
+            if type(value) is str and ns % _NS_PER_MS == 0:
+                column[row] = ns // _NS_PER_MS
+        return event_ns
 
 
 class MessageParser:
@@ -126,246 +212,106 @@ class MessageParser:
 
     def __init__(self, schema: Schema | None = None) -> None:
         schema = schema or default_schema()
-        spec = schema.transactions
-        self._column_mapping = dict(spec.column_mapping)
-        self._value_mapping = {col: dict(m) for col, m in spec.value_mapping.items()}
-        self._signed_amounts = spec.signed_amounts
-        self._directions = frozenset(spec.directions)
-        self._credit = frozenset(schema.credit_categories)
-        self._debit = frozenset(schema.debit_categories)
-        self._channels = frozenset(schema.channels)
-        self._amount_min = spec.amount.min_exclusive
-        self._amount_max = spec.amount.max
-        # (direction, category) pairs that pass: the direction known, the category its own.
-        self._pairs = frozenset(
-            (direction, category)
-            for direction in self._directions
-            for category in (self._debit if direction == DEBIT else self._credit)
-        )
+        self.rules = Rules(schema)
+        self.mapping = FieldMapping(schema)
 
     def parse(self, value: bytes | None) -> Transaction:
         """The transaction in `value`, or BadMessage saying what is wrong."""
-        if value is None:
-            raise BadMessage(UNPARSEABLE, "message has no value")
-        try:
-            document = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise BadMessage(UNPARSEABLE, f"value is not JSON: {exc}") from None
-        if not isinstance(document, dict):
-            raise BadMessage(UNPARSEABLE, f"value is JSON {type(document).__name__}, not an object")
-        return self.check(document)
+        (parsed,) = self.parse_batch([value]).transactions
+        if isinstance(parsed, BadMessage):
+            raise parsed
+        return parsed
 
     def parse_batch(self, values: Sequence[bytes | None]) -> ParsedBatch:
-        """`parse` of each value, in order, a BadMessage standing for each failure. A batch of
-        well-formed messages (the common case) is checked column by column, several times
-        cheaper than message by message, and comes with its columns for the features."""
-        if not (self._column_mapping or self._value_mapping or self._signed_amounts):
-            try:
-                # A None value raises JSONDecodeError too.
-                documents = list(map(orjson.loads, values))  # type: ignore[arg-type]
-            except orjson.JSONDecodeError:
-                pass  # which one, and why, is for `parse` to say
-            else:
-                checked = self._well_formed_batch(documents)
-                if checked is not None:
-                    return checked
-        return ParsedBatch([self._parse_or_bad(value) for value in values], None)
-
-    def _parse_or_bad(self, value: bytes | None) -> Transaction | BadMessage:
-        try:
-            return self.parse(value)
-        except BadMessage as bad:
-            return bad
-
-    def _well_formed_batch(self, documents: list[Any]) -> ParsedBatch | None:
-        """`_well_formed` on whole columns: the batch when every document passes as it is
-        (exactly the wire fields, amounts and balances floats), else None (`parse` then
-        names what is wrong, message by message). A test holds it to `parse` on every
-        variant."""
-        n = len(documents)
-        if not n or not _only(dict, documents) or set(map(len, documents)) != {len(WIRE_FIELDS)}:
-            return None
-        try:
-            columns = dict(
-                zip(WIRE_FIELDS, zip(*map(_WIRE_VALUES, documents), strict=True), strict=True)
-            )
-        except KeyError:
-            return None
-        tx_ids, users, merchants = columns[TRANSACTION_ID], columns[USER_ID], columns[MERCHANT]
-        directions, categories = columns[DIRECTION], columns[CATEGORY]
-        if not (
-            _only(float, columns[AMOUNT])
-            and _only(float, columns[BALANCE_AFTER])
-            and _only(int, columns[TIMESTAMP])
-            and all(_only(str, columns[name]) for name in _TEXT_FIELDS)
-            and all(tx_ids)
-            and all(users)
-            and all(merchants)
-            and set(zip(directions, categories, strict=True)) <= self._pairs
-            and set(columns[CHANNEL]) <= self._channels
-        ):
-            return None
-        amount = np.array(columns[AMOUNT], dtype=np.float64)
-        balance = np.array(columns[BALANCE_AFTER], dtype=np.float64)
-        try:
-            stamp_ms = np.array(columns[TIMESTAMP], dtype=np.int64)
-        except OverflowError:
-            return None
-        if not (
-            ((amount > self._amount_min) & (amount <= self._amount_max) & (amount < math.inf)).all()
-            and np.isfinite(balance).all()
-            and ((stamp_ms >= _MIN_MS) & (stamp_ms <= _MAX_MS)).all()
-        ):
-            return None
-        event_ns = stamp_ms * _NS_PER_MS
-        # tuple.__new__: the Transactions without a Python-level call per message.
-        transactions: list[Transaction | BadMessage] = list(
-            map(
-                tuple.__new__,
-                repeat(Transaction, n),
-                zip(documents, event_ns.tolist(), strict=True),
+        """`parse` of each value, in order, a BadMessage standing for each failure."""
+        results: list[Transaction | BadMessage | None] = [None] * len(values)
+        documents: list[dict[str, Any]] = []
+        # All at once, the common case; a value that fails (None fails too) is named below.
+        with contextlib.suppress(orjson.JSONDecodeError):
+            documents = list(map(orjson.loads, values))  # type: ignore[arg-type]
+        if len(documents) == len(values) and _only(dict, documents):
+            rows = list(range(len(values)))
+        else:
+            documents, rows = [], []
+            for i, item in enumerate(map(_decoded, values)):
+                if isinstance(item, BadMessage):
+                    results[i] = item
+                else:
+                    documents.append(item)
+                    rows.append(i)
+        mapping = self.mapping
+        if mapping:
+            documents = [mapping.document(document) for document in documents]
+        columns = _Columns(documents)
+        amount = columns.numbers(AMOUNT)
+        if mapping.signed_amounts:
+            self._directions_from_signs(columns, amount)
+        balance = columns.numbers(BALANCE_AFTER)
+        for name in _TEXT_FIELDS:
+            columns.texts(name)
+        event_ns = columns.timestamps()
+        v, problems = columns.values, columns.problems
+        decoded = [k for k in range(columns.n) if k not in problems] if problems else None
+        reasons = self.rules.first_broken(
+            RuleInputs(
+                amount if decoded is None else amount[decoded],
+                balance if decoded is None else balance[decoded],
+                *(_objects(v[name], decoded) for name in (DIRECTION, CATEGORY, CHANNEL)),
             )
         )
+        for j, reason in reasons.items():
+            problems[j if decoded is None else decoded[j]] = reason
+        for k, reason in problems.items():
+            results[rows[k]] = BadMessage(SCHEMA_INVALID, reason)
+        good = [k for k in range(columns.n) if k not in problems]
+        if columns.canonical and not mapping and not problems:
+            # Each document as it came is its transaction's fields (the common case):
+            # tuple.__new__ makes the Transactions without a Python-level call per message.
+            made = map(
+                tuple.__new__, repeat(Transaction), zip(documents, event_ns.tolist(), strict=True)
+            )
+            if len(rows) == len(results):
+                results = list(made)
+            else:
+                for k, transaction in zip(rows, made, strict=True):
+                    results[k] = transaction
+        else:
+            for k in good:
+                if columns.exact and not mapping:
+                    fields = documents[k]
+                else:
+                    fields = {name: v[name][k] for name in WIRE_FIELDS}
+                fields[AMOUNT], fields[BALANCE_AFTER] = float(amount[k]), float(balance[k])
+                fields[TIMESTAMP] = v[TIMESTAMP][k]
+                results[rows[k]] = Transaction(fields, int(event_ns[k]))
+        every = len(good) == columns.n
+        index = np.asarray(good, dtype=np.intp)
+
+        def texts(name: str) -> list[Any]:
+            return v[name] if every else [v[name][k] for k in good]
+
         return ParsedBatch(
-            transactions,
+            results,  # type: ignore[arg-type]  # every slot is filled by now
             TxColumns(
-                user_id=list(users),
-                timestamp_ns=event_ns,
-                amount=amount,
-                is_debit=np.fromiter(map(DEBIT.__eq__, directions), dtype=np.bool_, count=n),
-                category=list(categories),
-                merchant=list(merchants),
-                channel=list(columns[CHANNEL]),
-                balance_after=balance,
+                user_id=texts(USER_ID),
+                timestamp_ns=event_ns if every else event_ns[index],
+                amount=amount if every else amount[index],
+                is_debit=np.array([d == DEBIT for d in texts(DIRECTION)], dtype=np.bool_),
+                category=texts(CATEGORY),
+                merchant=texts(MERCHANT),
+                channel=texts(CHANNEL),
+                balance_after=balance if every else balance[index],
             ),
         )
 
-    def check(self, document: dict[str, Any]) -> Transaction:
-        """The transaction in a decoded message (whose dict it may reuse), or BadMessage naming
-        what is wrong."""
-        if self._column_mapping or self._value_mapping or self._signed_amounts:
-            return self.check_each_rule(self._mapped(document))
-        return self._well_formed(document) or self.check_each_rule(document)
-
-    def _mapped(self, document: dict[str, Any]) -> dict[str, Any]:
-        if self._column_mapping:
-            document = {self._column_mapping.get(k, k): v for k, v in document.items()}
-        for column, mapping in self._value_mapping.items():
-            if column in document and document[column] in mapping:
-                document[column] = mapping[document[column]]
-        return document
-
-    def _well_formed(self, document: dict[str, Any]) -> Transaction | None:
-        """The transaction when every rule holds, tested the cheapest way (most messages);
-        None sends the message through `check_each_rule`, which names what is wrong. The two
-        agree on every message (a test holds them to it)."""
-        get: Any = document.get  # the values' types are what is tested here
-        amount, balance, timestamp = get(AMOUNT), get(BALANCE_AFTER), get(TIMESTAMP)
-        tx_id, user, merchant = get(TRANSACTION_ID), get(USER_ID), get(MERCHANT)
-        direction, category, channel = get(DIRECTION), get(CATEGORY), get(CHANNEL)
-        if not (
-            type(amount) in _NUMBERS
-            and self._amount_min < amount <= self._amount_max
-            and amount < math.inf
-            and type(balance) in _NUMBERS
-            and -math.inf < balance < math.inf
-            and type(timestamp) is int
-            and MIN_NS <= timestamp * _NS_PER_MS <= MAX_NS
-            and type(tx_id) is str
-            and type(user) is str
-            and type(merchant) is str
-            and type(direction) is str
-            and type(category) is str
-            and type(channel) is str
-            and tx_id
-            and user
-            and merchant
-            and direction in self._directions
-            and category in (self._debit if direction == DEBIT else self._credit)
-            and channel in self._channels
-        ):
-            return None
-        if len(document) == len(WIRE_FIELDS):  # exactly the wire fields: keep the dict
-            if type(amount) is not float:
-                document[AMOUNT] = float(amount)
-            if type(balance) is not float:
-                document[BALANCE_AFTER] = float(balance)
-            return Transaction(document, timestamp * _NS_PER_MS)
-        return Transaction(
-            fields={
-                TRANSACTION_ID: tx_id,
-                USER_ID: user,
-                TIMESTAMP: timestamp,
-                AMOUNT: float(amount),
-                DIRECTION: direction,
-                CATEGORY: category,
-                MERCHANT: merchant,
-                CHANNEL: channel,
-                BALANCE_AFTER: float(balance),
-            },
-            event_ns=timestamp * _NS_PER_MS,
-        )
-
-    def check_each_rule(self, document: dict[str, Any]) -> Transaction:
-        """`check`, rule by rule, the first broken one named (after any schema mapping)."""
-        amount = _number(document, AMOUNT)
-        if self._signed_amounts and DIRECTION not in document:
-            document[DIRECTION] = DEBIT if amount < 0 else CREDIT
-            amount = abs(amount)
-        if not amount > self._amount_min:
-            raise BadMessage(
-                SCHEMA_INVALID, f"field {AMOUNT!r} must be > {self._amount_min}, not {amount}"
-            )
-        if amount > self._amount_max:
-            raise BadMessage(
-                SCHEMA_INVALID, f"field {AMOUNT!r} exceeds the maximum {self._amount_max}"
-            )
-        balance = _number(document, BALANCE_AFTER)
-        tx_id = _text(document, TRANSACTION_ID)
-        user = _text(document, USER_ID)
-        merchant = _text(document, MERCHANT)
-        direction = _text(document, DIRECTION)
-        if direction not in self._directions:
-            raise BadMessage(SCHEMA_INVALID, f"field {DIRECTION!r} has unknown value {direction!r}")
-        category = _text(document, CATEGORY)
-        allowed = self._debit if direction == DEBIT else self._credit
-        if category not in allowed:
-            known = category in self._debit or category in self._credit
-            raise BadMessage(
-                SCHEMA_INVALID,
-                f"field {CATEGORY!r} value {category!r} "
-                + (f"is not a {direction} category" if known else "is not a known category"),
-            )
-        channel = _text(document, CHANNEL)
-        if channel not in self._channels:
-            raise BadMessage(SCHEMA_INVALID, f"field {CHANNEL!r} has unknown value {channel!r}")
-
-        timestamp = document.get(TIMESTAMP)
-        if timestamp is None:
-            raise BadMessage(SCHEMA_INVALID, f"field {TIMESTAMP!r} is missing")
-        if type(timestamp) is not int and not isinstance(timestamp, str):
-            raise BadMessage(
-                SCHEMA_INVALID,
-                f"field {TIMESTAMP!r} must be epoch milliseconds or ISO-8601, not {timestamp!r}",
-            )
-        try:
-            event_ns = to_ns(timestamp)
-        except (FinriskError, OverflowError, ValueError) as exc:
-            raise BadMessage(SCHEMA_INVALID, f"field {TIMESTAMP!r}: {exc}") from None
-        if type(timestamp) is str and event_ns % _NS_PER_MS == 0:
-            timestamp = event_ns // _NS_PER_MS  # the cheap form for the feature code
-
-        return Transaction(
-            fields={
-                TRANSACTION_ID: tx_id,
-                USER_ID: user,
-                TIMESTAMP: timestamp,
-                AMOUNT: amount,
-                DIRECTION: direction,
-                CATEGORY: category,
-                MERCHANT: merchant,
-                CHANNEL: channel,
-                BALANCE_AFTER: balance,
-            },
-            event_ns=event_ns,
-        )
+    def _directions_from_signs(self, columns: _Columns, amount: np.ndarray) -> None:
+        """Signed amounts: where a message has no direction, the sign gives it."""
+        directions = columns.values[DIRECTION]
+        missing = [
+            k for k, d in enumerate(directions) if d is _MISSING and math.isfinite(amount[k])
+        ]
+        if missing:
+            magnitude, signed = self.mapping.signed(amount[missing])
+            amount[missing] = magnitude
+            for k, direction in zip(missing, signed, strict=True):
+                directions[k] = direction

@@ -29,10 +29,8 @@ import numpy.typing as npt
 
 from finrisk.errors import FinriskError
 from finrisk.features import OnlineFeatures
-from finrisk.features.online_columns import TxColumns
-from finrisk.schema import AMOUNT, BALANCE_AFTER, CATEGORY, CHANNEL, DEBIT, DIRECTION, MERCHANT
 from finrisk.serving.bridge.dedup import RecentIds
-from finrisk.serving.bridge.messages import Transaction
+from finrisk.transactions import TxColumns
 
 Matrix = npt.NDArray[np.float64]
 
@@ -160,19 +158,3 @@ class StateStore:
         self.recent.forget(user)
         self._position.pop(user, None)
         self._dirty.discard(user)
-
-
-def columns(txs: Sequence[Transaction]) -> TxColumns:
-    """The feature engine's columns of checked transactions."""
-    rows = [tx.fields for tx in txs]
-    n = len(rows)
-    return TxColumns(
-        user_id=[tx.user_id for tx in txs],
-        timestamp_ns=np.fromiter((tx.event_ns for tx in txs), dtype=np.int64, count=n),
-        amount=np.fromiter((f[AMOUNT] for f in rows), dtype=np.float64, count=n),
-        is_debit=np.fromiter((f[DIRECTION] == DEBIT for f in rows), dtype=np.bool_, count=n),
-        category=[f[CATEGORY] for f in rows],
-        merchant=[f[MERCHANT] for f in rows],
-        channel=[f[CHANNEL] for f in rows],
-        balance_after=np.fromiter((f[BALANCE_AFTER] for f in rows), dtype=np.float64, count=n),
-    )
