@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = ["finrisk", *argv]  # the command line as given, for the runs a command records
     try:
         result: int | None = args.handler(args)
     except FinriskError as exc:

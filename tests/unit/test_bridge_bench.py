@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from finrisk.bench.bridge import StampSpan, history_table, record, sink_settings
+from finrisk.bench import history
+from finrisk.bench.bridge import HISTORY_COLUMNS, StampSpan, figures, sink_settings
+from finrisk.bench.cli import BRIDGE_FLAGS, bridge_run_settings
+from finrisk.cli import build_parser
+from finrisk.cli.settings_flags import given, overlaid
 from finrisk.settings import BridgeSettings, Settings
 
 
@@ -39,32 +42,24 @@ def test_a_later_span_keeps_only_the_records_stamped_from_its_start() -> None:
     assert span.since(4_000).count == 0
 
 
-def _result(sink: str) -> dict[str, Any]:
-    return {
+def test_a_run_keeps_its_headline_figures() -> None:
+    result: dict[str, Any] = {
         "machine": {"cpus": 2, "load_average_1m": 1.5},
         "input": {"transactions": 100_000},
         "bridge": {
             "tx_per_s": 41_000.0,
             "tx_per_s_until_committed": 38_000.0,
-            "settings": {"sink": sink, "workers": 1},
+            "settings": {"sink": "bigquery", "workers": 1},
         },
         "one_call_per_message": {"tx_per_s": 400.0},
         "speedup": 102.5,
         "latency": {"offered_tx_per_s": 5_000.0, "event_to_score": {"p99_ms": 80.0}},
-        "sink": {"kind": sink, "anomalies_stored": 1_234},
+        "sink": {"kind": "bigquery", "anomalies_stored": 1_234},
     }
-
-
-def test_each_run_is_one_line_of_the_history_file(tmp_path: Path) -> None:
-    history = tmp_path / "bench" / "bridge.jsonl"
-    record(_result("bigquery"), history)
-    record(_result("none"), history)
-    rows = [orjson.loads(line) for line in history.read_bytes().splitlines()]
-    assert [row["sink"] for row in rows] == ["bigquery", "none"]
-    first = rows[0]
-    assert (first["tx_per_s"], first["one_call_per_message_tx_per_s"]) == (41_000.0, 400.0)
-    assert (first["speedup"], first["p99_ms_at_offered"]) == (102.5, 80.0)
-    assert first["anomalies_stored"] == 1_234 and first["at"].endswith("+00:00")
+    kept = figures(result)
+    assert (kept["tx_per_s"], kept["one_call_per_message_tx_per_s"]) == (41_000.0, 400.0)
+    assert (kept["speedup"], kept["p99_ms_at_offered"]) == (102.5, 80.0)
+    assert (kept["tx_per_s_until_committed"], kept["anomalies_stored"]) == (38_000.0, 1_234)
 
 
 def test_each_sink_the_benchmark_offers_is_one_of_the_runs_own() -> None:
@@ -77,11 +72,21 @@ def test_each_sink_the_benchmark_offers_is_one_of_the_runs_own() -> None:
     BridgeSettings.model_validate(one)  # real settings
 
 
+def test_a_recorded_run_keeps_what_it_was_asked_to_do() -> None:
+    args = build_parser().parse_args(["bench", "bridge", "--workers", "2", "--sink", "none"])
+    bridge = overlaid(BridgeSettings(), given(args, BridgeSettings, only=BRIDGE_FLAGS))
+    settings = bridge_run_settings(args, bridge)
+    assert (settings["workers"], settings["sink"], settings["count"]) == (2, "none", 100_000)
+    assert settings["batch_max_messages"] == BridgeSettings().batch_max_messages  # as deployed
+    assert settings["predictor_url"] is None  # models trained and served by the run
+
+
 def test_the_docs_show_the_latest_runs_of_the_history_file() -> None:
     """docs/bridge.md's table is what `--history` makes of benchmarks/bridge.jsonl."""
     root = Path(__file__).resolve().parents[2]
     page = (root / "docs" / "bridge.md").read_text()
     start = page.index("<!-- bench-bridge-history")
     table = page[page.index("\n", start) + 1 : page.index("<!-- /bench-bridge-history -->")]
-    assert table == history_table(root / "benchmarks" / "bridge.jsonl")
+    runs = history.read(root / "benchmarks" / "bridge.jsonl")
+    assert table == history.table(runs, HISTORY_COLUMNS)
     assert table.count("\n") >= 3  # a header, a rule and at least one run

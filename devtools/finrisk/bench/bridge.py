@@ -25,19 +25,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from finrisk.bench.history import AT, COMMIT, LOAD, Column, Headline, Run
 from finrisk.bench.local_processes import (
     BridgeProcess,
     RegisteredModels,
@@ -310,65 +308,62 @@ def _stored_anomalies(settings: Settings, bridge_settings: dict[str, Any]) -> in
         sink.close()
 
 
-def record(result: dict[str, Any], path: Path) -> None:
-    """Append the run's figures to the benchmark's history (one JSON object a line)."""
-    bridge, latency = result["bridge"], result["latency"]["event_to_score"]
-    row = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "sink": bridge["settings"].get("sink", "none"),
-        "workers": bridge["settings"].get("workers", 1),
-        "transactions": result["input"]["transactions"],
-        "load_average_1m": result["machine"]["load_average_1m"],
+def figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures a run keeps in the benchmark's history."""
+    bridge = result["bridge"]
+    return {
         "tx_per_s": bridge["tx_per_s"],
         "tx_per_s_until_committed": bridge["tx_per_s_until_committed"],
         "one_call_per_message_tx_per_s": result["one_call_per_message"]["tx_per_s"],
         "speedup": result.get("speedup"),
-        "p99_ms_at_offered": latency.get("p99_ms"),
-        "offered_tx_per_s": result["latency"]["offered_tx_per_s"],
+        "p99_ms_at_offered": result["latency"]["event_to_score"].get("p99_ms"),
         "anomalies_stored": result.get("sink", {}).get("anomalies_stored"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as out:
-        out.write(orjson.dumps(row) + b"\n")
 
 
-def history_table(path: Path, last: int = 10) -> str:
-    """The latest runs of the history file as a Markdown table (what docs/bridge.md shows)."""
-    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-    lines = [
-        "| run (UTC) | commit | sink | workers | bridge tx/s | one call per message tx/s "
-        "| speedup | p99 at offered | load |",
-        "|---|---|---|---|---|---|---|---|---|",
+def _p99_at_offered(run: Run) -> str:
+    p99 = run["figures"]["p99_ms_at_offered"]
+    shown = "-" if p99 is None else f"{p99:g} ms"
+    return f"{shown} at {run['settings']['latency_rate']:,.0f}/s"
+
+
+# What docs/bridge.md shows (`--history`).
+HISTORY_COLUMNS = (
+    AT,
+    COMMIT,
+    Column("sink", lambda run: run["settings"]["sink"]),
+    Column("workers", lambda run: str(run["settings"]["workers"])),
+    Column("bridge tx/s", lambda run: f"{run['figures']['tx_per_s']:,.0f}"),
+    Column(
+        "one call per message tx/s",
+        lambda run: f"{run['figures']['one_call_per_message_tx_per_s']:,.0f}",
+    ),
+    Column("speedup", lambda run: f"{run['figures']['speedup'] or '-'}x"),
+    Column("p99 at offered", _p99_at_offered),
+    LOAD,
+)
+
+COMPARES = "the bridge end to end against a consumer making one call per model per message"
+
+
+def headlines(run: Run) -> list[Headline]:
+    """A run's figures beside their alternatives, for the summary of every benchmark."""
+    figures, settings = run["figures"], run["settings"]
+    workers = f"{settings['workers']} worker{'s' if settings['workers'] > 1 else ''}"
+    return [
+        Headline(
+            f"end to end, {workers}, sink {settings['sink']}, backlog of {settings['count']:,}",
+            figures["tx_per_s"],
+            "tx/s",
+            "one call per model per message, as many processes",
+            figures["one_call_per_message_tx_per_s"],
+        ),
+        Headline(
+            f"p99 event-to-score at {settings['latency_rate']:,.0f} tx/s offered",
+            figures["p99_ms_at_offered"],
+            "ms",
+        ),
     ]
-    for row in rows[-last:]:
-        p99 = row.get("p99_ms_at_offered")
-        lines.append(
-            f"| {row['at'][:16].replace('T', ' ')} | {row.get('commit') or '-'} | {row['sink']} "
-            f"| {row['workers']} | {row['tx_per_s']:,.0f} "
-            f"| {row['one_call_per_message_tx_per_s']:,.0f} | {row.get('speedup') or '-'}x "
-            f"| {'-' if p99 is None else f'{p99:g} ms'} at {row['offered_tx_per_s']:,.0f}/s "
-            f"| {row['load_average_1m']} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _commit() -> str | None:
-    """The checkout's commit, with "+" when it has uncommitted changes; None outside git."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except OSError:
-        return None
-    commit = head.stdout.strip()
-    return (commit + ("+" if dirty.stdout.strip() else "")) or None
 
 
 def run(

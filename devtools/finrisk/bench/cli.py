@@ -1,4 +1,6 @@
-"""`finrisk bench <what>`: benchmarks that print JSON figures.
+"""`finrisk bench <what>`: benchmarks that print JSON figures, and with --record keep each run
+in the benchmark's history file (finrisk.bench.history); `finrisk bench summary` shows the
+latest run of each.
 
 Each entry of BENCHMARKS names a function "module:function" that takes the `bench`
 sub-parsers and adds one sub-command (its arguments and handler); add `serving` or `bridge`
@@ -13,7 +15,9 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from finrisk.bench import history
 from finrisk.cli.settings_flags import add_flags, given, overlaid
 from finrisk.errors import FinriskError
 from finrisk.settings import BridgeSettings, Settings
@@ -21,11 +25,17 @@ from finrisk.settings import BridgeSettings, Settings
 # The bridge settings `bench bridge` takes as flags; the sink is its own (--sink, default
 # bigquery: the benchmark measures as deployed, where the setting's default is local).
 BRIDGE_FLAGS = ("batch_max_messages", "batch_max_wait_ms", "reasons", "workers")
+# The benchmark's own flags that a recorded run keeps as its settings.
+BRIDGE_RUN_FLAGS = (
+    "count", "users", "days", "seed", "partitions", "sink", "baseline_messages",
+    "baseline_seconds", "latency_rate", "latency_seconds", "predictor_url",
+)  # fmt: skip
 
 BENCHMARKS: tuple[str, ...] = (
     "finrisk.bench.cli:register_features",
     "finrisk.bench.serving:register_serving",
     "finrisk.bench.cli:register_bridge",
+    "finrisk.bench.cli:register_summary",
 )
 
 
@@ -45,15 +55,32 @@ def register_features(actions: argparse._SubParsersAction[argparse.ArgumentParse
     sub.add_argument("--days", type=int, default=180, help="days of history (default 180)")
     sub.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     sub.add_argument("--repeats", type=int, default=3, help="batch runs; best counts (default 3)")
+    history.add_flags(sub, "benchmarks/features.jsonl")
     sub.set_defaults(handler=_features)
 
 
 def _features(args: argparse.Namespace) -> int:
-    from finrisk.bench.features import run
+    from finrisk.bench import features as benchmark
 
+    if args.history is not None:
+        print(history.table(history.read(args.history), benchmark.HISTORY_COLUMNS), end="")
+        return 0
     if args.repeats < 1:
         raise FinriskError(f"--repeats must be at least 1, got {args.repeats}")
-    print(json.dumps(run(args.users, args.days, args.seed, args.repeats), indent=2))
+    result = benchmark.run(args.users, args.days, args.seed, args.repeats)
+    if args.record is not None:
+        history.record(
+            args.record,
+            command=args.argv,
+            settings={
+                **{flag: getattr(args, flag) for flag in ("users", "days", "seed", "repeats")},
+                "micro_batch": benchmark.MICRO_BATCH,
+                "one_at_a_time": benchmark.ONE_AT_A_TIME,
+            },
+            figures=benchmark.figures(result),
+            load=result["machine"]["load_average_1m"],
+        )
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -90,18 +117,7 @@ def register_bridge(actions: argparse._SubParsersAction[argparse.ArgumentParser]
         help="where both sides store anomalies (default bigquery, as deployed: the local "
         "emulator here, a fresh dataset per run)",
     )
-    sub.add_argument(
-        "--record",
-        type=Path,
-        metavar="FILE",
-        help="append the run's figures as one JSON line to FILE (the benchmark's history)",
-    )
-    sub.add_argument(
-        "--history",
-        type=Path,
-        metavar="FILE",
-        help="print the latest runs recorded in FILE as a Markdown table, and measure nothing",
-    )
+    history.add_flags(sub, "benchmarks/bridge.jsonl")
     sub.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds (600)")
     sub.add_argument(
         "--predictor-url",
@@ -123,9 +139,7 @@ def _bridge(args: argparse.Namespace) -> int:
     from finrisk.stack import Stack
 
     if args.history is not None:
-        if not args.history.is_file():
-            raise FinriskError(f"--history {args.history}: no such file")
-        print(benchmark.history_table(args.history), end="")
+        print(history.table(history.read(args.history), benchmark.HISTORY_COLUMNS), end="")
         return 0
     for flag in ("count", "users", "days", "partitions"):
         if getattr(args, flag) < 1:
@@ -191,6 +205,39 @@ def _bridge(args: argparse.Namespace) -> int:
         if ours:
             stack.down(ours)
     if args.record is not None:
-        benchmark.record(result, args.record)
+        history.record(
+            args.record,
+            command=args.argv,
+            settings=bridge_run_settings(args, bridge),
+            figures=benchmark.figures(result),
+            load=result["machine"]["load_average_1m"],
+        )
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def bridge_run_settings(args: argparse.Namespace, bridge: BridgeSettings) -> dict[str, Any]:
+    """What a recorded run was asked to do (not the sink's dataset or file: the run's own)."""
+    return {
+        **{flag: getattr(args, flag) for flag in BRIDGE_RUN_FLAGS},
+        **{name: getattr(bridge, name) for name in BRIDGE_FLAGS},
+    }
+
+
+def register_summary(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "the latest recorded run of each benchmark as one Markdown table (README.md's)"
+    sub = actions.add_parser("summary", help=text, description=text)
+    sub.add_argument(
+        "--directory",
+        type=Path,
+        default=Path("benchmarks"),
+        help="where the history files are (default benchmarks)",
+    )
+    sub.set_defaults(handler=_summary)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from finrisk.bench.summary import summary_table
+
+    print(summary_table(args.directory), end="")
     return 0

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from finrisk.bench.history import AT, COMMIT, LOAD, Column, Headline, Run, load_average_1m
 from finrisk.features.batch import batch_features
 from finrisk.features.online import OnlineFeatures
 from finrisk.schema import AMOUNT, DEBIT, DIRECTION, TIMESTAMP, TRANSACTION_ID, USER_ID
@@ -128,6 +129,7 @@ def run(users: int, days: int, seed: int, repeats: int = 3) -> dict[str, Any]:
     """Generate the data, measure every path, return the JSON-able figures."""
     from finrisk.synthetic import generate
 
+    load = load_average_1m()  # before the run's own work adds to it
     _log(f"generating {users} users x {days} days (seed {seed})")
     transactions, _, _ = generate(users=users, days=days, seed=seed)
     n = len(transactions)
@@ -154,8 +156,62 @@ def run(users: int, days: int, seed: int, repeats: int = 3) -> dict[str, Any]:
         },
         "machine": {
             "cpus": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2),
+            "load_average_1m": load,
             "numpy": np.__version__,
             "pandas": pd.__version__,
         },
     }
+
+
+def figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures a run keeps in the benchmark's history."""
+    online = result["online"]
+    return {
+        "transactions": result["data"]["transactions"],
+        "batch_tx_per_s": result["batch"]["tx_per_s"],
+        "batch_cpu_tx_per_s": result["batch"]["cpu_tx_per_s"],
+        "online_tx_per_s": online["tx_per_s"],
+        "online_cpu_tx_per_s": online["cpu_tx_per_s"],
+        "one_at_a_time_tx_per_s": online["one_at_a_time"]["tx_per_s"],
+        "pandas_rolling_tx_per_s": result["alternative_pandas_rolling"]["tx_per_s"],
+    }
+
+
+def _rate(key: str) -> Column:
+    header = key.removesuffix("_tx_per_s").replace("_", " ")
+    return Column(f"{header} tx/s", lambda run: f"{run['figures'][key]:,.0f}")
+
+
+HISTORY_COLUMNS = (
+    AT,
+    COMMIT,
+    Column("transactions", lambda run: f"{run['figures']['transactions']:,}"),
+    _rate("batch_tx_per_s"),
+    _rate("pandas_rolling_tx_per_s"),
+    _rate("online_tx_per_s"),
+    _rate("one_at_a_time_tx_per_s"),
+    LOAD,
+)
+
+COMPARES = "batch and online features against plain pandas and one transaction per call"
+
+
+def headlines(run: Run) -> list[Headline]:
+    """A run's figures beside their alternatives, for the summary of every benchmark."""
+    figures, settings = run["figures"], run["settings"]
+    return [
+        Headline(
+            f"batch: transaction + user features, {figures['transactions']:,} transactions",
+            figures["batch_tx_per_s"],
+            "tx/s",
+            "pandas `groupby().rolling('24h')`, 24 h count and debit sum only",
+            figures["pandas_rolling_tx_per_s"],
+        ),
+        Headline(
+            f"online, the bridge's path: micro-batches of {settings['micro_batch']:,}",
+            figures["online_tx_per_s"],
+            "tx/s",
+            "the same engine, one transaction per call",
+            figures["one_at_a_time_tx_per_s"],
+        ),
+    ]

@@ -22,6 +22,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from finrisk.bench import history
+from finrisk.bench.history import AT, COMMIT, LOAD, Column, Headline, Run
+
 DEFAULT_BATCHES = (1, 100, 1000)
 BENCH_EXPERIMENT = "finrisk-bench"
 
@@ -57,12 +60,16 @@ def register_serving(actions: argparse._SubParsersAction[argparse.ArgumentParser
         help="OMP_NUM_THREADS for mlflow models serve (default 1: sklearn's OpenMP tree predict "
         "stalls for seconds on a busy machine otherwise; 'default' leaves it unset)",
     )
+    history.add_flags(sub, "benchmarks/serving.jsonl")
     sub.set_defaults(handler=_handler)
 
 
 def _handler(args: argparse.Namespace) -> int:
     from finrisk.errors import FinriskError
 
+    if args.history is not None:
+        print(history.table(history.read(args.history), HISTORY_COLUMNS), end="")
+        return 0
     try:
         batches = tuple(int(b) for b in args.batches.split(","))
     except ValueError:
@@ -73,8 +80,33 @@ def _handler(args: argparse.Namespace) -> int:
         raise FinriskError("--batches needs positive batch sizes")
     if args.requests < 10 or args.batch_requests < 3:
         raise FinriskError("--requests must be at least 10 and --batch-requests at least 3")
-    print(json.dumps(run(args, batches), indent=2))
+    result = run(args, batches)
+    if args.record is not None:
+        history.record(
+            args.record,
+            command=args.argv,
+            settings=run_settings(args, batches, result["model"]),
+            figures=figures(result),
+            load=result["setup"]["load_average_1m"],
+        )
+    print(json.dumps(result, indent=2))
     return 0
+
+
+def run_settings(
+    args: argparse.Namespace, batches: Sequence[int], model: dict[str, Any]
+) -> dict[str, Any]:
+    """What a recorded run measured: the model as resolved, and the flags."""
+    flags = ("requests", "batch_requests", "users", "days", "seed", "mlflow_omp_threads")
+    return {
+        "model": model["kind"],
+        "model_uri": model["uri"],
+        "model_class": model["class"],
+        "model_trained_for_this_run": model["trained_for_this_run"],
+        "tracking_uri": args.tracking_uri,
+        "batches": list(batches),
+        **{flag: getattr(args, flag) for flag in flags},
+    }
 
 
 # -- timing --------------------------------------------------------------------------------
@@ -225,9 +257,12 @@ def run(args: argparse.Namespace, batches: Sequence[int]) -> dict[str, Any]:
     settings = Settings()
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     local = SERVICE_TYPES["mlflow"](settings)
+    load = history.load_average_1m()  # before the run's own servers add to it
     started = tracking_uri.rstrip("/") == settings.mlflow.tracking_uri and local.up()
     try:
-        return _run(args, batches, kind, tracking_uri, settings.home / "bench")
+        result = _run(args, batches, kind, tracking_uri, settings.home / "bench")
+        result["setup"]["load_average_1m"] = load
+        return result
     finally:
         if started:
             local.down()
@@ -398,3 +433,81 @@ def _run(
         **results,
         "summary": summary,
     }
+
+
+# -- history -------------------------------------------------------------------------------
+
+SERVERS = ("finrisk_v2", "finrisk_v1", "mlflow")
+
+
+def figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures a run keeps in the benchmark's history: each server's and the in-process
+    ceilings' per batch size, and how far apart the two servers' scores were."""
+    return {
+        **{server: result[server] for server in SERVERS},
+        "in_process": result["in_process"],
+        "max_abs_score_diff_finrisk_vs_mlflow": result["max_abs_score_diff_finrisk_vs_mlflow"],
+    }
+
+
+def _figure(run: Run, server: str, batch: int, key: str) -> float | None:
+    value: float | None = run["figures"][server].get(f"batch_{batch}", {}).get(key)
+    return value
+
+
+def _shown(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _p50_one_row(server: str, label: str) -> Column:
+    return Column(
+        f"{label} p50, 1 row",
+        lambda run: _shown(_figure(run, server, 1, "p50_ms"), ".3g") + " ms",
+    )
+
+
+def _rows_per_s_largest(server: str, label: str) -> Column:
+    return Column(
+        f"{label} rows/s, largest batch",
+        lambda run: _shown(
+            _figure(run, server, max(run["settings"]["batches"]), "rows_per_s"), ",.0f"
+        ),
+    )
+
+
+HISTORY_COLUMNS = (
+    AT,
+    COMMIT,
+    Column("model", lambda run: str(run["settings"]["model_class"])),
+    _p50_one_row("finrisk_v2", "finrisk V2"),
+    _p50_one_row("mlflow", "mlflow"),
+    Column("largest batch", lambda run: f"{max(run['settings']['batches']):,}"),
+    _rows_per_s_largest("finrisk_v2", "finrisk V2"),
+    _rows_per_s_largest("mlflow", "mlflow"),
+    LOAD,
+)
+
+COMPARES = "finrisk's predictor against `mlflow models serve` on the same model"
+
+
+def headlines(run: Run) -> list[Headline]:
+    """A run's figures beside their alternatives, for the summary of every benchmark."""
+    settings = run["settings"]
+    mlflow = "`mlflow models serve`, same model"
+    largest = max(settings["batches"])
+    return [
+        Headline(
+            f"single-row p50 latency, {settings['model_class']} (V2 tensor)",
+            _figure(run, "finrisk_v2", 1, "p50_ms"),
+            "ms",
+            mlflow,
+            _figure(run, "mlflow", 1, "p50_ms"),
+        ),
+        Headline(
+            f"throughput at batch {largest:,}",
+            _figure(run, "finrisk_v2", largest, "rows_per_s"),
+            "rows/s",
+            mlflow,
+            _figure(run, "mlflow", largest, "rows_per_s"),
+        ),
+    ]
