@@ -1,4 +1,5 @@
-"""The benchmarks' history files: a run a line, read back, shown as tables, summarised."""
+"""The benchmarks' history files: a run a line, read back, shown as tables, summarised; and the
+docs, whose tables are generated from the files in benchmarks/."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from finrisk.bench import history, serving
+from finrisk.bench import bridge, history, serving
 from finrisk.bench.history import AT, COMMIT, LOAD, Column
 from finrisk.bench.summary import summary_table
 from finrisk.cli import build_parser, main
@@ -175,3 +176,31 @@ def test_a_serving_run_is_kept_and_shown_beside_mlflow() -> None:
     latency, throughput = serving.headlines(run)
     assert (latency.ours, latency.theirs) == (0.8, 6.4)
     assert (throughput.ours, throughput.theirs) == (150_000.0, 30_000.0)
+
+
+def _generated(page: str, marker: str) -> str:
+    """The text of `page` between `<!-- marker: ... -->` and `<!-- /marker -->`."""
+    text = (ROOT / page).read_text()
+    start = text.index("\n", text.index(f"<!-- {marker}:")) + 1
+    return text[start : text.index(f"<!-- /{marker} -->")]
+
+
+@pytest.mark.parametrize(
+    ("page", "marker", "file", "columns"),
+    [
+        ("docs/bridge.md", "bench-bridge-history", "bridge.jsonl", bridge.HISTORY_COLUMNS),
+        ("docs/serving.md", "bench-serving-history", "serving.jsonl", serving.HISTORY_COLUMNS),
+    ],
+)
+def test_the_docs_show_the_latest_runs_of_the_history_file(
+    page: str, marker: str, file: str, columns: tuple[Column, ...]
+) -> None:
+    """The page's table is what `--history` makes of the benchmark's file."""
+    runs = history.read(ROOT / "benchmarks" / file)
+    assert _generated(page, marker) == history.table(runs, columns)
+
+
+def test_the_readme_shows_the_latest_run_of_each_benchmark() -> None:
+    """README.md's table is what `finrisk bench summary` makes of benchmarks/*.jsonl."""
+    assert _generated("README.md", "bench-summary") == summary_table(ROOT / "benchmarks")
+    assert history.read(ROOT / "benchmarks" / "features.jsonl")  # measured, not only promised

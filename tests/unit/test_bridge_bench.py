@@ -3,13 +3,11 @@ sinks and its history file."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from finrisk.bench import history
-from finrisk.bench.bridge import HISTORY_COLUMNS, StampSpan, figures, sink_settings
+from finrisk.bench.bridge import StampSpan, figures, sink_settings
 from finrisk.bench.cli import BRIDGE_FLAGS, bridge_run_settings
 from finrisk.cli import build_parser
 from finrisk.cli.settings_flags import given, overlaid
@@ -79,14 +77,3 @@ def test_a_recorded_run_keeps_what_it_was_asked_to_do() -> None:
     assert (settings["workers"], settings["sink"], settings["count"]) == (2, "none", 100_000)
     assert settings["batch_max_messages"] == BridgeSettings().batch_max_messages  # as deployed
     assert settings["predictor_url"] is None  # models trained and served by the run
-
-
-def test_the_docs_show_the_latest_runs_of_the_history_file() -> None:
-    """docs/bridge.md's table is what `--history` makes of benchmarks/bridge.jsonl."""
-    root = Path(__file__).resolve().parents[2]
-    page = (root / "docs" / "bridge.md").read_text()
-    start = page.index("<!-- bench-bridge-history")
-    table = page[page.index("\n", start) + 1 : page.index("<!-- /bench-bridge-history -->")]
-    runs = history.read(root / "benchmarks" / "bridge.jsonl")
-    assert table == history.table(runs, HISTORY_COLUMNS)
-    assert table.count("\n") >= 3  # a header, a rule and at least one run
