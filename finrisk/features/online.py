@@ -8,7 +8,7 @@
 - `online_pass`: a micro-batch applied in rounds, and each transaction's features out;
 - `online_stats`: a round's arithmetic on the statistics, and their reading as `UserStats`;
 - `online_windows`: the velocity windows, the one per-transaction loop;
-- `online_snapshot`: a user's state as bytes and back.
+- `online_saved_state`: a user's state as bytes and back (its saved state).
 
 A stream fed in each user's canonical order (timestamp, transaction_id) gives the batch path's
 values; the parity test proves it. A transaction arriving with an earlier timestamp than its
@@ -21,7 +21,7 @@ Every value of a transaction depends on its user's history only, never on which 
 transactions share its batch: a test proves the features bit for bit equal whatever the batch
 boundaries, which is what makes a restarted consumer score as an uninterrupted one.
 
-State survives restarts through `snapshot(user_id) -> bytes` and `restore(user_id, bytes)`
+State survives restarts through `saved_state(user_id) -> bytes` and `restore(user_id, bytes)`
 (a JSON header, then the numbers in binary), keyed by user, so the streaming bridge can keep
 a compacted changelog topic.
 """
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from finrisk.features import online_pass, online_snapshot
+from finrisk.features import online_pass, online_saved_state
 from finrisk.features.definitions import TRANSACTION_FEATURES, USER_FEATURES
 from finrisk.features.formulas import user_formulas
 from finrisk.features.online_arrays import Matrix
@@ -95,18 +95,18 @@ class OnlineFeatures:
         )
         return tuple(online_pass.feature_matrix(user_formulas(stats), 1)[0].tolist())
 
-    def snapshot(self, user_id: Any) -> bytes:
-        """The user's whole state as bytes, for a changelog keyed by user (see `snapshots`)."""
-        return self.snapshots([user_id])[0]
+    def saved_state(self, user_id: Any) -> bytes:
+        """The user's whole state as bytes, for a changelog keyed by user (see `saved_states`)."""
+        return self.saved_states([user_id])[0]
 
-    def snapshots(self, user_ids: Sequence[Any]) -> list[bytes]:
-        """`snapshot` of each user, the numbers of all of them read at once (the format:
-        `finrisk.features.online_snapshot.snapshots`)."""
-        return online_snapshot.snapshots(self._state, user_ids)
+    def saved_states(self, user_ids: Sequence[Any]) -> list[bytes]:
+        """`saved_state` of each user, the numbers of all of them read at once (the format:
+        `finrisk.features.online_saved_state.saved_states`)."""
+        return online_saved_state.saved_states(self._state, user_ids)
 
     def restore(self, user_id: Any, data: bytes) -> None:
-        """Replace the user's state with one written by `snapshot`."""
-        online_snapshot.restore(self._state, user_id, data)
+        """Replace the user's state with one written by `saved_state`."""
+        online_saved_state.restore(self._state, user_id, data)
 
     def forget(self, user_id: Any) -> None:
         """Drop the user's state (e.g. when a changelog tombstone arrives)."""

@@ -1,4 +1,4 @@
-"""Preparing a micro-batch: parse, skip replays, features, snapshots; dropping revoked work."""
+"""Preparing a micro-batch: parse, skip replays, features, saved states; dropping revoked work."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from finrisk.features.definitions import (
     WINDOWS,
 )
 from finrisk.features.formulas import is_gambling_merchant
-from finrisk.features.online_snapshot import SNAPSHOT_VERSION
+from finrisk.features.online_saved_state import SAVED_STATE_VERSION
 from finrisk.synthetic.merchants import build_pool
 from finrisk.timestamps import to_ns
 
@@ -448,30 +448,30 @@ def test_gambling_merchants_are_the_generators_betting_brands() -> None:
     assert flagged
 
 
-def test_old_snapshot_versions_are_refused_clearly() -> None:
+def test_old_saved_state_versions_are_refused_clearly() -> None:
     online = OnlineFeatures()
     online.update(frame([{}]).to_dict("records")[0])
-    data = online.snapshot("u1")
+    data = online.saved_state("u1")
     header, _ = data.split(b"\n", 1)
-    assert orjson.loads(header)["version"] == SNAPSHOT_VERSION
+    assert orjson.loads(header)["version"] == SAVED_STATE_VERSION
     old = data.replace(
-        f'"version":{SNAPSHOT_VERSION}'.encode(), f'"version":{SNAPSHOT_VERSION - 1}'.encode()
+        f'"version":{SAVED_STATE_VERSION}'.encode(), f'"version":{SAVED_STATE_VERSION - 1}'.encode()
     )
     assert old != data
-    with pytest.raises(FinriskError, match=f"version {SNAPSHOT_VERSION - 1}.*replay"):
+    with pytest.raises(FinriskError, match=f"version {SAVED_STATE_VERSION - 1}.*replay"):
         OnlineFeatures().restore("u1", old)
     # Version 2 was one JSON document.
     with pytest.raises(FinriskError, match=r"version 2.*replay"):
         OnlineFeatures().restore("u1", b'{"version": 2, "n_tx": 3}')
 
 
-def test_snapshots_cut_short_or_padded_are_refused() -> None:
+def test_saved_states_cut_short_or_padded_are_refused() -> None:
     online = OnlineFeatures()
     online.update(frame([{}]).to_dict("records")[0])
-    data = online.snapshot("u1")
+    data = online.saved_state("u1")
     restored = OnlineFeatures()
     restored.restore("u1", data)
-    assert restored.snapshot("u1") == data
+    assert restored.saved_state("u1") == data
     for bad in (data[:-8], data + b"\0" * 8, data.split(b"\n", 1)[0]):
         with pytest.raises(FinriskError, match=r"u1.*(cut short|unreadable)"):
             OnlineFeatures().restore("u1", bad)

@@ -145,7 +145,7 @@ def test_snapshot_restore_mid_stream_continues_identically(stream: pd.DataFrame)
 
     before = OnlineFeatures()
     first_half = _run_online(records[:half], before)
-    changelog = {user: before.snapshot(user) for user in before.users()}
+    changelog = {user: before.saved_state(user) for user in before.users()}
     assert all(isinstance(data, bytes) for data in changelog.values())
 
     after = OnlineFeatures()  # a restarted consumer

@@ -83,7 +83,7 @@ def bench_online(transactions: pd.DataFrame) -> dict[str, Any]:
     single_wall, single_cpu = _timed(functools.partial(_one_at_a_time, OnlineFeatures(), first))
     users = list(online.users())
     user_wall, _ = _timed(lambda: [online.user_features(u) for u in users])
-    snapshot_wall, _ = _timed(lambda: [online.snapshot(u) for u in users])
+    snapshot_wall, _ = _timed(lambda: [online.saved_state(u) for u in users])
     return {
         **_rates(len(stream), wall, cpu),
         "covers": f"transaction + user features per transaction, micro-batches of {MICRO_BATCH}",

@@ -3,7 +3,7 @@
 `prepare` runs in the bridge's thread: it parses each message in order (bad ones become dead
 letters), skips those the restored state already includes, adds the rest to the online state
 as one batch (features come out as two matrices, a row per transaction), and, when the batch
-is a checkpoint, snapshots every user changed since the last one (the batch's changelog
+is a checkpoint, saves the state of every user changed since the last one (the batch's changelog
 records) before the next batch can change them.
 """
 

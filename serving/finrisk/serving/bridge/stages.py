@@ -5,7 +5,7 @@ one fails (the batch keeps its stage, and the step is retried from there):
 
     PREPARED        parsed and checked (bad messages become dead letters), messages the
                     restored state already includes skipped, online features updated; a
-                    checkpoint batch (one per checkpoint_interval_ms) also snapshotted every
+                    checkpoint batch (one per checkpoint_interval_ms) also saved the state of every
                     user changed since the last checkpoint. Scored in a worker thread while
                     the loop prepares the next batch.
       -> SENT       at least once: scored records and dead letters produced, anomalies handed

@@ -6,7 +6,7 @@ user's recent transaction ids (`dedup.RecentIds`: a repeated transaction is not 
 
 At each checkpoint, once the outputs of every batch up to it are durable, the bridge writes one
 changelog record per user changed since the last checkpoint: key = user id, value = the user's
-recent transaction ids (a JSON line) then their feature snapshot, header = that input offset.
+recent transaction ids (a JSON line) then their features' saved state, header = that input offset.
 The changelog is compacted and has one partition per input partition; a user's record goes to
 the partition their transactions come from. On assignment of input partition p, the bridge
 reads changelog partition p to its end and restores every user in it, each from its record of
@@ -101,10 +101,8 @@ class StateStore:
         users = list(self._dirty)
         encode = self.recent.encode
         return [
-            ChangelogRecord(
-                user.encode(), b"%b\n%b" % (encode(user), snapshot), *self._position[user]
-            )
-            for user, snapshot in zip(users, self.features.snapshots(users), strict=True)
+            ChangelogRecord(user.encode(), b"%b\n%b" % (encode(user), saved), *self._position[user])
+            for user, saved in zip(users, self.features.saved_states(users), strict=True)
         ]
 
     def mark_clean(self) -> None:

@@ -1,8 +1,8 @@
 """The online state of a user as bytes and back, for the streaming bridge's changelog.
 
-State survives restarts through these snapshots (a JSON header, then the numbers in binary),
-keyed by user, so the streaming bridge can keep a compacted changelog topic. (Not to be
-confused with `finrisk.features.snapshots`: user features as of cut-off days, for training.)
+State survives restarts through these saved states (a JSON header, then the numbers in binary),
+keyed by user, so the streaming bridge can keep a compacted changelog topic. ("Snapshot" is
+kept for `finrisk.features.snapshots`: user features as of cut-off days, for training.)
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from finrisk.features.online_state import SUM_FIELDS, TIME_FIELDS, OnlineState
 from finrisk.features.online_windows import LONGEST, WINDOW_LENGTHS, VelocityWindows
 
 # 3: the numbers in binary after a JSON header. 2 (JSON only) held the same statistics; 1
-# lacked some. A snapshot of another version is refused: rebuild its state by replaying.
-SNAPSHOT_VERSION = 3
+# lacked some. A saved state of another version is refused: rebuild its state by replaying.
+SAVED_STATE_VERSION = 3
 
 
-def snapshots(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
+def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
     """Each user's whole state as bytes, the numbers of all of them read at once.
 
-    A snapshot is a JSON header (version, category names, merchants, window starts and
+    A saved state is a JSON header (version, category names, merchants, window starts and
     length), a newline, then the numbers as little-endian float64/int64: the statistics,
     the timestamps, the per-category counts and spend, the window timestamps and debit
     totals. Written as JSON text the numbers cost ~5x as much, and a checkpoint
-    snapshots every user changed in the interval.
+    saves every user changed in the interval.
     """
     slots = [state.slot(user) for user in user_ids]
     categories = list(state.categories)
@@ -56,7 +56,7 @@ def snapshots(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
         stamps = array("q", window.stamps[first:])
         cums = array("d", window.cums[first:])
         header = {
-            "version": SNAPSHOT_VERSION,
+            "version": SAVED_STATE_VERSION,
             "categories": categories,
             "merchants": list(state.merchants[slot]),
             "window_starts": [start - first for start in window.starts],
@@ -80,9 +80,9 @@ def snapshots(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
 
 
 def restore(state: OnlineState, user_id: Any, data: bytes) -> None:
-    """Replace the user's state with one written by `snapshots`."""
+    """Replace the user's state with one written by `saved_states`."""
     try:
-        saved = _read_snapshot(data)
+        saved = _read_saved_state(data)
     except FinriskError as exc:
         raise FinriskError(f"feature state of user {user_id!r} {exc}") from None
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -103,7 +103,7 @@ def restore(state: OnlineState, user_id: Any, data: bytes) -> None:
     state.windows[slot] = saved.windows
 
 
-class _Snapshot(NamedTuple):
+class _SavedState(NamedTuple):
     sums: Floats
     times: Ints
     categories: list[str]
@@ -113,16 +113,16 @@ class _Snapshot(NamedTuple):
     windows: VelocityWindows
 
 
-def _read_snapshot(data: bytes) -> _Snapshot:
-    """A snapshot's parts; FinriskError (or a decoding error) says what is wrong."""
+def _read_saved_state(data: bytes) -> _SavedState:
+    """A saved state's parts; FinriskError (or a decoding error) says what is wrong."""
     end = data.find(b"\n")
     header = orjson.loads(data[:end] if end >= 0 else data)
     version = header.get("version")
-    if version != SNAPSHOT_VERSION:
+    if version != SAVED_STATE_VERSION:
         raise FinriskError(
-            f"has snapshot version {version!r}; this finrisk reads version {SNAPSHOT_VERSION} "
-            "only (a state of another version lacks statistics the features need or is laid "
-            "out otherwise: drop it and replay the user's transactions)"
+            f"has saved-state version {version!r}; this finrisk reads version "
+            f"{SAVED_STATE_VERSION} only (a state of another version lacks statistics the "
+            "features need or is laid out otherwise: drop it and replay the user's transactions)"
         )
     categories = [str(name) for name in header["categories"]]
     entries = int(header["window_entries"])
@@ -139,7 +139,7 @@ def _read_snapshot(data: bytes) -> _Snapshot:
     window.stamps = np.frombuffer(blocks[4], dtype="<i8").tolist()
     window.cums = np.frombuffer(blocks[5], dtype="<f8").tolist()
     window.starts = starts
-    return _Snapshot(
+    return _SavedState(
         sums=np.frombuffer(blocks[0], dtype="<f8"),
         times=np.frombuffer(blocks[1], dtype="<i8"),
         categories=categories,
