@@ -17,6 +17,8 @@ the online features (finrisk.features.online) use this module:
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass
@@ -87,10 +89,25 @@ class Rule:
 def _outside(values: Texts, allowed: frozenset[str]) -> npt.NDArray[np.bool_]:
     """Values given and not in `allowed` (a batch's values, most often all allowed: one set
     test decides; a missing value, None or NaN, is no rule's business)."""
-    if allowed.issuperset(values):
-        return np.zeros(len(values), dtype=np.bool_)
-    inside = np.fromiter((value in allowed for value in values), np.bool_, len(values))
-    return ~inside & ~pd.isna(np.asarray(values, dtype=object))
+    with contextlib.suppress(TypeError):  # an unhashable value (a table's list) is outside
+        if allowed.issuperset(values):
+            return np.zeros(len(values), dtype=np.bool_)
+    return np.fromiter(
+        (
+            not _missing(value) and not (isinstance(value, str) and value in allowed)
+            for value in values
+        ),
+        np.bool_,
+        len(values),
+    )
+
+
+def _texts(pair: tuple[Any, Any]) -> bool:
+    return isinstance(pair[0], str) and isinstance(pair[1], str)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _listed(allowed: Sequence[str]) -> str:
@@ -120,9 +137,12 @@ class Rules:
 
         def mismatched(x: RuleInputs) -> npt.NDArray[np.bool_]:
             pairs = list(zip(x.direction, x.category, strict=True))
-            if contradictions.isdisjoint(pairs):
-                return np.zeros(len(pairs), dtype=np.bool_)
-            return np.fromiter((p in contradictions for p in pairs), np.bool_, len(pairs))
+            with contextlib.suppress(TypeError):  # an unhashable value contradicts nothing
+                if contradictions.isdisjoint(pairs):
+                    return np.zeros(len(pairs), dtype=np.bool_)
+            return np.fromiter(
+                (_texts(p) and p in contradictions for p in pairs), np.bool_, len(pairs)
+            )
 
         self.rules: tuple[Rule, ...] = (
             Rule(

@@ -309,3 +309,23 @@ def test_cli_user_table(tmp_path: Path) -> None:
     bad = _csv(tmp_path, pd.DataFrame({"user_id": ["a", "a"], "is_risky": [0, 1]}), "b.csv")
     assert main(["data", "validate", str(ok), "--table", "users"]) == 0
     assert main(["data", "validate", str(bad), "--table", "users"]) == 1
+
+
+def test_a_value_of_the_wrong_kind_is_reported_not_raised() -> None:
+    """A table (a parquet file, say) can hold a list where text belongs: the contract's rules
+    report it as outside the vocabulary, and never fail on it."""
+    good = {
+        "transaction_id": "t1",
+        "user_id": "u1",
+        "timestamp": "2025-01-01T00:00:00Z",
+        "amount": 5.0,
+        "direction": "debit",
+        "category": "groceries",
+        "merchant": "Shop",
+        "channel": "online",
+        "balance_after": 1.0,
+    }
+    odd = {**good, "transaction_id": "t2", "category": ["groceries"], "direction": ["debit"]}
+    report = validate_transactions(pd.DataFrame([good, odd]))
+    kinds = {(p.kind, p.column) for p in report.errors}
+    assert ("unknown_value", "category") in kinds and ("unknown_value", "direction") in kinds
