@@ -229,9 +229,20 @@ class Mapping:
     def __bool__(self) -> bool:
         return bool(self.columns or self.values or self.signed_amounts)
 
+    def conflict(self, document: dict[str, Any]) -> str | None:
+        """Why a message cannot be mapped: it holds a field and the field mapped onto it (as a
+        table holding both columns is refused by `frame`)."""
+        for source, target in self.columns.items():
+            if source in document and target in document and target not in self.columns:
+                return (
+                    f"column_mapping maps field {source!r} to {target!r}, but the message also "
+                    f"has a field {target!r}"
+                )
+        return None
+
     def document(self, document: dict[str, Any]) -> dict[str, Any]:
-        """A message's fields under canonical names and values; a signed amount is left to
-        `signed` (it must be a number first)."""
+        """A message's fields under canonical names and values (see `conflict` first); a signed
+        amount is left to `signed` (it must be a number first)."""
         if self.columns:
             document = {self.columns.get(k, k): v for k, v in document.items()}
         for column, names in self.values.items():
@@ -257,8 +268,10 @@ class Mapping:
         names = self.values.get(column)
         if not names:
             return series
-        replaced = series.map(names)
-        return replaced.where(replaced.notna(), series)
+        # Text values only: a table can hold anything (a list is left for the rules to refuse).
+        return series.map(
+            lambda value: names.get(value, value) if isinstance(value, str) else value
+        )
 
     @staticmethod
     def signed(amount: Floats) -> tuple[Floats, Objects]:
@@ -328,6 +341,21 @@ def transaction_columns(
             raise FinriskError(f"transaction has no field {exc.args[0]!r}") from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise FinriskError(f"transaction has a field of the wrong type: {exc}") from None
+    # What decoding refuses on the stream (the rules take values as given, a table's missing
+    # ones being reported apart): numbers finite, the vocabularies' fields text.
+    for name, numbers in ((AMOUNT, amounts), (BALANCE_AFTER, balances)):
+        bad = np.flatnonzero(~np.isfinite(numbers))
+        if len(bad):
+            row = int(bad[0])
+            raise FinriskError(
+                f"transaction {row}: field {name!r} must be a finite number, not {txs[row][name]!r}"
+            )
+    for name in (USER_ID, DIRECTION, CATEGORY, MERCHANT, CHANNEL):
+        for row, value in enumerate(texts[name]):
+            if not isinstance(value, str) or not value:
+                raise FinriskError(
+                    f"transaction {row}: field {name!r} must be a non-empty string, not {value!r}"
+                )
     inputs = RuleInputs(amounts, balances, texts[DIRECTION], texts[CATEGORY], texts[CHANNEL])
     problems = (rules or Rules()).first_broken(inputs)
     if problems:

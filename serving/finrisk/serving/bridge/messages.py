@@ -240,6 +240,16 @@ class MessageParser:
                     documents.append(item)
                     rows.append(i)
         mapping = self.mapping
+        if mapping.columns:
+            kept: list[int] = []
+            for k, document in enumerate(documents):
+                conflict = mapping.conflict(document)
+                if conflict is None:
+                    kept.append(k)
+                else:
+                    results[rows[k]] = BadMessage(SCHEMA_INVALID, conflict)
+            if len(kept) != len(documents):
+                documents, rows = [documents[k] for k in kept], [rows[k] for k in kept]
         if mapping:
             documents = [mapping.document(document) for document in documents]
         columns = _Columns(documents)
@@ -305,13 +315,13 @@ class MessageParser:
         )
 
     def _directions_from_signs(self, columns: _Columns, amount: np.ndarray) -> None:
-        """Signed amounts: where a message has no direction, the sign gives it."""
+        """Signed amounts: the amount is the magnitude, and where a message has no direction
+        the sign gives it (as a table's are read: finrisk.parsing)."""
+        finite = np.isfinite(amount)
         directions = columns.values[DIRECTION]
-        missing = [
-            k for k, d in enumerate(directions) if d is _MISSING and math.isfinite(amount[k])
-        ]
-        if missing:
-            magnitude, signed = self.mapping.signed(amount[missing])
-            amount[missing] = magnitude
-            for k, direction in zip(missing, signed, strict=True):
-                directions[k] = direction
+        _, signed = self.mapping.signed(amount)
+        for k, direction in enumerate(directions):
+            if direction is _MISSING and finite[k]:
+                directions[k] = signed[k]
+        amount[finite] = np.abs(amount[finite])
+        columns.converted = True
