@@ -9,7 +9,8 @@ anomaly sink and dead-letter topic, at least once (or exactly once), nothing los
   backpressure), `accounting` (metrics per batch, gauges).
 - Kafka: `delivery` (acknowledged sends, transactions), `commits`, `restore` (the changelog
   read back), `kafka_config`, `records`, `dead_letters`.
-- Messages and state: `messages` (wire format and checks), `batching` (size/time bounds),
+- Messages and state: `messages` (wire format and checks; `wire_columns` its decoding pass),
+  `batching` (size/time bounds),
   `state` (feature state and its changelog records), `dedup`, `outputs`.
 - The predictor and the sink: `v2_client`, `backoff`, `breaker`, `scoring` (the predictor's
   contract), `sink_writer`.

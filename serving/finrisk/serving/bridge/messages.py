@@ -14,8 +14,6 @@ and carries on.
 from __future__ import annotations
 
 import contextlib
-import math
-import operator
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -23,7 +21,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from finrisk.errors import FinriskError
 from finrisk.schema import (
     AMOUNT,
     BALANCE_AFTER,
@@ -38,19 +35,14 @@ from finrisk.schema import (
     Schema,
     default_schema,
 )
-from finrisk.timestamps import MAX_NS, MIN_NS, to_ns
+from finrisk.serving.bridge.wire_columns import MISSING, WireColumns, only
 from finrisk.transactions import WIRE_FIELDS, RuleInputs, Rules, TxColumns
 from finrisk.transactions import Mapping as FieldMapping
 
 UNPARSEABLE = "unparseable"
 SCHEMA_INVALID = "schema_invalid"
 
-_NS_PER_MS = 1_000_000
-# Epoch milliseconds whose nanoseconds fit MIN_NS..MAX_NS.
-_MIN_MS, _MAX_MS = -(-MIN_NS // _NS_PER_MS), MAX_NS // _NS_PER_MS
-_WIRE_VALUES = operator.itemgetter(*WIRE_FIELDS)
 _TEXT_FIELDS = (TRANSACTION_ID, USER_ID, MERCHANT, DIRECTION, CATEGORY, CHANNEL)
-_MISSING = object()  # a field the message does not have
 
 
 class BadMessage(Exception):
@@ -93,10 +85,6 @@ class ParsedBatch(NamedTuple):
     columns: TxColumns
 
 
-def _only(kind: type, values: Sequence[Any]) -> bool:
-    return set(map(type, values)) <= {kind}
-
-
 def _objects(column: list[Any], rows: list[int] | None) -> list[Any]:
     return column if rows is None else [column[k] for k in rows]
 
@@ -111,100 +99,6 @@ def _decoded(value: bytes | None) -> dict[str, Any] | BadMessage:
     if not isinstance(document, dict):
         return BadMessage(UNPARSEABLE, f"value is JSON {type(document).__name__}, not an object")
     return document
-
-
-class _Columns:
-    """The wire fields of a batch's documents as columns, and the first decoding problem of
-    each row (in the order of WIRE_FIELDS' checks below)."""
-
-    def __init__(self, documents: list[dict[str, Any]]) -> None:
-        self.n = len(documents)
-        self.problems: dict[int, str] = {}
-        # Every document holding exactly the wire fields (the producers' form): the whole
-        # batch's columns at once, and each document is its own transaction's fields.
-        self.exact = set(map(len, documents)) <= {len(WIRE_FIELDS)}
-        values: dict[str, Sequence[Any]] | None = None
-        if self.exact and documents:
-            try:
-                rows = zip(*map(_WIRE_VALUES, documents), strict=True)
-                values = dict(zip(WIRE_FIELDS, rows, strict=True))
-            except KeyError:
-                self.exact = False
-        if values is None:
-            values = {name: [d.get(name, _MISSING) for d in documents] for name in WIRE_FIELDS}
-        self.values = {name: list(column) for name, column in values.items()}
-        # A value was converted or a field failed: the documents are not the fields as they are.
-        self.converted = False
-
-    @property
-    def canonical(self) -> bool:
-        """Whether every document holds exactly the wire fields in their canonical types (float
-        amounts and balances, epoch-ms timestamps): each is its transaction's fields as is."""
-        return self.exact and not self.converted
-
-    def fail(self, row: int, reason: str) -> None:
-        self.problems.setdefault(row, reason)
-
-    def numbers(self, name: str) -> np.ndarray:
-        column = self.values[name]
-        if not _only(float, column):
-            self.converted = True
-            for row, value in enumerate(column):
-                if value is _MISSING or value is None:
-                    self.fail(row, f"field {name!r} is missing")
-                elif type(value) is bool or not isinstance(value, int | float):
-                    self.fail(row, f"field {name!r} must be a number, not {value!r}")
-                    column[row] = math.nan
-                elif not math.isfinite(value):
-                    self.fail(row, f"field {name!r} must be finite, not {value!r}")
-                else:
-                    column[row] = float(value)
-            column = [v if type(v) is float else math.nan for v in column]
-            self.values[name] = column
-        return np.array(column, dtype=np.float64)
-
-    def texts(self, name: str) -> None:
-        column = self.values[name]
-        if _only(str, column) and all(column):
-            return
-        for row, value in enumerate(column):
-            if value is _MISSING or value is None:
-                self.fail(row, f"field {name!r} is missing")
-            elif not isinstance(value, str) or not value:
-                self.fail(row, f"field {name!r} must be a non-empty string, not {value!r}")
-
-    def timestamps(self) -> np.ndarray:
-        """Event times in ns; a timestamp given as an ISO string becomes epoch ms in the
-        transaction when it is whole milliseconds (the cheap form for the feature code)."""
-        column = self.values[TIMESTAMP]
-        if _only(int, column):
-            try:
-                stamps = np.array(column, dtype=np.int64)
-            except OverflowError:
-                stamps = None
-            if stamps is not None and ((stamps >= _MIN_MS) & (stamps <= _MAX_MS)).all():
-                return stamps * _NS_PER_MS
-        self.converted = True
-        event_ns = np.zeros(self.n, dtype=np.int64)
-        for row, value in enumerate(column):
-            if value is _MISSING or value is None:
-                self.fail(row, f"field {TIMESTAMP!r} is missing")
-                continue
-            if type(value) is not int and not isinstance(value, str):
-                self.fail(
-                    row,
-                    f"field {TIMESTAMP!r} must be epoch milliseconds or ISO-8601, not {value!r}",
-                )
-                continue
-            try:
-                ns = to_ns(value)
-            except (FinriskError, OverflowError, ValueError) as exc:
-                self.fail(row, f"field {TIMESTAMP!r}: {exc}")
-                continue
-            event_ns[row] = ns
-            if type(value) is str and ns % _NS_PER_MS == 0:
-                column[row] = ns // _NS_PER_MS
-        return event_ns
 
 
 class MessageParser:
@@ -229,7 +123,7 @@ class MessageParser:
         # All at once, the common case; a value that fails (None fails too) is named below.
         with contextlib.suppress(orjson.JSONDecodeError):
             documents = list(map(orjson.loads, values))  # type: ignore[arg-type]
-        if len(documents) == len(values) and _only(dict, documents):
+        if len(documents) == len(values) and only(dict, documents):
             rows = list(range(len(values)))
         else:
             documents, rows = [], []
@@ -252,7 +146,7 @@ class MessageParser:
                 documents, rows = [documents[k] for k in kept], [rows[k] for k in kept]
         if mapping:
             documents = [mapping.document(document) for document in documents]
-        columns = _Columns(documents)
+        columns = WireColumns(documents)
         amount = columns.numbers(AMOUNT)
         if mapping.signed_amounts:
             self._directions_from_signs(columns, amount)
@@ -314,14 +208,14 @@ class MessageParser:
             ),
         )
 
-    def _directions_from_signs(self, columns: _Columns, amount: np.ndarray) -> None:
+    def _directions_from_signs(self, columns: WireColumns, amount: np.ndarray) -> None:
         """Signed amounts: the amount is the magnitude, and where a message has no direction
         the sign gives it (as a table's are read: finrisk.parsing)."""
         finite = np.isfinite(amount)
         directions = columns.values[DIRECTION]
         _, signed = self.mapping.signed(amount)
         for k, direction in enumerate(directions):
-            if direction is _MISSING and finite[k]:
+            if direction is MISSING and finite[k]:
                 directions[k] = signed[k]
         amount[finite] = np.abs(amount[finite])
         columns.converted = True
