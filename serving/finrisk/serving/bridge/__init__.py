@@ -10,8 +10,8 @@ anomaly sink and dead-letter topic, at least once (or exactly once), nothing los
 - Kafka: `delivery` (acknowledged sends, transactions), `commits`, `restore` (the changelog
   read back), `kafka_config`, `records`, `dead_letters`.
 - Messages and state: `messages` (wire format and checks; `wire_columns` its decoding pass),
-  `batching` (size/time bounds),
-  `state` (feature state and its changelog records), `dedup`, `outputs`.
+  `batching` (size/time bounds), `state` (feature state and its changelog records), `dedup`,
+  `outputs`.
 - The predictor and the sink: `v2_client`, `backoff`, `breaker`, `scoring` (the predictor's
   contract), `sink_writer`.
 - Around it: `metrics` (Prometheus, health), `app` (assembly from settings: build_bridge,
