@@ -68,3 +68,33 @@ def test_after_a_stall_no_state_is_written_until_the_group_confirms_the_member(
     membership.next_probe = 0.0
     assert membership.may_write_state()
     assert membership.may_write_state() and len(group.commits) == 2  # settled: asked once
+
+
+class _Assignable:
+    """Stands in for the consumer's assignment calls, remembering what is paused."""
+
+    def __init__(self) -> None:
+        self.paused: set[int] = set()
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in partitions}
+
+
+def test_an_assignment_sets_each_partitions_pause_afresh(bridge: Bridge) -> None:
+    """librdkafka keeps a partition paused across its loss and a new assignment; a partition
+    paused in a stall, lost, then assigned again must consume again once nothing holds it."""
+    consumer = _Assignable()
+    bridge.runtime.restore = lambda partitions: 0  # type: ignore[method-assign]
+    partitions = [TopicPartition("tx", 0), TopicPartition("tx", 1)]
+    consumer.paused = {0, 1}  # paused in the stall, before the loss
+    bridge.rebalance.on_assign(consumer, partitions)  # type: ignore[arg-type]
+    assert consumer.paused == set()
+    bridge.flow.paused = True  # a stall now: what is assigned waits with the rest
+    bridge.rebalance.on_assign(consumer, [TopicPartition("tx", 2)])  # type: ignore[arg-type]
+    assert consumer.paused == {2}
