@@ -28,7 +28,8 @@ from finrisk.models.anomaly import (
 )
 from finrisk.models.bands import DEFAULT_BANDS, RiskBands
 from finrisk.models.risk import RiskModel, SeedLogisticRiskModel
-from finrisk.schema import IS_FRAUD, TIMESTAMP
+from finrisk.monitoring.profile import reference_profile
+from finrisk.schema import CATEGORY, CHANNEL, IS_FRAUD, TIMESTAMP
 
 OURS = "ours"
 BASELINE = "baseline"
@@ -130,6 +131,17 @@ def run_anomaly(
         BASELINE: baseline.anomaly_score(seed_x[split.test]),
     }
     thresholds = {OURS: ours.threshold_, BASELINE: baseline.threshold_}
+    # What live traffic is compared with: logged with the registered version (profile.json).
+    ours.profile_ = reference_profile(
+        ours_x[split.train],
+        test_scores[OURS],
+        seed=seed,
+        categories={
+            CATEGORY: transactions[CATEGORY][split.train],
+            CHANNEL: transactions[CHANNEL][split.train],
+        },
+        threshold=ours.threshold_,
+    )
     if labels is not None and ours.metadata_["mode"] == "supervised":
         blind = TransactionAnomalyDetector(
             feature_names=features.TRANSACTION_FEATURES, mode="unsupervised", random_state=seed
@@ -215,6 +227,12 @@ def run_risk(
         feature_names=seed_feature_names(names), band_low=bands.low, band_high=bands.high
     ).fit(train_x, y[split.train])
     assessment = ours.assess(test_x, k=reasons)
+    ours.profile_ = reference_profile(
+        ours_x,
+        assessment["probability"].to_numpy(),
+        seed=seed,
+        bands=assessment["band"].tolist(),
+    )
     facts: dict[str, Any] = {
         "users": len(user_table),
         "risky_rate": float(y.mean()),

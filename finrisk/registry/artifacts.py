@@ -3,6 +3,8 @@
 model.joblib    the trained finrisk model (finrisk.models.persistence format: a pickle)
 compiled/       compiled.json + model.onnx (finrisk.compiled): data only
 metadata.json   kind, feature order, threshold or bands, provenance, parity report
+profile.json    the training data's reference profile (finrisk.monitoring.profile), when the
+                model has one: what live traffic is compared with
 
 Serving reads the data files only: the pickle is opened by training-time code that needs the
 Python model (evaluation against the champion), never by the predictor. And nothing is read
@@ -25,6 +27,7 @@ from finrisk.models.persistence import load_model, save_model
 MODEL_FILE = "model.joblib"
 COMPILED_DIR = "compiled"
 METADATA_FILE = "metadata.json"
+PROFILE_FILE = "profile.json"
 
 
 @dataclass
@@ -32,6 +35,7 @@ class ModelFiles:
     model: Any
     compiled: CompiledModel
     metadata: dict[str, Any]
+    profile: dict[str, Any] | None = None
 
 
 def write_files(
@@ -41,6 +45,9 @@ def write_files(
     save_model(model, directory / MODEL_FILE)
     compiled.save(directory / COMPILED_DIR)
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=1, sort_keys=True))
+    profile = getattr(model, "profile_", None)
+    if profile is not None:
+        (directory / PROFILE_FILE).write_text(json.dumps(profile, sort_keys=True))
     return directory
 
 
@@ -74,4 +81,6 @@ def read_files(
     compiled = CompiledModel.load(directory / COMPILED_DIR, threads=threads)
     if list(compiled.feature_names) != list(metadata.get("feature_names", [])):
         raise FinriskError(f"{directory}: compiled feature order differs from the metadata's")
-    return ModelFiles(model=model, compiled=compiled, metadata=metadata)
+    profile_path = directory / PROFILE_FILE
+    profile = json.loads(profile_path.read_text()) if profile_path.is_file() else None
+    return ModelFiles(model=model, compiled=compiled, metadata=metadata, profile=profile)

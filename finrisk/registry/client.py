@@ -70,6 +70,9 @@ class LoadedModel:
     compiled: CompiledModel
     metadata: dict[str, Any]
     alias: str | None = None
+    # The training data's reference profile (finrisk.monitoring.profile); None for versions
+    # registered before profiles were logged.
+    profile: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -360,6 +363,7 @@ def load(
         compiled=files.compiled,
         metadata=files.metadata,
         alias=alias if version is None else None,
+        profile=files.profile,
     )
 
 

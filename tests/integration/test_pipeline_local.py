@@ -111,6 +111,11 @@ def test_local_runs_promote_then_keep_the_champion(
     assert tags["data_fingerprint"].startswith("sha256:")
     assert tags["code_version"] and tags["pipeline_run_id"]
     assert float(tags["metric.pr_auc"]) >= 0.3 and tags["gate_decision"] == "promote"
+    # The training data's reference profile is data in the version's verified artifacts.
+    for name, kind_profile in ((detector, "alert_rate"), (risk, "band_mix")):
+        loaded = registry.load(name, "champion", tracking_uri=mlflow_server.address)
+        assert loaded.profile is not None and loaded.profile[kind_profile] is not None
+        assert set(loaded.profile["features"]) == set(loaded.compiled.feature_names)
     manifest_dir = _task_dir(root1, "deploy-challenger")
     assert manifest_dir is not None
     # Locally a dry run without a cluster: what the rollout would change on the base's object.

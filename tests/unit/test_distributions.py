@@ -99,3 +99,17 @@ def test_the_runtime_lock_is_the_development_lock_less_the_tools() -> None:
         words = [word for line in lines if not line.startswith("#") for word in line.split()]
         locks = {word for word in words if word.endswith(".lock")}
         assert locks == {"requirements.runtime.lock"}, dockerfile
+
+
+def test_every_core_module_is_held_by_the_import_contracts() -> None:
+    """A new module of the core must be named in the contracts that keep it off the
+    distributions built on it and off the development tools."""
+    contracts = _pyproject(ROOT)["tool"]["importlinter"]["contracts"]
+    (core_contract,) = [c for c in contracts if c["name"].startswith("the core imports none")]
+    listed = set(core_contract["source_modules"])
+    core = {
+        f"finrisk.{path.stem}"
+        for path in (ROOT / "finrisk").iterdir()
+        if (path.suffix == ".py" or (path / "__init__.py").exists()) and path.stem != "__main__"
+    }
+    assert core == listed

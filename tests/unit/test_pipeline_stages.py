@@ -178,6 +178,16 @@ def test_unknown_model_parameter_is_named(stages: dict[str, Path], tmp_path: Pat
         )
 
 
+def test_training_profiles_the_data_each_model_was_trained_on(stages: dict[str, Path]) -> None:
+    detector = training.load_run(stages["det_run"], AnomalyRun).ours
+    risk = training.load_run(stages["risk_run"], RiskRun).ours
+    assert list(detector.profile_["features"]) == list(features.TRANSACTION_FEATURES)
+    assert set(detector.profile_["categories"]) == {"category", "channel"}
+    assert 0 <= detector.profile_["alert_rate"] <= 1
+    assert list(risk.profile_["features"]) == list(features.USER_FEATURES)
+    assert abs(sum(risk.profile_["band_mix"].values()) - 1) < 1e-9
+
+
 def test_the_pipelines_risk_params_set_the_band_edges(
     stages: dict[str, Path], tmp_path: Path
 ) -> None:

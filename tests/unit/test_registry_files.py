@@ -131,3 +131,22 @@ def test_serving_reads_data_only_and_a_changed_folder_is_refused(tmp_path: Path)
     with pytest.raises(FinriskError, match="differ from those registered"):
         read_files(folder, python_model=True, digest=digest)
     assert not marker.exists()  # refused before the pickle, too
+
+
+def test_a_models_profile_is_written_beside_it_and_read_back_as_data(tmp_path: Path) -> None:
+    model = trained_models.detector("supervised")
+    model.profile_ = {"version": 1, "features": {"amount": {"edges": [1.0], "shares": [0.5, 0.5]}}}
+    compiled = compile_model(model)
+    meta = model_metadata(
+        model,
+        DETECTOR,
+        compiled,
+        require_parity(model, compiled, probe=50),
+        provenance={},
+        metrics={},
+    )
+    folder = write_files(tmp_path / "m", model, compiled, meta)
+    assert read_files(folder, python_model=False).profile == model.profile_
+    del model.profile_  # a model trained before profiles: none written, None read
+    plain = write_files(tmp_path / "plain", model, compiled, meta)
+    assert read_files(plain, python_model=False).profile is None
