@@ -31,11 +31,6 @@ class Parsed:
     source_names: dict[str, str] = field(default_factory=dict)  # canonical -> name in the file
 
 
-def map_columns(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Rename the user's columns to canonical names; returns the frame and canonical -> source."""
-    return Mapping(schema).frame(df)
-
-
 def _is_text(series: pd.Series) -> bool:
     return series.dtype == object or isinstance(series.dtype, pd.StringDtype)
 
