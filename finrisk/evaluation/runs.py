@@ -133,13 +133,11 @@ def run_anomaly(
     thresholds = {OURS: ours.threshold_, BASELINE: baseline.threshold_}
     # What live traffic is compared with: logged with the registered version (profile.json).
     ours.profile_ = reference_profile(
-        ours_x[split.train],
+        ours_x,
         test_scores[OURS],
+        rows=split.train,
         seed=seed,
-        categories={
-            CATEGORY: transactions[CATEGORY][split.train],
-            CHANNEL: transactions[CHANNEL][split.train],
-        },
+        categories={name: transactions[name] for name in (CATEGORY, CHANNEL)},
         threshold=ours.threshold_,
     )
     if labels is not None and ours.metadata_["mode"] == "supervised":

@@ -50,33 +50,39 @@ def categorical(values: Sequence[Any] | pd.Series) -> dict[str, float]:
     return {str(k): float(v) for k, v in series.value_counts(normalize=True).sort_index().items()}
 
 
-def sample_rows(n: int, seed: int) -> npt.NDArray[np.intp]:
-    """At most MAX_ROWS row positions of n, the same for the same seed."""
-    if n <= MAX_ROWS:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, MAX_ROWS, replace=False))
+def sample_rows(rows: npt.NDArray[np.intp], seed: int) -> npt.NDArray[np.intp]:
+    """At most MAX_ROWS of the row positions `rows`, the same for the same seed."""
+    if len(rows) <= MAX_ROWS:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
 
 
 def reference_profile(
     features: pd.DataFrame,
     scores: npt.ArrayLike,
     *,
+    rows: npt.ArrayLike | None = None,
     seed: int = 0,
     categories: Mapping[str, Sequence[Any] | pd.Series] | None = None,
     threshold: float | None = None,
     bands: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The profile of training `features` (a column per feature) and held-out `scores`."""
-    rows = sample_rows(len(features), seed)
-    sampled = features.iloc[rows]
+    """The profile of the training rows of `features` (a column per feature; `rows`, a mask or
+    positions, picks the training rows, so a large table is sampled without copying it whole)
+    and of held-out `scores`. `categories` are columns as long as `features`."""
+    positions = np.arange(len(features)) if rows is None else np.asarray(rows)
+    if positions.dtype == np.bool_:
+        positions = np.flatnonzero(positions)
+    sample = sample_rows(positions, seed)
+    sampled = features.iloc[sample]
     score_values = np.asarray(scores, dtype=np.float64)
     profile: dict[str, Any] = {
         "version": PROFILE_VERSION,
-        "rows": len(features),
-        "profiled_rows": len(rows),
+        "rows": len(positions),
+        "profiled_rows": len(sample),
         "features": {str(name): numeric(sampled[name].to_numpy()) for name in features.columns},
         "categories": {
-            str(name): categorical(pd.Series(values).iloc[rows])
+            str(name): categorical(pd.Series(values).iloc[sample])
             for name, values in (categories or {}).items()
         },
         "scores": numeric(score_values),

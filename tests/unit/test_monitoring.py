@@ -48,10 +48,20 @@ def test_the_risk_models_profile_has_its_band_mix_and_high_share_as_alert_rate()
 
 
 def test_profiling_a_large_table_samples_the_same_rows_for_the_same_seed() -> None:
-    n = profile.MAX_ROWS + 10
-    assert len(profile.sample_rows(n, 3)) == profile.MAX_ROWS
-    assert np.array_equal(profile.sample_rows(n, 3), profile.sample_rows(n, 3))
-    assert not np.array_equal(profile.sample_rows(n, 3), profile.sample_rows(n, 4))
+    rows = np.arange(profile.MAX_ROWS + 10)
+    assert len(profile.sample_rows(rows, 3)) == profile.MAX_ROWS
+    assert np.array_equal(profile.sample_rows(rows, 3), profile.sample_rows(rows, 3))
+    assert not np.array_equal(profile.sample_rows(rows, 3), profile.sample_rows(rows, 4))
+
+
+def test_only_the_training_rows_are_profiled() -> None:
+    frame = pd.DataFrame({"amount": np.r_[np.ones(50), np.full(50, 9.0)]})
+    train = np.r_[np.ones(50, dtype=bool), np.zeros(50, dtype=bool)]
+    made = profile.reference_profile(
+        frame, [0.5], rows=train, categories={"category": ["a"] * 50 + ["b"] * 50}
+    )
+    assert made["features"]["amount"]["edges"] == [1.0] and made["rows"] == 50
+    assert made["categories"]["category"] == {"a": 1.0}
 
 
 def test_psi_is_small_without_drift_and_large_with_it() -> None:
