@@ -166,6 +166,27 @@ class BridgeSettings(BaseModel):
         default=1.0, gt=0, description="how long the open breaker waits before a trial request"
     )
 
+    monitoring: bool = Field(
+        default=True,
+        description="watch each served model version's live inputs and outputs against its "
+        "reference profile, per window (docs/monitoring.md)",
+    )
+    monitoring_topic: str = Field(
+        default="transactions.monitoring",
+        description="where each closed window's monitoring record goes",
+    )
+    monitoring_window_transactions: int = Field(
+        default=50_000,
+        ge=100,
+        le=10_000_000,
+        description="a monitoring window closes after this many transactions...",
+    )
+    monitoring_window_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="...or at the first batch after this many seconds, whichever comes first",
+    )
+
     exactly_once: bool = Field(
         default=False,
         description="write the scored topic in Kafka transactions (read it with read_committed)",

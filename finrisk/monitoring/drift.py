@@ -20,7 +20,8 @@ MAJOR = 0.25
 FLOOR = 1e-4
 
 
-def _psi(reference: npt.NDArray[np.float64], observed: npt.NDArray[np.float64]) -> float:
+def shares_psi(reference: npt.NDArray[np.float64], observed: npt.NDArray[np.float64]) -> float:
+    """PSI of observed bin shares against reference shares (the same bins, in order)."""
     expected = np.maximum(reference, FLOOR)
     actual = np.maximum(observed, FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
@@ -36,17 +37,23 @@ def numeric_psi(reference: Mapping[str, Any], values: npt.ArrayLike) -> float | 
         return None
     edges = np.asarray(reference["edges"], dtype=np.float64)
     counts = np.bincount(np.searchsorted(edges, finite, side="left"), minlength=len(shares))
-    return _psi(shares, counts / len(finite))
+    return shares_psi(shares, counts / len(finite))
 
 
 def categorical_psi(reference: Mapping[str, float], values: Sequence[Any] | pd.Series) -> float:
     """PSI of live values against category shares; a value the reference never saw counts in a
     bin of its own (reference share 0, floored)."""
-    observed = pd.Series(values).astype(str).value_counts(normalize=True)
-    names = sorted(set(reference) | set(observed.index))
-    return _psi(
-        np.array([reference.get(name, 0.0) for name in names]),
-        np.array([float(observed.get(name, 0.0)) for name in names]),
+    counts = pd.Series(values).astype(str).value_counts()
+    return category_counts_psi(reference, {str(k): int(v) for k, v in counts.items()})
+
+
+def category_counts_psi(reference: Mapping[str, float], counts: Mapping[str, int]) -> float:
+    """`categorical_psi` of live values already counted per category."""
+    total = sum(counts.values())
+    names = sorted(set(reference) | set(counts))
+    return shares_psi(
+        np.array([reference.get(name, 0.0) for name in names], dtype=np.float64),
+        np.array([counts.get(name, 0) / total for name in names], dtype=np.float64),
     )
 
 

@@ -98,7 +98,9 @@ def risk_model(kind: str = "hgb", seed: int = 1) -> RiskModel | SeedLogisticRisk
     raise ValueError(kind)
 
 
-def loaded(model: object, name: str, version: str = "1") -> object:
+def loaded(
+    model: object, name: str, version: str = "1", profile: dict[str, object] | None = None
+) -> object:
     """A registry LoadedModel built in memory (no MLflow), as finrisk.registry.load returns it."""
     from mlflow.entities.model_registry import ModelVersion
 
@@ -118,4 +120,5 @@ def loaded(model: object, name: str, version: str = "1") -> object:
         compiled=compiled,
         metadata=metadata,
         alias="champion",
+        profile=profile,
     )

@@ -478,3 +478,26 @@ def test_alias_watcher_picks_up_a_new_champion(monkeypatch: pytest.MonkeyPatch) 
         while client.get(f"/v2/models/{DET}").json()["versions"] != ["2"]:
             assert time.monotonic() < deadline, "the watcher never reloaded"
             time.sleep(0.05)
+
+
+def test_profile_of_the_served_version(served: Any) -> None:
+    """The bridge reads the reference profile of the version that answered it from here."""
+    from finrisk.monitoring.profile import reference_profile
+
+    client, _, _ = served
+    frame, _ = trained_models.detector_frame()
+    model = trained_models.detector("supervised")
+    profile = reference_profile(frame, model.anomaly_score(frame), threshold=model.threshold_)
+    det = _predictor(DetectorPredictor, DET, model)
+    det._install(trained_models.loaded(model, DET, version="7", profile=profile))  # type: ignore[arg-type]
+    with TestClient(build_app([det])) as profiled:
+        answer = profiled.get(f"/v2/models/{DET}/versions/7/profile")
+        assert answer.status_code == 200
+        assert answer.json() == {"name": DET, "version": "7", "profile": profile}
+        other = profiled.get(f"/v2/models/{DET}/versions/6/profile")
+        assert other.status_code == 404 and "serves version 7, not 6" in other.json()["error"]
+    # A version registered before profiles existed: a clear 404, not a 5xx.
+    none = client.get(f"/v2/models/{DET}/versions/1/profile")
+    assert none.status_code == 404 and "no reference profile" in none.json()["error"]
+    missing = client.get("/v2/models/nope/versions/1/profile")
+    assert missing.status_code == 404 and "not served here" in missing.json()["error"]

@@ -37,20 +37,36 @@ class RegisteredModels:
 
 
 def train_models(users: int = 200, days: int = 40, seed: int = 11) -> tuple[Any, Any]:
-    """A small detector and risk model on synthetic data: seconds, not minutes."""
+    """A small detector and risk model on synthetic data: seconds, not minutes. Each carries
+    the reference profile of its training rows, as trained models do (scores in-sample here:
+    the bridge's monitoring compares with them)."""
     from finrisk.features import history_snapshots, transaction_features, user_features
     from finrisk.features.snapshots import training_rows
     from finrisk.models import RiskModel, TransactionAnomalyDetector
+    from finrisk.monitoring.profile import reference_profile
+    from finrisk.schema import CATEGORY, CHANNEL
     from finrisk.synthetic import generate
 
     transactions, population, _ = generate(users=users, days=days, seed=seed)
+    tx_features = transaction_features(transactions)
     detector = TransactionAnomalyDetector(max_iter=40, negative_sample=0.2).fit(
-        transaction_features(transactions), transactions["is_fraud"]
+        tx_features, transactions["is_fraud"]
+    )
+    detector.profile_ = reference_profile(
+        tx_features,
+        detector.anomaly_score(tx_features),
+        seed=seed,
+        categories={name: transactions[name] for name in (CATEGORY, CHANNEL)},
+        threshold=detector.threshold_,
     )
     features = user_features(transactions)
     labels = population.set_index("user_id").loc[features.index, "is_risky"]
     rows, y = training_rows(features, labels, history_snapshots(transactions))
     risk = RiskModel(estimator="logistic", cv=3).fit(rows, y)
+    probability = risk.risk_probability(rows)
+    risk.profile_ = reference_profile(
+        rows, probability, seed=seed, bands=list(risk.bands_.bands(probability))
+    )
     return detector, risk
 
 
@@ -149,13 +165,15 @@ def bridge_environment(
     name: str,
     **settings: Any,
 ) -> dict[str, str]:
-    """FINRISK_BRIDGE__* for a bridge named `name` (its group; `name`.scored, `name`.dlq)."""
+    """FINRISK_BRIDGE__* for a bridge named `name` (its group; `name`.scored, `name`.dlq,
+    `name`.monitoring)."""
     workers = int(settings.get("workers", 1))
     env = {
         "bootstrap_servers": bootstrap_servers,
         "input_topic": input_topic,
         "scored_topic": f"{name}.scored",
         "dlq_topic": f"{name}.dlq",
+        "monitoring_topic": f"{name}.monitoring",
         "group_id": name,
         "predictor_url": predictor_url,
         "detector_model": models.detector,

@@ -27,6 +27,10 @@ FP64_BYTES = 8
 # Binary FP64 on the wire: little-endian whatever the host.
 FP64_WIRE = "<f8"
 
+# finrisk's extension: the reference profile of a served version's training data
+# (finrisk.monitoring.profile), which the bridge compares live traffic with.
+PROFILE_PATH = "/v2/models/{model}/versions/{version}/profile"
+
 # The 2-D input's name; the predictor tells the matrix form by its shape, not its name.
 MATRIX_INPUT = "features"
 # The detector's outputs, and its threshold among the response parameters.

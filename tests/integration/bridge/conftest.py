@@ -98,6 +98,8 @@ def reference(
         bigquery_endpoint=bq.endpoint,
         bigquery_dataset=dataset,
         bigquery_table="anomalies",
+        monitoring_window_transactions=runs.MONITORING_WINDOW,
+        monitoring_window_s=runs.MONITORING_WINDOW_S,
     ).start()
     with bridge:
         scored = read_topic(
@@ -113,6 +115,13 @@ def reference(
             30,
             "the idle checkpoint's commit",
         )
+        # The windows closed by count as the stream went, the last by time once it was quiet.
+        monitoring = read_topic(
+            runs.bootstrap(stack_settings),
+            f"{name}.monitoring",
+            until=lambda records: runs.monitored(records) == runs.N_TRANSACTIONS,
+            timeout_s=60,
+        )
         returncode = bridge.terminate()
     dead = read_topic(
         runs.bootstrap(stack_settings), f"{name}.dlq", until=count_at_least(len(runs.POISON))
@@ -125,6 +134,7 @@ def reference(
         name=name,
         scored=scored,
         dead=dead,
+        monitoring=monitoring,
         anomalies_in_bigquery=anomalies,
         committed=committed_offsets(runs.bootstrap(stack_settings), name, topic),
         end=end_offsets(runs.bootstrap(stack_settings), topic),

@@ -30,6 +30,9 @@ from tests.support.kafka_reading import Record, read_topic
 __all__ = ["free_port"]
 
 N_TRANSACTIONS = 3_000
+# The clean run's monitoring windows close every this many transactions, or seconds.
+MONITORING_WINDOW = 1_000
+MONITORING_WINDOW_S = 10.0
 PARTITIONS = 6
 # Fast group joins after a SIGKILL; 6 s is the broker's minimum session timeout.
 FAST = {"session_timeout_ms": 6_000, "batch_max_messages": 200, "batch_max_wait_ms": 20}
@@ -71,6 +74,7 @@ class Reference:
     name: str
     scored: list[Record]
     dead: list[Record]
+    monitoring: list[Record]
     anomalies_in_bigquery: list[Any]
     committed: dict[int, int]
     end: dict[int, int]
@@ -83,6 +87,12 @@ class Reference:
     @property
     def users(self) -> set[str]:
         return {doc["user_id"] for doc in self.by_id.values()}
+
+
+def monitored(records: list[Record]) -> int:
+    """The transactions the detector's monitoring records count."""
+    docs = (r.json() for r in records)
+    return sum(d["transactions"] for d in docs if "-det-" in d["model"])  # type: ignore[index]
 
 
 def unique(kind: str) -> str:

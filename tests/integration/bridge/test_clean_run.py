@@ -66,6 +66,38 @@ def test_every_anomaly_is_in_the_bigquery_table(reference: runs.Reference) -> No
         assert row.user_id == flagged[tx_id]["user_id"]
 
 
+def test_each_window_is_monitored_per_served_version_against_its_profile(
+    reference: runs.Reference, served: runs.Served
+) -> None:
+    """The served versions' profiles come from the predictor; each closed window gives one
+    record per model version with a PSI per profiled feature, its alert rate and dead letters."""
+    from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+
+    docs = [r.json() for r in reference.monitoring]
+    versions = served.models.versions
+    by_model = {model: [d for d in docs if d["model"] == model] for model in versions}
+    # Every scored transaction counted once, in one window of each model.
+    for model in versions:
+        assert sum(d["transactions"] for d in by_model[model]) == runs.N_TRANSACTIONS
+    assert any(d["transactions"] >= runs.MONITORING_WINDOW for d in docs)  # closed by count
+    for model, columns in (
+        (served.models.detector, TRANSACTION_FEATURES),
+        (served.models.risk, USER_FEATURES),
+    ):
+        for doc in by_model[model]:
+            assert doc["model_version"] == versions[model] and doc["role"] == "champion"
+            assert set(doc["feature_psi"]) == set(columns)  # all profiled: none skipped
+            assert all(v is None or v >= 0 for v in doc["feature_psi"].values())
+            assert doc["score_psi"] is not None and doc["reference_alert_rate"] is not None
+            assert doc["drift_level"] in ("stable", "moderate", "major")
+    detector_docs = by_model[served.models.detector]
+    assert all(d["category_psi"] is not None for d in detector_docs)
+    assert all(d["band_mix"] for d in by_model[served.models.risk])
+    # The poison messages were dead-lettered within the windows.
+    assert sum(d["dead_lettered"] for d in detector_docs) == len(runs.POISON)
+    assert all(r.key == r.json()["model"].encode() for r in reference.monitoring)  # type: ignore[union-attr]
+
+
 def test_poison_messages_are_dead_lettered_with_reasons_and_the_stream_goes_on(
     reference: runs.Reference,
 ) -> None:

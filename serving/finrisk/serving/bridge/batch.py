@@ -60,6 +60,9 @@ class Batch:
     scored_at_ms: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     outputs: list[OutRecord] | None = None
+    # The monitoring records of the windows this batch closed (kept apart from the outputs,
+    # which are rebuilt when rows leave the batch: a window is counted once).
+    monitoring: list[OutRecord] | None = None
     # Where the batch is (finrisk.serving.bridge.stages); changed only by the methods below,
     # which refuse a transition the state machine does not have.
     stage: Stage = Stage.PREPARED

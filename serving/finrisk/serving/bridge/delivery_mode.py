@@ -36,7 +36,12 @@ class DeliveryMode(ABC):
             with runtime.step("score_wait"):
                 take_scores(batch, runtime.scorer)
         if batch.outputs is None:
-            batch.outputs = records(batch, runtime.config.scored_topic, runtime.dead_letter)
+            if batch.monitoring is None:
+                batch.monitoring = runtime.monitor.observe(batch) if runtime.monitor else []
+            batch.outputs = [
+                *records(batch, runtime.config.scored_topic, runtime.dead_letter),
+                *batch.monitoring,
+            ]
             if runtime.sinker is not None:
                 collect_anomalies(batch)
         self._deliver(batch)

@@ -171,8 +171,12 @@ class Bridge:
                 if messages:
                     last_message = time.monotonic()
                     self._prepare(messages, checkpoint=checkpoints.due())
-                elif not in_flight.pending and checkpoints.owed and checkpoints.due():
-                    self._prepare([], checkpoint=True)  # quiet: make what came durable
+                elif not in_flight.pending and (
+                    (checkpoints.owed and checkpoints.due())
+                    or (runtime.monitor is not None and runtime.monitor.due())
+                ):
+                    # Quiet: make what came durable, and close a monitoring window that is due.
+                    self._prepare([], checkpoint=True)
                 pending = in_flight.pending
                 ready = pending and (len(pending) > 1 or not messages)
                 if ready and not flow.attempt(mode.send, pending[0]):

@@ -27,6 +27,7 @@ from finrisk.serving.bridge.dead_letters import SINK_REJECTED, DeadLetters
 from finrisk.serving.bridge.delivery import Delivery
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.metrics import BridgeMetrics, Health
+from finrisk.serving.bridge.monitoring import Monitor, MonitoringGauges, Profiles
 from finrisk.serving.bridge.records import OutRecord, headers_of, where
 from finrisk.serving.bridge.restore import ChangelogReader
 from finrisk.serving.bridge.scoring import Scorer
@@ -117,6 +118,11 @@ class Runtime:
         # Sized to what the dead-letter topic takes when the bridge starts.
         self.dead_letters = DeadLetters(config.dlq_topic, kafka_config.PRODUCER_MAX_BYTES)
         self.in_flight = InFlight()
+        self.monitor = (
+            Monitor(config, Profiles(scorer.profile), MonitoringGauges(self.metrics.registry))
+            if config.monitoring
+            else None
+        )
         # Input offsets of durable batches after the last committed checkpoint.
         self.commits = CommitLedger()
         self.checkpoints = Checkpoints(

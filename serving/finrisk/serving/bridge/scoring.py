@@ -57,6 +57,10 @@ class Scorer(Protocol):
 
     def close(self) -> None: ...
 
+    def profile(self, model: str, version: str) -> dict[str, Any] | None:
+        """The reference profile of a served model version (None: it has none)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Binding:
@@ -110,6 +114,10 @@ class V2Scorer:
         self.detector.close()
         if self.risk is not None and self.risk is not self.detector:
             self.risk.close()
+
+    def profile(self, model: str, version: str) -> dict[str, Any] | None:
+        client = self.risk if model == self.risk_model and self.risk is not None else self.detector
+        return client.profile(model, version)
 
     def bind(self) -> None:
         """Read both models' feature order from their metadata, and whether each server takes

@@ -23,7 +23,13 @@ import orjson
 
 from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.breaker import CircuitBreaker
-from finrisk.serving.protocol import BINARY_EXTENSION, FP64, JSON_MEDIA_TYPE, binary_request
+from finrisk.serving.protocol import (
+    BINARY_EXTENSION,
+    FP64,
+    JSON_MEDIA_TYPE,
+    PROFILE_PATH,
+    binary_request,
+)
 
 log = logging.getLogger("finrisk.bridge")
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -188,6 +194,20 @@ class V2Client:
             inputs=tuple(document.get("inputs") or ()),
             outputs=tuple(document.get("outputs") or ()),
         )
+
+    def profile(self, model: str, version: str) -> dict[str, Any] | None:
+        """The reference profile of the version the predictor serves; None when it has none
+        (a version registered before profiles, or no longer served: 404)."""
+        try:
+            document = self._call("GET", PROFILE_PATH.format(model=model, version=version), None)
+        except RequestRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        profile = document.get("profile")
+        if not isinstance(profile, dict):
+            raise BadAnswer(f"{self.base_url}: the profile of {model} {version} is not an object")
+        return profile
 
     def _call(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None

@@ -47,7 +47,7 @@ from finrisk.serving.predictor.inputs import (
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.model import V1, V2, FinriskModel, RawRequest
 from finrisk.serving.predictor.responses import encode, error_body
-from finrisk.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH_HEADER
+from finrisk.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH_HEADER, PROFILE_PATH
 from finrisk.version import __version__
 
 log = logging.getLogger(__name__)
@@ -316,6 +316,22 @@ def build_app(
         found = lookup(model_name, model_version)
         return found if isinstance(found, Response) else _json({"name": model_name, "ready": True})
 
+    async def v2_version_profile(model_name: str, model_version: str) -> Response:
+        # The reference profile of the served version's training data (finrisk.monitoring):
+        # what the bridge compares live traffic with. An extension of the protocol's routes.
+        found = lookup(model_name, model_version)
+        if isinstance(found, Response):
+            return found
+        assert found.scorer is not None
+        profile = found.scorer.loaded.profile
+        if profile is None:
+            return _error(
+                404,
+                f"model {model_name!r} version {model_version} has no reference profile "
+                "(registered before finrisk logged profiles)",
+            )
+        return _json({"name": model_name, "version": model_version, "profile": profile})
+
     async def v1_metadata(model_name: str) -> Response:
         found = lookup(model_name)
         if isinstance(found, Response):
@@ -395,6 +411,13 @@ def build_app(
         (
             "/v2/models/{model_name}/versions/{model_version}/ready",
             v2_version_ready,
+            "GET",
+            read_errors,
+            None,
+        ),
+        (
+            PROFILE_PATH.format(model="{model_name}", version="{model_version}"),
+            v2_version_profile,
             "GET",
             read_errors,
             None,

@@ -1,0 +1,218 @@
+"""One monitoring window of one served model version: its live inputs and outputs counted in
+the bins of the version's reference profile, and the window's report.
+
+The streaming bridge keeps one `ModelWindow` per model version it sees (the champion's, and the
+shadow challenger's) and hands it every scored batch; `report()` turns the counts into the
+window's drift statistics (finrisk.monitoring.drift). Counting is numpy per batch column
+(searchsorted and bincount), so watching a stream costs well under a microsecond a transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from finrisk.monitoring.drift import category_counts_psi, level, shares_psi
+
+CHAMPION_ROLE = "champion"
+CHALLENGER_ROLE = "challenger"
+# The drift levels, in order of severity (finrisk.monitoring.drift.level).
+LEVELS = ("stable", "moderate", "major")
+
+
+@dataclass
+class _Bins:
+    """Live counts in the bins of one numeric reference (`profile.numeric`)."""
+
+    edges: npt.NDArray[np.float64]
+    reference: npt.NDArray[np.float64]
+    counts: npt.NDArray[np.int64] = field(init=False)
+    missing: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(len(self.reference), dtype=np.int64)
+
+    @classmethod
+    def of(cls, reference: Mapping[str, Any]) -> _Bins | None:
+        shares = np.asarray(reference.get("shares") or (), dtype=np.float64)
+        if len(shares) == 0:
+            return None  # never seen a finite value in training: nothing to compare with
+        return cls(np.asarray(reference["edges"], dtype=np.float64), shares)
+
+    def add(self, values: npt.NDArray[np.float64]) -> None:
+        finite = np.isfinite(values)
+        if finite.all():
+            self.counts += np.bincount(
+                np.searchsorted(self.edges, values, side="left"), minlength=len(self.counts)
+            )
+            return
+        kept = values[finite]
+        self.missing += len(values) - len(kept)
+        self.counts += np.bincount(
+            np.searchsorted(self.edges, kept, side="left"), minlength=len(self.counts)
+        )
+
+    def psi(self) -> float | None:
+        total = int(self.counts.sum())
+        return None if total == 0 else shares_psi(self.reference, self.counts / total)
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """A closed window of one model version: what `finrisk.monitoring.records` publishes."""
+
+    model: str
+    model_version: str
+    role: str
+    transactions: int
+    event_ns_min: int | None
+    event_ns_max: int | None
+    # Each profiled feature's PSI (None: no finite live value in the window).
+    feature_psi: dict[str, float | None]
+    category_psi: float | None
+    score_psi: float | None
+    missing_rate: float
+    alert_rate: float | None
+    reference_alert_rate: float | None
+    band_mix: dict[str, float] | None
+    reference_band_mix: dict[str, float] | None
+
+    @property
+    def max_feature_psi(self) -> float | None:
+        known = [v for v in self.feature_psi.values() if v is not None]
+        return max(known) if known else None
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """The features whose shift is major, largest first."""
+        major = [(v, k) for k, v in self.feature_psi.items() if level(v) == "major"]
+        return [name for _, name in sorted(major, key=lambda item: (-(item[0] or 0.0), item[1]))]
+
+    @property
+    def drift_level(self) -> str:
+        """The worst level of the feature, category and score PSIs (`stable` when none is
+        known: a window too small to say is not an alarm)."""
+        levels = [level(v) for v in (self.max_feature_psi, self.category_psi, self.score_psi)]
+        return max((x for x in levels if x in LEVELS), key=LEVELS.index, default="stable")
+
+
+class ModelWindow:
+    """Counts of one model version's live traffic over one window, on its reference profile.
+
+    `columns` names the columns of the matrices `add` is given; profiled features not among them
+    are not watched (a profile from a model that takes features this bridge does not compute).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        role: str,
+        profile: Mapping[str, Any],
+        columns: Sequence[str],
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.role = role
+        self.profile = profile
+        index = {name: i for i, name in enumerate(columns)}
+        self._features: dict[str, tuple[int, _Bins]] = {}
+        for name, reference in (profile.get("features") or {}).items():
+            bins = _Bins.of(reference)
+            if bins is not None and name in index:
+                self._features[name] = (index[name], bins)
+        self._categories: dict[str, Counter[str]] = {
+            name: Counter() for name in profile.get("categories") or {}
+        }
+        self._scores = _Bins.of(profile.get("scores") or {})
+        self._watch_bands = profile.get("band_mix") is not None
+        self.reset()
+
+    def reset(self) -> None:
+        self.transactions = 0
+        self.alerts = 0
+        self.bands: Counter[str] = Counter()
+        self.event_ns_min: int | None = None
+        self.event_ns_max: int | None = None
+        for _, bins in self._features.values():
+            bins.counts[:] = 0
+            bins.missing = 0
+        for counter in self._categories.values():
+            counter.clear()
+        if self._scores is not None:
+            self._scores.counts[:] = 0
+            self._scores.missing = 0
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The category columns the profile holds shares of (the detector's)."""
+        return tuple(self._categories)
+
+    def add(
+        self,
+        matrix: npt.NDArray[np.float64],
+        scores: npt.NDArray[np.float64],
+        *,
+        alerts: int,
+        bands: Iterable[str | None] = (),
+        categories: Mapping[str, Iterable[str]] | None = None,
+        event_ns: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        """One batch's rows of this model version: its feature matrix (a row per transaction,
+        `columns` order), the model's scores, how many rows it alerted on, the risk bands,
+        the category columns' values and the transactions' event times."""
+        n = len(matrix)
+        if n == 0:
+            return
+        self.transactions += n
+        self.alerts += alerts
+        for column, bins in self._features.values():
+            bins.add(matrix[:, column])
+        if self._scores is not None:
+            self._scores.add(scores)
+        if self._watch_bands:
+            self.bands.update(band for band in bands if band is not None)
+        for name, counter in self._categories.items():
+            if categories is not None and name in categories:
+                counter.update(categories[name])
+        if event_ns is not None and len(event_ns):
+            low, high = int(event_ns.min()), int(event_ns.max())
+            self.event_ns_min = low if self.event_ns_min is None else min(self.event_ns_min, low)
+            self.event_ns_max = high if self.event_ns_max is None else max(self.event_ns_max, high)
+
+    def report(self) -> WindowReport:
+        n = self.transactions
+        profile = self.profile
+        checked = sum(int(b.counts.sum()) + b.missing for _, b in self._features.values())
+        missing = sum(b.missing for _, b in self._features.values())
+        category_psis = [
+            category_counts_psi(profile["categories"][name], counter)
+            for name, counter in self._categories.items()
+            if counter
+        ]
+        band_mix = None
+        if self._watch_bands and self.bands:
+            total = sum(self.bands.values())
+            band_mix = {band: count / total for band, count in sorted(self.bands.items())}
+        reference_alert_rate = profile.get("alert_rate")
+        return WindowReport(
+            model=self.model,
+            model_version=self.version,
+            role=self.role,
+            transactions=n,
+            event_ns_min=self.event_ns_min,
+            event_ns_max=self.event_ns_max,
+            feature_psi={name: bins.psi() for name, (_, bins) in self._features.items()},
+            category_psi=max(category_psis) if category_psis else None,
+            score_psi=None if self._scores is None else self._scores.psi(),
+            missing_rate=missing / checked if checked else 0.0,
+            alert_rate=self.alerts / n if n else None,
+            reference_alert_rate=None if reference_alert_rate is None else reference_alert_rate,
+            band_mix=band_mix,
+            reference_band_mix=profile.get("band_mix"),
+        )

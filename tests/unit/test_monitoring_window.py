@@ -1,0 +1,153 @@
+"""A monitoring window counts live traffic on a version's reference profile: its statistics are
+the drift module's, however the traffic is split into batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from finrisk.monitoring.drift import categorical_psi, numeric_psi
+from finrisk.monitoring.profile import reference_profile
+from finrisk.monitoring.records import FIELD_TYPES, JSON_FIELDS, table_row, window_record
+from finrisk.monitoring.window import CHAMPION_ROLE, ModelWindow
+
+COLUMNS = ("amount", "velocity", "unprofiled")
+
+
+def _profile(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    frame = pd.DataFrame({"amount": rng.lognormal(3, 1, n), "velocity": rng.poisson(3, n)})
+    scores = rng.beta(1, 20, n)
+    categories = {"category": rng.choice(["food", "rent", "travel"], n, p=[0.6, 0.3, 0.1])}
+    return reference_profile(frame, scores, categories=categories, threshold=0.2)
+
+
+def _live(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    matrix = np.column_stack(
+        [rng.lognormal(3 + shift, 1, n), rng.poisson(3, n), rng.normal(0, 1, n)]
+    ).astype(np.float64)
+    return (
+        matrix,
+        rng.beta(1, 20, n),
+        list(rng.choice(["food", "rent", "travel"], n, p=[0.6, 0.3, 0.1])),
+    )
+
+
+def _window(profile: dict) -> ModelWindow:
+    return ModelWindow("det", "3", CHAMPION_ROLE, profile, COLUMNS)
+
+
+def test_statistics_are_the_drift_modules_whatever_the_batches() -> None:
+    profile = _profile()
+    matrix, scores, categories = _live(3_000, seed=1, shift=0.5)
+    matrix[::7, 0] = np.nan  # missing amounts
+    window = _window(profile)
+    for start in range(0, 3_000, 700):  # uneven batches
+        part = slice(start, start + 700)
+        window.add(
+            matrix[part],
+            scores[part],
+            alerts=int((scores[part] >= 0.2).sum()),
+            categories={"category": categories[part]},
+            event_ns=np.arange(start, min(start + 700, 3_000), dtype=np.int64),
+        )
+    report = window.report()
+    assert report.transactions == 3_000
+    assert report.feature_psi["amount"] == pytest.approx(
+        numeric_psi(profile["features"]["amount"], matrix[:, 0])
+    )
+    assert report.feature_psi["velocity"] == pytest.approx(
+        numeric_psi(profile["features"]["velocity"], matrix[:, 1])
+    )
+    assert "unprofiled" not in report.feature_psi  # not in the profile: not watched
+    assert report.score_psi == pytest.approx(numeric_psi(profile["scores"], scores))
+    assert report.category_psi == pytest.approx(
+        categorical_psi(profile["categories"]["category"], categories)
+    )
+    # 1 in 7 amounts missing, none of the velocities: over both profiled features.
+    assert report.missing_rate == pytest.approx(np.isnan(matrix[:, 0]).sum() / 6_000)
+    assert report.alert_rate == pytest.approx(np.mean(scores >= 0.2))
+    assert report.reference_alert_rate == profile["alert_rate"]
+    assert (report.event_ns_min, report.event_ns_max) == (0, 2_999)
+
+
+def test_a_shift_is_major_and_named_the_same_traffic_is_stable() -> None:
+    profile = _profile()
+    same = _window(profile)
+    matrix, scores, categories = _live(5_000, seed=2)
+    same.add(matrix, scores, alerts=0, categories={"category": categories})
+    assert same.report().drift_level == "stable"
+    assert same.report().drifted_features == []
+
+    shifted = _window(profile)
+    matrix, scores, categories = _live(5_000, seed=3, shift=1.5)
+    shifted.add(matrix, scores, alerts=0, categories={"category": categories})
+    report = shifted.report()
+    assert report.drift_level == "major"
+    assert report.drifted_features == ["amount"]
+    assert report.max_feature_psi == report.feature_psi["amount"] > 0.25
+
+
+def test_a_category_never_seen_in_training_is_drift() -> None:
+    window = _window(_profile())
+    matrix, scores, _ = _live(2_000, seed=4)
+    window.add(matrix, scores, alerts=0, categories={"category": ["crypto"] * 2_000})
+    report = window.report()
+    assert report.category_psi is not None and report.category_psi > 0.25
+    assert report.drift_level == "major"
+
+
+def test_without_a_profile_the_window_still_counts_alerts_and_bands() -> None:
+    window = ModelWindow("risk", "2", CHAMPION_ROLE, {}, COLUMNS)
+    matrix, scores, _ = _live(100, seed=5)
+    window.add(matrix, scores, alerts=10, bands=["HIGH"] * 10 + ["LOW"] * 90)
+    report = window.report()
+    assert report.feature_psi == {} and report.score_psi is None
+    assert report.alert_rate == pytest.approx(0.1)
+    assert report.band_mix is None  # no reference band mix: not a risk profile
+    assert report.drift_level == "stable"
+
+
+def test_reset_starts_an_empty_window() -> None:
+    window = _window(_profile())
+    matrix, scores, categories = _live(500, seed=6)
+    window.add(matrix, scores, alerts=3, categories={"category": categories})
+    window.reset()
+    assert window.transactions == 0 and window.alerts == 0
+    report = window.report()
+    assert report.alert_rate is None and report.category_psi is None
+    assert all(value is None for value in report.feature_psi.values())
+
+
+def test_records_carry_every_table_column_and_json_text_in_the_table() -> None:
+    window = _window(_profile())
+    matrix, scores, categories = _live(1_000, seed=7, shift=2.0)
+    window.add(
+        matrix,
+        scores,
+        alerts=5,
+        categories={"category": categories},
+        event_ns=np.array([1_700_000_000_000_000_000], dtype=np.int64),
+    )
+    record = window_record(
+        window.report(),
+        instance="pod-0",
+        started_ms=1_700_000_000_000,
+        ended_ms=1_700_000_060_000,
+        dead_lettered=10,
+        messages=1_010,
+    )
+    assert set(record) == set(FIELD_TYPES)
+    assert record["window_id"] == "pod-0/champion/det/3/1700000000000"
+    assert record["window_start"] == "2023-11-14T22:13:20+00:00"
+    assert record["dead_letter_rate"] == pytest.approx(10 / 1_010)
+    assert record["drifted_features"] == ["amount"] and record["drift_level"] == "major"
+    orjson.dumps(record)  # the topic's JSON
+    row = table_row(record)
+    for name in JSON_FIELDS:
+        assert row[name] is None or orjson.loads(row[name]) == record[name]
+    assert row["feature_psi"] is not None and isinstance(row["feature_psi"], str)
