@@ -70,6 +70,9 @@ class WindowReport:
     model_version: str
     role: str
     transactions: int
+    # How many of them were binned against the profile (the bridge bins a sample of busy
+    # batches); the event times are those rows'.
+    binned: int
     event_ns_min: int | None
     event_ns_max: int | None
     # Each profiled feature's PSI (None: no finite live value in the window).
@@ -135,6 +138,7 @@ class ModelWindow:
 
     def reset(self) -> None:
         self.transactions = 0
+        self.binned = 0
         self.alerts = 0
         self.bands: Counter[str] = Counter()
         self.event_ns_min: int | None = None
@@ -158,18 +162,21 @@ class ModelWindow:
         matrix: npt.NDArray[np.float64],
         scores: npt.NDArray[np.float64],
         *,
+        transactions: int | None = None,
         alerts: int,
         bands: Iterable[str | None] = (),
         categories: Mapping[str, Iterable[str]] | None = None,
         event_ns: npt.NDArray[np.int64] | None = None,
     ) -> None:
         """One batch's rows of this model version: its feature matrix (a row per transaction,
-        `columns` order), the model's scores, how many rows it alerted on, the risk bands,
-        the category columns' values and the transactions' event times."""
-        n = len(matrix)
+        `columns` order), the model's scores, the category columns' values and the event times
+        of the rows binned, which may be a sample of `transactions` rows (default: all of
+        them); how many of those it alerted on, and their risk bands."""
+        n = len(matrix) if transactions is None else transactions
         if n == 0:
             return
         self.transactions += n
+        self.binned += len(matrix)
         self.alerts += alerts
         for column, bins in self._features.values():
             bins.add(matrix[:, column])
@@ -205,6 +212,7 @@ class ModelWindow:
             model_version=self.version,
             role=self.role,
             transactions=n,
+            binned=self.binned,
             event_ns_min=self.event_ns_min,
             event_ns_max=self.event_ns_max,
             feature_psi={name: bins.psi() for name, (_, bins) in self._features.items()},

@@ -53,11 +53,14 @@ def test_a_run_keeps_its_headline_figures() -> None:
         "speedup": 102.5,
         "latency": {"offered_tx_per_s": 5_000.0, "event_to_score": {"p99_ms": 80.0}},
         "sink": {"kind": "bigquery", "anomalies_stored": 1_234},
+        "monitoring": {"tx_per_s_on": 41_000.0, "tx_per_s_off": 42_000.0, "cost": 0.0238},
     }
     kept = figures(result)
     assert (kept["tx_per_s"], kept["one_call_per_message_tx_per_s"]) == (41_000.0, 400.0)
     assert (kept["speedup"], kept["p99_ms_at_offered"]) == (102.5, 80.0)
     assert (kept["tx_per_s_until_committed"], kept["anomalies_stored"]) == (38_000.0, 1_234)
+    assert (kept["monitoring_on_tx_per_s"], kept["monitoring_off_tx_per_s"]) == (41_000, 42_000)
+    assert kept["monitoring_cost"] == 0.0238
 
 
 def test_each_sink_the_benchmark_offers_is_one_of_the_runs_own() -> None:

@@ -111,6 +111,10 @@ def test_a_window_closes_after_n_transactions_with_one_record_per_model_version(
     assert [(topic, key) for topic, key, _, _, _ in out] == [("mon", b"det"), ("mon", b"risk")]
     det, risk = (orjson.loads(value) for _, _, value, _, _ in out)
     assert det["transactions"] == risk["transactions"] == 1_200
+    # Busy batches: every 3rd row of 600 binned (at most 256 a batch); alerts counted on all.
+    assert det["binned_transactions"] == 400
+    flagged = [s.is_anomaly for seed in (1, 2) for s in _batch(600, seed=seed).scores]
+    assert det["alert_rate"] == pytest.approx(sum(flagged) / 1_200)
     assert det["model_version"] == "1" and risk["model_version"] == "4"
     assert det["dead_lettered"] == 4 and det["dead_letter_rate"] == pytest.approx(4 / 1_204)
     assert det["drift_level"] == "stable" and set(det["feature_psi"]) == set(TRANSACTION_FEATURES)

@@ -318,6 +318,9 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
         "speedup": result.get("speedup"),
         "p99_ms_at_offered": result["latency"]["event_to_score"].get("p99_ms"),
         "anomalies_stored": result.get("sink", {}).get("anomalies_stored"),
+        "monitoring_on_tx_per_s": result["monitoring"]["tx_per_s_on"],
+        "monitoring_off_tx_per_s": result["monitoring"]["tx_per_s_off"],
+        "monitoring_cost": result["monitoring"]["cost"],
     }
 
 
@@ -325,6 +328,14 @@ def _p99_at_offered(run: Run) -> str:
     p99 = run["figures"]["p99_ms_at_offered"]
     shown = "-" if p99 is None else f"{p99:g} ms"
     return f"{shown} at {run['settings']['latency_rate']:,.0f}/s"
+
+
+def _monitoring(run: Run) -> str:
+    on = run["figures"].get("monitoring_on_tx_per_s")
+    off = run["figures"].get("monitoring_off_tx_per_s")
+    if on is None or off is None:
+        return "-"  # runs from before online monitoring
+    return f"{on:,.0f} / {off:,.0f}"
 
 
 # What docs/bridge.md shows (`--history`).
@@ -340,6 +351,7 @@ HISTORY_COLUMNS = (
     ),
     Column("speedup", lambda run: f"{run['figures']['speedup'] or '-'}x"),
     Column("p99 at offered", _p99_at_offered),
+    Column("monitoring on / off tx/s", _monitoring),
     LOAD,
 )
 
@@ -359,11 +371,77 @@ def headlines(run: Run) -> list[Headline]:
             figures["one_call_per_message_tx_per_s"],
         ),
         Headline(
+            f"end to end with online monitoring, {workers}, sink {settings['sink']}",
+            figures.get("monitoring_on_tx_per_s"),
+            "tx/s",
+            "the same bridge with monitoring off",
+            figures.get("monitoring_off_tx_per_s"),
+        ),
+        Headline(
             f"p99 event-to-score at {settings['latency_rate']:,.0f} tx/s offered",
             figures["p99_ms_at_offered"],
             "ms",
         ),
     ]
+
+
+def _drain(
+    settings: Settings,
+    endpoint: Endpoint,
+    topic: str,
+    name: str,
+    bridge_settings: dict[str, Any],
+    *,
+    count: int,
+    partitions: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """One bridge (its own group) drains the backlog in `topic`: its throughput."""
+    logs = settings.home / "bench"
+    env = bridge_environment(
+        kafka_config.bootstrap_servers(settings),
+        endpoint.url,
+        endpoint.models,
+        topic,
+        name,
+        **bridge_settings,
+    )
+    started_ms = time.time() * 1000
+    bridge = BridgeProcess(env, logs / f"{name}.log").start()
+    try:
+        _wait_for_settled_group(bridge, partitions, timeout_s)
+        settled_ms = time.time() * 1000
+        _wait_for_commits(settings, name, topic, partitions, timeout_s, bridge)
+        committed_ms = time.time() * 1000
+    finally:
+        bridge.terminate()
+    # Read after the drain (the records keep the time they were sent): a reader running
+    # beside the bridge would take CPU from it on this 2-core machine.
+    watcher = ScoredWatcher(settings, f"{name}.scored", latency=False).start()
+    try:
+        if not watcher.wait_for(count, timeout_s):
+            raise FinriskError(f"the scored topic holds {watcher.count} of {count} transactions")
+    finally:
+        watcher.stop()
+    # Workers joining one by one move partitions about once; a running service sees the rate
+    # after that, and the whole drain's rate is shown too.
+    settled = watcher.span.since(settled_ms)
+    batched_rate = settled.rate() if settled.seconds > 0 else watcher.span.rate()
+    return {
+        "scored": watcher.count,
+        "scored_again": watcher.duplicates,
+        "first_score_after_start_s": round((watcher.span.first_ms - started_ms) / 1000, 2),
+        "group_settled_after_start_s": round((settled_ms - started_ms) / 1000, 2),
+        "drain_seconds": round(watcher.span.seconds, 3),
+        "tx_per_s": round(batched_rate, 1),
+        "tx_per_s_whole_drain": round(watcher.span.rate(), 1),
+        # From the first record sent to all input committed (so every output acknowledged),
+        # seen to within ~0.1 s: the producer may still be draining its queue after the last
+        # send.
+        "tx_per_s_until_committed": round(
+            watcher.count / max((committed_ms - watcher.span.first_ms) / 1000, 1e-3), 1
+        ),
+    }
 
 
 def run(
@@ -402,48 +480,35 @@ def run(
         kafka_config.ensure_topic(settings, topic, partitions)
         sent = produce(producer_conf, topic, records[:count])
         result["produce_backlog"] = sent.as_dict()
-        name = f"bench-{run_id}-batched"
-        env = bridge_environment(
-            bootstrap, endpoint.url, endpoint.models, topic, name, **bridge_settings
+        batched = _drain(
+            settings,
+            endpoint,
+            topic,
+            f"bench-{run_id}-batched",
+            bridge_settings,
+            count=count,
+            partitions=partitions,
+            timeout_s=timeout_s,
         )
-        started_ms = time.time() * 1000
-        bridge = BridgeProcess(env, logs / f"{name}.log").start()
-        try:
-            _wait_for_settled_group(bridge, partitions, timeout_s)
-            settled_ms = time.time() * 1000
-            _wait_for_commits(settings, name, topic, partitions, timeout_s, bridge)
-            committed_ms = time.time() * 1000
-        finally:
-            bridge.terminate()
-        # Read after the drain (the records keep the time they were sent): a reader running
-        # beside the bridge would take CPU from it on this 2-core machine.
-        watcher = ScoredWatcher(settings, f"{name}.scored", latency=False).start()
-        try:
-            if not watcher.wait_for(count, timeout_s):
-                raise FinriskError(
-                    f"the scored topic holds {watcher.count} of {count} transactions"
-                )
-        finally:
-            watcher.stop()
-        # Workers joining one by one move partitions about once; a running service sees the rate
-        # after that, and the whole drain's rate is shown too.
-        settled = watcher.span.since(settled_ms)
-        batched_rate = settled.rate() if settled.seconds > 0 else watcher.span.rate()
-        result["bridge"] = {
-            "scored": watcher.count,
-            "scored_again": watcher.duplicates,
-            "first_score_after_start_s": round((watcher.span.first_ms - started_ms) / 1000, 2),
-            "group_settled_after_start_s": round((settled_ms - started_ms) / 1000, 2),
-            "drain_seconds": round(watcher.span.seconds, 3),
-            "tx_per_s": round(batched_rate, 1),
-            "tx_per_s_whole_drain": round(watcher.span.rate(), 1),
-            # From the first record sent to all input committed (so every output acknowledged),
-            # seen to within ~0.1 s: the producer may still be draining its queue after the last
-            # send.
-            "tx_per_s_until_committed": round(
-                watcher.count / max((committed_ms - watcher.span.first_ms) / 1000, 1e-3), 1
-            ),
-            "settings": bridge_settings,
+        result["bridge"] = {**batched, "settings": bridge_settings}
+        batched_rate = batched["tx_per_s"]
+        # The same backlog with online monitoring switched the other way: its cost.
+        monitoring = bool(bridge_settings.get("monitoring", True))
+        switched = _drain(
+            settings,
+            endpoint,
+            topic,
+            f"bench-{run_id}-switched",
+            {**bridge_settings, "monitoring": not monitoring},
+            count=count,
+            partitions=partitions,
+            timeout_s=timeout_s,
+        )
+        on, off = (batched_rate, switched["tx_per_s"])[:: 1 if monitoring else -1]
+        result["monitoring"] = {
+            "tx_per_s_on": on,
+            "tx_per_s_off": off,
+            "cost": round(1 - on / off, 4) if off else None,
         }
 
         # 2. The seed's way on the same backlog.

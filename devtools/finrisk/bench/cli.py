@@ -24,7 +24,7 @@ from finrisk.settings import BridgeSettings, Settings
 
 # The bridge settings `bench bridge` takes as flags; the sink is its own (--sink, default
 # bigquery: the benchmark measures as deployed, where the setting's default is local).
-BRIDGE_FLAGS = ("batch_max_messages", "batch_max_wait_ms", "reasons", "workers")
+BRIDGE_FLAGS = ("batch_max_messages", "batch_max_wait_ms", "reasons", "workers", "monitoring")
 # The benchmark's own flags that a recorded run keeps as its settings.
 BRIDGE_RUN_FLAGS = (
     "count", "users", "days", "seed", "partitions", "sink", "baseline_messages",
