@@ -248,6 +248,44 @@ class BridgeSettings(BaseModel):
     )
 
 
+class LabelsSettings(BaseModel):
+    """The confirmed-labels loader (`finrisk labels load`): FINRISK_LABELS__<FIELD>, `labels:`
+    in the file, or the flag --<field>. It reaches Kafka the way the bridge does (its
+    bootstrap_servers and security settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels_topic: str = Field(
+        default="transactions.labels", description="the confirmed-labels topic"
+    )
+    scored_topic: str = Field(
+        default="transactions.scored", description="the bridge's scored topic"
+    )
+    dlq_topic: str = Field(
+        default="transactions.labels.dlq", description="where records it cannot load go"
+    )
+    group_id: str = Field(default="finrisk-labels-loader", description="the consumer group")
+    bigquery_project: str | None = Field(
+        default=None, description="BigQuery project; none: the local stack's"
+    )
+    bigquery_dataset: str = Field(default="finrisk", description="BigQuery dataset")
+    labels_table: str = Field(default="labels", description="table of label records")
+    scored_table: str = Field(
+        default="scored_transactions", description="table of the models' verdicts"
+    )
+    bigquery_endpoint: str | None = Field(
+        default=None, description="BigQuery API endpoint (an emulator); none: Google's"
+    )
+    bigquery_location: str | None = Field(default=None, description="BigQuery location")
+    batch_max_records: int = Field(
+        default=500, ge=1, le=10_000, description="records per batch (BigQuery suggests 500)"
+    )
+    batch_max_wait_ms: int = Field(default=1_000, ge=1, description="longest wait to fill a batch")
+    sink_timeout_s: float = Field(
+        default=30.0, gt=0, description="how long a batch's inserts are retried before exiting"
+    )
+
+
 class PredictorPortSettings(BaseModel):
     """Where the local stack runs `finrisk serve` (`finrisk stack up predictor`)."""
 
@@ -276,6 +314,7 @@ class Settings(BaseSettings):
     bigquery: BigQuerySettings = BigQuerySettings()
     kube: KubeSettings = KubeSettings()
     bridge: BridgeSettings = BridgeSettings()
+    labels: LabelsSettings = LabelsSettings()
     predictor: PredictorPortSettings = PredictorPortSettings()
 
     @classmethod

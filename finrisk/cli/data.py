@@ -26,6 +26,7 @@ from finrisk.synthetic import (
     DEFAULT_START,
     generate,
 )
+from finrisk.synthetic.labels import synthetic_labels, write_labels
 from finrisk.validation import ValidationReport, check_parsed, validate_users
 
 
@@ -58,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--start", default=DEFAULT_START, help=f"first day, UTC (default {DEFAULT_START})"
     )
     gen.add_argument("--out", required=True, type=Path, help="dataset directory to write")
+    gen.add_argument(
+        "--labels",
+        type=Path,
+        metavar="PATH",
+        help="also write the confirmed-label stream (JSON lines, by labelled_at): what became "
+        "of the transactions and when it was known (docs/synthetic-data.md)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     gen.set_defaults(handler=run_generate)
 
@@ -90,8 +98,12 @@ def run_generate(args: argparse.Namespace) -> int:
         "out": str(args.out),
         **{k: v for k, v in written.items() if k != "files"},
         "generate_seconds": round(generated, 2),
-        "total_seconds": round(time.perf_counter() - started, 2),
     }
+    if args.labels is not None:
+        labels = synthetic_labels(transactions, args.seed)
+        write_labels(args.labels, labels)
+        summary["labels"] = {"path": str(args.labels), "records": len(labels)}
+    summary["total_seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -32,7 +32,15 @@ from finrisk.retraining.dataset import (
     read_dataset,
     write_dataset,
 )
-from finrisk.schema import IS_RISKY, USER_ID, default_schema
+from finrisk.schema import (
+    FRAUD_TYPE,
+    IS_FRAUD,
+    IS_RISKY,
+    TIMESTAMP,
+    TRANSACTION_ID,
+    USER_ID,
+    default_schema,
+)
 from finrisk.validation import ValidationReport, validate_transactions, validate_users
 
 SYNTHETIC = "synthetic"
@@ -48,6 +56,10 @@ class IngestRequest:
     users_uri: str = ""
     bigquery_table: str = ""
     bigquery_users_table: str = ""
+    # project.dataset.table of confirmed labels (finrisk labels load): when set, each
+    # transaction's is_fraud comes from it (docs/monitoring.md, "Training on confirmed labels").
+    bigquery_labels_table: str = ""
+    label_maturity_days: float = 60.0
     synthetic_users: int = 400
     synthetic_days: int = 60
     seed: int = 0
@@ -153,7 +165,57 @@ def _bigquery_credentials() -> Iterator[None]:
             os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 
 
-def _from_bigquery(table: str, users_table: str, endpoint: str | None) -> Dataset:
+def labelled(
+    transactions: pd.DataFrame, labels: pd.DataFrame, maturity_days: float
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Transactions with is_fraud from confirmed labels (one row per labelled transaction:
+    transaction_id, is_fraud, labelled_at): fraud when any outcome was, 0 for a legitimate
+    outcome; an unlabelled transaction counts as legitimate once older than `maturity_days`
+    before the newest label (the label stream's horizon), and is left out of training before
+    (its outcome may still come). fraud_type is dropped: labels do not say which kind."""
+    horizon = labels["labelled_at"].max() if len(labels) else None
+    joined = transactions.drop(columns=[IS_FRAUD, FRAUD_TYPE], errors="ignore").merge(
+        labels[[TRANSACTION_ID, IS_FRAUD]], on=TRANSACTION_ID, how="left"
+    )
+    times = pd.to_datetime(joined[TIMESTAMP], utc=True)
+    unlabelled = joined[IS_FRAUD].isna()
+    mature = (
+        times <= horizon - pd.Timedelta(days=maturity_days)
+        if horizon is not None
+        else pd.Series(False, index=joined.index)
+    )
+    kept = joined[~unlabelled | mature].copy()
+    kept[IS_FRAUD] = kept[IS_FRAUD].astype("boolean").fillna(False).astype("int64")
+    summary = {
+        "labelled": int((~unlabelled).sum()),
+        "unlabelled_mature": int((unlabelled & mature).sum()),
+        "unlabelled_excluded": int((unlabelled & ~mature).sum()),
+        "label_horizon": None if horizon is None else horizon.isoformat(),
+        "label_maturity_days": maturity_days,
+    }
+    return kept.reset_index(drop=True), summary
+
+
+def _labels_frame(client: Any, table: str) -> pd.DataFrame:
+    from google.api_core import exceptions
+
+    from finrisk.monitoring.warehouse import LABELS_BY_TRANSACTION
+
+    try:
+        rows = client.query(LABELS_BY_TRANSACTION.format(labels=table)).result()
+        frame: pd.DataFrame = rows.to_arrow(create_bqstorage_client=False).to_pandas()
+    except exceptions.GoogleAPIError as exc:
+        raise FinriskError(f"reading the labels table {table!r} failed: {exc}") from None
+    return frame
+
+
+def _from_bigquery(
+    table: str,
+    users_table: str,
+    endpoint: str | None,
+    labels_table: str = "",
+    maturity_days: float = 60.0,
+) -> Dataset:
     from finrisk.bigquery_client import bigquery_client
 
     parts = table.split(".")
@@ -163,7 +225,15 @@ def _from_bigquery(table: str, users_table: str, endpoint: str | None) -> Datase
         client = bigquery_client(parts[0], endpoint or None)
         transactions = _bigquery_frame(client, table)
         users = _bigquery_frame(client, users_table) if users_table else None
-    manifest = {"source": BIGQUERY, "table": table, "users_table": users_table or None}
+        manifest: dict[str, Any] = {
+            "source": BIGQUERY,
+            "table": table,
+            "users_table": users_table or None,
+        }
+        if labels_table:
+            labels = _labels_frame(client, labels_table)
+            transactions, manifest["labels"] = labelled(transactions, labels, maturity_days)
+            manifest["labels"]["table"] = labels_table
     return Dataset(transactions, users, manifest)
 
 
@@ -183,7 +253,13 @@ def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
         data = _from_uri(request.uri, request.users_uri)
     else:
         endpoint = os.environ.get(cluster.BIGQUERY_ENDPOINT_KEY)
-        data = _from_bigquery(request.bigquery_table, request.bigquery_users_table, endpoint)
+        data = _from_bigquery(
+            request.bigquery_table,
+            request.bigquery_users_table,
+            endpoint,
+            request.bigquery_labels_table,
+            request.label_maturity_days,
+        )
     data.manifest["rows"] = len(data.transactions)
     data.manifest["users_rows"] = None if data.users is None else len(data.users)
     write_dataset(out_dir, data)

@@ -122,12 +122,12 @@ class BigQuerySink(AnomalySink):
                     timeout=max(left, 0.5),
                 )
             except (gexc.GoogleAPIError, OSError, requests.RequestException) as exc:
-                if not _passes_by_itself(exc) or time.monotonic() + _backoff(attempt) > deadline:
+                if not passes_by_itself(exc) or time.monotonic() + backoff(attempt) > deadline:
                     raise SinkError(
                         f"BigQuery table {self.table_id}: {len(rows)} rows not stored "
                         f"({attempt} attempts in {self.deadline_s:g} s): {exc}"
                     ) from None
-                time.sleep(_backoff(attempt))
+                time.sleep(backoff(attempt))
                 continue
             # With skipInvalidRows the others are stored; only the invalid ones are named.
             for entry in errors:
@@ -161,7 +161,7 @@ def to_json_row(record: AnomalyRecord) -> dict[str, Any]:
     return values
 
 
-def _passes_by_itself(exc: Exception) -> bool:
+def passes_by_itself(exc: Exception) -> bool:
     """Unavailable, overloaded or slow: worth sending again. Anything else (a missing table,
     no permission, a malformed request) needs someone to act."""
     if isinstance(exc, gexc.GoogleAPICallError):
@@ -169,5 +169,5 @@ def _passes_by_itself(exc: Exception) -> bool:
     return True  # connection refused or reset, timeouts
 
 
-def _backoff(attempt: int) -> float:
+def backoff(attempt: int) -> float:
     return min(0.1 * 2**attempt, 2.0)

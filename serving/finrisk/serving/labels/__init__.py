@@ -1,0 +1,1 @@
+"""Confirmed labels in the warehouse: `finrisk labels load|produce|report`."""

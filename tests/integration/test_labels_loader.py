@@ -1,0 +1,147 @@
+"""`finrisk labels load` against the real broker and the BigQuery emulator: label and scored
+records in, rows out; a poison record dead-lettered while the rest load; a replay counted once;
+the realized metrics' SQL equal to the reference computed from the records themselves."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from finrisk.bigquery_client import bigquery_client
+from finrisk.monitoring.realized import realized_metrics
+from finrisk.serving.bridge.producer import produce
+from finrisk.serving.labels.loader import LabelLoader, load
+from finrisk.settings import LabelsSettings, Settings
+from finrisk.stack import Service
+from finrisk.synthetic import generate
+from finrisk.synthetic.labels import synthetic_labels
+from tests.support.kafka_reading import committed_offsets, read_topic
+from tests.support.realized_reference import reference_realized
+
+pytestmark = pytest.mark.integration
+
+
+def scored_records(transactions: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
+    """Scored records in the bridge's form (outputs.scored_values): the champion flags most
+    frauds and a few others; half the users also have a shadow challenger's verdict."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, row in enumerate(transactions.itertuples(index=False)):
+        caught = bool(row.is_fraud) and rng.random() < 0.7
+        flagged = caught or rng.random() < 0.01
+        record: dict[str, Any] = {
+            "transaction_id": row.transaction_id,
+            "user_id": row.user_id,
+            "event_time": row.timestamp.isoformat(),
+            "amount": row.amount,
+            "anomaly_score": float(rng.random()),
+            "is_anomaly": flagged,
+            "threshold": 0.5,
+            "risk_probability": None,
+            "risk_band": None,
+            "detector_version": "3" if i % 3 else "4",
+            "risk_model_version": "2",
+            "scored_at_ms": int(row.timestamp.timestamp() * 1000) + 40,
+            "source": {"partition": 0, "offset": i},
+        }
+        if int(row.user_id[1:]) % 2:
+            record |= {
+                "challenger_version": "5",
+                "challenger_score": float(rng.random()),
+                "challenger_is_anomaly": bool(row.is_fraud) or rng.random() < 0.02,
+            }
+        out.append(record)
+    return out
+
+
+@pytest.fixture
+def settings(kafka: Service, bigquery_emulator: Service, stack_settings: Settings) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    labels = LabelsSettings(
+        labels_topic=f"test.labels-{suffix}",
+        scored_topic=f"test.scored-{suffix}",
+        dlq_topic=f"test.labels-dlq-{suffix}",
+        group_id=f"test-labels-{suffix}",
+        bigquery_dataset=f"labels_{suffix}",
+        bigquery_endpoint=stack_settings.bigquery.endpoint,
+        batch_max_records=200,
+        batch_max_wait_ms=200,
+    )
+    return stack_settings.model_copy(update={"labels": labels})
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Any]:
+    bq = settings.bigquery
+    client = bigquery_client(bq.project, bq.endpoint)
+    yield client
+    client.close()
+
+
+def _count(client: Any, table_id: str, distinct: bool = False) -> int:
+    what = "COUNT(DISTINCT transaction_id)" if distinct else "COUNT(*)"
+    return next(iter(client.query(f"SELECT {what} AS n FROM `{table_id}`").result()))["n"]
+
+
+def test_loads_both_topics_dead_letters_poison_and_counts_a_replay_once(
+    settings: Settings, client: Any
+) -> None:
+    transactions, _users, _ = generate(60, 25, 5)
+    labels = synthetic_labels(transactions, 5)
+    scored = scored_records(transactions, 5)
+    bootstrap = settings.kafka.bootstrap_servers
+    cfg = settings.labels
+    poison_label = b'{"transaction_id": "tx1", "outcome": "stolen"}'
+    poison_scored = b"not json {"
+    label_messages = [(r.key, r.to_json()) for r in labels]
+    label_messages.insert(len(label_messages) // 2, (b"u1", poison_label))
+    scored_messages = [(r["user_id"].encode(), orjson.dumps(r)) for r in scored]
+    scored_messages.insert(10, (b"u2", poison_scored))
+    loader = LabelLoader(settings)  # creates the topics and tables
+    try:
+        produce({"bootstrap.servers": bootstrap}, cfg.labels_topic, label_messages)
+        produce({"bootstrap.servers": bootstrap}, cfg.scored_topic, scored_messages)
+        stats = loader.run(once=True)
+    finally:
+        loader.close()
+
+    assert stats.labels == len(labels) and stats.scored == len(scored)
+    assert stats.dead_lettered == 2
+    dead = read_topic(bootstrap, cfg.dlq_topic)
+    by_value = {d.value: d.headers for d in dead}
+    assert by_value[poison_scored]["finrisk.error.kind"] == b"unparseable"
+    assert by_value[poison_label]["finrisk.error.kind"] == b"schema_invalid"
+    assert b"missing fields" in by_value[poison_label]["finrisk.error.reason"]
+    tables = loader.tables
+    assert _count(client, tables.labels_id) == len(labels)
+    assert _count(client, tables.scored_id) == len(scored)
+    # Offsets committed past everything, the poison records included.
+    committed = committed_offsets(bootstrap, cfg.group_id, cfg.labels_topic)
+    assert sum(committed.values()) == len(label_messages)
+
+    dataset = f"{tables.project}.{tables.dataset}"
+    expected = reference_realized(scored, [r.as_json_dict() for r in labels])
+    assert realized_metrics(client, dataset) == pytest.approx(expected)
+    assert any(d.role == "challenger" for d in expected)
+    assert any(d.true_alerts for d in expected)
+
+    # The same group again: nothing left to load.
+    assert load(settings, once=True).records == 0
+    # A replay of everything (a new group; a crash before committing is the same): the
+    # emulator keeps the duplicate rows, the metrics count each transaction once.
+    replay = settings.model_copy(
+        update={"labels": cfg.model_copy(update={"group_id": cfg.group_id + "-replay"})}
+    )
+    assert load(replay, once=True).labels == len(labels)
+    assert _count(client, tables.labels_id) == 2 * len(labels)
+    assert realized_metrics(client, dataset) == pytest.approx(expected)
+    some_day = expected[len(expected) // 2].day
+    assert realized_metrics(client, dataset, since=some_day, until=some_day) == [
+        d for d in expected if d.day == some_day
+    ]
