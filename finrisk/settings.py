@@ -261,6 +261,9 @@ class LabelsSettings(BaseModel):
     scored_topic: str = Field(
         default="transactions.scored", description="the bridge's scored topic"
     )
+    monitoring_topic: str = Field(
+        default="transactions.monitoring", description="the bridge's monitoring topic"
+    )
     dlq_topic: str = Field(
         default="transactions.labels.dlq", description="where records it cannot load go"
     )
@@ -272,6 +275,9 @@ class LabelsSettings(BaseModel):
     labels_table: str = Field(default="labels", description="table of label records")
     scored_table: str = Field(
         default="scored_transactions", description="table of the models' verdicts"
+    )
+    monitoring_table: str = Field(
+        default="model_monitoring", description="table of the bridge's monitoring windows"
     )
     bigquery_endpoint: str | None = Field(
         default=None, description="BigQuery API endpoint (an emulator); none: Google's"

@@ -9,11 +9,14 @@ features a model has; the table is day-partitioned on `window_end`.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 
+from finrisk.errors import FinriskError
 from finrisk.monitoring.window import WindowReport
 
 MONITORING_TABLE = "model_monitoring"
@@ -117,3 +120,50 @@ def table_row(record: dict[str, Any]) -> dict[str, Any]:
         if row[name] is not None:
             row[name] = orjson.dumps(row[name], option=orjson.OPT_SORT_KEYS).decode()
     return row
+
+
+class MonitoringRecordError(FinriskError):
+    """A record on the monitoring topic that is not a monitoring record."""
+
+
+def monitoring_row(doc: object) -> tuple[str, dict[str, Any]]:
+    """(insertId, row) of a monitoring record read back from the topic: every field of
+    FIELD_TYPES, of its type; MonitoringRecordError names the first one that is not."""
+    if not isinstance(doc, Mapping):
+        raise MonitoringRecordError(
+            f"a monitoring record is a JSON object, not {type(doc).__name__}"
+        )
+    missing = [n for n in FIELD_TYPES if n not in NULLABLE_FIELDS and doc.get(n) is None]
+    if missing:
+        raise MonitoringRecordError(f"missing fields: {', '.join(missing)}")
+    for name, kind in FIELD_TYPES.items():
+        value = doc.get(name)
+        if value is None:
+            continue
+        if name in JSON_FIELDS:
+            wanted: tuple[type, ...] = (list,) if name == "drifted_features" else (dict,)
+        else:
+            wanted = _PYTHON_TYPES[kind]
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise MonitoringRecordError(
+                f"{name} must be {' or '.join(t.__name__ for t in wanted)}, "
+                f"got {type(value).__name__}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MonitoringRecordError(f"{name} must be finite, got {value!r}")
+        if kind == "TIMESTAMP":
+            try:
+                parsed = datetime.fromisoformat(str(value))
+            except ValueError:
+                raise MonitoringRecordError(f"{name} is not an RFC 3339 time: {value!r}") from None
+            if parsed.tzinfo is None:
+                raise MonitoringRecordError(f"{name} has no UTC offset: {value!r}")
+    return str(doc["window_id"]), table_row(dict(doc))
+
+
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "STRING": (str,),
+    "FLOAT": (int, float),
+    "INTEGER": (int,),
+    "TIMESTAMP": (str,),
+}

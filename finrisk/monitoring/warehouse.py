@@ -1,5 +1,6 @@
-"""The warehouse's side of confirmed labels: the `labels` and `scored_transactions` tables,
-their rows, and the deduplicated views every query reads them through.
+"""The warehouse's side of the closed loop: the `labels`, `scored_transactions` and
+`model_monitoring` tables (the last one's columns: finrisk.monitoring.records), their rows, and
+the deduplicated views every query reads them through.
 
 Both tables are day-partitioned on the transaction's `event_time` (what the realized metrics
 group by) and written by streaming inserts whose insertId is the row's identity
@@ -24,6 +25,8 @@ from google.cloud import bigquery
 
 from finrisk.errors import FinriskError
 from finrisk.labels import FRAUD_OUTCOMES, MAX_ID_CHARS, LabelRecord, parse_time
+from finrisk.monitoring import records
+from finrisk.monitoring.records import MONITORING_TABLE
 from finrisk.sinks.base import SinkError
 from finrisk.sinks.bigquery import backoff, passes_by_itself
 
@@ -103,6 +106,7 @@ class Tables:
     dataset: str
     labels: str = LABELS_TABLE
     scored: str = SCORED_TABLE
+    monitoring: str = MONITORING_TABLE
 
     @property
     def labels_id(self) -> str:
@@ -111,6 +115,10 @@ class Tables:
     @property
     def scored_id(self) -> str:
         return f"{self.project}.{self.dataset}.{self.scored}"
+
+    @property
+    def monitoring_id(self) -> str:
+        return f"{self.project}.{self.dataset}.{self.monitoring}"
 
 
 def schema(columns: Mapping[str, str], nullable: frozenset[str]) -> list[bigquery.SchemaField]:
@@ -123,20 +131,37 @@ def schema(columns: Mapping[str, str], nullable: frozenset[str]) -> list[bigquer
 def ensure_tables(
     client: bigquery.Client, tables: Tables, *, location: str | None = None, timeout_s: float = 30
 ) -> None:
-    """The dataset and both tables, day-partitioned on event_time, created when missing."""
+    """The dataset and the tables, day-partitioned (labels and scored on event_time, the
+    monitoring windows on window_end), created when missing."""
     dataset = bigquery.Dataset(f"{tables.project}.{tables.dataset}")
     if location:
         dataset.location = location
     wanted = (
-        (tables.labels_id, schema(LABEL_COLUMNS, frozenset()), "Confirmed outcomes"),
-        (tables.scored_id, schema(SCORED_COLUMNS, SCORED_NULLABLE), "What the models said"),
+        (
+            tables.labels_id,
+            schema(LABEL_COLUMNS, frozenset()),
+            PARTITION_FIELD,
+            "Confirmed outcomes",
+        ),
+        (
+            tables.scored_id,
+            schema(SCORED_COLUMNS, SCORED_NULLABLE),
+            PARTITION_FIELD,
+            "What the models said",
+        ),
+        (
+            tables.monitoring_id,
+            schema(records.FIELD_TYPES, records.NULLABLE_FIELDS),
+            records.PARTITION_FIELD,
+            "The bridge's monitoring windows",
+        ),
     )
     try:
         client.create_dataset(dataset, exists_ok=True, timeout=timeout_s)
-        for table_id, fields, description in wanted:
+        for table_id, fields, partition, description in wanted:
             table = bigquery.Table(table_id, schema=fields)
             table.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field=PARTITION_FIELD
+                type_=bigquery.TimePartitioningType.DAY, field=partition
             )
             table.description = f"{description} (finrisk labels load)"
             client.create_table(table, exists_ok=True, timeout=timeout_s)

@@ -14,7 +14,10 @@ import pandas as pd
 import pytest
 
 from finrisk.bigquery_client import bigquery_client
+from finrisk.monitoring.profile import reference_profile
 from finrisk.monitoring.realized import realized_metrics
+from finrisk.monitoring.records import window_record
+from finrisk.monitoring.window import ModelWindow
 from finrisk.serving.bridge.producer import produce
 from finrisk.serving.labels.loader import LabelLoader, load
 from finrisk.settings import LabelsSettings, Settings
@@ -60,12 +63,40 @@ def scored_records(transactions: pd.DataFrame, seed: int) -> list[dict[str, Any]
     return out
 
 
+def monitoring_records() -> list[dict[str, Any]]:
+    """Two windows of a detector version as the bridge publishes them (finrisk.monitoring)."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"amount": rng.lognormal(3, 1, 2_000)})
+    profile = reference_profile(frame, rng.beta(1, 20, 2_000), threshold=0.3)
+    out = []
+    for start, shift in ((0, 0.0), (60_000, 1.5)):
+        window = ModelWindow("det", "3", "champion", profile, ["amount"])
+        window.add(
+            rng.lognormal(3 + shift, 1, (500, 1)),
+            rng.beta(1, 20, 500),
+            alerts=4,
+            event_ns=np.array([1_700_000_000_000_000_000 + start * 1_000_000], dtype=np.int64),
+        )
+        out.append(
+            window_record(
+                window.report(),
+                instance="pod-0",
+                started_ms=1_700_000_000_000 + start,
+                ended_ms=1_700_000_060_000 + start,
+                dead_lettered=1,
+                messages=501,
+            )
+        )
+    return out
+
+
 @pytest.fixture
 def settings(kafka: Service, bigquery_emulator: Service, stack_settings: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:10]
     labels = LabelsSettings(
         labels_topic=f"test.labels-{suffix}",
         scored_topic=f"test.scored-{suffix}",
+        monitoring_topic=f"test.monitoring-{suffix}",
         dlq_topic=f"test.labels-dlq-{suffix}",
         group_id=f"test-labels-{suffix}",
         bigquery_dataset=f"labels_{suffix}",
@@ -89,7 +120,7 @@ def _count(client: Any, table_id: str, distinct: bool = False) -> int:
     return next(iter(client.query(f"SELECT {what} AS n FROM `{table_id}`").result()))["n"]
 
 
-def test_loads_both_topics_dead_letters_poison_and_counts_a_replay_once(
+def test_loads_the_three_topics_dead_letters_poison_and_counts_a_replay_once(
     settings: Settings, client: Any
 ) -> None:
     transactions, _users, _ = generate(60, 25, 5)
@@ -103,22 +134,36 @@ def test_loads_both_topics_dead_letters_poison_and_counts_a_replay_once(
     label_messages.insert(len(label_messages) // 2, (b"u1", poison_label))
     scored_messages = [(r["user_id"].encode(), orjson.dumps(r)) for r in scored]
     scored_messages.insert(10, (b"u2", poison_scored))
+    windows = monitoring_records()
+    poison_window = orjson.dumps({**windows[0], "transactions": "many"})
+    window_messages = [(w["model"].encode(), orjson.dumps(w)) for w in windows]
+    window_messages.insert(1, (b"det", poison_window))
     loader = LabelLoader(settings)  # creates the topics and tables
     try:
         produce({"bootstrap.servers": bootstrap}, cfg.labels_topic, label_messages)
         produce({"bootstrap.servers": bootstrap}, cfg.scored_topic, scored_messages)
+        produce({"bootstrap.servers": bootstrap}, cfg.monitoring_topic, window_messages)
         stats = loader.run(once=True)
     finally:
         loader.close()
 
     assert stats.labels == len(labels) and stats.scored == len(scored)
-    assert stats.dead_lettered == 2
+    assert stats.monitoring == len(windows)
+    assert stats.dead_lettered == 3
     dead = read_topic(bootstrap, cfg.dlq_topic)
     by_value = {d.value: d.headers for d in dead}
     assert by_value[poison_scored]["finrisk.error.kind"] == b"unparseable"
     assert by_value[poison_label]["finrisk.error.kind"] == b"schema_invalid"
     assert b"missing fields" in by_value[poison_label]["finrisk.error.reason"]
+    assert b"transactions must be int" in by_value[poison_window]["finrisk.error.reason"]
     tables = loader.tables
+    rows = list(client.query(f"SELECT * FROM `{tables.monitoring_id}`").result())
+    assert sorted(row["window_id"] for row in rows) == sorted(w["window_id"] for w in windows)
+    for row in rows:
+        window = next(w for w in windows if w["window_id"] == row["window_id"])
+        assert row["transactions"] == window["transactions"]
+        assert orjson.loads(row["feature_psi"]) == window["feature_psi"]
+        assert row["drift_level"] == window["drift_level"]
     assert _count(client, tables.labels_id) == len(labels)
     assert _count(client, tables.scored_id) == len(scored)
     # Offsets committed past everything, the poison records included.

@@ -151,3 +151,38 @@ def test_records_carry_every_table_column_and_json_text_in_the_table() -> None:
     for name in JSON_FIELDS:
         assert row[name] is None or orjson.loads(row[name]) == record[name]
     assert row["feature_psi"] is not None and isinstance(row["feature_psi"], str)
+
+
+def _record() -> dict:
+    window = _window(_profile())
+    matrix, scores, categories = _live(500, seed=8)
+    window.add(matrix, scores, alerts=1, categories={"category": categories})
+    return window_record(
+        window.report(), instance="p", started_ms=0, ended_ms=60_000, dead_lettered=0, messages=500
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"window_id": None}, "missing fields: window_id"),
+        ({"transactions": "500"}, "transactions must be int"),
+        ({"transactions": True}, "transactions must be int"),
+        ({"alert_rate": float("inf")}, "alert_rate must be finite"),
+        ({"window_end": "yesterday"}, "window_end is not an RFC 3339 time"),
+        ({"window_end": "2026-01-01T00:00:00"}, "window_end has no UTC offset"),
+        ({"feature_psi": [1, 2]}, "feature_psi must be dict"),
+        ({"drifted_features": "amount"}, "drifted_features must be list"),
+    ],
+)
+def test_a_record_read_back_that_is_not_a_monitoring_record_is_named(
+    change: dict, named: str
+) -> None:
+    from finrisk.monitoring.records import MonitoringRecordError, monitoring_row
+
+    row_id, row = monitoring_row(_record())  # the bridge's own: taken
+    assert row_id == "p/champion/det/3/0" and set(row) == set(FIELD_TYPES)
+    with pytest.raises(MonitoringRecordError, match=named):
+        monitoring_row({**_record(), **change})
+    with pytest.raises(MonitoringRecordError, match="JSON object"):
+        monitoring_row([_record()])

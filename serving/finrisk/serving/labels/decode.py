@@ -9,16 +9,18 @@ import orjson
 
 from finrisk.errors import FinriskError
 from finrisk.labels import parse_label
+from finrisk.monitoring.records import monitoring_row
 from finrisk.monitoring.warehouse import label_row, scored_row
 from finrisk.serving.bridge.messages import SCHEMA_INVALID, UNPARSEABLE
 
 LABELS = "labels"
 SCORED = "scored"
+MONITORING = "monitoring"
 
 
 @dataclass(frozen=True)
 class Row:
-    table: str  # LABELS or SCORED
+    table: str  # LABELS, SCORED or MONITORING
     row_id: str  # the insertId
     values: dict[str, Any]
 
@@ -30,7 +32,8 @@ class Refused:
 
 
 def decode(table: str, value: bytes | None) -> Row | Refused:
-    """The row a labels-topic (LABELS) or scored-topic (SCORED) record makes."""
+    """The row a labels-topic (LABELS), scored-topic (SCORED) or monitoring-topic
+    (MONITORING) record makes."""
     if value is None:
         return Refused(UNPARSEABLE, "no value (a tombstone)")
     try:
@@ -42,7 +45,12 @@ def decode(table: str, value: bytes | None) -> Row | Refused:
             SCHEMA_INVALID, f"a {table} record is a JSON object, not {type(doc).__name__}"
         )
     try:
-        row_id, values = label_row(parse_label(doc)) if table == LABELS else scored_row(doc)
+        if table == LABELS:
+            row_id, values = label_row(parse_label(doc))
+        elif table == SCORED:
+            row_id, values = scored_row(doc)
+        else:
+            row_id, values = monitoring_row(doc)
     except FinriskError as exc:
         return Refused(SCHEMA_INVALID, f"not a {table} record: {exc}")
     return Row(table, row_id, values)

@@ -1,4 +1,5 @@
-"""`finrisk labels load`: the labels and scored topics into BigQuery, at least once.
+"""`finrisk labels load`: the labels, scored and monitoring topics into BigQuery, at least
+once (the warehouse the realized metrics and `finrisk monitor` read).
 
 A long-running consumer in its own group (a Kafka-to-BigQuery connector in miniature). Each
 batch (at most `batch_max_records`, or what `batch_max_wait_ms` brings) is decoded, its rows
@@ -33,7 +34,7 @@ from finrisk.monitoring.warehouse import Tables, ensure_tables, insert_rows
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.dead_letters import SINK_REJECTED, DeadLetters
 from finrisk.serving.bridge.records import OutRecord, headers_of, where
-from finrisk.serving.labels.decode import LABELS, SCORED, Refused, Row, decode
+from finrisk.serving.labels.decode import LABELS, MONITORING, SCORED, Refused, Row, decode
 from finrisk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,17 +44,19 @@ log = logging.getLogger(__name__)
 class LoadStats:
     labels: int = 0
     scored: int = 0
+    monitoring: int = 0
     dead_lettered: int = 0
     batches: int = 0
 
     @property
     def records(self) -> int:
-        return self.labels + self.scored + self.dead_lettered
+        return self.labels + self.scored + self.monitoring + self.dead_lettered
 
     def as_dict(self) -> dict[str, int]:
         return {
             "labels": self.labels,
             "scored": self.scored,
+            "monitoring": self.monitoring,
             "dead_lettered": self.dead_lettered,
             "batches": self.batches,
         }
@@ -66,6 +69,7 @@ def tables_of(settings: Settings) -> Tables:
         labels.bigquery_dataset,
         labels.labels_table,
         labels.scored_table,
+        labels.monitoring_table,
     )
 
 
@@ -76,9 +80,13 @@ class LabelLoader:
         self.tables = tables_of(settings)
         self.client = client or bigquery_client(self.tables.project, cfg.bigquery_endpoint)
         ensure_tables(self.client, self.tables, location=cfg.bigquery_location)
-        for topic in (cfg.labels_topic, cfg.scored_topic, cfg.dlq_topic):
+        for topic in (cfg.labels_topic, cfg.scored_topic, cfg.monitoring_topic, cfg.dlq_topic):
             kafka_config.ensure_topic(settings, topic)
-        self.table_of_topic = {cfg.labels_topic: LABELS, cfg.scored_topic: SCORED}
+        self.table_of_topic = {
+            cfg.labels_topic: LABELS,
+            cfg.scored_topic: SCORED,
+            cfg.monitoring_topic: MONITORING,
+        }
         self.dead_letters = DeadLetters(
             cfg.dlq_topic, kafka_config.max_record_bytes(settings, cfg.dlq_topic)
         )
@@ -150,7 +158,11 @@ class LabelLoader:
                 rows[decoded.table].append((decoded, msg))
         if not offsets:
             return 0
-        for table, table_id in ((LABELS, self.tables.labels_id), (SCORED, self.tables.scored_id)):
+        for table, table_id in (
+            (LABELS, self.tables.labels_id),
+            (SCORED, self.tables.scored_id),
+            (MONITORING, self.tables.monitoring_id),
+        ):
             batch = rows.get(table, [])
             refused = insert_rows(
                 self.client,
@@ -161,10 +173,8 @@ class LabelLoader:
             for index, reason in refused:
                 dead.append(self._dead_letter(batch[index][1], SINK_REJECTED, reason))
             stored = len(batch) - len(refused)
-            if table == LABELS:
-                self.stats.labels += stored
-            else:
-                self.stats.scored += stored
+            # LoadStats counts each table under its kind's name.
+            setattr(self.stats, table, getattr(self.stats, table) + stored)
         self._send(dead)
         self.stats.dead_lettered += len(dead)
         self._commit(offsets)
