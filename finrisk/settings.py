@@ -149,6 +149,12 @@ class BridgeSettings(BaseModel):
         default=DEFAULT_MODEL_NAMES[RISK],
         description="the served risk model's name; none (or ''): scored without a risk band",
     )
+    challenger_url: str | None = Field(
+        default=None,
+        description="the predictor serving the detector's challenger alias (finrisk serve "
+        "--alias challenger): scored beside the champion on every batch, into the scored "
+        "records and monitoring, never into alerts; none: no shadow scoring",
+    )
     reasons: Literal["all", "elevated", "none"] = Field(
         default="elevated",
         description="which scored records carry the risk model's top reasons: explaining costs "

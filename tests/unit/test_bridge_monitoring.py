@@ -82,7 +82,7 @@ def _batch(n: int, seed: int, det_version: str = "1", shift: float = 0.0, dead: 
 def _monitor(clock: Clock, fetched: list[tuple[str, str]], **config: Any) -> Monitor:
     profiles = _profiles()
 
-    def fetch(model: str, version: str) -> dict[str, Any] | None:
+    def fetch(model: str, version: str, role: str) -> dict[str, Any] | None:
         fetched.append((model, version))
         return profiles.get((model, version))
 
@@ -175,7 +175,7 @@ def test_profiles_are_fetched_once_and_asked_again_only_after_an_outage() -> Non
     clock, calls = Clock(), []
     answers: list[Any] = [EndpointUnavailable("down"), {"features": {}}]
 
-    def fetch(model: str, version: str) -> dict[str, Any] | None:
+    def fetch(model: str, version: str, role: str) -> dict[str, Any] | None:
         calls.append(version)
         answer = answers.pop(0)
         if isinstance(answer, Exception):
@@ -190,6 +190,31 @@ def test_profiles_are_fetched_once_and_asked_again_only_after_an_outage() -> Non
     assert profiles.get(DET, "1") == {"features": {}} and calls == ["1", "1"]
 
     none: list[str] = []
-    absent = Profiles(lambda _m, v: none.append(v), clock=clock)  # type: ignore[arg-type,func-returns-value]
+    absent = Profiles(lambda _m, v, _r: none.append(v), clock=clock)  # type: ignore[arg-type,func-returns-value]
     assert absent.get(DET, "9") is None and absent.get(DET, "9") is None
     assert none == ["9"]  # a version without a profile is asked once
+
+
+def test_the_shadow_challenger_has_windows_of_its_own() -> None:
+    clock, fetched = Clock(), []
+    monitor = _monitor(clock, fetched, monitoring_window_transactions=100)
+    batch = _batch(100, seed=1)
+    # The challenger (version 9, served elsewhere) answered for this batch; it alerts on 7.
+    batch.scores = [
+        s._replace(challenger_score=0.9, challenger_is_anomaly=i < 7, challenger_version="9")
+        for i, s in enumerate(batch.scores)
+    ]
+    docs = {
+        (d["role"], d["model"]): d
+        for d in (orjson.loads(value) for _, _, value, _, _ in monitor.observe(batch))
+    }
+    assert set(docs) == {("champion", DET), ("champion", RISK), ("challenger", DET)}
+    challenger = docs[("challenger", DET)]
+    assert challenger["model_version"] == "9" and challenger["transactions"] == 100
+    assert challenger["alert_rate"] == pytest.approx(0.07)
+    assert (DET, "9") in fetched  # its profile, asked of the challenger's predictor
+    # A batch the challenger did not answer counts in no challenger window.
+    assert all(
+        d["role"] == "champion"
+        for d in (orjson.loads(v) for _, _, v, _, _ in monitor.observe(_batch(100, seed=2)))
+    )

@@ -56,10 +56,30 @@ def test_scored_record_has_everything_downstream_needs() -> None:
         "history_days": 17.12,
         "detector_version": "7",
         "risk_model_version": "3",
+        "challenger_version": None,
+        "challenger_score": None,
+        "challenger_is_anomaly": None,
         "scored_at_ms": 1_735_689_601_000,
         "latency_ms": 12.346,
         "source": {"partition": 2, "offset": 41},
     }
+
+
+def test_a_shadow_challengers_verdict_rides_along_and_never_alerts() -> None:
+    shadowed = SCORE._replace(
+        is_anomaly=False, challenger_score=0.97, challenger_is_anomaly=True, challenger_version="8"
+    )
+    (value,) = scored_values(
+        [TX],
+        [shadowed],
+        scored_at_ms=1_735_689_601_000,
+        latencies_ms=[1.0],
+        positions=[(0, 1)],
+        history_days=[1.0],
+    )
+    doc = orjson.loads(value)
+    assert (doc["challenger_version"], doc["challenger_score"]) == ("8", 0.97)
+    assert doc["challenger_is_anomaly"] is True and doc["is_anomaly"] is False
 
 
 def test_event_times_are_written_as_orjson_writes_datetimes() -> None:

@@ -255,3 +255,46 @@ def test_answers_typed_loosely_are_converted() -> None:
     ]
     assert [s.is_anomaly for s in scores] == [False, True]
     assert {s.detector_version for s in scores} == {"unknown"}
+
+
+def test_the_shadow_challenger_is_scored_beside_and_never_changes_the_champion() -> None:
+    from finrisk.serving.bridge.shadow import Shadow
+
+    tx, users = _matrices(4)
+    champion_only = V2Scorer(_client(Predictor()), _client(Predictor()), "det", "risk")
+    expected = champion_only.score(tx, users)
+    challenger = Predictor()
+    scorer = V2Scorer(
+        _client(Predictor()),
+        _client(Predictor()),
+        "det",
+        "risk",
+        shadow=Shadow(_client(challenger), "det"),
+    )
+    scores = scorer.score(tx, users)
+    assert [s[:8] for s in scores] == [s[:8] for s in expected]  # the champion's, unchanged
+    assert [s.challenger_score for s in scores] == [s.anomaly_score for s in expected]
+    assert [s.challenger_is_anomaly for s in scores] == [s.is_anomaly for s in expected]
+    assert {s.challenger_version for s in scores} == {"4"}
+    assert [name for name, _ in challenger.infer_bodies] == ["det"]  # one call per batch
+
+    # A challenger that is down (or refuses): the batch goes on without challenger scores.
+    def down(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "challenger down"})
+
+    failing = Shadow(
+        V2Client(
+            "http://challenger.test",
+            timeout_s=1,
+            max_attempts=1,
+            backoff=Backoff(0.01, 0.1),
+            breaker=CircuitBreaker(3, 1.0),
+            transport=httpx.MockTransport(down),
+        ),
+        "det",
+    )
+    scorer = V2Scorer(_client(Predictor()), _client(Predictor()), "det", "risk", shadow=failing)
+    for _ in range(2):
+        scores = scorer.score(tx, users)
+        assert scores == expected and {s.challenger_version for s in scores} == {None}
+    assert failing.failures == 2

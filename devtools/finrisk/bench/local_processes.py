@@ -85,12 +85,19 @@ def register_champions(
 
 
 class PredictorProcess:
-    """`finrisk serve` for two registered models on 127.0.0.1:`port`; restartable."""
+    """`finrisk serve` for two registered models on 127.0.0.1:`port` (the versions `alias`
+    points at); restartable."""
 
     def __init__(
-        self, models: RegisteredModels, tracking_uri: str, log: Path, port: int | None = None
+        self,
+        models: RegisteredModels,
+        tracking_uri: str,
+        log: Path,
+        port: int | None = None,
+        alias: str = CHAMPION,
     ) -> None:
         self.models = models
+        self.alias = alias
         self.tracking_uri = tracking_uri
         self.log = log
         self.port = port or process.free_port()
@@ -107,9 +114,9 @@ class PredictorProcess:
             "finrisk",
             "serve",
             "--detector-uri",
-            f"models:/{self.models.detector}@{CHAMPION}",
+            f"models:/{self.models.detector}@{self.alias}",
             "--risk-uri",
-            f"models:/{self.models.risk}@{CHAMPION}",
+            f"models:/{self.models.risk}@{self.alias}",
             "--tracking-uri",
             self.tracking_uri,
             "--http-port",

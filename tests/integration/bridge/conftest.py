@@ -46,7 +46,7 @@ def served(mlflow_server: Service, stack_settings: Settings, logs: Path) -> Iter
     )
     predictor = PredictorProcess(models, tracking_uri, logs / "predictor.log").start()
     try:
-        yield runs.Served(models, predictor, tracking_uri)
+        yield runs.Served(models, predictor, tracking_uri, detector)
     finally:
         predictor.stop()
 

@@ -66,6 +66,7 @@ class Served:
     models: RegisteredModels
     predictor: PredictorProcess
     tracking_uri: str
+    detector: Any  # the trained detector the champion version holds
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.breaker import CircuitBreaker
 from finrisk.serving.bridge.loop import Bridge, RunStats
 from finrisk.serving.bridge.scoring import V2Scorer
+from finrisk.serving.bridge.shadow import Shadow
 from finrisk.serving.bridge.v2_client import V2Client
 from finrisk.settings import BridgeSettings, Settings
 from finrisk.sinks import open_sink
@@ -26,11 +27,11 @@ GC_OBJECTS_PER_BATCH_MESSAGE = 25
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def v2_client(config: BridgeSettings, url: str) -> V2Client:
+def v2_client(config: BridgeSettings, url: str, *, max_attempts: int | None = None) -> V2Client:
     return V2Client(
         url,
         timeout_s=config.request_timeout_s,
-        max_attempts=config.max_attempts,
+        max_attempts=max_attempts or config.max_attempts,
         backoff=Backoff(
             config.backoff_initial_s, max(config.backoff_max_s, config.backoff_initial_s)
         ),
@@ -44,6 +45,11 @@ def build_scorer(config: BridgeSettings) -> V2Scorer:
     if config.risk_model:
         same = config.risk_predictor_url in (None, config.predictor_url)
         risk = detector if same else v2_client(config, str(config.risk_predictor_url))
+    shadow = None
+    if config.challenger_url:
+        # One try per batch: a shadow never holds the stream back for retries.
+        challenger = v2_client(config, config.challenger_url, max_attempts=1)
+        shadow = Shadow(challenger, config.detector_model)
     return V2Scorer(
         detector,
         risk,
@@ -51,6 +57,7 @@ def build_scorer(config: BridgeSettings) -> V2Scorer:
         config.risk_model,
         reasons=config.reasons,
         reasons_per_row=config.reasons_per_row,
+        shadow=shadow,
     )
 
 

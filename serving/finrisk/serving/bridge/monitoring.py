@@ -32,7 +32,13 @@ from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
 from finrisk.models.bands import HIGH
 from finrisk.monitoring.drift import level
 from finrisk.monitoring.records import window_record
-from finrisk.monitoring.window import CHAMPION_ROLE, LEVELS, ModelWindow, WindowReport
+from finrisk.monitoring.window import (
+    CHALLENGER_ROLE,
+    CHAMPION_ROLE,
+    LEVELS,
+    ModelWindow,
+    WindowReport,
+)
 from finrisk.serving.bridge.batch import Batch
 from finrisk.serving.bridge.records import OutRecord
 from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
@@ -45,26 +51,27 @@ BINNED_ROWS = 256
 # A profile the predictor could not give (unreachable) is asked for again after this long.
 PROFILE_RETRY_S = 30.0
 
-ProfileFetch = Callable[[str, str], dict[str, Any] | None]
+# (model, version, role) -> the version's profile from the predictor serving it in that role.
+ProfileFetch = Callable[[str, str, str], dict[str, Any] | None]
 
 
 class Profiles:
-    """Reference profiles by (model, version), each fetched once."""
+    """Reference profiles by (model, version, role), each fetched once."""
 
     def __init__(self, fetch: ProfileFetch, clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
         self._clock = clock
-        self._known: dict[tuple[str, str], dict[str, Any] | None] = {}
-        self._retry_at: dict[tuple[str, str], float] = {}
+        self._known: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+        self._retry_at: dict[tuple[str, str, str], float] = {}
 
-    def get(self, model: str, version: str) -> dict[str, Any] | None:
-        key = (model, version)
+    def get(self, model: str, version: str, role: str = CHAMPION_ROLE) -> dict[str, Any] | None:
+        key = (model, version, role)
         if key in self._known:
             return self._known[key]
         if self._clock() < self._retry_at.get(key, 0.0):
             return None
         try:
-            profile = self._fetch(model, version)
+            profile = self._fetch(model, version, role)
         except (EndpointUnavailable, RequestRejected) as exc:
             log.warning("no reference profile of %s %s for now: %s", model, version, exc)
             self._retry_at[key] = self._clock() + PROFILE_RETRY_S
@@ -229,7 +236,7 @@ class Monitor:
         key = (role, model, version)
         window = self._windows.get(key)
         if window is None:
-            profile = self.profiles.get(model, version) or {}
+            profile = self.profiles.get(model, version, role) or {}
             window = self._windows[key] = ModelWindow(model, version, role, profile, columns)
         return window
 
@@ -277,6 +284,7 @@ class Monitor:
                 },
                 event_ns=np.array([txs[i].event_ns for i in binned], dtype=np.int64),
             )
+        self._count_challenger(batch, scores, txs, step)
         if self.risk_model is None:
             return
         for version, rows in _by_version([s.risk_model_version for s in scores]):
@@ -289,6 +297,26 @@ class Monitor:
                 transactions=len(rows),
                 alerts=bands.count(HIGH),
                 bands=bands,
+                event_ns=np.array([txs[i].event_ns for i in binned], dtype=np.int64),
+            )
+
+    def _count_challenger(
+        self, batch: Batch, scores: Sequence[Any], txs: Sequence[Any], step: int
+    ) -> None:
+        """The shadow challenger's rows (those it scored) in its own window, role challenger."""
+        for version, rows in _by_version([s.challenger_version for s in scores]):
+            window = self._window(
+                CHALLENGER_ROLE, self.detector_model, version, TRANSACTION_FEATURES
+            )
+            binned = rows[::step]
+            window.add(
+                batch.tx_matrix[binned],
+                np.array([scores[i].challenger_score for i in binned], dtype=np.float64),
+                transactions=len(rows),
+                alerts=sum(1 for i in rows if scores[i].challenger_is_anomaly),
+                categories={
+                    name: [txs[i].fields[name] for i in binned] for name in window.categories
+                },
                 event_ns=np.array([txs[i].event_ns for i in binned], dtype=np.int64),
             )
 
@@ -337,10 +365,11 @@ def _nan(value: float | None) -> float:
 
 def _by_version(versions: list[str | None]) -> list[tuple[str, npt.NDArray[np.intp]]]:
     """The batch's rows (indices) per model version: one version scored them all in the usual
-    case (one call per batch); rows without a version (no risk model) belong to none."""
+    case (one call per batch); rows without a version (no risk model, no challenger answer)
+    belong to none."""
     first = versions[0]
-    if first is not None and versions.count(first) == len(versions):
-        return [(first, np.arange(len(versions)))]
+    if versions.count(first) == len(versions):
+        return [] if first is None else [(first, np.arange(len(versions)))]
     rows: dict[str, list[int]] = {}
     for i, version in enumerate(versions):
         if version is not None:

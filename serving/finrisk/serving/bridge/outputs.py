@@ -40,6 +40,10 @@ class Score(NamedTuple):
     reasons: Any  # JSON-able list from the risk model
     detector_version: str
     risk_model_version: str | None
+    # The shadow challenger's verdict (finrisk.serving.bridge.shadow); None without one.
+    challenger_score: float | None = None
+    challenger_is_anomaly: bool | None = None
+    challenger_version: str | None = None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,6 +109,9 @@ def scored_values(
                 "history_days": days,
                 "detector_version": detector_version,
                 "risk_model_version": risk_version,
+                "challenger_version": challenger_version,
+                "challenger_score": challenger_score,
+                "challenger_is_anomaly": challenger_flagged,
                 "scored_at_ms": scored_at_ms,
                 "latency_ms": latency,
                 "source": {"partition": partition, "offset": offset},
@@ -120,6 +127,9 @@ def scored_values(
                     reasons,
                     detector_version,
                     risk_version,
+                    challenger_score,
+                    challenger_flagged,
+                    challenger_version,
                 ),
                 event_time,
                 latency,

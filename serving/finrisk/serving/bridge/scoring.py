@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Literal, Protocol
 
@@ -26,8 +25,11 @@ import numpy.typing as npt
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
 from finrisk.models.bands import MEDIUM
+from finrisk.monitoring.window import CHALLENGER_ROLE
+from finrisk.serving.bridge.binding import Binding, feature_order
 from finrisk.serving.bridge.outputs import Score
-from finrisk.serving.bridge.v2_client import BadAnswer, InferResult, V2Client, column
+from finrisk.serving.bridge.shadow import Shadow
+from finrisk.serving.bridge.v2_client import InferResult, V2Client, column
 from finrisk.serving.protocol import (
     BAND_LOW_PARAMETER,
     BAND_OUTPUT,
@@ -57,35 +59,10 @@ class Scorer(Protocol):
 
     def close(self) -> None: ...
 
-    def profile(self, model: str, version: str) -> dict[str, Any] | None:
-        """The reference profile of a served model version (None: it has none)."""
+    def profile(self, model: str, version: str, role: str) -> dict[str, Any] | None:
+        """The reference profile of a served model version in a role (champion: the detector
+        or the risk model; challenger: the shadow's), None when it has none."""
         ...
-
-
-@dataclass(frozen=True)
-class Binding:
-    """How to call one served model: its name and the column order it takes."""
-
-    model: str
-    columns: npt.NDArray[np.intp]  # indices into the bridge's feature order
-    identity: bool
-
-    @classmethod
-    def of(cls, model: str, wanted: Sequence[str], have: Sequence[str]) -> Binding:
-        missing = [name for name in wanted if name not in have]
-        if missing:
-            raise BadAnswer(f"model {model} wants features this bridge does not compute: {missing}")
-        columns = np.array([list(have).index(name) for name in wanted], dtype=np.intp)
-        return cls(model, columns, tuple(wanted) == tuple(have))
-
-    def select(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return rows if self.identity else rows[:, self.columns]
-
-
-def feature_order(inputs: Sequence[dict[str, Any]], default: Sequence[str]) -> tuple[str, ...]:
-    """The model's feature order from its V2 metadata (one named input per feature)."""
-    names = tuple(str(item["name"]) for item in inputs if "name" in item)
-    return names or tuple(default)
 
 
 class V2Scorer:
@@ -98,14 +75,18 @@ class V2Scorer:
         *,
         reasons: ReasonsPolicy = "elevated",
         reasons_per_row: int = 3,
+        shadow: Shadow | None = None,
     ) -> None:
         self.detector = detector
+        self.shadow = shadow
         self.risk = risk if risk_model else None
         self.detector_model = detector_model
         self.risk_model = risk_model
         self.reasons = reasons
         self.reasons_per_row = reasons_per_row
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2-detector")
+        self._pool = ThreadPoolExecutor(
+            max_workers=2 if shadow is not None else 1, thread_name_prefix="v2-detector"
+        )
         self._detector: Binding | None = None
         self._risk: Binding | None = None
 
@@ -114,8 +95,12 @@ class V2Scorer:
         self.detector.close()
         if self.risk is not None and self.risk is not self.detector:
             self.risk.close()
+        if self.shadow is not None:
+            self.shadow.close()
 
-    def profile(self, model: str, version: str) -> dict[str, Any] | None:
+    def profile(self, model: str, version: str, role: str) -> dict[str, Any] | None:
+        if role == CHALLENGER_ROLE:
+            return None if self.shadow is None else self.shadow.profile(version)
         client = self.risk if model == self.risk_model and self.risk is not None else self.detector
         return client.profile(model, version)
 
@@ -139,15 +124,17 @@ class V2Scorer:
         detector = self._detector
         assert detector is not None
         n = len(tx_rows)
-        # The two models are called at once: the detector from a worker thread.
+        # The models are called at once: the detector (and its challenger) from worker threads.
         pending = self._pool.submit(
             self.detector.infer,
             detector.model,
             detector.select(tx_rows),
             input_name=MATRIX_INPUT,
         )
+        shadow = self._pool.submit(self.shadow.score, tx_rows) if self.shadow else None
         risk = self._risk_scores(user_rows) if self.risk is not None else None
-        return _scores(pending.result(), risk, n)
+        champion = pending.result()
+        return _scores(champion, risk, n, None if shadow is None else shadow.result())
 
     def _risk_scores(self, user_rows: npt.NDArray[np.float64]) -> tuple[InferResult, list[Any]]:
         risk, binding = self.risk, self._risk
@@ -189,7 +176,10 @@ def _reasons(result: InferResult, n: int, k: int, rows: Iterable[int]) -> list[l
 
 
 def _scores(
-    detector: InferResult, risk: tuple[InferResult, list[Any]] | None, n: int
+    detector: InferResult,
+    risk: tuple[InferResult, list[Any]] | None,
+    n: int,
+    challenger: InferResult | None,
 ) -> list[Score]:
     raw_threshold = detector.parameters.get(THRESHOLD_PARAMETER)
     threshold = None if raw_threshold is None else float(raw_threshold)
@@ -210,6 +200,14 @@ def _scores(
             reasons,
             repeat(detector_version),
             repeat(result.model_version or "unknown"),
+        ]
+    if challenger is None:
+        fields += [repeat(None), repeat(None), repeat(None)]
+    else:
+        fields += [
+            _typed(float, column(challenger, SCORE_OUTPUT, n)),
+            _typed(bool, column(challenger, FLAG_OUTPUT, n)),
+            repeat(challenger.model_version or "unknown"),
         ]
     # tuple.__new__ makes the Scores without running Score's own (Python) __new__ per row:
     # a third of the cost, for thousands of rows per batch.
