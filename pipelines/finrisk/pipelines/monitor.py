@@ -19,12 +19,14 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finrisk.cli.settings_flags import add_flags, given, overlaid
 from finrisk.errors import FinriskError
-from finrisk.monitoring import evaluation, tables
 from finrisk.settings import MonitorSettings, Settings
+
+if TYPE_CHECKING:  # the BigQuery client loads when a decision is made, not with the parser
+    from finrisk.monitoring.evaluation import RealizedReader
 
 # Starts the pipeline with these arguments; returns what it started (a run id, an output path).
 Launcher = Callable[[Mapping[str, Any]], str]
@@ -106,11 +108,13 @@ def run_once(
     launcher: Launcher,
     params: Mapping[str, Any],
     *,
-    realized: evaluation.RealizedReader,
+    realized: RealizedReader,
     now: datetime | None = None,
     client: Any = None,
 ) -> dict[str, Any]:
     """Decide, start the pipeline if so, record the decision; returns the recorded row."""
+    from finrisk.monitoring import evaluation, tables
+
     monitor = settings.monitor
     where = evaluation.Tables.of(monitor, settings.bigquery.project)
     client = client or evaluation.client_for(monitor, where)
@@ -135,6 +139,7 @@ def run_once(
 
 
 def _monitor(args: argparse.Namespace) -> int:
+    from finrisk.monitoring import evaluation
     from finrisk.pipelines.cli import parse_params
 
     settings = monitor_settings(args)
