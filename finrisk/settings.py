@@ -298,6 +298,91 @@ class LabelsSettings(BaseModel):
     )
 
 
+class MonitorSettings(BaseModel):
+    """`finrisk monitor` and the pipeline's check-drift step: when to retrain
+    (finrisk.monitoring.policy) and where the tables are. FINRISK_MONITOR__<FIELD>, `monitor:`
+    in the file, or the flag --<field>. Defaults and why: docs/monitoring.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    psi_threshold: float = Field(
+        # finrisk.monitoring.drift.MAJOR (not imported: the policy imports these settings).
+        default=0.25,
+        gt=0,
+        description="a window drifted when its worst PSI (feature, category or score) is at "
+        "least this: the usual 'major shift'",
+    )
+    sustained_windows: int = Field(
+        default=3,
+        ge=1,
+        le=1_000,
+        description="drift must hold in this many consecutive latest windows (one noisy "
+        "window retrains nothing)",
+    )
+    window_hours: float = Field(
+        default=24.0, gt=0, description="monitoring windows read: those that ended this recently"
+    )
+    recall_drop: float = Field(
+        default=0.10,
+        gt=0,
+        le=1,
+        description="retrain when realized recall falls this far (absolute) below its baseline",
+    )
+    precision_drop: float = Field(
+        default=0.10,
+        gt=0,
+        le=1,
+        description="likewise for realized alert precision",
+    )
+    min_frauds: int = Field(
+        default=20, ge=1, description="confirmed frauds needed before recall is judged"
+    )
+    min_alerts: int = Field(
+        default=20, ge=1, description="labelled alerts needed before alert precision is judged"
+    )
+    min_labels: int = Field(
+        default=200,
+        ge=0,
+        description="labelled transactions in the recent days needed to retrain at all: "
+        "fewer would train on what the champion already saw",
+    )
+    recent_days: int = Field(
+        default=7, ge=1, le=365, description="realized days judged (and the labelled window)"
+    )
+    baseline_days: int = Field(
+        default=28,
+        ge=1,
+        le=365,
+        description="the champion's realized days before those, its baseline when no offline "
+        "test metrics are given",
+    )
+    cooldown_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="no new retrain this soon after the last one decided (it is still "
+        "training, gating or rolling out)",
+    )
+    model: str = Field(
+        default=DEFAULT_MODEL_NAMES[DETECTOR], description="the monitored model's name"
+    )
+    bigquery_project: str | None = Field(
+        default=None, description="BigQuery project; none: the stack's (bigquery.project)"
+    )
+    bigquery_dataset: str = Field(default="finrisk", description="BigQuery dataset")
+    bigquery_endpoint: str | None = Field(
+        default=None, description="BigQuery API URL; none: Google's (the emulator's locally)"
+    )
+    monitoring_table: str = Field(
+        default="model_monitoring", description="the bridge's per-window monitoring table"
+    )
+    decisions_table: str = Field(
+        default="monitor_decisions", description="where each decision and its reasons go"
+    )
+    interval_minutes: float = Field(
+        default=60.0, gt=0, description="without --once: minutes between evaluations"
+    )
+
+
 class PredictorPortSettings(BaseModel):
     """Where the local stack runs `finrisk serve` (`finrisk stack up predictor`)."""
 
@@ -327,6 +412,7 @@ class Settings(BaseSettings):
     kube: KubeSettings = KubeSettings()
     bridge: BridgeSettings = BridgeSettings()
     labels: LabelsSettings = LabelsSettings()
+    monitor: MonitorSettings = MonitorSettings()
     predictor: PredictorPortSettings = PredictorPortSettings()
 
     @classmethod

@@ -148,7 +148,7 @@ def _bigquery_frame(client: Any, table: str) -> pd.DataFrame:
 
 
 @contextmanager
-def _bigquery_credentials() -> Iterator[None]:
+def bigquery_credentials() -> Iterator[None]:
     """A service-account key that arrived as JSON text (a Secret as env) as the ADC file."""
     text = os.environ.get(cluster.BIGQUERY_CREDENTIALS_ENV)
     if not text or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
@@ -221,7 +221,7 @@ def _from_bigquery(
     parts = table.split(".")
     if len(parts) != 3 or not all(parts):
         raise FinriskError(f"bigquery_table {table!r} must be project.dataset.table")
-    with _bigquery_credentials():
+    with bigquery_credentials():
         client = bigquery_client(parts[0], endpoint or None)
         transactions = _bigquery_frame(client, table)
         users = _bigquery_frame(client, users_table) if users_table else None

@@ -127,7 +127,7 @@ def test_the_upstream_crds_are_installed_and_established(kube: Service) -> None:
         assert conditions.get("Established") == "True", item["metadata"]["name"]
 
 
-@pytest.mark.parametrize("kustomization", ["base", "overlays/serverless"])
+@pytest.mark.parametrize("kustomization", ["base", "overlays/serverless", "overlays/monitoring"])
 def test_every_kustomization_passes_a_server_side_dry_run(
     kube: Service, namespace: str, kustomization: str
 ) -> None:

@@ -33,6 +33,7 @@ def artifact(kind: type[Artifact], path: Path) -> Any:
 def test_one_component_per_stage() -> None:
     names = {c.component_spec.name for c in ALL}
     assert names == {
+        "check-drift",
         "ingest-data",
         "validate-data",
         "fail-run",

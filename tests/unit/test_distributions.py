@@ -83,7 +83,8 @@ def test_each_distribution_adds_its_own_sub_commands() -> None:
     installed = {entry.name: entry.value for entry in entry_points(group=COMMANDS_GROUP)}
     assert installed == declared
     assert set(declared) == {
-        *("bench", "bridge", "data", "demo", "labels", "pipeline", "serve", "stack", "train")
+        *("bench", "bridge", "data", "demo", "labels", "monitor", "pipeline", "serve"),
+        *("stack", "train"),
     }
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"bridge", "produce", "serve", "train", "evaluate", "stack"} <= set(commands)

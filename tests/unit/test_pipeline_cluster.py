@@ -197,6 +197,29 @@ def test_cli_upload_run_schedule(
     (recurring,) = stub.state.recurring_runs.values()
     assert recurring["max_concurrency"] == 2
     assert recurring["trigger"]["cron_schedule"]["cron"] == "0 30 1 * * *"
+    # A scheduled run asks the check-drift step whether to train; a run by hand trains.
+    assert recurring["runtime_config"]["parameters"] == {
+        "force_training": False,
+        "data_source": "synthetic",
+    }
+    assert stub.violations == []
+
+
+def test_the_monitor_starts_a_forced_run_on_the_cluster(
+    stub: KfpContractStub, compiled: CompiledPipeline
+) -> None:
+    """What `finrisk monitor --host` starts when its policy says retrain."""
+    import argparse
+
+    from finrisk.pipelines.monitor import cluster_launcher, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["monitor", "--host", stub.host, "--package", str(compiled.ir_path)])
+    started = cluster_launcher(args)({"seed": 3, "force_training": True})
+    (run,) = stub.state.runs.values()
+    assert run["runtime_config"]["parameters"] == {"seed": 3, "force_training": True}
+    assert run["run_id"] in started and compiled.version_name in started
     assert stub.violations == []
 
 

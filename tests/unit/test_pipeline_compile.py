@@ -78,13 +78,13 @@ def test_pipeline_spec_parses_as_the_kfp_proto(
 
 def test_every_task_runs_the_component_image_without_pip(compiled: CompiledPipeline) -> None:
     executors = _ir(compiled)[0]["deploymentSpec"]["executors"]
-    assert len(executors) == 12
+    assert len(executors) == 14  # the check, and keep-champion twice (gate; skip training)
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == COMPONENT_IMAGE, name
         command = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in command, name
-        if name not in ("exec-fail-run", "exec-keep-champion"):  # these only report
+        if name not in ("exec-fail-run", "exec-keep-champion", "exec-keep-champion-2"):  # report
             assert "from finrisk." in command, f"{name} does not call the finrisk package"
 
 
@@ -203,3 +203,60 @@ def test_the_challenger_is_promoted_only_after_its_rollout_serves(
     tasks = _tasks(_ir(compiled)[0])
     assert "deploy-challenger" in tasks["promote-champion"].get("dependentTasks", [])
     assert "promote-champion" not in tasks["deploy-challenger"].get("dependentTasks", [])
+
+
+def _parents(ir: dict[str, Any]) -> dict[str, str]:
+    """task name -> the name of the DAG (component) it sits in."""
+    parents = {}
+    for name, component in [("root", ir["root"]), *ir["components"].items()]:
+        for task in (component.get("dag") or {}).get("tasks", {}):
+            parents[task] = name
+    return parents
+
+
+def _enclosing_conditions(ir: dict[str, Any], task: str) -> list[str]:
+    """The trigger conditions of every condition task enclosing `task`, innermost first."""
+    tasks, parents = _tasks(ir), _parents(ir)
+    # A condition task `condition-N` runs the component `comp-condition-N`.
+    owner = {t["componentRef"]["name"]: n for n, t in tasks.items() if "componentRef" in t}
+    found, where = [], parents[task]
+    while where != "root":
+        wrapper = owner[where]
+        condition = tasks[wrapper].get("triggerPolicy", {}).get("condition")
+        if condition:
+            found.append(condition)
+        where = parents[wrapper]
+    return found
+
+
+def test_training_runs_only_when_the_check_says_so(compiled: CompiledPipeline) -> None:
+    """check drift first, at the root; every task from ingest to deploy under its `train`
+    output being true; the skip branch under its negation."""
+    ir = _ir(compiled)[0]
+    tasks = _tasks(ir)
+    assert _parents(ir)["check-drift"] == "root"
+    assert not tasks["check-drift"]["cachingOptions"].get("enableCache")
+    train = "inputs.parameter_values['pipelinechannel--check-drift-train'] == true"
+    for name in (
+        "ingest-data", "validate-data", "build-features", "train-detector", "train-risk-model",
+        "evaluate-models", "gate-decision", "register-challenger", "deploy-challenger",
+        "promote-champion", "keep-champion", "fail-run",
+    ):  # fmt: skip
+        assert _enclosing_conditions(ir, name)[-1] == train, name
+    assert _enclosing_conditions(ir, "keep-champion-2") == [f"!({train})"]
+    assert tasks["keep-champion-2"]["taskInfo"]["name"] == "skip training"
+    # The force parameter reaches the check, default true: a run someone starts trains.
+    force = tasks["check-drift"]["inputs"]["parameters"]["force"]
+    assert force["componentInputParameter"] == "force_training"
+    assert ir["root"]["inputDefinitions"]["parameters"]["force_training"]["defaultValue"] is True
+
+
+def test_the_check_reads_bigquery_by_reference(compiled: CompiledPipeline) -> None:
+    _, platform = _ir(compiled)
+    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        "exec-check-drift"
+    ]
+    assert executor["secretAsEnv"][0]["secretName"] == cluster.BIGQUERY_SECRET
+    assert executor["configMapAsEnv"][0]["keyToEnv"] == [
+        {"configMapKey": cluster.BIGQUERY_ENDPOINT_KEY, "envVar": cluster.BIGQUERY_ENDPOINT_KEY}
+    ]

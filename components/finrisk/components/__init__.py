@@ -5,6 +5,7 @@ Each is a lightweight Python component that runs in the finrisk component image
 lives in finrisk.retraining, finrisk.gate and finrisk.deploy, where it is tested without KFP.
 """
 
+from finrisk.components.check_drift import check_drift
 from finrisk.components.deploy import deploy_challenger
 from finrisk.components.evaluate import evaluate_models
 from finrisk.components.features import build_features
@@ -18,6 +19,7 @@ from finrisk.components.validate import fail_run, validate_data
 __all__ = [
     "COMPONENT_IMAGE",
     "build_features",
+    "check_drift",
     "deploy_challenger",
     "evaluate_models",
     "fail_run",

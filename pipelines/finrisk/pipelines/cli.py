@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,23 +59,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--tracking-uri",
         help="local runs: MLflow tracking URI (default MLFLOW_TRACKING_URI, else the stack's)",
     )
-    _cluster_flags(sub)
+    cluster_flags(sub)
     sub.add_argument(
         "--run-name", help="cluster runs: run name (default finrisk-retraining-<time>)"
     )
-    _param_flag(sub)
+    param_flag(sub)
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.set_defaults(handler=_run)
 
     text = "upload the pipeline and this version (named by its spec hash) to the cluster"
     sub = actions.add_parser("upload", help=text, description=text)
-    _cluster_flags(sub)
+    cluster_flags(sub)
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.set_defaults(handler=_upload)
 
     text = "create a recurring run on the cluster (no catch-up, bounded concurrency)"
     sub = actions.add_parser("schedule", help=text, description=text)
-    _cluster_flags(sub)
+    cluster_flags(sub)
     sub.add_argument(
         "--cron",
         required=True,
@@ -86,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-concurrency", type=int, default=1, help="runs allowed at once (default 1)"
     )
     sub.add_argument("--job-name", default="finrisk-retraining-schedule", help="recurring run name")
-    _param_flag(sub)
+    param_flag(sub)
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.set_defaults(handler=_schedule)
 
@@ -99,7 +98,7 @@ def _image_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _param_flag(parser: argparse.ArgumentParser) -> None:
+def param_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-p",
         "--param",
@@ -110,7 +109,7 @@ def _param_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _cluster_flags(parser: argparse.ArgumentParser) -> None:
+def cluster_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help=f"KFP API endpoint (default ${HOST_ENV})")
     parser.add_argument("--namespace", help="KFP namespace (multi-user clusters)")
     parser.add_argument(
@@ -130,7 +129,7 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
     _image_flag(parser)
 
 
-def _set_image(args: argparse.Namespace) -> None:
+def set_image(args: argparse.Namespace) -> None:
     # The components read the image when they are imported, which happens below this call.
     if getattr(args, "image", None):
         os.environ[IMAGE_ENV] = args.image
@@ -180,7 +179,7 @@ def _print(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> 
 
 
 def _compile(args: argparse.Namespace) -> int:
-    _set_image(args)
+    set_image(args)
     from finrisk.pipelines.compile import compile_pipeline
 
     compiled = compile_pipeline(args.out, namespace=args.namespace)
@@ -214,27 +213,13 @@ def _host(args: argparse.Namespace) -> str:
 
 def _uploaded(args: argparse.Namespace, client: Any) -> Any:
     from finrisk.pipelines import cluster
-    from finrisk.pipelines.compile import compile_pipeline, spec_hash, version_name
-    from finrisk.pipelines.retraining import PIPELINE_DESCRIPTION, PIPELINE_NAME
 
-    with tempfile.TemporaryDirectory(prefix="finrisk-pipeline-") as tmp:
-        if args.package is not None:
-            if not args.package.is_file():
-                raise FinriskError(f"--package {args.package} is not a file")
-            ir_path, version = args.package, version_name(spec_hash(args.package))
-        else:
-            compiled = compile_pipeline(tmp)
-            ir_path, version = compiled.ir_path, compiled.version_name
-        return cluster.upload(
-            client,
-            str(ir_path),
-            pipeline_name=PIPELINE_NAME,
-            version_name=version,
-            description=PIPELINE_DESCRIPTION,
-        )
+    if args.package is not None and not args.package.is_file():
+        raise FinriskError(f"--package {args.package} is not a file")
+    return cluster.upload_current(client, args.package)
 
 
-def _client(args: argparse.Namespace) -> Any:
+def client_for(args: argparse.Namespace) -> Any:
     from finrisk.pipelines import cluster
 
     with warnings.catch_warnings():
@@ -243,16 +228,16 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 @contextlib.contextmanager
-def _kfp_prints_to_stderr() -> Iterator[None]:
+def kfp_prints_to_stderr() -> Iterator[None]:
     # kfp.Client prints UI links on stdout; keep stdout for our own (JSON) output.
     with contextlib.redirect_stdout(sys.stderr):
         yield
 
 
 def _upload(args: argparse.Namespace) -> int:
-    _set_image(args)
-    with _kfp_prints_to_stderr():
-        uploaded = _uploaded(args, _client(args))
+    set_image(args)
+    with kfp_prints_to_stderr():
+        uploaded = _uploaded(args, client_for(args))
     state = "uploaded" if uploaded.created else "already there"
     _print(
         args,
@@ -269,14 +254,14 @@ def _run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     if args.local:
         return _run_local(args, params)
-    _set_image(args)
+    set_image(args)
     from datetime import UTC, datetime
 
     from finrisk.pipelines import cluster
 
     name = args.run_name or f"finrisk-retraining-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    with _kfp_prints_to_stderr():
-        client = _client(args)
+    with kfp_prints_to_stderr():
+        client = client_for(args)
         uploaded = _uploaded(args, client)
         run_id = cluster.run(
             client,
@@ -315,13 +300,15 @@ def _run_local(args: argparse.Namespace, params: dict[str, Any]) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    _set_image(args)
+    set_image(args)
     from finrisk.pipelines import cluster
 
-    params = parse_params(args.param)
+    # A scheduled run trains only when the check-drift step's policy says so (unless -p says
+    # otherwise); a run someone starts by hand trains (the parameter's default).
+    params = {"force_training": False, **parse_params(args.param)}
     cron = cluster.validate_cron(args.cron)
-    with _kfp_prints_to_stderr():
-        client = _client(args)
+    with kfp_prints_to_stderr():
+        client = client_for(args)
         uploaded = _uploaded(args, client)
         recurring_id = cluster.schedule(
             client,

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from finrisk.errors import FinriskError
@@ -111,6 +113,26 @@ def upload(
     except ApiException as exc:
         raise _api_error(f"upload {pipeline_name} version {version_name}", exc) from None
     return Uploaded(pipeline_id, version.pipeline_version_id, version_name, created=True)
+
+
+def upload_current(client: Any, package: Path | None = None) -> Uploaded:
+    """Upload `package` (compiled IR YAML), or the pipeline as compiled now, as its version."""
+    from finrisk.pipelines.compile import compile_pipeline, spec_hash, version_name
+    from finrisk.pipelines.retraining import PIPELINE_DESCRIPTION, PIPELINE_NAME
+
+    with tempfile.TemporaryDirectory(prefix="finrisk-pipeline-") as tmp:
+        if package is not None:
+            ir_path, version = package, version_name(spec_hash(package))
+        else:
+            compiled = compile_pipeline(tmp)
+            ir_path, version = compiled.ir_path, compiled.version_name
+        return upload(
+            client,
+            str(ir_path),
+            pipeline_name=PIPELINE_NAME,
+            version_name=version,
+            description=PIPELINE_DESCRIPTION,
+        )
 
 
 def experiment_id(client: Any, name: str, namespace: str | None = None) -> str:

@@ -1,10 +1,17 @@
 """The retraining DAG.
 
+    check drift -+-> (nothing changed) skip training (the reason)
+                 +-> (train) ingest ...:
     ingest -> validate -+-> (invalid) fail_run
                         +-> (valid) features -+-> train detector --+-> evaluate -> gate -> register
                                               +-> train risk model +               |
                         (gate passes) deploy challenger -> promote champion <------+
                         (gate fails)  keep champion (the reason)
+
+The check (finrisk.monitoring.policy, as `finrisk monitor` applies it) decides whether the run
+trains: `force_training` (default true: a run someone started trains, and `finrisk monitor`
+starts runs only after deciding itself) skips it; `finrisk pipeline schedule` sets it false,
+so scheduled runs train only when the drift or realized metrics say so.
 
 The challenger is rolled out, Ready and answering for its versions before its alias becomes
 `champion`: a failed rollout is put back and no alias moves.
@@ -18,6 +25,7 @@ from kfp import dsl, kubernetes
 
 from finrisk.components import (
     build_features,
+    check_drift,
     deploy_challenger,
     evaluate_models,
     fail_run,
@@ -114,111 +122,130 @@ def retraining_pipeline(
     deploy_timeout_seconds: int = 600,
     deploy_dry_run: bool = False,
     deploy_server_dry_run: bool = False,
+    force_training: bool = True,
+    monitor_config: str = "{}",
 ) -> None:
-    ingest = ingest_data(
-        source=data_source,
-        data_uri=data_uri,
-        users_uri=users_uri,
-        bigquery_table=bigquery_table,
-        bigquery_users_table=bigquery_users_table,
-        synthetic_users=synthetic_users,
-        synthetic_days=synthetic_days,
-        seed=seed,
-    ).set_display_name("ingest")
-    # Sources change under the same arguments: always read them afresh (recurring runs too).
-    ingest.set_caching_options(False)
-    _bigquery(_resources(ingest, LIGHT))
+    check = check_drift(
+        force=force_training,
+        monitor_config=monitor_config,
+        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    ).set_display_name("check drift")
+    # The tables change under the same arguments: decide afresh every run.
+    check.set_caching_options(False)
+    _bigquery(_resources(check, LIGHT))
 
-    validate = validate_data(raw_data=ingest.outputs["raw_data"]).set_display_name("validate")
-    _resources(validate, LIGHT)
+    with dsl.If(check.outputs["train"] == True, name="training-needed"):  # noqa: E712
+        ingest = ingest_data(
+            source=data_source,
+            data_uri=data_uri,
+            users_uri=users_uri,
+            bigquery_table=bigquery_table,
+            bigquery_users_table=bigquery_users_table,
+            synthetic_users=synthetic_users,
+            synthetic_days=synthetic_days,
+            seed=seed,
+        ).set_display_name("ingest")
+        # Sources change under the same arguments: always read them afresh (recurring runs too).
+        ingest.set_caching_options(False)
+        _bigquery(_resources(ingest, LIGHT))
 
-    with dsl.If(validate.outputs["passed"] == False, name="data-invalid"):  # noqa: E712
-        fail_run(reason=validate.outputs["summary"]).set_display_name("fail: invalid data")
+        validate = validate_data(raw_data=ingest.outputs["raw_data"]).set_display_name("validate")
+        _resources(validate, LIGHT)
 
-    with dsl.Else(name="data-valid"):
-        features = build_features(dataset=validate.outputs["dataset"]).set_display_name("features")
-        _resources(features, HEAVY)
+        with dsl.If(validate.outputs["passed"] == False, name="data-invalid"):  # noqa: E712
+            fail_run(reason=validate.outputs["summary"]).set_display_name("fail: invalid data")
 
-        detector = train_detector(
-            dataset=validate.outputs["dataset"], seed=seed, params_json=detector_params
-        ).set_display_name("train detector")
-        _resources(detector, HEAVY)
-
-        risk = train_risk_model(
-            user_features=features.outputs["user_features"], seed=seed, params_json=risk_params
-        ).set_display_name("train risk model")
-        _resources(risk, HEAVY)
-
-        evaluate = evaluate_models(
-            detector_run=detector.outputs["training_run"],
-            risk_run=risk.outputs["training_run"],
-            transaction_features=features.outputs["transaction_features"],
-            user_features=features.outputs["user_features"],
-            detector_model_name=detector_model_name,
-            risk_model_name=risk_model_name,
-        ).set_display_name("evaluate")
-        # The champion it compares with lives outside the pipeline: never reuse a result.
-        evaluate.set_caching_options(False)
-        _mlflow(_resources(evaluate, HEAVY))
-
-        decision = gate_decision(
-            evaluation=evaluate.outputs["evaluation"],
-            detector_metric=detector_metric,
-            risk_metric=risk_metric,
-            min_improvement=min_improvement,
-            detector_floor=detector_floor,
-            risk_floor=risk_floor,
-        ).set_display_name("gate")
-        decision.set_caching_options(False)
-        _resources(decision, LIGHT)
-
-        register = register_challenger(
-            detector_model=detector.outputs["model"],
-            risk_model=risk.outputs["model"],
-            evaluation=evaluate.outputs["evaluation"],
-            data_fingerprint=validate.outputs["fingerprint"],
-            gate_promote=decision.outputs["promote"],
-            gate_reason=decision.outputs["reason"],
-            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            detector_model_name=detector_model_name,
-            risk_model_name=risk_model_name,
-            experiment=mlflow_experiment,
-        ).set_display_name("register challenger")
-        register.set_caching_options(False)
-        _mlflow(_resources(register, LIGHT))
-
-        with dsl.If(decision.outputs["promote"] == True, name="challenger-wins"):  # noqa: E712
-            deploy = deploy_challenger(
-                detector_version=register.outputs["detector_version"],
-                risk_version=register.outputs["risk_version"],
-                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                detector_model_name=detector_model_name,
-                risk_model_name=risk_model_name,
-                inference_service=inference_service,
-                namespace=namespace,
-                predictor_image=predictor_image,
-                canary_traffic_percent=canary_traffic_percent,
-                timeout_seconds=deploy_timeout_seconds,
-                dry_run=deploy_dry_run,
-                server_dry_run=deploy_server_dry_run,
-            ).set_display_name("deploy challenger")
-            deploy.set_caching_options(False)
-            _resources(deploy, LIGHT)
-
-            promote = promote_champion(
-                detector_version=register.outputs["detector_version"],
-                risk_version=register.outputs["risk_version"],
-                detector_model_name=detector_model_name,
-                risk_model_name=risk_model_name,
-            ).set_display_name("promote champion")
-            promote.after(deploy)  # only once the rollout serves
-            promote.set_caching_options(False)
-            _mlflow(_resources(promote, LIGHT))
-
-        with dsl.Else(name="champion-stays"):
-            keep = keep_champion(reason=decision.outputs["reason"]).set_display_name(
-                "keep champion"
+        with dsl.Else(name="data-valid"):
+            features = build_features(dataset=validate.outputs["dataset"]).set_display_name(
+                "features"
             )
-            keep.set_caching_options(False)
-            _resources(keep, LIGHT)
+            _resources(features, HEAVY)
+
+            detector = train_detector(
+                dataset=validate.outputs["dataset"], seed=seed, params_json=detector_params
+            ).set_display_name("train detector")
+            _resources(detector, HEAVY)
+
+            risk = train_risk_model(
+                user_features=features.outputs["user_features"], seed=seed, params_json=risk_params
+            ).set_display_name("train risk model")
+            _resources(risk, HEAVY)
+
+            evaluate = evaluate_models(
+                detector_run=detector.outputs["training_run"],
+                risk_run=risk.outputs["training_run"],
+                transaction_features=features.outputs["transaction_features"],
+                user_features=features.outputs["user_features"],
+                detector_model_name=detector_model_name,
+                risk_model_name=risk_model_name,
+            ).set_display_name("evaluate")
+            # The champion it compares with lives outside the pipeline: never reuse a result.
+            evaluate.set_caching_options(False)
+            _mlflow(_resources(evaluate, HEAVY))
+
+            decision = gate_decision(
+                evaluation=evaluate.outputs["evaluation"],
+                detector_metric=detector_metric,
+                risk_metric=risk_metric,
+                min_improvement=min_improvement,
+                detector_floor=detector_floor,
+                risk_floor=risk_floor,
+            ).set_display_name("gate")
+            decision.set_caching_options(False)
+            _resources(decision, LIGHT)
+
+            register = register_challenger(
+                detector_model=detector.outputs["model"],
+                risk_model=risk.outputs["model"],
+                evaluation=evaluate.outputs["evaluation"],
+                data_fingerprint=validate.outputs["fingerprint"],
+                gate_promote=decision.outputs["promote"],
+                gate_reason=decision.outputs["reason"],
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                detector_model_name=detector_model_name,
+                risk_model_name=risk_model_name,
+                experiment=mlflow_experiment,
+            ).set_display_name("register challenger")
+            register.set_caching_options(False)
+            _mlflow(_resources(register, LIGHT))
+
+            with dsl.If(decision.outputs["promote"] == True, name="challenger-wins"):  # noqa: E712
+                deploy = deploy_challenger(
+                    detector_version=register.outputs["detector_version"],
+                    risk_version=register.outputs["risk_version"],
+                    pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    detector_model_name=detector_model_name,
+                    risk_model_name=risk_model_name,
+                    inference_service=inference_service,
+                    namespace=namespace,
+                    predictor_image=predictor_image,
+                    canary_traffic_percent=canary_traffic_percent,
+                    timeout_seconds=deploy_timeout_seconds,
+                    dry_run=deploy_dry_run,
+                    server_dry_run=deploy_server_dry_run,
+                ).set_display_name("deploy challenger")
+                deploy.set_caching_options(False)
+                _resources(deploy, LIGHT)
+
+                promote = promote_champion(
+                    detector_version=register.outputs["detector_version"],
+                    risk_version=register.outputs["risk_version"],
+                    detector_model_name=detector_model_name,
+                    risk_model_name=risk_model_name,
+                ).set_display_name("promote champion")
+                promote.after(deploy)  # only once the rollout serves
+                promote.set_caching_options(False)
+                _mlflow(_resources(promote, LIGHT))
+
+            with dsl.Else(name="champion-stays"):
+                keep = keep_champion(reason=decision.outputs["reason"]).set_display_name(
+                    "keep champion"
+                )
+                keep.set_caching_options(False)
+                _resources(keep, LIGHT)
+
+    with dsl.Else(name="nothing-changed"):
+        skip = keep_champion(reason=check.outputs["reason"]).set_display_name("skip training")
+        skip.set_caching_options(False)
+        _resources(skip, LIGHT)

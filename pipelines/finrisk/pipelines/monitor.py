@@ -1,0 +1,166 @@
+"""`finrisk monitor`: apply the retraining policy to the monitoring tables and, when it says
+retrain, start the retraining pipeline (kfp.Client on a cluster given --host, kfp.local here).
+
+    finrisk monitor --once --local [-p name=value ...]
+    finrisk monitor --host https://kfp.example.com [--interval-minutes 60]
+
+Each decision is one JSON line on stdout and one row of the decisions table, with the run it
+started (or why it could not). The run is started with `force_training=true`: the monitor has
+decided already, and the run's own check would otherwise see this very decision as a cooldown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from finrisk.cli.settings_flags import add_flags, given, overlaid
+from finrisk.errors import FinriskError
+from finrisk.settings import MonitorSettings, Settings
+
+if TYPE_CHECKING:  # the BigQuery client loads when a decision is made, not with the parser
+    from finrisk.monitoring.evaluation import RealizedReader
+
+# Starts the pipeline with these arguments; returns what it started (a run id, an output path).
+Launcher = Callable[[Mapping[str, Any]], str]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from finrisk.pipelines.cli import cluster_flags, param_flag
+
+    text = "decide from drift and realized metrics whether to retrain, and start the pipeline"
+    parser = subparsers.add_parser("monitor", help=text, description=text)
+    parser.add_argument("--once", action="store_true", help="one evaluation, then exit")
+    parser.add_argument("--local", action="store_true", help="start retraining with kfp.local here")
+    parser.add_argument(
+        "--pipeline-root",
+        type=Path,
+        default=Path("local_outputs"),
+        help="local runs: where task outputs go (default ./local_outputs)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="local runs: MLflow tracking URI (default MLFLOW_TRACKING_URI, else the stack's)",
+    )
+    cluster_flags(parser)
+    param_flag(parser)
+    add_flags(
+        parser,
+        MonitorSettings,
+        title="settings (each also FINRISK_MONITOR__<NAME> or monitor: in the FINRISK_CONFIG "
+        "file; '' stands for none)",
+    )
+    parser.set_defaults(handler=_monitor)
+
+
+def monitor_settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    monitor = overlaid(settings.monitor, given(args, MonitorSettings))
+    if monitor.bigquery_endpoint is None and monitor.bigquery_project is None:
+        # Nothing says where: the local stack's emulator, as the bridge's sink does locally.
+        monitor = monitor.model_copy(update={"bigquery_endpoint": settings.bigquery.endpoint})
+    return settings.model_copy(update={"monitor": monitor})
+
+
+def local_launcher(pipeline_root: Path, tracking_uri: str) -> Launcher:
+    def launch(arguments: Mapping[str, Any]) -> str:
+        from finrisk.pipelines.local import run_local
+
+        result = run_local(arguments, pipeline_root=pipeline_root, tracking_uri=tracking_uri)
+        return f"local {result.pipeline_root} (gate: {result.gate_reason})"
+
+    return launch
+
+
+def cluster_launcher(args: argparse.Namespace) -> Launcher:
+    def launch(arguments: Mapping[str, Any]) -> str:
+        from finrisk.pipelines import cluster
+        from finrisk.pipelines.cli import client_for, kfp_prints_to_stderr, set_image
+
+        set_image(args)
+        name = f"finrisk-retraining-monitor-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        with kfp_prints_to_stderr():
+            client = client_for(args)
+            uploaded = cluster.upload_current(client, args.package)
+            run_id = cluster.run(
+                client,
+                uploaded,
+                experiment=args.experiment,
+                run_name=name,
+                params=arguments,
+                namespace=args.namespace,
+                service_account=args.service_account,
+            )
+        return f"kfp run {run_id} ({name}, version {uploaded.version_name})"
+
+    return launch
+
+
+def run_once(
+    settings: Settings,
+    launcher: Launcher,
+    params: Mapping[str, Any],
+    *,
+    realized: RealizedReader,
+    now: datetime | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Decide, start the pipeline if so, record the decision; returns the recorded row."""
+    from finrisk.monitoring import evaluation, tables
+
+    monitor = settings.monitor
+    where = evaluation.Tables.of(monitor, settings.bigquery.project)
+    client = client or evaluation.client_for(monitor, where)
+    decision = evaluation.evaluate(
+        client, where, monitor, now=now or datetime.now(UTC), realized=realized
+    )
+    run = error = None
+    if decision.retrain:
+        try:
+            run = launcher({**params, "force_training": True})
+        except FinriskError as exc:
+            error = str(exc)
+    row = tables.decision_row(
+        decision, model=monitor.model, source="monitor", run=run, launch_error=error
+    )
+    tables.write_decision(client, where.decisions, row)
+    print(
+        json.dumps({**row, "reasons": decision.reasons, "signals": decision.signals}, default=str),
+        flush=True,
+    )
+    return row
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from finrisk.monitoring import evaluation
+    from finrisk.pipelines.cli import parse_params
+
+    settings = monitor_settings(args)
+    params = parse_params(args.param)
+    if args.local:
+        from finrisk.retraining.registration import tracking_uri
+
+        launcher = local_launcher(args.pipeline_root, args.tracking_uri or tracking_uri())
+    else:
+        launcher = cluster_launcher(args)
+    reader = evaluation.REALIZED_READER
+    if args.once:
+        row = run_once(settings, launcher, params, realized=reader)
+        return 1 if row["launch_error"] else 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            run_once(settings, launcher, params, realized=reader)
+        except FinriskError as exc:  # a table unreachable now may answer next time
+            print(f"finrisk monitor: {exc}", file=sys.stderr, flush=True)
+        stop.wait(settings.monitor.interval_minutes * 60)
+    return 0

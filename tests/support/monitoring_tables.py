@@ -1,0 +1,130 @@
+"""Monitoring tables in the BigQuery emulator for the monitor's tests: the bridge's
+`model_monitoring` table (issue 30, part 2) as it documents it, its rows, realized days shaped
+like finrisk.monitoring.realized.RealizedDay, and the decisions read back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from google.cloud import bigquery
+
+from finrisk.bigquery_client import bigquery_client
+from finrisk.settings import Settings
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+MODEL = "finrisk-anomaly-detector"
+
+MONITORING_SCHEMA = [
+    bigquery.SchemaField(name, kind, mode="NULLABLE" if nullable else "REQUIRED")
+    for name, kind, nullable in (
+        ("window_id", "STRING", False),
+        ("bridge_instance", "STRING", False),
+        ("model", "STRING", False),
+        ("model_version", "STRING", False),
+        ("role", "STRING", False),
+        ("window_start", "TIMESTAMP", False),
+        ("window_end", "TIMESTAMP", False),
+        ("event_time_min", "TIMESTAMP", False),
+        ("event_time_max", "TIMESTAMP", False),
+        ("transactions", "INTEGER", False),
+        ("dead_lettered", "INTEGER", False),
+        ("dead_letter_rate", "FLOAT", False),
+        ("missing_rate", "FLOAT", False),
+        ("feature_psi", "STRING", False),
+        ("max_feature_psi", "FLOAT", False),
+        ("drifted_features", "STRING", False),
+        ("category_psi", "FLOAT", True),
+        ("score_psi", "FLOAT", False),
+        ("alert_rate", "FLOAT", False),
+        ("reference_alert_rate", "FLOAT", True),
+        ("band_mix", "STRING", True),
+        ("drift_level", "STRING", False),
+    )
+]
+
+
+@dataclass(frozen=True)
+class Day:
+    """Shaped like finrisk.monitoring.realized.RealizedDay."""
+
+    role: str
+    model_version: str
+    day: date
+    scored: int
+    labelled: int
+    confirmed_fraud: int
+    alerted: int
+    true_alerts: int
+    recall: float | None
+    alert_precision: float | None
+    median_label_delay_days: float | None
+
+
+def realized(client: Any, dataset: str, *, since: date, until: date) -> list[Day]:
+    """A week of steady labelled days: quality holds, labels suffice."""
+    return [
+        Day("champion", "3", until - timedelta(days=d), 5000, 300, 20, 40, 16, 0.8, 0.4, 2.0)
+        for d in range(7)
+        if until - timedelta(days=d) >= since
+    ]
+
+
+def window(i: int, psi: float, role: str = "champion") -> dict[str, Any]:
+    end = NOW - timedelta(minutes=10 * (6 - i))
+    level = "major" if psi > 0.25 else "moderate" if psi >= 0.1 else "stable"
+    return {
+        "window_id": f"{role}-{i}-{uuid.uuid4().hex[:6]}",
+        "bridge_instance": "finrisk-bridge-0",
+        "model": MODEL,
+        "model_version": "3",
+        "role": role,
+        "window_start": (end - timedelta(minutes=10)).isoformat(),
+        "window_end": end.isoformat(),
+        "event_time_min": (end - timedelta(minutes=11)).isoformat(),
+        "event_time_max": end.isoformat(),
+        "transactions": 5000,
+        "dead_lettered": 3,
+        "dead_letter_rate": 0.0006,
+        "missing_rate": 0.0,
+        "feature_psi": json.dumps({"amount": psi, "hour": 0.01}),
+        "max_feature_psi": psi,
+        "drifted_features": json.dumps(["amount"] if psi >= 0.25 else []),
+        "category_psi": 0.02,
+        "score_psi": 0.03,
+        "alert_rate": 0.01,
+        "reference_alert_rate": 0.01,
+        "band_mix": None,
+        "drift_level": level,
+    }
+
+
+def insert(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    client = bigquery_client(settings.bigquery.project, settings.bigquery.endpoint)
+    table = f"{settings.bigquery.project}.{settings.monitor.bigquery_dataset}.model_monitoring"
+    assert client.insert_rows_json(table, rows) == []
+
+
+def decisions(settings: Settings) -> list[dict[str, Any]]:
+    client = bigquery_client(settings.bigquery.project, settings.bigquery.endpoint)
+    table = f"{settings.bigquery.project}.{settings.monitor.bigquery_dataset}.monitor_decisions"
+    rows = client.query(f"SELECT * FROM `{table}` ORDER BY decided_at").result()
+    return [dict(row) for row in rows]
+
+
+def create_tables(settings: Settings) -> Settings:
+    """A fresh dataset with an empty monitoring table; settings pointing the monitor at it."""
+    dataset = f"test_monitor_{uuid.uuid4().hex[:10]}"
+    bq = settings.bigquery
+    client = bigquery_client(bq.project, bq.endpoint)
+    client.create_dataset(f"{bq.project}.{dataset}")
+    table = bigquery.Table(f"{bq.project}.{dataset}.model_monitoring", schema=MONITORING_SCHEMA)
+    table.time_partitioning = bigquery.TimePartitioning(field="window_end")
+    client.create_table(table)
+    monitor = settings.monitor.model_copy(
+        update={"bigquery_dataset": dataset, "bigquery_endpoint": bq.endpoint}
+    )
+    return settings.model_copy(update={"monitor": monitor})
