@@ -9,6 +9,12 @@ DETECTOR = "detector"
 RISK = "risk"
 MODEL_KINDS: tuple[str, ...] = (DETECTOR, RISK)
 
+# The registry aliases of a model's versions: the one serving, and the one that may replace
+# it. They are also the roles the bridge scores and monitors versions in (the challenger in
+# the shadow), and the roles of the realized metrics.
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
 # Registered model names in MLflow, and the model names the predictor serves them under.
 DEFAULT_MODEL_NAMES: dict[str, str] = {
     DETECTOR: "finrisk-anomaly-detector",

@@ -27,9 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from finrisk.kinds import CHAMPION
 from finrisk.settings import MonitorSettings
-
-CHAMPION = "champion"
 
 
 class Window(Protocol):

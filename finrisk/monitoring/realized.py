@@ -20,6 +20,7 @@ Both ratios are None when their denominator is 0.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
@@ -28,6 +29,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from finrisk.errors import FinriskError
+from finrisk.kinds import CHALLENGER, CHAMPION
 from finrisk.monitoring.warehouse import (
     LABELS_BY_TRANSACTION,
     LABELS_TABLE,
@@ -36,8 +38,8 @@ from finrisk.monitoring.warehouse import (
     Tables,
 )
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+log = logging.getLogger(__name__)
+
 
 _QUERY = f"""
 WITH labels AS ({LABELS_BY_TRANSACTION}),
@@ -141,7 +143,8 @@ def realized_metrics(
 ) -> list[RealizedDay]:
     """Realized metrics per role, model version and transaction day in [since, until] (both
     inclusive, either open), from the tables in `dataset` ("project.dataset", or a dataset of
-    the client's project); by day, then role and version."""
+    the client's project); by day, then role and version; none while the tables do not
+    exist yet (nothing loaded)."""
     tables = _tables(client, dataset, labels_table, scored_table)
     query = _QUERY.format(labels=tables.labels_id, scored=tables.scored_id)
     config = bigquery.QueryJobConfig(
@@ -152,6 +155,11 @@ def realized_metrics(
     )
     try:
         rows = client.query(query, job_config=config).result(timeout=timeout_s)
+    except gexc.NotFound as exc:
+        # Nothing loaded yet (`finrisk labels load` creates the tables): no realized days,
+        # which the retraining policy reads as "too few labels", not as a failure.
+        log.info("no realized metrics over %s.%s yet: %s", tables.project, tables.dataset, exc)
+        return []
     except (gexc.GoogleAPIError, concurrent.futures.TimeoutError, OSError) as exc:
         raise FinriskError(
             f"realized metrics over {tables.project}.{tables.dataset}: {exc}"

@@ -19,8 +19,6 @@ import numpy.typing as npt
 
 from finrisk.monitoring.drift import category_counts_psi, level, shares_psi
 
-CHAMPION_ROLE = "champion"
-CHALLENGER_ROLE = "challenger"
 # The drift levels, in order of severity (finrisk.monitoring.drift.level).
 LEVELS = ("stable", "moderate", "major")
 

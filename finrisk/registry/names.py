@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from finrisk.errors import FinriskError
-from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, MODEL_KINDS, MODEL_URI_ENV, RISK
+from finrisk.kinds import (
+    CHALLENGER,
+    CHAMPION,
+    DEFAULT_MODEL_NAMES,
+    DETECTOR,
+    MODEL_KINDS,
+    MODEL_URI_ENV,
+    RISK,
+)
 
 __all__ = [
+    "CHALLENGER",
+    "CHAMPION",
     "DEFAULT_MODEL_NAMES",
     "DETECTOR",
     "MODEL_KINDS",
     "MODEL_URI_ENV",
     "RISK",
 ]
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 # Other spellings users type for a kind.
 _KIND_ALIASES = {"anomaly": DETECTOR, "detector": DETECTOR, "fraud": DETECTOR, "risk": RISK}

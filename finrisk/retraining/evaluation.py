@@ -27,10 +27,9 @@ from finrisk.evaluation.metrics import binary_metrics
 from finrisk.evaluation.outputs import REPORT_FILE, write_anomaly_outputs, write_risk_outputs
 from finrisk.evaluation.runs import BASELINE, OURS, AnomalyRun, RiskRun
 from finrisk.gate import DETECTOR, GATE_METRICS, RISK
+from finrisk.kinds import CHALLENGER, CHAMPION
 from finrisk.retraining.training import read_user_features
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 RESCORED = "rescored on this run's test data"
 RECORDED = "recorded at its registration"
 ROC_POINTS = 101  # the Kubeflow UI draws every point it is given

@@ -8,10 +8,11 @@ import orjson
 import pandas as pd
 import pytest
 
+from finrisk.kinds import CHAMPION
 from finrisk.monitoring.drift import categorical_psi, numeric_psi
 from finrisk.monitoring.profile import reference_profile
 from finrisk.monitoring.records import FIELD_TYPES, JSON_FIELDS, table_row, window_record
-from finrisk.monitoring.window import CHAMPION_ROLE, ModelWindow
+from finrisk.monitoring.window import ModelWindow
 
 COLUMNS = ("amount", "velocity", "unprofiled")
 
@@ -38,7 +39,7 @@ def _live(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray
 
 
 def _window(profile: dict) -> ModelWindow:
-    return ModelWindow("det", "3", CHAMPION_ROLE, profile, COLUMNS)
+    return ModelWindow("det", "3", CHAMPION, profile, COLUMNS)
 
 
 def test_statistics_are_the_drift_modules_whatever_the_batches() -> None:
@@ -102,7 +103,7 @@ def test_a_category_never_seen_in_training_is_drift() -> None:
 
 
 def test_without_a_profile_the_window_still_counts_alerts_and_bands() -> None:
-    window = ModelWindow("risk", "2", CHAMPION_ROLE, {}, COLUMNS)
+    window = ModelWindow("risk", "2", CHAMPION, {}, COLUMNS)
     matrix, scores, _ = _live(100, seed=5)
     window.add(matrix, scores, alerts=10, bands=["HIGH"] * 10 + ["LOW"] * 90)
     report = window.report()

@@ -29,16 +29,11 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.kinds import CHALLENGER, CHAMPION
 from finrisk.models.bands import HIGH
 from finrisk.monitoring.drift import level
 from finrisk.monitoring.records import window_record
-from finrisk.monitoring.window import (
-    CHALLENGER_ROLE,
-    CHAMPION_ROLE,
-    LEVELS,
-    ModelWindow,
-    WindowReport,
-)
+from finrisk.monitoring.window import LEVELS, ModelWindow, WindowReport
 from finrisk.serving.bridge.batch import Batch
 from finrisk.serving.bridge.records import OutRecord
 from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
@@ -64,7 +59,7 @@ class Profiles:
         self._known: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._retry_at: dict[tuple[str, str, str], float] = {}
 
-    def get(self, model: str, version: str, role: str = CHAMPION_ROLE) -> dict[str, Any] | None:
+    def get(self, model: str, version: str, role: str = CHAMPION) -> dict[str, Any] | None:
         key = (model, version, role)
         if key in self._known:
             return self._known[key]
@@ -272,7 +267,7 @@ class Monitor:
         txs = [tx for _, tx in batch.rows]
         flagged = np.fromiter((s.is_anomaly for s in scores), dtype=np.bool_, count=n)
         for version, rows in _by_version([s.detector_version for s in scores]):
-            window = self._window(CHAMPION_ROLE, self.detector_model, version, TRANSACTION_FEATURES)
+            window = self._window(CHAMPION, self.detector_model, version, TRANSACTION_FEATURES)
             binned = rows[::step]
             window.add(
                 batch.tx_matrix[binned],
@@ -288,7 +283,7 @@ class Monitor:
         if self.risk_model is None:
             return
         for version, rows in _by_version([s.risk_model_version for s in scores]):
-            window = self._window(CHAMPION_ROLE, self.risk_model, version, USER_FEATURES)
+            window = self._window(CHAMPION, self.risk_model, version, USER_FEATURES)
             bands = [scores[i].risk_band for i in rows]
             binned = rows[::step]
             window.add(
@@ -305,9 +300,7 @@ class Monitor:
     ) -> None:
         """The shadow challenger's rows (those it scored) in its own window, role challenger."""
         for version, rows in _by_version([s.challenger_version for s in scores]):
-            window = self._window(
-                CHALLENGER_ROLE, self.detector_model, version, TRANSACTION_FEATURES
-            )
+            window = self._window(CHALLENGER, self.detector_model, version, TRANSACTION_FEATURES)
             binned = rows[::step]
             window.add(
                 batch.tx_matrix[binned],

@@ -24,8 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.kinds import CHALLENGER
 from finrisk.models.bands import MEDIUM
-from finrisk.monitoring.window import CHALLENGER_ROLE
 from finrisk.serving.bridge.binding import Binding, feature_order
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.shadow import Shadow
@@ -99,7 +99,7 @@ class V2Scorer:
             self.shadow.close()
 
     def profile(self, model: str, version: str, role: str) -> dict[str, Any] | None:
-        if role == CHALLENGER_ROLE:
+        if role == CHALLENGER:
             return None if self.shadow is None else self.shadow.profile(version)
         client = self.risk if model == self.risk_model and self.risk is not None else self.detector
         return client.profile(model, version)
