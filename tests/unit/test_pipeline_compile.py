@@ -260,3 +260,15 @@ def test_the_check_reads_bigquery_by_reference(compiled: CompiledPipeline) -> No
     assert executor["configMapAsEnv"][0]["keyToEnv"] == [
         {"configMapKey": cluster.BIGQUERY_ENDPOINT_KEY, "envVar": cluster.BIGQUERY_ENDPOINT_KEY}
     ]
+
+
+def test_ingest_takes_the_confirmed_labels_table(compiled: CompiledPipeline) -> None:
+    """The labels loader's table reaches ingest (inside the training branch, by way of the
+    branch's own parameter channel)."""
+    ir = _ir(compiled)[0]
+    ingest = _tasks(ir)["ingest-data"]["inputs"]["parameters"]
+    for name in ("bigquery_labels_table", "label_maturity_days"):
+        assert ingest[name]["componentInputParameter"].endswith(name), name
+    defaults = ir["root"]["inputDefinitions"]["parameters"]
+    assert defaults["bigquery_labels_table"]["defaultValue"] == ""
+    assert defaults["label_maturity_days"]["defaultValue"] == 60.0

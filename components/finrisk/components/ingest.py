@@ -14,11 +14,15 @@ def ingest_data(
     users_uri: str = "",
     bigquery_table: str = "",
     bigquery_users_table: str = "",
+    bigquery_labels_table: str = "",
+    label_maturity_days: float = 60.0,
     synthetic_users: int = 400,
     synthetic_days: int = 60,
     seed: int = 0,
 ) -> int:
-    """Read the transactions (and users with labels) from the source; returns the row count."""
+    """Read the transactions (and users with labels) from the source; returns the row count.
+    With `bigquery_labels_table` (BigQuery source), fraud labels come from the confirmed
+    outcomes there (finrisk.retraining.data: the maturity rule for unlabelled ones)."""
     from finrisk.retraining.data import IngestRequest, ingest
 
     request = IngestRequest(
@@ -27,6 +31,8 @@ def ingest_data(
         users_uri=users_uri,
         bigquery_table=bigquery_table,
         bigquery_users_table=bigquery_users_table,
+        bigquery_labels_table=bigquery_labels_table,
+        label_maturity_days=label_maturity_days,
         synthetic_users=synthetic_users,
         synthetic_days=synthetic_days,
         seed=seed,
