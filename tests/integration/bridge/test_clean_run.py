@@ -16,6 +16,7 @@ import pytest
 
 from finrisk.bench import bridge as benchmark
 from finrisk.bench.one_per_message import run_one_per_message
+from finrisk.serving.bridge import kafka_config
 from finrisk.settings import Settings
 from finrisk.stack import Service, topics
 from tests.integration.bridge import runs
@@ -67,7 +68,7 @@ def test_every_anomaly_is_in_the_bigquery_table(reference: runs.Reference) -> No
 
 
 def test_each_window_is_monitored_per_served_version_against_its_profile(
-    reference: runs.Reference, served: runs.Served
+    reference: runs.Reference, served: runs.Served, stack_settings: Settings
 ) -> None:
     """The served versions' profiles come from the predictor; each closed window gives one
     record per model version with a PSI per profiled feature, its alert rate and dead letters."""
@@ -96,6 +97,10 @@ def test_each_window_is_monitored_per_served_version_against_its_profile(
     # The poison messages were dead-lettered within the windows.
     assert sum(d["dead_lettered"] for d in detector_docs) == len(runs.POISON)
     assert all(r.key == r.json()["model"].encode() for r in reference.monitoring)  # type: ignore[union-attr]
+    # Made by the bridge at start (not by the broker on first use, with its 3 partitions): one
+    # partition, the records in the order the windows closed.
+    admin = kafka_config.admin(stack_settings)
+    assert kafka_config.partition_count(admin, f"{reference.name}.monitoring") == 1
 
 
 def test_poison_messages_are_dead_lettered_with_reasons_and_the_stream_goes_on(

@@ -138,8 +138,8 @@ def partition_count(client: AdminClient, topic: str, timeout_s: float = 10.0) ->
 def ensure_topics(settings: Settings, *, partitions: int = DEFAULT_PARTITIONS) -> int:
     """Create the bridge's topics when missing; return the input topic's partition count.
 
-    The outputs and the dead-letter topic get the input's partition count; the state changelog
-    must have at least as many (a user's state lives in the partition number of their input).
+    The outputs and the dead-letter topic get the input's partition count, the monitoring topic
+    one; the state changelog must have at least as many (a user's state lives in the partition number of their input).
     """
     bridge = settings.bridge
     client = admin(settings)
@@ -152,6 +152,10 @@ def ensure_topics(settings: Settings, *, partitions: int = DEFAULT_PARTITIONS) -
         for topic in (bridge.scored_topic, bridge.dlq_topic):
             if partition_count(client, topic) is None:
                 wanted[topic] = NewTopic(topic, n)
+        # A few records a minute, keyed by model: one partition keeps them in the order the
+        # windows closed (a broker may not create topics on first use).
+        if bridge.monitoring and partition_count(client, bridge.monitoring_topic) is None:
+            wanted[bridge.monitoring_topic] = NewTopic(bridge.monitoring_topic, 1)
         changelog = changelog_topic(bridge)
         have = partition_count(client, changelog)
         if have is None:
