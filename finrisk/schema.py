@@ -72,6 +72,7 @@ CARD_TESTING = "card_testing"
 ACCOUNT_TAKEOVER = "account_takeover"
 BALANCE_DRAIN = "balance_drain"
 VELOCITY_SPIKE = "velocity_spike"
+GIFT_CARD_SCAM = "gift_card_scam"
 
 ColumnType = Literal["string", "float", "int", "timestamp"]
 

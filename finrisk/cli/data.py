@@ -26,6 +26,7 @@ from finrisk.synthetic import (
     DEFAULT_START,
     generate,
 )
+from finrisk.synthetic.drift import SCENARIOS
 from finrisk.synthetic.labels import synthetic_labels, write_labels
 from finrisk.validation import ValidationReport, check_parsed, validate_users
 
@@ -66,6 +67,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also write the confirmed-label stream (JSON lines, by labelled_at): what became "
         "of the transactions and when it was known (docs/synthetic-data.md)",
     )
+    gen.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        help="drift: from --drift-day, a fraud kind never seen before (gift_card_scam) and a "
+        "spending shift of half the users (docs/synthetic-data.md, 'The drift scenario')",
+    )
+    gen.add_argument(
+        "--drift-day",
+        type=int,
+        metavar="D",
+        help="first drifted day, 0-based (default: half-way through --days)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     gen.set_defaults(handler=run_generate)
 
@@ -90,7 +103,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     transactions, users, manifest = generate(
-        args.users, args.days, args.seed, args.start, progress=not args.no_progress
+        args.users,
+        args.days,
+        args.seed,
+        args.start,
+        scenario=args.scenario,
+        drift_day=args.drift_day,
+        progress=not args.no_progress,
     )
     generated = time.perf_counter() - started
     written = write_dataset(args.out, transactions, users, manifest)

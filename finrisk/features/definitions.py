@@ -109,6 +109,16 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
     *(f"category_{category}" for category in RISKY_CATEGORIES),
 )
 
+# Features whose distribution over a monitoring window follows the clock rather than behaviour:
+# the hour and the weekday (a window of a few hours or a day sees a few of them, never the
+# training's mix of all), and the count of a user's prior debits (it grows for as long as the
+# history kept: every day the served users' histories are longer than the training rows'). The
+# monitoring reports their drift but judges a window on the other features
+# (finrisk.monitoring.window); docs/monitoring.md has the figures.
+CLOCK_FEATURES: frozenset[str] = frozenset(
+    {"hour_sin", "hour_cos", "dow_sin", "dow_cos", "log_prior_debit_count"}
+)
+
 # The seed system's eight behavioural aggregates, with its names; the seed-style baseline uses
 # exactly these.
 SEED_USER_FEATURES: tuple[str, ...] = (

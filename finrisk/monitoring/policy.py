@@ -94,7 +94,8 @@ def window_psi(window: Window) -> float:
     return max((float(v) for v in values if v is not None), default=0.0)
 
 
-def _drift(windows: Sequence[Window], policy: MonitorSettings) -> tuple[bool, str, float]:
+def drift_signal(windows: Sequence[Window], policy: MonitorSettings) -> tuple[bool, str, float]:
+    """The sustained-drift rule on the champion's windows: (fired, the reason, the worst PSI)."""
     ordered = sorted((w for w in windows if w.role == CHAMPION), key=lambda w: w.window_end)
     threshold, k = policy.psi_threshold, policy.sustained_windows
     if not ordered:
@@ -182,7 +183,7 @@ def decide(
         offline.alert_precision if offline.alert_precision is not None else earlier.precision
     )
 
-    drifted, drift_reason, worst = _drift(windows, policy)
+    drifted, drift_reason, worst = drift_signal(windows, policy)
     recall_fired, recall_reason = _drop(
         "recall", recent.recall, base_recall, policy.recall_drop,
         recent.frauds, policy.min_frauds, "confirmed frauds",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from finrisk.features.definitions import CLOCK_FEATURES
 from finrisk.monitoring.drift import category_counts_psi, level, shares_psi
 
 # The drift levels, in order of severity (finrisk.monitoring.drift.level).
@@ -84,14 +85,21 @@ class WindowReport:
     reference_band_mix: dict[str, float] | None
 
     @property
+    def judged_psi(self) -> dict[str, float | None]:
+        """The PSIs a window's drift is judged on: not those of the clock's features
+        (finrisk.features.definitions.CLOCK_FEATURES), whose shift within a window is the time
+        of day, the weekday or the age of the histories, whatever the data does."""
+        return {k: v for k, v in self.feature_psi.items() if k not in CLOCK_FEATURES}
+
+    @property
     def max_feature_psi(self) -> float | None:
-        known = [v for v in self.feature_psi.values() if v is not None]
+        known = [v for v in self.judged_psi.values() if v is not None]
         return max(known) if known else None
 
     @property
     def drifted_features(self) -> list[str]:
-        """The features whose shift is major, largest first."""
-        major = [(v, k) for k, v in self.feature_psi.items() if level(v) == "major"]
+        """The judged features whose shift is major, largest first."""
+        major = [(v, k) for k, v in self.judged_psi.items() if level(v) == "major"]
         return [name for _, name in sorted(major, key=lambda item: (-(item[0] or 0.0), item[1]))]
 
     @property

@@ -46,9 +46,7 @@ class DayState:
     scale: np.ndarray  # per user spending scale of an ordinary purchase
 
 
-def _offsets(
-    rng: np.random.Generator, m: np.ndarray, mean_gap: float, min_gap: float
-) -> np.ndarray:
+def offsets(rng: np.random.Generator, m: np.ndarray, mean_gap: float, min_gap: float) -> np.ndarray:
     """Seconds since the episode start for each of m[i] transactions of episode i (first at 0)."""
     gaps = min_gap + rng.exponential(mean_gap, int(m.sum()))
     cs = np.cumsum(gaps)
@@ -56,7 +54,7 @@ def _offsets(
     return cs - np.repeat(cs[starts] - gaps[starts], m)
 
 
-def _new_merchant(rng: np.random.Generator, pool: MerchantPool, category: np.ndarray) -> np.ndarray:
+def new_merchant(rng: np.random.Generator, pool: MerchantPool, category: np.ndarray) -> np.ndarray:
     # Uniform over the whole category pool, not popularity-skewed: mostly merchants new to the user.
     position = (pool.size[category] * rng.random(len(category))).astype(np.int64)
     return pool.offset[category] + position
@@ -73,7 +71,7 @@ def card_testing(
     m = 5 + rng.poisson(7, k)
     u = np.repeat(users, m)
     t0 = day.start_second + rng.uniform(0, DAY, k)
-    t = np.repeat(t0, m) + _offsets(rng, m, 40, 2)
+    t = np.repeat(t0, m) + offsets(rng, m, 40, 2)
     cat = _pick(
         rng,
         ["shopping", "entertainment", "gift_cards", "electronics"],
@@ -86,7 +84,7 @@ def card_testing(
         rng.uniform(0.3, 4.99, len(u)),
         credit=False,
         category=cat,
-        merchant=_new_merchant(rng, pool, cat),
+        merchant=new_merchant(rng, pool, cat),
         channel=CHAN["online"],
         fraud=FRAUD_CODE[CARD_TESTING],
     )
@@ -100,7 +98,7 @@ def card_testing(
         rng.lognormal(np.log(350), 0.6, n_out),
         credit=False,
         category=cat,
-        merchant=_new_merchant(rng, pool, cat),
+        merchant=new_merchant(rng, pool, cat),
         channel=CHAN["online"],
         fraud=FRAUD_CODE[CARD_TESTING],
     )
@@ -118,7 +116,7 @@ def account_takeover(
     m = 2 + rng.poisson(2, k)
     u = np.repeat(users, m)
     t0 = day.start_second + rng.uniform(0.5, 5.0, k) * 3600  # small hours
-    t = np.repeat(t0, m) + _offsets(rng, m, 1200, 60)
+    t = np.repeat(t0, m) + offsets(rng, m, 1200, 60)
     typical = day.scale[u] * pop.expected_purchase[u]
     amount = np.maximum(typical * rng.lognormal(np.log(8), 0.5, len(u)), 150)
     cat = _pick(
@@ -130,7 +128,7 @@ def account_takeover(
         amount,
         credit=False,
         category=cat,
-        merchant=_new_merchant(rng, pool, cat),
+        merchant=new_merchant(rng, pool, cat),
         channel=CHAN["online"],
         fraud=FRAUD_CODE[ACCOUNT_TAKEOVER],
     )
@@ -156,14 +154,14 @@ def balance_drain(
     amount = np.where(cash, np.maximum(np.round(amount / 20) * 20, 20), np.maximum(amount, 20))
     cat = np.where(cash, CAT["cash_withdrawal"], CAT["transfer_out"])
     t0 = day.start_second + rng.uniform(0, DAY, k)
-    t = np.repeat(t0, m) + _offsets(rng, m, 480, 30)
+    t = np.repeat(t0, m) + offsets(rng, m, 480, 30)
     ledger.add(
         u,
         t,
         amount,
         credit=False,
         category=cat,
-        merchant=_new_merchant(rng, pool, cat),
+        merchant=new_merchant(rng, pool, cat),
         channel=np.where(cash, CHAN["atm"], CHAN["transfer"]),
         fraud=FRAUD_CODE[BALANCE_DRAIN],
     )
@@ -181,7 +179,7 @@ def velocity_spike(
     m = 10 + rng.poisson(10, k)
     u = np.repeat(users, m)
     hour = np.clip(rng.normal(pop.hour_peak[users], pop.hour_spread[users]), 0, 23)
-    t = np.repeat(day.start_second + hour * 3600, m) + _offsets(rng, m, 90, 10)
+    t = np.repeat(day.start_second + hour * 3600, m) + offsets(rng, m, 90, 10)
     idx = (rng.random(len(u))[:, None] > pop.prefs_cdf[u]).sum(axis=1)
     idx = np.minimum(idx, len(SPENDING) - 1)
     # Card spending only: cash and transfers have their own fraud kind (balance_drain).
@@ -196,7 +194,7 @@ def velocity_spike(
         amount,
         credit=False,
         category=cat,
-        merchant=_new_merchant(rng, pool, cat),
+        merchant=new_merchant(rng, pool, cat),
         channel=channel,
         fraud=FRAUD_CODE[VELOCITY_SPIKE],
     )

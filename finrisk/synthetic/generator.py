@@ -26,6 +26,7 @@ from finrisk.schema import (
     DIRECTION,
     FRAUD_TYPE,
     FRAUD_TYPES,
+    GIFT_CARD_SCAM,
     IS_FRAUD,
     IS_RISKY,
     MERCHANT,
@@ -35,7 +36,14 @@ from finrisk.schema import (
     TRANSACTION_ID,
     USER_ID,
 )
-from finrisk.synthetic.fraud import DAY, DayState, add_episodes
+from finrisk.synthetic.drift import (
+    SCAM_EPISODE_RATE,
+    SHIFT_FACTOR,
+    SHIFTED_CATEGORIES,
+    add_scams,
+    draw_scenario,
+)
+from finrisk.synthetic.fraud import DAY, EPISODE_MIX, FRAUD_CODE, DayState, add_episodes
 from finrisk.synthetic.ledger import Ledger
 from finrisk.synthetic.merchants import MerchantPool, build_pool
 from finrisk.synthetic.population import (
@@ -83,6 +91,7 @@ def _simulate_day(
     date: pd.Timestamp,
     health: np.ndarray,
     balance: np.ndarray,
+    amount_factor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Adds one day of ordinary transactions; returns each user's spending scale that day."""
     n = pop.n
@@ -158,11 +167,15 @@ def _simulate_day(
     distressed = rng.random(k) < 0.4 * sigmoid(-2.0 - 2.0 * health[u])
     idx = np.where(distressed, rng.choice(_DISTRESS, k), idx)
     amount = SPEND_MEDIAN[idx] * scale[u] * np.exp(rng.normal(0.0, 1.0, k) * SPEND_SIGMA[idx])
+    if amount_factor is not None:  # the drift scenario's spending shift
+        amount = amount * amount_factor[u, idx]
     amount = np.where(idx == _CASH, np.maximum(np.round(amount / 10) * 10, 10), amount)
     hour = rng.normal(pop.hour_peak[u], pop.hour_spread[u])
     night_owl = rng.random(k) < 0.03
     hour = np.where(night_owl, rng.uniform(0, 24, k), hour) % 24
     channel = (rng.random(k)[:, None] > SPEND_CHANNEL_CDF[idx]).sum(axis=1)
+    if amount_factor is not None:  # ...and the shifted users' shopping moves online
+        channel = np.where(amount_factor[u, idx] > 1.0, CHAN["online"], channel)
     favourite = np.minimum(rng.geometric(0.4, k) - 1, N_FAVOURITES - 1)
     category = SPEND_CAT[idx]
     merchant = np.where(
@@ -258,9 +271,15 @@ def generate(
     start: str | pd.Timestamp = DEFAULT_START,
     *,
     fraud_episode_rate: float = DEFAULT_FRAUD_EPISODE_RATE,
+    scenario: str | None = None,
+    drift_day: int | None = None,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Simulate `users` customers over `days` days from midnight UTC of `start`.
+
+    `scenario="drift"` adds, from day `drift_day` (0-based; default half-way), a fraud kind
+    never seen before and a spending shift of a share of users (finrisk.synthetic.drift); the
+    days before it are those of the default data.
 
     Returns (transactions in the canonical schema sorted by timestamp, one row per user with
     `user_id`, `is_risky` and generator-only ground truth, a JSON-able manifest).
@@ -279,6 +298,7 @@ def generate(
         start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
     ).normalize()
 
+    drifting = draw_scenario(scenario, drift_day, seed, users, days)
     rng = np.random.default_rng(seed)
     pool = build_pool()
     pop = draw_population(rng, users, pool)
@@ -295,12 +315,16 @@ def generate(
     ):
         drift += rng.normal(0.0, DAILY_HEALTH_VOLATILITY, users)
         health = pop.health0 + pop.health_slope * d / days + drift
-        scale = _simulate_day(rng, pool, pop, ledger, d, dates[d], health, balance)
+        factor = None if drifting is None else drifting.amount_factor(d)
+        scale = _simulate_day(rng, pool, pop, ledger, d, dates[d], health, balance, factor)
+        state = DayState(start_second=d * DAY, balance=balance, scale=scale)
         if warmup <= d < days - 1:
             victims = np.flatnonzero(rng.random(users) < fraud_episode_rate)
-            state = DayState(start_second=d * DAY, balance=balance, scale=scale)
             codes = add_episodes(rng, pool, pop, victims, state, ledger)
             np.add.at(episodes, (victims, codes - 1), 1)
+        if drifting is not None and drifting.day <= d < days - 1:
+            victims = add_scams(drifting, pool, pop, state, ledger)
+            episodes[victims, FRAUD_CODE[GIFT_CARD_SCAM] - 1] += 1
         balance = balance + ledger.net_since_last() / 100.0
 
     user_ids = _ids("u", users)
@@ -323,9 +347,21 @@ def generate(
             "fraud_episodes": episodes.sum(axis=1),
         }
     )
+    kinds = list(EPISODE_MIX) + ([] if drifting is None else [GIFT_CARD_SCAM])
     manifest = _manifest(
-        transactions, users_frame, episodes, seed, users, days, start_ts, fraud_episode_rate
+        transactions, users_frame, episodes, kinds, seed, users, days, start_ts, fraud_episode_rate
     )
+    if drifting is not None:
+        manifest["scenario"] = {
+            "name": scenario,
+            "drift_day": drifting.day,
+            "drift_start": (start_ts + pd.Timedelta(days=drifting.day)).isoformat(),
+            "new_fraud_type": GIFT_CARD_SCAM,
+            "scam_episode_rate": SCAM_EPISODE_RATE,
+            "shifted_users": int(drifting.shifted.sum()),
+            "shifted_categories": list(SHIFTED_CATEGORIES),
+            "shift_factor": list(SHIFT_FACTOR),
+        }
     return transactions, users_frame, manifest
 
 
@@ -333,6 +369,7 @@ def _manifest(
     transactions: pd.DataFrame,
     users_frame: pd.DataFrame,
     episodes: np.ndarray,
+    kinds: list[str],
     seed: int,
     users: int,
     days: int,
@@ -353,8 +390,8 @@ def _manifest(
         "transactions": n,
         "fraud_transactions": int(transactions[IS_FRAUD].sum()),
         "fraud_rate": round(float(transactions[IS_FRAUD].mean()), 6) if n else 0.0,
-        "fraud_transactions_by_type": {t: int(fraud_rows.get(t, 0)) for t in FRAUD_TYPES},
-        "fraud_episodes_by_type": {t: int(episodes[:, i].sum()) for i, t in enumerate(FRAUD_TYPES)},
+        "fraud_transactions_by_type": {t: int(fraud_rows.get(t, 0)) for t in kinds},
+        "fraud_episodes_by_type": {t: int(episodes[:, FRAUD_CODE[t] - 1].sum()) for t in kinds},
         "risky_users": int(users_frame[IS_RISKY].sum()),
         "risky_rate": round(float(users_frame[IS_RISKY].mean()), 6),
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from finrisk.bench import bridge, history, serving
+from finrisk.bench import bridge, drift, history, serving
 from finrisk.bench.history import AT, COMMIT, LOAD, Column
 from finrisk.bench.summary import summary_table
 from finrisk.cli import build_parser, main
@@ -117,9 +117,12 @@ def test_the_summary_shows_each_benchmarks_latest_run_beside_the_alternative(
     (tmp_path / "serving.jsonl").touch()
     bridge = (ROOT / "benchmarks" / "bridge.jsonl").read_text()
     (tmp_path / "bridge.jsonl").write_text(bridge)
+    (tmp_path / "drift.jsonl").touch()
     lines = summary_table(tmp_path).splitlines()
-    assert len(lines) == 2 + 2 + 1 + 2  # header, rule; features 2 rows, serving 1, bridge 2
+    # header, rule; features 2 rows, serving 1, bridge 3 (monitoring on and off), drift 1
+    assert len(lines) == 2 + 2 + 1 + 3 + 1
     features_row, online_row, serving_row, bridge_row = lines[2], lines[3], lines[4], lines[5]
+    assert lines[8].startswith("| `finrisk bench drift` | no run recorded yet")
     assert features_row.startswith("| `finrisk bench features` | ")
     assert "pandas" in features_row and features_row.endswith("x |")
     assert online_row.startswith("|  |  | online") and "one transaction per call" in online_row
@@ -190,6 +193,7 @@ def _generated(page: str, marker: str) -> str:
     [
         ("docs/bridge.md", "bench-bridge-history", "bridge.jsonl", bridge.HISTORY_COLUMNS),
         ("docs/serving.md", "bench-serving-history", "serving.jsonl", serving.HISTORY_COLUMNS),
+        ("docs/monitoring.md", "bench-drift-history", "drift.jsonl", drift.HISTORY_COLUMNS),
     ],
 )
 def test_the_docs_show_the_latest_runs_of_the_history_file(

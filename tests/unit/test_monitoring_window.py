@@ -187,3 +187,35 @@ def test_a_record_read_back_that_is_not_a_monitoring_record_is_named(
         monitoring_row({**_record(), **change})
     with pytest.raises(MonitoringRecordError, match="JSON object"):
         monitoring_row([_record()])
+
+
+def test_the_clocks_features_are_reported_but_do_not_make_drift() -> None:
+    """A window of one weekday (and users older than any training row) sees the weekday and
+    the prior-debit count far from the training mix, whatever the data does: their PSI is
+    reported, the window's drift is judged on the other features."""
+    rng = np.random.default_rng(3)
+    n = 5_000
+    weekday = rng.integers(0, 7, n)
+    frame = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3, 1, n),
+            "dow_sin": np.sin(2 * np.pi * weekday / 7),
+            "log_prior_debit_count": np.log1p(rng.integers(0, 100, n)),
+        }
+    )
+    profile = reference_profile(frame, rng.beta(1, 20, n), threshold=0.2)
+    columns = tuple(frame.columns)
+    live = np.column_stack(
+        [rng.lognormal(3, 1, 1_000), np.full(1_000, np.sin(2 * np.pi * 2 / 7)), np.full(1_000, 6.0)]
+    )
+    window = ModelWindow("det", "3", CHAMPION, profile, columns)
+    window.add(live, rng.beta(1, 20, 1_000), alerts=0)
+    report = window.report()
+    assert report.feature_psi["dow_sin"] > 1 and report.feature_psi["log_prior_debit_count"] > 1
+    assert report.drift_level != "major" and report.drifted_features == []
+    assert report.max_feature_psi == report.feature_psi["amount"] < 0.1
+    # A shift of a feature that is not the clock's still is drift.
+    live[:, 0] *= np.e
+    window.reset()
+    window.add(live, rng.beta(1, 20, 1_000), alerts=0)
+    assert window.report().drifted_features == ["amount"]

@@ -35,6 +35,7 @@ BENCHMARKS: tuple[str, ...] = (
     "finrisk.bench.cli:register_features",
     "finrisk.bench.serving:register_serving",
     "finrisk.bench.cli:register_bridge",
+    "finrisk.bench.cli:register_drift",
     "finrisk.bench.cli:register_summary",
 )
 
@@ -222,6 +223,67 @@ def bridge_run_settings(args: argparse.Namespace, bridge: BridgeSettings) -> dic
         **{flag: getattr(args, flag) for flag in BRIDGE_RUN_FLAGS},
         **{name: getattr(bridge, name) for name in BRIDGE_FLAGS},
     }
+
+
+def register_drift(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = (
+        "drift alarms of the monitoring windows and the retraining policy: false alarms on "
+        "drift-free traffic, detection delay and recall on the drift scenario"
+    )
+    sub = actions.add_parser("drift", help=text, description=text)
+    sub.add_argument(
+        "--transactions",
+        type=int,
+        default=1_000_000,
+        help="drift-free transactions watched, at least (default 1000000)",
+    )
+    sub.add_argument(
+        "--window", type=int, default=1_000, help="transactions a window (default 1000)"
+    )
+    sub.add_argument(
+        "--users", type=int, default=300, help="customers at any time (default 300, the demo's)"
+    )
+    sub.add_argument(
+        "--days", type=int, default=45, help="days each customer stays (default 45, the demo's)"
+    )
+    sub.add_argument(
+        "--drift-days", type=int, default=40, help="drifted stream, shift half-way (default 40)"
+    )
+    sub.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    history.add_flags(sub, "benchmarks/drift.jsonl")
+    sub.set_defaults(handler=_drift)
+
+
+DRIFT_RUN_FLAGS = ("transactions", "window", "users", "days", "drift_days", "seed")
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from finrisk.bench import drift as benchmark
+
+    if args.history is not None:
+        print(history.table(history.read(args.history), benchmark.HISTORY_COLUMNS), end="")
+        return 0
+    for flag in DRIFT_RUN_FLAGS:
+        if getattr(args, flag) < (0 if flag == "seed" else 1):
+            raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
+    result = benchmark.run(
+        transactions=args.transactions,
+        users=args.users,
+        days=args.days,
+        window=args.window,
+        seed=args.seed,
+        drift_stream_days=args.drift_days,
+    )
+    if args.record is not None:
+        history.record(
+            args.record,
+            command=args.argv,
+            settings={flag: getattr(args, flag) for flag in DRIFT_RUN_FLAGS},
+            figures=benchmark.figures(result),
+            load=result["machine"]["load_average_1m"],
+        )
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def register_summary(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -40,25 +40,14 @@ def train_models(users: int = 200, days: int = 40, seed: int = 11) -> tuple[Any,
     """A small detector and risk model on synthetic data: seconds, not minutes. Each carries
     the reference profile of its training rows, as trained models do (scores in-sample here:
     the bridge's monitoring compares with them)."""
-    from finrisk.features import history_snapshots, transaction_features, user_features
+    from finrisk.features import history_snapshots, user_features
     from finrisk.features.snapshots import training_rows
-    from finrisk.models import RiskModel, TransactionAnomalyDetector
+    from finrisk.models import RiskModel
     from finrisk.monitoring.profile import reference_profile
-    from finrisk.schema import CATEGORY, CHANNEL
     from finrisk.synthetic import generate
 
     transactions, population, _ = generate(users=users, days=days, seed=seed)
-    tx_features = transaction_features(transactions)
-    detector = TransactionAnomalyDetector(max_iter=40, negative_sample=0.2).fit(
-        tx_features, transactions["is_fraud"]
-    )
-    detector.profile_ = reference_profile(
-        tx_features,
-        detector.anomaly_score(tx_features),
-        seed=seed,
-        categories={name: transactions[name] for name in (CATEGORY, CHANNEL)},
-        threshold=detector.threshold_,
-    )
+    detector = train_detector(transactions, seed)
     features = user_features(transactions)
     labels = population.set_index("user_id").loc[features.index, "is_risky"]
     rows, y = training_rows(features, labels, history_snapshots(transactions))
@@ -68,6 +57,30 @@ def train_models(users: int = 200, days: int = 40, seed: int = 11) -> tuple[Any,
         rows, probability, seed=seed, bands=list(risk.bands_.bands(probability))
     )
     return detector, risk
+
+
+def train_detector(transactions: Any, seed: int, begin: int = 0) -> Any:
+    """A small detector on `transactions` (with labels) from row `begin` (the rows before are
+    history the features need), with the reference profile of its training rows (scores
+    in-sample)."""
+    from finrisk.features import transaction_features
+    from finrisk.models import TransactionAnomalyDetector
+    from finrisk.monitoring.profile import reference_profile
+    from finrisk.schema import CATEGORY, CHANNEL
+
+    tx_features = transaction_features(transactions).iloc[begin:]
+    trained = transactions.iloc[begin:]
+    detector = TransactionAnomalyDetector(max_iter=40, negative_sample=0.2).fit(
+        tx_features, trained["is_fraud"]
+    )
+    detector.profile_ = reference_profile(
+        tx_features,
+        detector.anomaly_score(tx_features),
+        seed=seed,
+        categories={name: trained[name] for name in (CATEGORY, CHANNEL)},
+        threshold=detector.threshold_,
+    )
+    return detector
 
 
 def register_champions(

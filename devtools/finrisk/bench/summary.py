@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from finrisk.bench import bridge, features, history, serving
+from finrisk.bench import bridge, drift, features, history, serving
 from finrisk.bench.history import Headline, Run
 
 # (sub-command, its history file, what it compares, its run's headline figures)
@@ -14,6 +14,7 @@ BENCHMARKS: tuple[tuple[str, str, str, Callable[[Run], list[Headline]]], ...] = 
     ("features", "features.jsonl", features.COMPARES, features.headlines),
     ("serving", "serving.jsonl", serving.COMPARES, serving.headlines),
     ("bridge", "bridge.jsonl", bridge.COMPARES, bridge.headlines),
+    ("drift", "drift.jsonl", drift.COMPARES, drift.headlines),
 )
 
 HEADERS = (
