@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from finrisk.demo.options import DemoOptions
+from finrisk.demo.options import DemoOptions, DriftOptions
 from finrisk.errors import FinriskError
 
 _DEFAULTS = DemoOptions()
+_DRIFT = DriftOptions()
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,11 +21,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for flag, value, what in (
         ("--train-users", _DEFAULTS.train_users, "customers in the training data"),
         ("--train-days", _DEFAULTS.train_days, "days of training history"),
-        ("--stream-users", _DEFAULTS.stream_users, "new customers streamed through Kafka"),
         ("--stream-days", _DEFAULTS.stream_days, "days of streamed history"),
         ("--seed", _DEFAULTS.seed, "generator seed (the stream uses seed + 1)"),
     ):
         parser.add_argument(flag, type=int, default=value, help=f"{what} (default {value})")
+    parser.add_argument(
+        "--stream-users",
+        type=int,
+        help="new customers streamed through Kafka (default "
+        f"{_DEFAULTS.stream_users}; with --drift {_DRIFT.stream_users})",
+    )
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="the closed loop instead: a stream that drifts (a new fraud pattern, a spending "
+        "shift), caught by monitoring, retrained on confirmed labels, promoted, reloaded "
+        "(docs/monitoring.md)",
+    )
+    parser.add_argument(
+        "--drift-day",
+        type=int,
+        default=_DRIFT.drift_day,
+        help=f"with --drift: the shift, days into the stream (default {_DRIFT.drift_day})",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=_DRIFT.window,
+        help=f"with --drift: transactions per monitoring window (default {_DRIFT.window})",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -34,9 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.stream_users is None:
+        args.stream_users = (_DRIFT if args.drift else _DEFAULTS).stream_users
     for flag in ("train_users", "train_days", "stream_users", "stream_days"):
         if getattr(args, flag) < 1:
             raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.drift:
+        return _drift(args)
     from finrisk.demo.run import run_demo
     from finrisk.demo.summary import format_summary
 
@@ -57,6 +86,35 @@ def _demo(args: argparse.Namespace) -> int:
             Stack().down()
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from finrisk.demo.drift import run_drift_demo
+    from finrisk.demo.drift_summary import format_summary
+
+    if args.drift_day < 1 or args.window < 100:
+        raise FinriskError("--drift-day must be at least 1 and --window at least 100")
+    options = DriftOptions(
+        train_users=args.train_users,
+        train_days=args.train_days,
+        stream_users=args.stream_users,
+        drift_day=args.drift_day,
+        window=args.window,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    try:
+        summary = run_drift_demo(options)
+    finally:
+        if args.down:
+            from finrisk.stack import Stack
+
+            Stack().down()
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2, default=str))
     else:
         print(format_summary(summary))
     return 0

@@ -9,20 +9,15 @@ it can run again and again; the stack and the predictor stay up for a look aroun
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
-
-import orjson
-from tqdm import tqdm
+from typing import TextIO
 
 from finrisk.demo.options import DemoOptions
+from finrisk.demo.steps import naming_log, output_to, progress_bar, read_scored, step
 from finrisk.demo.summary import DemoSummary, summarise_stream
 from finrisk.errors import FinriskError
 from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
@@ -34,14 +29,6 @@ from finrisk.stack.process import free_port
 DETECTOR_NAME = DEFAULT_MODEL_NAMES[DETECTOR]
 RISK_NAME = DEFAULT_MODEL_NAMES[RISK]
 ANOMALY_DATASET = "finrisk_demo"
-
-
-@contextmanager
-def _step(title: str, out: TextIO) -> Iterator[None]:
-    print(f"==> {title}", file=out, flush=True)
-    started = time.perf_counter()
-    yield
-    print(f"    done in {time.perf_counter() - started:.1f} s", file=out, flush=True)
 
 
 def run_demo(
@@ -62,16 +49,16 @@ def run_demo(
     work = settings.home / "demo" / run_id
     work.mkdir(parents=True, exist_ok=True)
 
-    with _step("local stack: Kafka, MLflow, BigQuery emulator", out):
+    with step("local stack: Kafka, MLflow, BigQuery emulator", out):
         stack.up()
 
-    with _step(
+    with step(
         f"retraining pipeline (kfp.local): {options.train_users} users x "
         f"{options.train_days} days, gate, register, deploy (dry run)",
         out,
     ):
         log = work / "pipeline.log"
-        with _output_to(log, out), _naming_log(log):
+        with output_to(log, out), naming_log(log):
             result = run_local(
                 {
                     "synthetic_users": options.train_users,
@@ -87,11 +74,11 @@ def run_demo(
             raise FinriskError(f"the pipeline left no champion: {result.gate_reason}")
 
     predictor = stack.services["predictor"]
-    with _step(f"predictor serving the champions at {predictor.address}", out):
+    with step(f"predictor serving the champions at {predictor.address}", out):
         predictor.down()  # a running predictor would still serve the previous champion
         predictor.up()
 
-    with _step(
+    with step(
         f"streaming {options.stream_users} new customers x {options.stream_days} days "
         "through Kafka",
         out,
@@ -106,7 +93,7 @@ def run_demo(
             for tx, flag in zip(transactions[TRANSACTION_ID], transactions[IS_FRAUD], strict=True)
         }
         topic = f"finrisk.demo.{run_id}.transactions"
-        with _bar(len(records), "produced", options.progress) as advance:
+        with progress_bar(len(records), "produced", options.progress) as advance:
             produce(
                 {"bootstrap.servers": settings.kafka.bootstrap_servers},
                 topic,
@@ -130,12 +117,12 @@ def run_demo(
         http_port=free_port(),
     )
     with (
-        _step("bridge: consumer group -> features -> predictor -> scored topic + BigQuery", out),
+        step("bridge: consumer group -> features -> predictor -> scored topic + BigQuery", out),
         BridgeProcess(env, work / "bridge.log") as bridge,
     ):
         bridge.start()
         started = time.monotonic()
-        scored = _read_scored(
+        scored = read_scored(
             settings.kafka.bootstrap_servers,
             f"{name}.scored",
             set(labels),
@@ -161,96 +148,6 @@ def run_demo(
         pipeline=result.to_dict(),
         urls=_urls(settings, predictor.address, work),
     )
-
-
-@contextmanager
-def _output_to(log: Path, out: TextIO) -> Iterator[None]:
-    """Send this process's (and its children's) stdout and stderr to `log` for a while.
-
-    The pipeline's tasks print their full logs; the demo keeps them in a file and names it.
-    """
-    print(f"    task logs: {log}", file=out, flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with log.open("ab") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-
-
-@contextmanager
-def _naming_log(log: Path) -> Iterator[None]:
-    try:
-        yield
-    except FinriskError as exc:
-        raise FinriskError(f"{exc}\nthe pipeline's task logs: {log}") from None
-
-
-@contextmanager
-def _bar(total: int, unit: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    with tqdm(total=total, unit=f" {unit}", disable=not enabled, leave=False) as bar:
-
-        def advance(done: int) -> None:
-            bar.update(max(0, done - bar.n))
-
-        yield advance
-        bar.update(total - bar.n)
-
-
-def _read_scored(
-    bootstrap: str,
-    topic: str,
-    expected: set[str],
-    timeout_s: float,
-    progress: bool,
-    bridge_alive: Callable[[], bool],
-) -> list[dict[str, Any]]:
-    """Every record of the scored topic until each expected transaction id has come."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}.demo-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    records: list[dict[str, Any]] = []
-    missing = set(expected)
-    deadline = time.monotonic() + timeout_s
-    try:
-        consumer.subscribe([topic])
-        with _bar(len(expected), "scored", progress) as advance:
-            while missing:
-                if time.monotonic() > deadline:
-                    raise FinriskError(
-                        f"{len(missing)} of {len(expected)} transactions not scored "
-                        f"within {timeout_s:.0f} s"
-                    )
-                if not bridge_alive():
-                    raise FinriskError("the bridge stopped before scoring every transaction")
-                for message in consumer.consume(5000, 0.5):
-                    value = message.value()
-                    if message.error() is not None or value is None:
-                        continue
-                    record = orjson.loads(value)
-                    records.append(record)
-                    missing.discard(record["transaction_id"])
-                advance(len(expected) - len(missing))
-    finally:
-        consumer.close()
-    return records
 
 
 def _count_rows(settings: Settings, table: str) -> int:
