@@ -1,0 +1,48 @@
+"""The bank's side of the drift demo's warehouse: its transaction history and users, written
+to BigQuery tables the retraining reads (the emulator takes streaming inserts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from finrisk.errors import FinriskError
+
+# BigQuery types of the canonical transaction columns (finrisk.schema), and of the users'.
+HISTORY_COLUMNS = {
+    "transaction_id": "STRING",
+    "user_id": "STRING",
+    "timestamp": "TIMESTAMP",
+    "amount": "FLOAT",
+    "direction": "STRING",
+    "category": "STRING",
+    "merchant": "STRING",
+    "channel": "STRING",
+    "balance_after": "FLOAT",
+    "is_fraud": "INTEGER",
+    "fraud_type": "STRING",
+}
+USER_COLUMNS = {"user_id": "STRING", "is_risky": "INTEGER"}
+# Rows per insert request.
+CHUNK = 5_000
+
+
+def write_table(
+    client: Any, table_id: str, frame: pd.DataFrame, columns: Mapping[str, str]
+) -> None:
+    """A table of the frame's `columns` (created when missing), in chunks of inserts."""
+    from google.cloud import bigquery
+
+    schema = [bigquery.SchemaField(name, kind) for name, kind in columns.items()]
+    table = client.create_table(bigquery.Table(table_id, schema=schema), exists_ok=True)
+    rows = frame[list(columns)].copy()
+    for name, kind in columns.items():
+        if kind == "TIMESTAMP":
+            rows[name] = rows[name].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    records = rows.to_dict(orient="records")
+    for begin in range(0, len(records), CHUNK):
+        errors = client.insert_rows_json(table, records[begin : begin + CHUNK], timeout=60)
+        if errors:
+            raise FinriskError(f"{table_id} refused rows: {errors[:3]}")
