@@ -78,6 +78,10 @@ def _docs(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((OVERLAY / name).read_text()) if d]
 
 
+def _base_docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
+
+
 def _rules() -> list[dict[str, Any]]:
     (rule,) = _docs("prometheus-rules.yaml")
     return [r for group in rule["spec"]["groups"] for r in group["rules"]]
@@ -189,6 +193,7 @@ def test_the_dashboard_ships_as_a_labelled_config_map() -> None:
     assert kustomization["resources"] == [
         "../../base",
         "monitor.yaml",
+        "labels-loader.yaml",
         "scrape.yaml",
         "prometheus-rules.yaml",
     ]
@@ -236,3 +241,29 @@ def test_the_monitor_cron_job_runs_a_command_that_parses() -> None:
     assert set(fields) <= set(MonitorSettings.model_fields)
     MonitorSettings.model_validate(fields)
     assert "KF_PIPELINES_ENDPOINT" in config
+
+
+def test_the_labels_loader_runs_a_command_that_parses_with_its_settings() -> None:
+    from finrisk.serving.labels.cli import register as register_labels
+    from finrisk.settings import BridgeSettings, LabelsSettings
+
+    docs = {d["kind"]: d for d in _docs("labels-loader.yaml")}
+    spec = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    parser = argparse.ArgumentParser()
+    register_labels(parser.add_subparsers())
+    args = parser.parse_args(container["command"][1:])
+    assert container["command"][:3] == ["finrisk", "labels", "load"]
+    assert args.labels_command == "load"
+    # Its settings are LabelsSettings fields; Kafka comes from the bridge's ConfigMap.
+    config = docs["ConfigMap"]["data"]
+    fields = {k.removeprefix("FINRISK_LABELS__").lower(): v for k, v in config.items()}
+    assert all(k.startswith("FINRISK_LABELS__") for k in config)
+    LabelsSettings.model_validate(fields)
+    sources = [s["configMapRef"]["name"] for s in container["envFrom"]]
+    assert sources == ["finrisk-bridge-config", docs["ConfigMap"]["metadata"]["name"]]
+    # The topics it reads are the ones the bridge writes.
+    bridge = next(d for d in _base_docs("bridge.yaml") if d["kind"] == "ConfigMap")["data"]
+    assert config["FINRISK_LABELS__SCORED_TOPIC"] == bridge["FINRISK_BRIDGE__SCORED_TOPIC"]
+    assert config["FINRISK_LABELS__MONITORING_TOPIC"] == bridge["FINRISK_BRIDGE__MONITORING_TOPIC"]
+    assert BridgeSettings.model_fields["monitoring_topic"].default == "transactions.monitoring"
