@@ -138,8 +138,9 @@ def partition_count(client: AdminClient, topic: str, timeout_s: float = 10.0) ->
 def ensure_topics(settings: Settings, *, partitions: int = DEFAULT_PARTITIONS) -> int:
     """Create the bridge's topics when missing; return the input topic's partition count.
 
-    The outputs and the dead-letter topic get the input's partition count, the monitoring topic
-    one; the state changelog must have at least as many (a user's state lives in the partition number of their input).
+    The outputs and the dead-letter topic get the input's partition count, the monitoring
+    topic one; the state changelog must have at least as many (a user's state lives in the
+    partition number of their input).
     """
     bridge = settings.bridge
     client = admin(settings)
