@@ -171,6 +171,7 @@ class ModelWindow:
         calendar = profile.get("calendar") or {}
         phased = {part: calendar.get(part) or {} for part in ("features", "categories", "scores")}
         self._phases = {part: given.get("phases") for part, given in phased.items()}
+        self._schemes = sorted({scheme for scheme in self._phases.values() if scheme is not None})
         self._features: dict[str, tuple[int, _Bins]] = {}
         for name, reference in (profile.get("features") or {}).items():
             bins = _Bins.of(reference, (phased["features"].get("shares") or {}).get(name, ()))
@@ -236,18 +237,23 @@ class ModelWindow:
         self.transactions += n
         self.binned += len(matrix)
         self.alerts += alerts
+        # Each row's phase in each scheme the profile uses (one computation a scheme); none
+        # without a calendar or the rows' times.
         timed = event_ns is not None and len(event_ns) == len(matrix)
-        row_phase = self._phase("features", event_ns if timed else None)
+        by_scheme = {
+            scheme: phases(scheme, event_ns)
+            for scheme in self._schemes
+            if timed and event_ns is not None
+        }
+        row_phase = by_scheme.get(self._phases["features"] or "")
         for column, bins in self._features.values():
             bins.add(matrix[:, column], row_phase)
         if self._scores is not None:
-            self._scores.add(scores, self._phase("scores", event_ns if timed else None))
+            self._scores.add(scores, by_scheme.get(self._phases["scores"] or ""))
         if self._watch_bands:
             self.bands.update(band for band in bands if band is not None)
         if categories is not None and self._categories:
-            self._count_categories(
-                categories, self._phase("categories", event_ns if timed else None)
-            )
+            self._count_categories(categories, by_scheme.get(self._phases["categories"] or ""))
         if event_ns is not None and len(event_ns):
             low, high = int(event_ns.min()), int(event_ns.max())
             self.event_ns_min = low if self.event_ns_min is None else min(self.event_ns_min, low)
@@ -271,13 +277,6 @@ class ModelWindow:
             values = categories[name]
             for p, mask in split:
                 counters[p].update(values if mask is None else compress(values, mask))
-
-    def _phase(
-        self, part: str, event_ns: npt.NDArray[np.int64] | None
-    ) -> npt.NDArray[np.intp] | None:
-        """Each row's phase in `part`'s scheme; None when the profile has none or no times."""
-        scheme = self._phases[part]
-        return None if scheme is None or event_ns is None else phases(scheme, event_ns)
 
     def report(self) -> WindowReport:
         n = self.transactions
