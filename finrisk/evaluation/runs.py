@@ -139,6 +139,9 @@ def run_anomaly(
         seed=seed,
         categories={name: transactions[name] for name in (CATEGORY, CHANNEL)},
         threshold=ours.threshold_,
+        # Shares per calendar phase: a day's window is compared with the same days of training.
+        times=transactions[TIMESTAMP],
+        score_times=transactions[TIMESTAMP][split.test],
     )
     if labels is not None and ours.metadata_["mode"] == "supervised":
         blind = TransactionAnomalyDetector(
@@ -225,6 +228,7 @@ def run_risk(
         feature_names=seed_feature_names(names), band_low=bands.low, band_high=bands.high
     ).fit(train_x, y[split.train])
     assessment = ours.assess(test_x, k=reasons)
+    # No calendar phases: a user's row (or snapshot) stands for a whole history, not one time.
     ours.profile_ = reference_profile(
         ours_x,
         assessment["probability"].to_numpy(),

@@ -53,6 +53,7 @@ def train_models(users: int = 200, days: int = 40, seed: int = 11) -> tuple[Any,
     rows, y = training_rows(features, labels, history_snapshots(transactions))
     risk = RiskModel(estimator="logistic", cv=3).fit(rows, y)
     probability = risk.risk_probability(rows)
+    # No calendar phases: a user's row stands for a whole history (as finrisk.evaluation.runs).
     risk.profile_ = reference_profile(
         rows, probability, seed=seed, bands=list(risk.bands_.bands(probability))
     )
@@ -66,7 +67,7 @@ def train_detector(transactions: Any, seed: int, begin: int = 0) -> Any:
     from finrisk.features import transaction_features
     from finrisk.models import TransactionAnomalyDetector
     from finrisk.monitoring.profile import reference_profile
-    from finrisk.schema import CATEGORY, CHANNEL
+    from finrisk.schema import CATEGORY, CHANNEL, TIMESTAMP
 
     tx_features = transaction_features(transactions).iloc[begin:]
     trained = transactions.iloc[begin:]
@@ -79,6 +80,8 @@ def train_detector(transactions: Any, seed: int, begin: int = 0) -> Any:
         seed=seed,
         categories={name: trained[name] for name in (CATEGORY, CHANNEL)},
         threshold=detector.threshold_,
+        times=trained[TIMESTAMP],
+        score_times=trained[TIMESTAMP],
     )
     return detector
 
