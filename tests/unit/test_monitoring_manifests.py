@@ -231,6 +231,14 @@ def test_the_monitor_cron_job_runs_a_command_that_parses() -> None:
     register(parser.add_subparsers())
     args = parser.parse_args(command[1:])
     assert args.once and not args.local
+    # The runs it starts are pipeline runs with known parameters, on the confirmed labels.
+    from finrisk.pipelines.cli import parse_params
+    from finrisk.pipelines.retraining import retraining_pipeline
+
+    params = parse_params(args.param)
+    declared = retraining_pipeline.component_spec.inputs or {}
+    assert set(params) <= set(declared), set(params) - set(declared)
+    assert params["data_source"] == "bigquery" and params["bigquery_labels_table"]
     # Every setting the ConfigMap gives is a MonitorSettings field, of the right type.
     config = docs["ConfigMap"]["data"]
     fields = {
