@@ -12,23 +12,18 @@ group by) and written by streaming inserts whose insertId is the row's identity
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from finrisk.errors import FinriskError
 from finrisk.labels import FRAUD_OUTCOMES, MAX_ID_CHARS, LabelRecord, parse_time
 from finrisk.monitoring import records
 from finrisk.monitoring.records import MONITORING_TABLE
-from finrisk.sinks.base import SinkError
-from finrisk.sinks.bigquery import backoff, passes_by_itself
 
 LABELS_TABLE = "labels"
 SCORED_TABLE = "scored_transactions"
@@ -244,55 +239,3 @@ def _flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ScoredRecordError(f"{name} must be true or false, got {type(value).__name__}")
     return value
-
-
-# ---------------------------------------------------------------- inserts
-
-# The client's own retry off: insert_rows below is the one layer that retries.
-_NO_RETRY = Retry(predicate=lambda _exc: False)
-
-
-def insert_rows(
-    client: bigquery.Client,
-    table_id: str,
-    rows: Sequence[tuple[str, dict[str, Any]]],
-    *,
-    deadline_s: float,
-) -> list[tuple[int, str]]:
-    """Stream (insertId, row) pairs into `table_id`; the (index, BigQuery's reason) of each row
-    the table refused (skipInvalidRows: the others are stored). What may pass by itself is
-    retried with backoff until `deadline_s`, then SinkError: nothing is known stored."""
-    if not rows:
-        return []
-    deadline = time.monotonic() + deadline_s
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            errors = client.insert_rows_json(
-                table_id,
-                [row for _, row in rows],
-                row_ids=[row_id for row_id, _ in rows],
-                skip_invalid_rows=True,
-                retry=_NO_RETRY,
-                timeout=max(deadline - time.monotonic(), 0.5),
-            )
-        except (gexc.GoogleAPIError, OSError, requests.RequestException) as exc:
-            if not passes_by_itself(exc) or time.monotonic() + backoff(attempt) > deadline:
-                raise SinkError(
-                    f"BigQuery table {table_id}: {len(rows)} rows not stored "
-                    f"({attempt} attempts in {deadline_s:g} s): {exc}"
-                ) from None
-            time.sleep(backoff(attempt))
-            continue
-        return [
-            (
-                int(entry["index"]),
-                "; ".join(
-                    f"{e.get('reason', '?')}: {e.get('message', '')}".strip()
-                    for e in entry.get("errors", [])
-                )
-                or "refused",
-            )
-            for entry in errors
-        ]

@@ -106,38 +106,14 @@ class BigQuerySink(AnomalySink):
             self._insert(records[start : start + self.batch_rows], deadline)
 
     def _insert(self, records: Sequence[AnomalyRecord], deadline: float) -> None:
-        rows = [to_json_row(record) for record in records]
-        row_ids = [record.transaction_id for record in records]
-        attempt = 0
-        while True:
-            attempt += 1
-            left = deadline - time.monotonic()
-            try:
-                errors = self._client.insert_rows_json(
-                    self.table_id,
-                    rows,
-                    row_ids=row_ids,
-                    skip_invalid_rows=True,
-                    retry=_NO_RETRY,
-                    timeout=max(left, 0.5),
-                )
-            except (gexc.GoogleAPIError, OSError, requests.RequestException) as exc:
-                if not passes_by_itself(exc) or time.monotonic() + backoff(attempt) > deadline:
-                    raise SinkError(
-                        f"BigQuery table {self.table_id}: {len(rows)} rows not stored "
-                        f"({attempt} attempts in {self.deadline_s:g} s): {exc}"
-                    ) from None
-                time.sleep(backoff(attempt))
-                continue
-            # With skipInvalidRows the others are stored; only the invalid ones are named.
-            for entry in errors:
-                index = int(entry["index"])
-                reasons = "; ".join(
-                    f"{e.get('reason', '?')}: {e.get('message', '')}".strip()
-                    for e in entry.get("errors", [])
-                )
-                self._rejected.append(Rejected(records[index], reasons or "refused"))
-            return
+        refused = insert_rows(
+            self._client,
+            self.table_id,
+            [(record.transaction_id, to_json_row(record)) for record in records],
+            deadline_s=self.deadline_s,
+            deadline=deadline,
+        )
+        self._rejected.extend(Rejected(records[index], reason) for index, reason in refused)
 
     def read(self) -> list[AnomalyRecord]:
         job = self._client.query(
@@ -161,7 +137,7 @@ def to_json_row(record: AnomalyRecord) -> dict[str, Any]:
     return values
 
 
-def passes_by_itself(exc: Exception) -> bool:
+def _passes_by_itself(exc: Exception) -> bool:
     """Unavailable, overloaded or slow: worth sending again. Anything else (a missing table,
     no permission, a malformed request) needs someone to act."""
     if isinstance(exc, gexc.GoogleAPICallError):
@@ -169,5 +145,56 @@ def passes_by_itself(exc: Exception) -> bool:
     return True  # connection refused or reset, timeouts
 
 
-def backoff(attempt: int) -> float:
+def _backoff(attempt: int) -> float:
     return min(0.1 * 2**attempt, 2.0)
+
+
+def insert_rows(
+    client: bigquery.Client,
+    table_id: str,
+    rows: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    deadline_s: float,
+    deadline: float | None = None,
+) -> list[tuple[int, str]]:
+    """Stream (insertId, row) pairs into `table_id`; the (index, BigQuery's reason) of each row
+    the table refused (skipInvalidRows: the others are stored). What may pass by itself is
+    retried with backoff until `deadline` (monotonic; default `deadline_s` from now), then
+    SinkError: nothing is known stored. The anomaly sink and the warehouse loader both write
+    through it: one retry layer, the client's own off (_NO_RETRY)."""
+    if not rows:
+        return []
+    if deadline is None:
+        deadline = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            errors = client.insert_rows_json(
+                table_id,
+                [row for _, row in rows],
+                row_ids=[row_id for row_id, _ in rows],
+                skip_invalid_rows=True,
+                retry=_NO_RETRY,
+                timeout=max(deadline - time.monotonic(), 0.5),
+            )
+        except (gexc.GoogleAPIError, OSError, requests.RequestException) as exc:
+            if not _passes_by_itself(exc) or time.monotonic() + _backoff(attempt) > deadline:
+                raise SinkError(
+                    f"BigQuery table {table_id}: {len(rows)} rows not stored "
+                    f"({attempt} attempts in {deadline_s:g} s): {exc}"
+                ) from None
+            time.sleep(_backoff(attempt))
+            continue
+        # With skipInvalidRows the others are stored; only the invalid ones are named.
+        return [
+            (
+                int(entry["index"]),
+                "; ".join(
+                    f"{e.get('reason', '?')}: {e.get('message', '')}".strip()
+                    for e in entry.get("errors", [])
+                )
+                or "refused",
+            )
+            for entry in errors
+        ]

@@ -101,7 +101,8 @@ def test_ingest_takes_fraud_labels_from_the_labels_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from finrisk.labels import CHARGEBACK, LEGITIMATE
-    from finrisk.monitoring.warehouse import Tables, ensure_tables, insert_rows, label_row
+    from finrisk.monitoring.warehouse import Tables, ensure_tables, label_row
+    from finrisk.sinks.bigquery import insert_rows
     from finrisk.synthetic.labels import synthetic_labels
 
     bq = stack_settings.bigquery

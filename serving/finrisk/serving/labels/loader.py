@@ -30,12 +30,13 @@ from google.cloud import bigquery
 
 from finrisk.bigquery_client import bigquery_client
 from finrisk.errors import FinriskError
-from finrisk.monitoring.warehouse import Tables, ensure_tables, insert_rows
+from finrisk.monitoring.warehouse import Tables, ensure_tables
 from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.dead_letters import SINK_REJECTED, DeadLetters
 from finrisk.serving.bridge.records import OutRecord, headers_of, where
 from finrisk.serving.labels.decode import LABELS, MONITORING, SCORED, Refused, Row, decode
 from finrisk.settings import Settings
+from finrisk.sinks.bigquery import insert_rows
 
 log = logging.getLogger(__name__)
 
