@@ -21,7 +21,8 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -35,12 +36,31 @@ from finrisk.monitoring.drift import level
 from finrisk.monitoring.records import window_record
 from finrisk.monitoring.window import LEVELS, ModelWindow, WindowReport
 from finrisk.serving.bridge.batch import Batch
+from finrisk.serving.bridge.messages import Transaction
+from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.records import OutRecord
 from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
 from finrisk.settings import BridgeSettings
 
 log = logging.getLogger("finrisk.bridge")
 
+
+class _Verdict(NamedTuple):
+    """Where a Score holds the detector's verdict in one role."""
+
+    version: attrgetter[str | None]
+    score: attrgetter[float | None]
+    flag: attrgetter[bool | None]
+
+
+_CHAMPION_VERDICT = _Verdict(
+    attrgetter("detector_version"), attrgetter("anomaly_score"), attrgetter("is_anomaly")
+)
+_CHALLENGER_VERDICT = _Verdict(
+    attrgetter("challenger_version"),
+    attrgetter("challenger_score"),
+    attrgetter("challenger_is_anomaly"),
+)
 # The most rows of a batch binned against the profile (see Monitor._count).
 BINNED_ROWS = 256
 # A profile the predictor could not give (unreachable) is asked for again after this long.
@@ -258,28 +278,15 @@ class Monitor:
         it with an empty batch, rather than keep its last transactions out of sight."""
         return self.messages > 0 and self._timed_out(self._clock())
 
-    def _count(self, batch: Batch, scores: Sequence[Any]) -> None:
-        n = len(scores)
+    def _count(self, batch: Batch, scores: Sequence[Score]) -> None:
         # Alerts and bands are counted on every row; the values binned against the profile on
         # every `step`-th (at most BINNED_ROWS a batch): a window's PSI stands on thousands of
         # rows either way, and binning every row of a busy stream cost ~5% of its throughput.
-        step = -(-n // BINNED_ROWS)
+        step = -(-len(scores) // BINNED_ROWS)
         txs = [tx for _, tx in batch.rows]
-        flagged = np.fromiter((s.is_anomaly for s in scores), dtype=np.bool_, count=n)
-        for version, rows in _by_version([s.detector_version for s in scores]):
-            window = self._window(CHAMPION, self.detector_model, version, TRANSACTION_FEATURES)
-            binned = rows[::step]
-            window.add(
-                batch.tx_matrix[binned],
-                np.array([scores[i].anomaly_score for i in binned], dtype=np.float64),
-                transactions=len(rows),
-                alerts=int(flagged[rows].sum()),
-                categories={
-                    name: [txs[i].fields[name] for i in binned] for name in window.categories
-                },
-                event_ns=np.array([txs[i].event_ns for i in binned], dtype=np.int64),
-            )
-        self._count_challenger(batch, scores, txs, step)
+        self._count_detector(batch, scores, txs, step, CHAMPION, _CHAMPION_VERDICT)
+        # The shadow challenger's rows (those it answered for) in windows of its own.
+        self._count_detector(batch, scores, txs, step, CHALLENGER, _CHALLENGER_VERDICT)
         if self.risk_model is None:
             return
         for version, rows in _by_version([s.risk_model_version for s in scores]):
@@ -295,18 +302,24 @@ class Monitor:
                 event_ns=np.array([txs[i].event_ns for i in binned], dtype=np.int64),
             )
 
-    def _count_challenger(
-        self, batch: Batch, scores: Sequence[Any], txs: Sequence[Any], step: int
+    def _count_detector(
+        self,
+        batch: Batch,
+        scores: Sequence[Score],
+        txs: Sequence[Transaction],
+        step: int,
+        role: str,
+        verdict: _Verdict,
     ) -> None:
-        """The shadow challenger's rows (those it scored) in its own window, role challenger."""
-        for version, rows in _by_version([s.challenger_version for s in scores]):
-            window = self._window(CHALLENGER, self.detector_model, version, TRANSACTION_FEATURES)
+        """The detector's rows in the windows of the versions that scored them in `role`."""
+        for version, rows in _by_version(list(map(verdict.version, scores))):
+            window = self._window(role, self.detector_model, version, TRANSACTION_FEATURES)
             binned = rows[::step]
             window.add(
                 batch.tx_matrix[binned],
-                np.array([scores[i].challenger_score for i in binned], dtype=np.float64),
+                np.array([verdict.score(scores[i]) for i in binned], dtype=np.float64),
                 transactions=len(rows),
-                alerts=sum(1 for i in rows if scores[i].challenger_is_anomaly),
+                alerts=sum(1 for i in rows if verdict.flag(scores[i])),
                 categories={
                     name: [txs[i].fields[name] for i in binned] for name in window.categories
                 },
