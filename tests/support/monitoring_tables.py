@@ -1,73 +1,31 @@
 """Monitoring tables in the BigQuery emulator for the monitor's tests: the bridge's
-`model_monitoring` table (issue 30, part 2) as it documents it, its rows, realized days shaped
-like finrisk.monitoring.realized.RealizedDay, and the decisions read back."""
+`model_monitoring` table, its rows, realized days, and the decisions read back."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from google.cloud import bigquery
 
 from finrisk.bigquery_client import bigquery_client
+from finrisk.monitoring import records
+from finrisk.monitoring.realized import RealizedDay
+from finrisk.monitoring.warehouse import schema
 from finrisk.settings import Settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 MODEL = "finrisk-anomaly-detector"
 
-MONITORING_SCHEMA = [
-    bigquery.SchemaField(name, kind, mode="NULLABLE" if nullable else "REQUIRED")
-    for name, kind, nullable in (
-        ("window_id", "STRING", False),
-        ("bridge_instance", "STRING", False),
-        ("model", "STRING", False),
-        ("model_version", "STRING", False),
-        ("role", "STRING", False),
-        ("window_start", "TIMESTAMP", False),
-        ("window_end", "TIMESTAMP", False),
-        ("event_time_min", "TIMESTAMP", False),
-        ("event_time_max", "TIMESTAMP", False),
-        ("transactions", "INTEGER", False),
-        ("dead_lettered", "INTEGER", False),
-        ("dead_letter_rate", "FLOAT", False),
-        ("missing_rate", "FLOAT", False),
-        ("feature_psi", "STRING", False),
-        ("max_feature_psi", "FLOAT", False),
-        ("drifted_features", "STRING", False),
-        ("category_psi", "FLOAT", True),
-        ("score_psi", "FLOAT", False),
-        ("alert_rate", "FLOAT", False),
-        ("reference_alert_rate", "FLOAT", True),
-        ("band_mix", "STRING", True),
-        ("drift_level", "STRING", False),
-    )
-]
 
-
-@dataclass(frozen=True)
-class Day:
-    """Shaped like finrisk.monitoring.realized.RealizedDay."""
-
-    role: str
-    model_version: str
-    day: date
-    scored: int
-    labelled: int
-    confirmed_fraud: int
-    alerted: int
-    true_alerts: int
-    recall: float | None
-    alert_precision: float | None
-    median_label_delay_days: float | None
-
-
-def realized(client: Any, dataset: str, *, since: date, until: date) -> list[Day]:
+def realized(client: Any, dataset: str, *, since: date, until: date) -> list[RealizedDay]:
     """A week of steady labelled days: quality holds, labels suffice."""
     return [
-        Day("champion", "3", until - timedelta(days=d), 5000, 300, 20, 40, 16, 0.8, 0.4, 2.0)
+        RealizedDay(
+            "champion", "3", until - timedelta(days=d), 5000, 300, 20, 40, 16, 0.8, 0.4, 2.0
+        )
         for d in range(7)
         if until - timedelta(days=d) >= since
     ]
@@ -87,6 +45,7 @@ def window(i: int, psi: float, role: str = "champion") -> dict[str, Any]:
         "event_time_min": (end - timedelta(minutes=11)).isoformat(),
         "event_time_max": end.isoformat(),
         "transactions": 5000,
+        "binned_transactions": 5000,
         "dead_lettered": 3,
         "dead_letter_rate": 0.0006,
         "missing_rate": 0.0,
@@ -121,8 +80,13 @@ def create_tables(settings: Settings) -> Settings:
     bq = settings.bigquery
     client = bigquery_client(bq.project, bq.endpoint)
     client.create_dataset(f"{bq.project}.{dataset}")
-    table = bigquery.Table(f"{bq.project}.{dataset}.model_monitoring", schema=MONITORING_SCHEMA)
-    table.time_partitioning = bigquery.TimePartitioning(field="window_end")
+    # The bridge's table as the loader creates it (finrisk.monitoring.records), alone: the
+    # labels and scored tables do not exist yet, as before the loader first ran.
+    table = bigquery.Table(
+        f"{bq.project}.{dataset}.{records.MONITORING_TABLE}",
+        schema=schema(records.FIELD_TYPES, records.NULLABLE_FIELDS),
+    )
+    table.time_partitioning = bigquery.TimePartitioning(field=records.PARTITION_FIELD)
     client.create_table(table)
     monitor = settings.monitor.model_copy(
         update={"bigquery_dataset": dataset, "bigquery_endpoint": bq.endpoint}

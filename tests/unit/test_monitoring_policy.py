@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from finrisk.monitoring import drift
 from finrisk.monitoring.policy import Baseline, decide, window_psi
+from finrisk.monitoring.realized import RealizedDay
 from finrisk.monitoring.tables import WindowRow, decision_row
 from finrisk.settings import MonitorSettings
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 POLICY = MonitorSettings()
-
-
-@dataclass(frozen=True)
-class Day:
-    """A row shaped like finrisk.monitoring.realized.RealizedDay."""
-
-    role: str
-    model_version: str
-    day: date
-    scored: int
-    labelled: int
-    confirmed_fraud: int
-    alerted: int
-    true_alerts: int
-    recall: float | None = None
-    alert_precision: float | None = None
-    median_label_delay_days: float | None = None
 
 
 def _windows(*psis: float, role: str = "champion", score: float = 0.01) -> list[WindowRow]:
@@ -55,11 +39,11 @@ def _windows(*psis: float, role: str = "champion", score: float = 0.01) -> list[
 
 def _days(
     recall: float, precision: float, *, ago: range, labelled: int = 100, frauds: int = 20
-) -> list[Day]:
+) -> list[RealizedDay]:
     true_alerts = round(recall * frauds)
     alerted = round(true_alerts / precision)
     return [
-        Day(
+        RealizedDay(
             role="champion",
             model_version="3",
             day=NOW.date() - timedelta(days=d),
@@ -70,6 +54,7 @@ def _days(
             true_alerts=true_alerts,
             recall=recall,
             alert_precision=precision,
+            median_label_delay_days=None,
         )
         for d in ago
     ]
