@@ -9,7 +9,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer
 
 from finrisk.bigquery_client import bigquery_client
 from finrisk.demo.options import DemoOptions
@@ -19,29 +18,9 @@ from finrisk.settings import PredictorPortSettings, Settings
 from finrisk.stack import Service, Stack
 from finrisk.stack.process import free_port
 from finrisk.synthetic import generate
+from tests.support.kafka_reading import count_at_least, read_topic
 
 pytestmark = pytest.mark.e2e
-
-
-def _scored_records(bootstrap: str, topic: str, expected: int) -> list[dict[str, object]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}.test-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[dict[str, object]] = []
-    try:
-        while len(records) < expected:
-            batch = consumer.consume(5000, 10)
-            assert batch, f"scored topic {topic} ran dry after {len(records)} records"
-            records += [orjson.loads(m.value() or b"{}") for m in batch if m.error() is None]
-    finally:
-        consumer.close()
-    return records
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -97,7 +76,15 @@ def test_demo_summary_matches_the_data(
     assert sum(s.risk_bands.values()) == s.users
 
     # The summary's counts, recomputed from the scored topic itself.
-    records = _scored_records(settings.kafka.bootstrap_servers, summary.scored_topic, len(stream))
+    records = [
+        r.json()
+        for r in read_topic(
+            settings.kafka.bootstrap_servers,
+            summary.scored_topic,
+            until=count_at_least(len(stream)),
+            timeout_s=120,
+        )
+    ]
     prefix = f"{summary.run_id}-"
     fraud = {prefix + tx for tx in stream.loc[stream["is_fraud"] == 1, "transaction_id"]}
     flagged = {str(r["transaction_id"]) for r in records if r["is_anomaly"]}

@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
-import orjson
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer
 
 from finrisk import registry
 from finrisk.bigquery_client import bigquery_client
@@ -21,29 +19,9 @@ from finrisk.kinds import CHAMPION
 from finrisk.settings import Settings
 from finrisk.stack import Service
 from finrisk.synthetic import generate
+from tests.support.kafka_reading import count_at_least, read_topic
 
 pytestmark = pytest.mark.e2e
-
-
-def _scored(bootstrap: str, topic: str, expected: int) -> list[dict[str, object]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}.test-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    records: list[dict[str, object]] = []
-    try:
-        while len(records) < expected:
-            batch = consumer.consume(5000, 10)
-            assert batch, f"scored topic {topic} ran dry after {len(records)} records"
-            records += [orjson.loads(m.value() or b"{}") for m in batch if m.error() is None]
-    finally:
-        consumer.close()
-    return records
 
 
 def test_drift_is_caught_retrained_on_labels_promoted_and_recall_recovers(
@@ -82,7 +60,15 @@ def test_drift_is_caught_retrained_on_labels_promoted_and_recall_recovers(
     )
     prefix = f"{summary.run_id}-"
     kind = dict(zip(prefix + stream["transaction_id"], stream["fraud_type"], strict=True))
-    records = _scored(stack_settings.kafka.bootstrap_servers, summary.scored_topic, len(stream))
+    records = [
+        r.json()
+        for r in read_topic(
+            stack_settings.kafka.bootstrap_servers,
+            summary.scored_topic,
+            until=count_at_least(len(stream)),
+            timeout_s=120,
+        )
+    ]
     assert sorted(str(r["transaction_id"]) for r in records) == sorted(kind)
     shift = datetime.fromisoformat(summary.shift_at)
     new = set(summary.new_fraud_types)
