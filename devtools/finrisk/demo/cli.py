@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 from finrisk.demo.options import DemoOptions, DriftOptions
 from finrisk.errors import FinriskError
@@ -65,9 +67,23 @@ def _demo(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 1:
             raise FinriskError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.drift:
-        return _drift(args)
+        from finrisk.demo import drift_summary
+        from finrisk.demo.drift import run_drift_demo
+
+        if args.drift_day < 1 or args.window < 100:
+            raise FinriskError("--drift-day must be at least 1 and --window at least 100")
+        drift = DriftOptions(
+            train_users=args.train_users,
+            train_days=args.train_days,
+            stream_users=args.stream_users,
+            drift_day=args.drift_day,
+            window=args.window,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+        return _run_and_show(args, lambda: run_drift_demo(drift), drift_summary.format_summary)
+    from finrisk.demo import summary
     from finrisk.demo.run import run_demo
-    from finrisk.demo.summary import format_summary
 
     options = DemoOptions(
         train_users=args.train_users,
@@ -77,44 +93,22 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
+    return _run_and_show(args, lambda: run_demo(options), summary.format_summary)
+
+
+def _run_and_show(
+    args: argparse.Namespace, run: Callable[[], Any], show: Callable[[Any], str]
+) -> int:
+    """Run a demo, the stack stopped after it with --down; print its summary (or JSON)."""
     try:
-        summary = run_demo(options)
+        result = run()
     finally:
         if args.down:
             from finrisk.stack import Stack
 
             Stack().down()
     if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(json.dumps(result.as_dict(), indent=2, default=str))
     else:
-        print(format_summary(summary))
-    return 0
-
-
-def _drift(args: argparse.Namespace) -> int:
-    from finrisk.demo.drift import run_drift_demo
-    from finrisk.demo.drift_summary import format_summary
-
-    if args.drift_day < 1 or args.window < 100:
-        raise FinriskError("--drift-day must be at least 1 and --window at least 100")
-    options = DriftOptions(
-        train_users=args.train_users,
-        train_days=args.train_days,
-        stream_users=args.stream_users,
-        drift_day=args.drift_day,
-        window=args.window,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
-    try:
-        summary = run_drift_demo(options)
-    finally:
-        if args.down:
-            from finrisk.stack import Stack
-
-            Stack().down()
-    if args.json:
-        print(json.dumps(summary.as_dict(), indent=2, default=str))
-    else:
-        print(format_summary(summary))
+        print(show(result))
     return 0

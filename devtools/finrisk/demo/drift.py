@@ -381,8 +381,9 @@ def run_drift_demo(
                 loaded = run.load_warehouse(stream, labels, client)
             with step("finrisk monitor: the policy on the tables; retraining if it says so", out):
                 decision = run.monitor(client)
-                if run.champion() not in (None, before):
-                    after = run.champion()
+                champion = run.champion()
+                if champion not in (None, before):
+                    after = champion
                     for model in (run.models.detector, run.models.risk):
                         httpx.post(
                             f"{predictor.url}/v2/repository/models/{model}/load", timeout=120

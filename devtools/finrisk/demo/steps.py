@@ -77,42 +77,27 @@ def read_scored(
     bridge_alive: Callable[[], bool],
 ) -> list[dict[str, Any]]:
     """Every record of the scored topic until each expected transaction id has come."""
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}.demo-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    records: list[dict[str, Any]] = []
     missing = set(expected)
-    deadline = time.monotonic() + timeout_s
-    try:
-        consumer.subscribe([topic])
-        with progress_bar(len(expected), "scored", progress) as advance:
-            while missing:
-                if time.monotonic() > deadline:
-                    raise FinriskError(
-                        f"{len(missing)} of {len(expected)} transactions not scored "
-                        f"within {timeout_s:.0f} s"
-                    )
-                if not bridge_alive():
-                    raise FinriskError("the bridge stopped before scoring every transaction")
-                for message in consumer.consume(5000, 0.5):
-                    value = message.value()
-                    if message.error() is not None or value is None:
-                        continue
-                    record = orjson.loads(value)
-                    records.append(record)
-                    missing.discard(record["transaction_id"])
-                advance(len(expected) - len(missing))
-    finally:
-        consumer.close()
-    return records
+    seen = 0
+    with progress_bar(len(expected), "scored", progress) as advance:
+
+        def done(records: list[dict[str, Any]]) -> bool:
+            nonlocal seen
+            for record in records[seen:]:
+                missing.discard(record["transaction_id"])
+            seen = len(records)
+            advance(len(expected) - len(missing))
+            if missing and not bridge_alive():
+                raise FinriskError("the bridge stopped before scoring every transaction")
+            return not missing
+
+        return read_json_until(
+            bootstrap,
+            topic,
+            done,
+            timeout_s,
+            awaited=lambda: f"the scores of {len(missing)} of {len(expected)} transactions",
+        )
 
 
 def read_json_until(
@@ -120,8 +105,11 @@ def read_json_until(
     topic: str,
     done: Callable[[list[dict[str, Any]]], bool],
     timeout_s: float,
+    *,
+    awaited: Callable[[], str] = lambda: "what was awaited",
 ) -> list[dict[str, Any]]:
-    """The topic's JSON records from the beginning, read until `done(records)` holds."""
+    """The topic's JSON records from the beginning, read until `done(records)` holds;
+    `awaited()` says what had not come when `timeout_s` runs out."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -139,8 +127,8 @@ def read_json_until(
         consumer.subscribe([topic])
         while not done(records):
             if time.monotonic() > deadline:
-                raise FinriskError(f"{topic}: what was awaited did not come in {timeout_s:.0f} s")
-            for message in consumer.consume(1000, 0.5):
+                raise FinriskError(f"{topic}: {awaited()} did not come within {timeout_s:.0f} s")
+            for message in consumer.consume(5000, 0.5):
                 value = message.value()
                 if message.error() is None and value is not None:
                     records.append(orjson.loads(value))
