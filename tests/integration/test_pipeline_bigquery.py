@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from google.api_core.retry import Retry
-from google.cloud import bigquery
 
 from finrisk.bigquery_client import bigquery_client
+from finrisk.demo.warehouse import HISTORY_COLUMNS, USER_COLUMNS, write_table
 from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.retraining import data
@@ -21,39 +20,6 @@ from finrisk.stack import Service
 from finrisk.synthetic import generate
 
 pytestmark = pytest.mark.integration
-
-TRANSACTION_SCHEMA = [
-    bigquery.SchemaField("transaction_id", "STRING"),
-    bigquery.SchemaField("user_id", "STRING"),
-    bigquery.SchemaField("timestamp", "TIMESTAMP"),
-    bigquery.SchemaField("amount", "FLOAT"),
-    bigquery.SchemaField("direction", "STRING"),
-    bigquery.SchemaField("category", "STRING"),
-    bigquery.SchemaField("merchant", "STRING"),
-    bigquery.SchemaField("channel", "STRING"),
-    bigquery.SchemaField("balance_after", "FLOAT"),
-    bigquery.SchemaField("is_fraud", "INTEGER"),
-    bigquery.SchemaField("fraud_type", "STRING"),
-]
-USER_SCHEMA = [
-    bigquery.SchemaField("user_id", "STRING"),
-    bigquery.SchemaField("is_risky", "INTEGER"),
-]
-
-
-def _rows(frame: pd.DataFrame) -> list[dict[str, object]]:
-    out = frame.copy()
-    for column in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[column]):
-            out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return out.to_dict(orient="records")
-
-
-def _load(client: bigquery.Client, table_id: str, schema: list, frame: pd.DataFrame) -> None:
-    table = client.create_table(bigquery.Table(table_id, schema=schema))
-    # The emulator answers a bad row with HTTP 500, which the client would retry for minutes.
-    errors = client.insert_rows_json(table, _rows(frame), retry=Retry(timeout=20), timeout=20)
-    assert errors == []
 
 
 def test_ingest_from_bigquery_tables(
@@ -67,8 +33,8 @@ def test_ingest_from_bigquery_tables(
     dataset = f"{bq.project}.pipeline_{uuid.uuid4().hex[:10]}"
     client.create_dataset(dataset)
     transactions, users, _ = generate(8, 6, 3)
-    _load(client, f"{dataset}.transactions", TRANSACTION_SCHEMA, transactions)
-    _load(client, f"{dataset}.users", USER_SCHEMA, users[["user_id", "is_risky"]])
+    write_table(client, f"{dataset}.transactions", transactions, HISTORY_COLUMNS)
+    write_table(client, f"{dataset}.users", users, USER_COLUMNS)
 
     # The endpoint reaches the task the way the ConfigMap delivers it on a cluster.
     monkeypatch.setenv(cluster.BIGQUERY_ENDPOINT_KEY, bq.endpoint)
@@ -110,15 +76,10 @@ def test_ingest_takes_fraud_labels_from_the_labels_table(
     tables = Tables(bq.project, f"pipeline_{uuid.uuid4().hex[:10]}")
     client.create_dataset(f"{tables.project}.{tables.dataset}")
     transactions, users, _ = generate(40, 30, 3)
-    _load(
-        client, tables.labels_id.replace("labels", "transactions"), TRANSACTION_SCHEMA, transactions
+    write_table(
+        client, tables.labels_id.replace("labels", "transactions"), transactions, HISTORY_COLUMNS
     )
-    _load(
-        client,
-        tables.labels_id.replace("labels", "users"),
-        USER_SCHEMA,
-        users[["user_id", "is_risky"]],
-    )
+    write_table(client, tables.labels_id.replace("labels", "users"), users, USER_COLUMNS)
     ensure_tables(client, tables)
     records = synthetic_labels(transactions, 3)
     # A fraud the source calls legitimate and a fraud later disputed: the labels decide.

@@ -1,5 +1,6 @@
-"""The bank's side of the drift demo's warehouse: its transaction history and users, written
-to BigQuery tables the retraining reads (the emulator takes streaming inserts)."""
+"""The bank's side of the warehouse: its transaction history and users, as BigQuery tables the
+retraining reads (the drift demo's, and the pipeline's BigQuery tests'), written by streaming
+inserts (the emulator's way in)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def write_table(
     client: Any, table_id: str, frame: pd.DataFrame, columns: Mapping[str, str]
 ) -> None:
     """A table of the frame's `columns` (created when missing), in chunks of inserts."""
+    from google.api_core.retry import Retry
     from google.cloud import bigquery
 
     schema = [bigquery.SchemaField(name, kind) for name, kind in columns.items()]
@@ -43,6 +45,10 @@ def write_table(
             rows[name] = rows[name].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     records = rows.to_dict(orient="records")
     for begin in range(0, len(records), CHUNK):
-        errors = client.insert_rows_json(table, records[begin : begin + CHUNK], timeout=60)
+        # The emulator answers a bad row with HTTP 500, which the client would otherwise retry
+        # for ten minutes.
+        errors = client.insert_rows_json(
+            table, records[begin : begin + CHUNK], retry=Retry(timeout=60), timeout=60
+        )
         if errors:
             raise FinriskError(f"{table_id} refused rows: {errors[:3]}")
