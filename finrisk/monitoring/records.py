@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from finrisk.errors import FinriskError
+from finrisk.labels import LabelError, parse_time
 from finrisk.monitoring.window import WindowReport
 
 MONITORING_TABLE = "model_monitoring"
@@ -153,11 +154,9 @@ def monitoring_row(doc: object) -> tuple[str, dict[str, Any]]:
             raise MonitoringRecordError(f"{name} must be finite, got {value!r}")
         if kind == "TIMESTAMP":
             try:
-                parsed = datetime.fromisoformat(str(value))
-            except ValueError:
-                raise MonitoringRecordError(f"{name} is not an RFC 3339 time: {value!r}") from None
-            if parsed.tzinfo is None:
-                raise MonitoringRecordError(f"{name} has no UTC offset: {value!r}")
+                parse_time(value, name)
+            except LabelError as exc:  # the labels' rule for times, and their bounded messages
+                raise MonitoringRecordError(str(exc)) from None
     return str(doc["window_id"]), table_row(dict(doc))
 
 
