@@ -6,6 +6,11 @@ measured on the same held-out data for challenger and champion:
 - when a champion exists, beat it by at least `min_improvement` (a negative margin tolerates a
   small regression; zero accepts a tie).
 The pair is promoted only when both models pass, because they are served together.
+
+Promotion is `offline` (a pair that passes replaces the champion at once) or `shadow` (a pair
+that passes beside a champion stays `challenger`, shadowed on live traffic by the bridge, and
+`finrisk monitor` promotes it once the labelled live traffic agrees: `live_verdict`, weighing
+the realized metric of both detectors on the same transactions next to the offline verdict).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from finrisk.errors import FinriskError
 from finrisk.kinds import DETECTOR, MODEL_KINDS, RISK
+from finrisk.outcomes import REALIZED_METRICS, Outcomes
 
 # Metric name -> True when higher is better (names as finrisk.evaluation.metrics reports them).
 GATE_METRICS: dict[str, bool] = {
@@ -29,6 +35,13 @@ GATE_METRICS: dict[str, bool] = {
 
 Metrics = Mapping[str, Mapping[str, float]]
 
+# What the gate decides (the values are the registered versions' `gate_decision` tags).
+PROMOTE = "promote"  # replace the champion now
+SHADOW = "shadow"  # passes offline; promoted on live evidence (`finrisk monitor`)
+KEEP = "keep_champion"
+# How a pair that passes is promoted (GatePolicy.promotion).
+PROMOTIONS = ("offline", "shadow")
+
 
 @dataclass(frozen=True)
 class GatePolicy:
@@ -39,8 +52,11 @@ class GatePolicy:
     min_improvement: float = 0.0
     detector_floor: float = 0.5
     risk_floor: float = 0.6
+    promotion: str = "offline"
 
     def __post_init__(self) -> None:
+        if self.promotion not in PROMOTIONS:
+            raise FinriskError(f"promotion {self.promotion!r} must be one of {list(PROMOTIONS)}")
         for flag, metric in (
             ("detector_metric", self.detector_metric),
             ("risk_metric", self.risk_metric),
@@ -70,34 +86,44 @@ class ModelVerdict:
     metric: str
     challenger: float
     champion: float | None
-    floor: float
+    floor: float | None  # none for a live verdict: it compares, it has no floor
     passed: bool
     reason: str
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    promote: bool
+    action: str  # PROMOTE, SHADOW or KEEP
     reason: str
     verdicts: tuple[ModelVerdict, ...] = field(default_factory=tuple)
 
+    @property
+    def promote(self) -> bool:
+        return self.action == PROMOTE
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "action": self.action,
             "promote": self.promote,
             "reason": self.reason,
             "verdicts": [asdict(v) for v in self.verdicts],
         }
 
     def to_markdown(self) -> str:
-        head = "Promote the challenger" if self.promote else "Keep the champion"
+        head = {
+            PROMOTE: "Promote the challenger",
+            SHADOW: "Shadow the challenger",
+            KEEP: "Keep the champion",
+        }[self.action]
         rows = [
             "| model | metric | challenger | champion | floor | passed | why |",
             "|---|---|---|---|---|---|---|",
         ]
         for v in self.verdicts:
             champion = "none" if v.champion is None else f"{v.champion:.4f}"
+            floor = "none" if v.floor is None else f"{v.floor:.4f}"
             rows.append(
-                f"| {v.kind} | {v.metric} | {v.challenger:.4f} | {champion} | {v.floor:.4f} "
+                f"| {v.kind} | {v.metric} | {v.challenger:.4f} | {champion} | {floor} "
                 f"| {'yes' if v.passed else 'no'} | {v.reason} |"
             )
         return f"# Gate: {head}\n\n{self.reason}\n\n" + "\n".join(rows) + "\n"
@@ -157,6 +183,63 @@ def decide(challenger: Metrics, champion: Metrics | None, policy: GatePolicy) ->
     failed = [v for v in verdicts if not v.passed]
     if failed:
         reason = "keep the champion: " + "; ".join(f"{v.kind} {v.reason}" for v in failed)
+        return GateDecision(KEEP, reason, tuple(verdicts))
+    passes = "; ".join(f"{v.kind} {v.reason}" for v in verdicts)
+    if policy.promotion == "shadow" and champion is not None and champion.get(DETECTOR):
+        reason = (
+            f"shadow the challenger: {passes}; promoted once live traffic agrees (finrisk monitor)"
+        )
+        return GateDecision(SHADOW, reason, tuple(verdicts))
+    return GateDecision(PROMOTE, f"promote the challenger: {passes}", tuple(verdicts))
+
+
+@dataclass(frozen=True)
+class LiveEvidence:
+    """The champion detector and its shadowed challenger on the same labelled live traffic
+    (finrisk.monitoring.realized.shadowed_outcomes)."""
+
+    champion_version: str
+    challenger_version: str
+    champion: Outcomes
+    challenger: Outcomes
+
+
+def live_verdict(
+    evidence: LiveEvidence, *, metric: str, min_frauds: int, min_improvement: float
+) -> ModelVerdict:
+    """Does the shadowed challenger detector beat the champion on the same transactions?
+
+    Judged only on at least `min_frauds` confirmed frauds (fewer: wait for labels); a metric
+    without a denominator (no alert at all, for alert precision) counts as 0.
+    """
+    if metric not in REALIZED_METRICS:
+        raise FinriskError(f"live metric {metric!r} must be one of {list(REALIZED_METRICS)}")
+    name = f"live {metric}"
+    ours, theirs = evidence.challenger, evidence.champion
+    challenger = ours.metric(metric) or 0.0
+    champion = theirs.metric(metric) or 0.0
+    traffic = (
+        f"on the same {ours.scored:,} shadowed transactions ({ours.labelled:,} labelled, "
+        f"{ours.confirmed_fraud:,} confirmed frauds)"
+    )
+    if ours.confirmed_fraud < min_frauds:
+        passed = False
+        why = f"not judged yet: {ours.confirmed_fraud} confirmed frauds < {min_frauds} {traffic}"
     else:
-        reason = "promote the challenger: " + "; ".join(f"{v.kind} {v.reason}" for v in verdicts)
-    return GateDecision(promote=not failed, reason=reason, verdicts=tuple(verdicts))
+        gain = challenger - champion
+        passed = gain >= min_improvement
+        verb = "beats" if passed else "does not beat"
+        why = (
+            f"{name} {challenger:.4f} {verb} the champion's {champion:.4f} by the margin "
+            f"{min_improvement:.4f} (gain {gain:+.4f}) {traffic}"
+        )
+    return ModelVerdict(DETECTOR, name, challenger, champion, None, passed, why)
+
+
+def decide_live(offline_reason: str, verdict: ModelVerdict) -> GateDecision:
+    """A shadowed pair that passed offline (`offline_reason`, recorded at registration) is
+    promoted when the live verdict passes too; otherwise the champion stays."""
+    if verdict.passed:
+        reason = f"promote the challenger: live: {verdict.reason}; offline: {offline_reason}"
+        return GateDecision(PROMOTE, reason, (verdict,))
+    return GateDecision(KEEP, f"keep the champion: live: {verdict.reason}", (verdict,))

@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from finrisk.errors import FinriskError
 from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
+from finrisk.outcomes import RealizedMetric
 
 LOOPBACK = "127.0.0.1"
 
@@ -364,6 +365,34 @@ class MonitorSettings(BaseModel):
     )
     model: str = Field(
         default=DEFAULT_MODEL_NAMES[DETECTOR], description="the monitored model's name"
+    )
+    risk_model: str = Field(
+        default=DEFAULT_MODEL_NAMES[RISK],
+        description="the risk model's name (promoted with the detector: served as a pair)",
+    )
+    live_gate: bool = Field(
+        default=True,
+        description="judge a challenger the gate shadowed (pipeline parameter "
+        "promotion=shadow) on live traffic and promote it when it wins (reads MLflow)",
+    )
+    live_metric: RealizedMetric = Field(
+        default="f1",
+        description="a shadowed challenger is promoted when it beats the champion on this "
+        "realized metric over the same shadowed transactions (f1: neither flagging everything "
+        "nor flagging nothing wins)",
+    )
+    live_min_frauds: int = Field(
+        default=30,
+        ge=1,
+        description="confirmed frauds among the shadowed transactions before a challenger is "
+        "judged live",
+    )
+    live_min_improvement: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="margin by which the challenger must beat the champion live (negative "
+        "tolerates a small regression)",
     )
     bigquery_project: str | None = Field(
         default=None, description="BigQuery project; none: the stack's (bigquery.project)"

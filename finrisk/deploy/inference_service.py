@@ -1,7 +1,7 @@
 """What a rollout changes on the KServe InferenceService that serves the champion pair.
 
-The object itself comes from one source, `manifests/base/predictor.yaml`, applied once per
-cluster (`kubectl apply -k manifests/base`): replicas, probes, resources, the read-only root
+The object itself comes from one source, `manifests/base/predictor/predictor.yaml`, applied once
+per cluster (`kubectl apply -k manifests/base`): replicas, probes, resources, the read-only root
 filesystem and its /tmp volume, the thread setting. A rollout changes only what a new pair of
 models needs: the exact registry versions the predictor loads (pinned in its environment, so
 each rollout is a new revision), optionally the image, a canary share of traffic, and

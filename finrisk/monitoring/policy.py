@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from finrisk.kinds import CHAMPION
+from finrisk.outcomes import Outcomes
 from finrisk.settings import MonitorSettings
 
 
@@ -53,6 +54,8 @@ class RealizedDay(Protocol):
     def role(self) -> str: ...
     @property
     def day(self) -> date: ...
+    @property
+    def scored(self) -> int: ...
     @property
     def labelled(self) -> int: ...
     @property
@@ -117,26 +120,11 @@ def drift_signal(windows: Sequence[Window], policy: MonitorSettings) -> tuple[bo
     )
 
 
-@dataclass(frozen=True)
-class _Pooled:
-    labelled: int
-    frauds: int
-    alerted: int
-    true_alerts: int
-
-    @property
-    def recall(self) -> float | None:
-        return self.true_alerts / self.frauds if self.frauds else None
-
-    @property
-    def precision(self) -> float | None:
-        return self.true_alerts / self.alerted if self.alerted else None
-
-
-def _pool(days: Sequence[RealizedDay]) -> _Pooled:
-    return _Pooled(
+def _pool(days: Sequence[RealizedDay]) -> Outcomes:
+    return Outcomes(
+        scored=sum(d.scored for d in days),
         labelled=sum(d.labelled for d in days),
-        frauds=sum(d.confirmed_fraud for d in days),
+        confirmed_fraud=sum(d.confirmed_fraud for d in days),
         alerted=sum(d.alerted for d in days),
         true_alerts=sum(d.true_alerts for d in days),
     )
@@ -180,16 +168,16 @@ def decide(
     offline = baseline or Baseline()
     base_recall = offline.recall if offline.recall is not None else earlier.recall
     base_precision = (
-        offline.alert_precision if offline.alert_precision is not None else earlier.precision
+        offline.alert_precision if offline.alert_precision is not None else earlier.alert_precision
     )
 
     drifted, drift_reason, worst = drift_signal(windows, policy)
     recall_fired, recall_reason = _drop(
         "recall", recent.recall, base_recall, policy.recall_drop,
-        recent.frauds, policy.min_frauds, "confirmed frauds",
+        recent.confirmed_fraud, policy.min_frauds, "confirmed frauds",
     )  # fmt: skip
     precision_fired, precision_reason = _drop(
-        "alert precision", recent.precision, base_precision, policy.precision_drop,
+        "alert precision", recent.alert_precision, base_precision, policy.precision_drop,
         recent.alerted, policy.min_alerts, "labelled alerts",
     )  # fmt: skip
     signals: dict[str, Any] = {
@@ -198,7 +186,7 @@ def decide(
         "labels": recent.labelled,
         "recent_recall": recent.recall,
         "baseline_recall": base_recall,
-        "recent_alert_precision": recent.precision,
+        "recent_alert_precision": recent.alert_precision,
         "baseline_alert_precision": base_precision,
         "last_retrain": last_retrain.isoformat() if last_retrain else None,
     }

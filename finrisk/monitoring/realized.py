@@ -8,9 +8,8 @@ version and day of the transaction (UTC), over the `scored_transactions` and `la
 - scored: transactions the version scored;
 - labelled: those with at least one label; confirmed_fraud: those whose labels say fraud;
 - alerted: those it flagged; true_alerts: flagged and confirmed fraud;
-- recall = true_alerts / confirmed_fraud: of the frauds someone confirmed, the share flagged;
-- alert_precision = true_alerts / alerted: an alert without a fraud label counts as false,
-  so a recent day's precision rises as its labels arrive;
+- recall and alert_precision as finrisk.outcomes defines them (an alert without a fraud label
+  counts as false, so a recent day's precision rises as its labels arrive);
 - median_label_delay_days: median of (first label's labelled_at − event_time) over the
   labelled transactions: how long the day's numbers take to settle.
 
@@ -37,6 +36,7 @@ from finrisk.monitoring.warehouse import (
     SCORED_TABLE,
     Tables,
 )
+from finrisk.outcomes import Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,29 @@ ORDER BY day, role, model_version
 """
 
 
+# Champion and shadow challenger on the very transactions the challenger shadowed: one row.
+_SHADOWED_QUERY = f"""
+WITH labels AS ({LABELS_BY_TRANSACTION}),
+scored AS ({SCORED_ONCE}),
+paired AS (
+  SELECT s.is_anomaly AS champion_alert,
+         COALESCE(s.challenger_is_anomaly, FALSE) AS challenger_alert,
+         l.transaction_id IS NOT NULL AS labelled,
+         COALESCE(l.is_fraud, FALSE) AS fraud
+  FROM scored AS s LEFT JOIN labels AS l ON l.transaction_id = s.transaction_id
+  WHERE s.detector_version = @champion AND s.challenger_version = @challenger
+)
+SELECT COUNT(*) AS scored,
+       COUNTIF(labelled) AS labelled,
+       COUNTIF(fraud) AS confirmed_fraud,
+       COUNTIF(champion_alert) AS champion_alerted,
+       COUNTIF(champion_alert AND fraud) AS champion_true_alerts,
+       COUNTIF(challenger_alert) AS challenger_alerted,
+       COUNTIF(challenger_alert AND fraud) AS challenger_true_alerts
+FROM paired
+"""
+
+
 @dataclass(frozen=True)
 class RealizedDay:
     role: str
@@ -110,7 +133,8 @@ class RealizedDay:
         true_alerts: int,
         median_label_delay_days: float | None,
     ) -> RealizedDay:
-        """The day with its ratios, from its counts (the one place they are defined)."""
+        """The day with its ratios, from its counts."""
+        outcomes = Outcomes(scored, labelled, confirmed_fraud, alerted, true_alerts)
         return cls(
             role=role,
             model_version=model_version,
@@ -120,8 +144,8 @@ class RealizedDay:
             confirmed_fraud=confirmed_fraud,
             alerted=alerted,
             true_alerts=true_alerts,
-            recall=true_alerts / confirmed_fraud if confirmed_fraud else None,
-            alert_precision=true_alerts / alerted if alerted else None,
+            recall=outcomes.recall,
+            alert_precision=outcomes.alert_precision,
             median_label_delay_days=median_label_delay_days,
         )
 
@@ -178,6 +202,49 @@ def realized_metrics(
         )
         for row in rows
     ]
+
+
+def shadowed_outcomes(
+    client: bigquery.Client,
+    dataset: str,
+    *,
+    champion_version: str,
+    challenger_version: str,
+    labels_table: str = LABELS_TABLE,
+    scored_table: str = SCORED_TABLE,
+    timeout_s: float = 120.0,
+) -> tuple[Outcomes, Outcomes]:
+    """(champion, challenger) detector outcomes on the transactions that `challenger_version`
+    shadowed while `champion_version` scored them: the same transactions and the same labels,
+    so the two compare like for like (all zero while nothing is loaded yet)."""
+    tables = _tables(client, dataset, labels_table, scored_table)
+    query = _SHADOWED_QUERY.format(labels=tables.labels_id, scored=tables.scored_id)
+    config = bigquery.QueryJobConfig(
+        query_parameters=[
+            bigquery.ScalarQueryParameter("champion", "STRING", champion_version),
+            bigquery.ScalarQueryParameter("challenger", "STRING", challenger_version),
+        ]
+    )
+    try:
+        (row,) = client.query(query, job_config=config).result(timeout=timeout_s)
+    except gexc.NotFound as exc:
+        log.info("no shadowed outcomes over %s.%s yet: %s", tables.project, tables.dataset, exc)
+        row = {}
+    except (gexc.GoogleAPIError, concurrent.futures.TimeoutError, OSError) as exc:
+        raise FinriskError(
+            f"shadowed outcomes over {tables.project}.{tables.dataset}: {exc}"
+        ) from None
+
+    def outcomes(role: str) -> Outcomes:
+        return Outcomes(
+            scored=int(row.get("scored") or 0),
+            labelled=int(row.get("labelled") or 0),
+            confirmed_fraud=int(row.get("confirmed_fraud") or 0),
+            alerted=int(row.get(f"{role}_alerted") or 0),
+            true_alerts=int(row.get(f"{role}_true_alerts") or 0),
+        )
+
+    return outcomes(CHAMPION), outcomes(CHALLENGER)
 
 
 def _tables(client: bigquery.Client, dataset: str, labels: str, scored: str) -> Tables:

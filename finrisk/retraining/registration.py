@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT = "finrisk-retraining"
 TAG_GATE_DECISION = "gate_decision"
 TAG_GATE_REASON = "gate_reason"
+# The champion version the gate compared the challenger with (offline, on the same rows).
+TAG_GATE_CHAMPION_VERSION = "gate_champion_version"
 TAG_PIPELINE_RUN_NAME = "pipeline_run_name"
 # MLflow caps tag values at 5000 characters.
 _MAX_TAG = 4900
@@ -48,7 +50,7 @@ class Provenance:
     data_fingerprint: str
     pipeline_run_id: str
     pipeline_run_name: str = ""
-    gate_promote: bool | None = None
+    gate_action: str = ""  # finrisk.gate's PROMOTE, SHADOW or KEEP; "" outside a pipeline
     gate_reason: str = ""
 
     def tags(self) -> dict[str, str]:
@@ -59,8 +61,8 @@ class Provenance:
         }
         if self.pipeline_run_name:
             tags[TAG_PIPELINE_RUN_NAME] = self.pipeline_run_name
-        if self.gate_promote is not None:
-            tags[TAG_GATE_DECISION] = "promote" if self.gate_promote else "keep_champion"
+        if self.gate_action:
+            tags[TAG_GATE_DECISION] = self.gate_action
             tags[TAG_GATE_REASON] = self.gate_reason[:_MAX_TAG]
         return tags
 
@@ -96,6 +98,9 @@ def register_challenger(
     for kind in MODEL_KINDS:
         metrics = {k: float(v) for k, v in evaluation["challenger"][kind].items()}
         tags = {**provenance.tags(), **metric_tags(metrics)}
+        champion = (evaluation.get("champion") or {}).get(kind) or {}
+        if champion.get("version") is not None:
+            tags[TAG_GATE_CHAMPION_VERSION] = str(champion["version"])
         _, model_uri = registry.log_model(
             load_model(model_paths[kind]),
             kind,
@@ -113,11 +118,14 @@ def register_challenger(
 
 
 def promote(
-    versions: Mapping[str, str], *, model_names: Mapping[str, str] = DEFAULT_MODEL_NAMES
+    versions: Mapping[str, str],
+    *,
+    model_names: Mapping[str, str] = DEFAULT_MODEL_NAMES,
+    tracking_uri: str | None = None,
 ) -> None:
     """Point alias `champion` at the given versions of both models."""
     for kind in MODEL_KINDS:
-        registry.set_alias(model_names[kind], CHAMPION, versions[kind])
+        registry.set_alias(model_names[kind], CHAMPION, versions[kind], tracking_uri=tracking_uri)
 
 
 def load_champions(
@@ -139,10 +147,16 @@ def load_champions(
 
 
 def alias_versions(
-    alias: str, *, model_names: Mapping[str, str] = DEFAULT_MODEL_NAMES
+    alias: str,
+    *,
+    model_names: Mapping[str, str] = DEFAULT_MODEL_NAMES,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """kind -> the ModelVersion `alias` points at (None when unset)."""
-    return {kind: registry.get_version(model_names[kind], alias) for kind in MODEL_KINDS}
+    return {
+        kind: registry.get_version(model_names[kind], alias, tracking_uri=tracking_uri)
+        for kind in MODEL_KINDS
+    }
 
 
 def read_json(path: str | Path) -> Any:

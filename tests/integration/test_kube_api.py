@@ -127,7 +127,9 @@ def test_the_upstream_crds_are_installed_and_established(kube: Service) -> None:
         assert conditions.get("Established") == "True", item["metadata"]["name"]
 
 
-@pytest.mark.parametrize("kustomization", ["base", "overlays/serverless", "overlays/monitoring"])
+@pytest.mark.parametrize(
+    "kustomization", ["base", "overlays/serverless", "overlays/monitoring", "overlays/shadow"]
+)
 def test_every_kustomization_passes_a_server_side_dry_run(
     kube: Service, namespace: str, kustomization: str
 ) -> None:

@@ -15,9 +15,10 @@ import pytest
 
 from finrisk.bigquery_client import bigquery_client
 from finrisk.monitoring.profile import reference_profile
-from finrisk.monitoring.realized import realized_metrics
+from finrisk.monitoring.realized import realized_metrics, shadowed_outcomes
 from finrisk.monitoring.records import window_record
 from finrisk.monitoring.window import ModelWindow
+from finrisk.outcomes import Outcomes
 from finrisk.serving.bridge.producer import produce
 from finrisk.serving.labels.loader import LabelLoader, load
 from finrisk.settings import LabelsSettings, Settings
@@ -25,7 +26,7 @@ from finrisk.stack import Service
 from finrisk.synthetic import generate
 from finrisk.synthetic.labels import synthetic_labels
 from tests.support.kafka_reading import committed_offsets, read_topic
-from tests.support.realized_reference import reference_realized
+from tests.support.realized_reference import reference_realized, reference_shadowed
 
 pytestmark = pytest.mark.integration
 
@@ -186,6 +187,18 @@ def test_loads_the_three_topics_dead_letters_poison_and_counts_a_replay_once(
     assert load(replay, once=True).labels == len(labels)
     assert _count(client, tables.labels_id) == 2 * len(labels)
     assert realized_metrics(client, dataset) == pytest.approx(expected)
+    # Champion and shadow challenger on the same transactions, for the live gate.
+    for champion in ("3", "4"):
+        pair = shadowed_outcomes(client, dataset, champion_version=champion, challenger_version="5")
+        assert pair == reference_shadowed(
+            scored, [r.as_json_dict() for r in labels], champion_version=champion,
+            challenger_version="5",
+        )  # fmt: skip
+        assert pair[0].scored > 0 and pair[1].true_alerts > 0
+    assert shadowed_outcomes(client, dataset, champion_version="3", challenger_version="9") == (
+        Outcomes(0, 0, 0, 0, 0),
+        Outcomes(0, 0, 0, 0, 0),
+    )
     some_day = expected[len(expected) // 2].day
     assert realized_metrics(client, dataset, since=some_day, until=some_day) == [
         d for d in expected if d.day == some_day

@@ -98,6 +98,8 @@ def test_cli_once_on_a_stable_table(tables: Settings) -> None:
         **os.environ,
         "FINRISK_MONITOR__BIGQUERY_DATASET": tables.monitor.bigquery_dataset,
         "FINRISK_MONITOR__BIGQUERY_ENDPOINT": str(tables.monitor.bigquery_endpoint),
+        # The retraining policy alone, as the fixture's settings (test_live_gate.py: the rest).
+        "FINRISK_MONITOR__LIVE_GATE": "false",
     }
     out = subprocess.run(
         [sys.executable, "-m", "finrisk", "monitor", "--once", "--local"],

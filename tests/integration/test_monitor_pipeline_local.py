@@ -79,7 +79,10 @@ def test_monitor_once_starts_a_real_local_retraining_run(
     argv += ["-p", f"detector_model_name={names['detector']}"]
     argv += ["-p", f"risk_model_name={names['risk']}"]
     assert main(argv) == 0, capsys.readouterr().err[-3000:]
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    lines = [json.loads(text) for text in capsys.readouterr().out.strip().splitlines()]
+    (line,) = [found for found in lines if found["source"] == "monitor"]
+    # Then the live gate, against the same MLflow: the new champion has no challenger beside it.
+    assert lines[-1] == {"source": "live-gate", "reason": "no challenger beside the champion"}
     assert line["retrain"] is True and line["run"].startswith(f"local {root}")
     # The run was forced (the monitor had decided): it trained, and a champion now exists.
     assert {"check-drift", "ingest-data", "train-detector", "register-challenger"} <= _tasks(root)

@@ -3,7 +3,8 @@
 Run 1 (good synthetic data, no champion yet) must register the challenger and promote it to
 champion, and deploy (dry run) writes a valid InferenceService. Run 2 reads worse data from a
 file (the same data with shuffled labels): the challenger is registered with alias
-`challenger`, the gate keeps the champion, and the run ends cleanly saying why.
+`challenger`, the gate keeps the champion, and the run ends cleanly saying why. Run 3 passes
+with promotion "shadow": registered as `challenger`, shadowed, not promoted.
 Small data keeps this the slowest test at about a minute or two; the durations are printed.
 """
 
@@ -154,6 +155,40 @@ def test_local_runs_promote_then_keep_the_champion(
     champion = json.loads((evaluate_dir / "evaluation").read_text())["champion"]
     assert champion["detector"]["version"] == "1"
     assert champion["detector"]["source"] == "rescored on this run's test data"
+
+    # Run 3: good data again with promotion "shadow" (any gain will do): the pair passes,
+    # stays `challenger` for the bridge to shadow, and nothing is rolled out or promoted.
+    root3 = tmp_path / "run3"
+    third = _run(
+        [
+            *common,
+            "--pipeline-root",
+            str(root3),
+            "-p",
+            f"synthetic_users={USERS}",
+            "-p",
+            f"synthetic_days={DAYS}",
+            "-p",
+            "promotion=shadow",
+            "-p",
+            "min_improvement=-1",
+        ],
+        capsys,
+    )
+    assert third["gate_decision"] == "shadow", third["gate_reason"]
+    assert third["challenger"] == {"detector": "3", "risk": "3"}
+    assert third["champion"] == {"detector": "1", "risk": "1"}
+    assert _task_dir(root3, "deploy-challenger") is None
+    assert _task_dir(root3, "promote-champion") is None
+    shadowed = _task_dir(root3, "shadow-challenger")
+    assert shadowed is not None
+    assert (
+        (shadowed / "decision")
+        .read_text()
+        .startswith("# The challenger is shadowed\n\nshadow the challenger: detector pr_auc")
+    )
+    tags = registry.get_version(detector, "challenger", tracking_uri=mlflow_server.address).tags
+    assert tags["gate_decision"] == "shadow" and tags["gate_champion_version"] == "1"
 
 
 def test_invalid_data_fails_the_run_with_the_report(

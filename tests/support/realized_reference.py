@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from finrisk.monitoring.realized import RealizedDay
+from finrisk.outcomes import Outcomes
 
 _FRAUD = {"fraud_confirmed", "chargeback"}
 
@@ -18,16 +19,54 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def reference_realized(
-    scored: Iterable[Mapping[str, Any]], labels: Iterable[Mapping[str, Any]]
-) -> list[RealizedDay]:
-    """`scored`: scored records as the bridge writes them (event_time, scored_at_ms, ...);
-    `labels`: label records. Replays (repeated records) count once."""
+def _first_scorings(scored: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     first: dict[str, Mapping[str, Any]] = {}
     for record in scored:  # a transaction's first scoring
         seen = first.get(record["transaction_id"])
         if seen is None or record["scored_at_ms"] < seen["scored_at_ms"]:
             first[record["transaction_id"]] = record
+    return first
+
+
+def reference_shadowed(
+    scored: Iterable[Mapping[str, Any]],
+    labels: Iterable[Mapping[str, Any]],
+    *,
+    champion_version: str,
+    challenger_version: str,
+) -> tuple[Outcomes, Outcomes]:
+    """(champion, challenger) on the transactions `challenger_version` shadowed beside
+    `champion_version`, as finrisk.monitoring.realized.shadowed_outcomes counts them."""
+    outcomes: dict[str, set[str]] = defaultdict(set)
+    for label in labels:
+        outcomes[label["transaction_id"]].add(label["outcome"])
+    paired = [
+        (tx, record)
+        for tx, record in _first_scorings(scored).items()
+        if record["detector_version"] == champion_version
+        and record.get("challenger_version") == challenger_version
+    ]
+    fraud = {tx for tx, _ in paired if outcomes.get(tx, set()) & _FRAUD}
+
+    def of(flag: str) -> Outcomes:
+        alerted = [tx for tx, record in paired if record.get(flag)]
+        return Outcomes(
+            scored=len(paired),
+            labelled=sum(1 for tx, _ in paired if tx in outcomes),
+            confirmed_fraud=len(fraud),
+            alerted=len(alerted),
+            true_alerts=sum(1 for tx in alerted if tx in fraud),
+        )
+
+    return of("is_anomaly"), of("challenger_is_anomaly")
+
+
+def reference_realized(
+    scored: Iterable[Mapping[str, Any]], labels: Iterable[Mapping[str, Any]]
+) -> list[RealizedDay]:
+    """`scored`: scored records as the bridge writes them (event_time, scored_at_ms, ...);
+    `labels`: label records. Replays (repeated records) count once."""
+    first = _first_scorings(scored)
     outcomes: dict[str, set[str]] = defaultdict(set)
     known: dict[str, datetime] = {}
     for label in labels:

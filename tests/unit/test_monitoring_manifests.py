@@ -211,7 +211,8 @@ def test_the_scrape_configs_select_what_the_base_runs() -> None:
     (endpoint,) = monitors["ServiceMonitor"]["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     # The predictor's pods: KServe labels them with their InferenceService.
-    (isvc,) = [d for d in yaml.safe_load_all((BASE / "predictor.yaml").read_text()) if d]
+    predictor = BASE / "predictor" / "predictor.yaml"
+    (isvc,) = [d for d in yaml.safe_load_all(predictor.read_text()) if d]
     pod = monitors["PodMonitor"]["spec"]
     assert pod["selector"]["matchLabels"] == {
         "serving.kserve.io/inferenceservice": isvc["metadata"]["name"]

@@ -78,13 +78,15 @@ def test_pipeline_spec_parses_as_the_kfp_proto(
 
 def test_every_task_runs_the_component_image_without_pip(compiled: CompiledPipeline) -> None:
     executors = _ir(compiled)[0]["deploymentSpec"]["executors"]
-    assert len(executors) == 14  # the check, and keep-champion twice (gate; skip training)
+    # the check, keep-champion twice (gate; skip training), shadow-challenger
+    assert len(executors) == 15
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == COMPONENT_IMAGE, name
         command = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in command, name
-        if name not in ("exec-fail-run", "exec-keep-champion", "exec-keep-champion-2"):  # report
+        reports = ("exec-fail-run", "exec-keep-champion", "exec-keep-champion-2")
+        if name not in (*reports, "exec-shadow-challenger"):
             assert "from finrisk." in command, f"{name} does not call the finrisk package"
 
 
@@ -136,13 +138,13 @@ def test_gate_branches_on_the_decision(compiled: CompiledPipeline) -> None:
     conditions = {
         name: task.get("triggerPolicy", {}).get("condition", "") for name, task in tasks.items()
     }
-    promote = next(
-        c
-        for n, c in conditions.items()
-        if n.startswith("condition-") and "gate-decision" in c and "== true" in c
-    )
-    keep = next(c for n, c in conditions.items() if "gate-decision" in c and "!(" in c)
-    assert "promote" in promote and "promote" in keep
+    action = "inputs.parameter_values['pipelinechannel--gate-decision-action']"
+    branches = sorted(c for c in conditions.values() if "gate-decision" in c)
+    assert branches == [
+        f"!({action} == 'promote') && !({action} == 'shadow')",
+        f"!({action} == 'promote') && {action} == 'shadow'",
+        f"{action} == 'promote'",
+    ]
     assert any("validate-data" in c and "passed" in c for c in conditions.values())
 
 
@@ -240,7 +242,7 @@ def test_training_runs_only_when_the_check_says_so(compiled: CompiledPipeline) -
     for name in (
         "ingest-data", "validate-data", "build-features", "train-detector", "train-risk-model",
         "evaluate-models", "gate-decision", "register-challenger", "deploy-challenger",
-        "promote-champion", "keep-champion", "fail-run",
+        "promote-champion", "keep-champion", "shadow-challenger", "fail-run",
     ):  # fmt: skip
         assert _enclosing_conditions(ir, name)[-1] == train, name
     assert _enclosing_conditions(ir, "keep-champion-2") == [f"!({train})"]

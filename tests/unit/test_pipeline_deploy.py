@@ -33,7 +33,7 @@ from finrisk.errors import FinriskError
 from tests.support.crds import load_documents, validate_manifest
 from tests.support.merge_patch import merge
 
-BASE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "predictor.yaml"
+BASE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "predictor" / "predictor.yaml"
 
 
 def rollout(**overrides: Any) -> Rollout:

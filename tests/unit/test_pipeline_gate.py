@@ -1,11 +1,25 @@
-"""The promotion gate's decision: floors, margins, metric direction, missing champions."""
+"""The promotion gate's decision: floors, margins, metric direction, missing champions; the
+shadow promotion and the live verdict on shadowed traffic."""
 
 from __future__ import annotations
 
 import pytest
 
 from finrisk.errors import FinriskError
-from finrisk.gate import DETECTOR, GATE_METRICS, RISK, GatePolicy, decide
+from finrisk.gate import (
+    DETECTOR,
+    GATE_METRICS,
+    KEEP,
+    PROMOTE,
+    RISK,
+    SHADOW,
+    GatePolicy,
+    LiveEvidence,
+    decide,
+    decide_live,
+    live_verdict,
+)
+from finrisk.outcomes import Outcomes
 
 
 def metrics(
@@ -93,6 +107,7 @@ def test_nan_metric_never_passes() -> None:
         ({"detector_metric": "accuracy"}, "detector_metric 'accuracy' is not a gate metric"),
         ({"risk_metric": "f1"}, "risk_metric 'f1' is not a gate metric"),
         ({"min_improvement": float("inf")}, "min_improvement must be a finite number"),
+        ({"promotion": "canary"}, r"promotion 'canary' must be one of \['offline', 'shadow'\]"),
     ],
 )
 def test_bad_policy_is_a_clear_error(kwargs: dict[str, object], message: str) -> None:
@@ -122,3 +137,85 @@ def test_gate_metrics_are_ones_evaluation_reports() -> None:
 
     reported = binary_metrics([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], k=2)
     assert set(GATE_METRICS) <= set(reported)
+
+
+def test_shadow_promotion_shadows_a_winner_beside_a_champion() -> None:
+    shadow = GatePolicy(promotion="shadow")
+    decision = decide(metrics(0.81, 0.72), metrics(0.8, 0.7), shadow)
+    assert decision.action == SHADOW and not decision.promote
+    assert decision.reason.startswith("shadow the challenger: detector pr_auc 0.8100 beats")
+    assert decision.to_markdown().startswith("# Gate: Shadow the challenger")
+    # Nothing serves yet: no traffic to shadow against, the first pair is promoted.
+    assert decide(metrics(0.81, 0.72), None, shadow).action == PROMOTE
+    # A loser is kept either way.
+    assert decide(metrics(0.7, 0.72), metrics(0.8, 0.7), shadow).action == KEEP
+
+
+def test_realized_ratios_are_defined_once() -> None:
+    counts = Outcomes(scored=1000, labelled=300, confirmed_fraud=40, alerted=50, true_alerts=30)
+    assert counts.recall == 0.75 and counts.alert_precision == 0.6
+    assert counts.f1 == pytest.approx(2 * 0.75 * 0.6 / (0.75 + 0.6))  # the usual F1
+    assert counts.metric("f1") == counts.f1
+    empty = Outcomes(10, 0, 0, 0, 0)
+    assert (empty.recall, empty.alert_precision, empty.f1) == (None, None, None)
+    with pytest.raises(ValueError, match="'accuracy' is not a realized metric"):
+        counts.metric("accuracy")
+
+
+def _evidence(champion: tuple[int, int], challenger: tuple[int, int], frauds: int) -> LiveEvidence:
+    """(alerted, true_alerts) of each on the same 5,000 shadowed transactions."""
+    return LiveEvidence(
+        "3",
+        "4",
+        Outcomes(5000, 900, frauds, *champion),
+        Outcomes(5000, 900, frauds, *challenger),
+    )
+
+
+def test_live_verdict_compares_both_on_the_same_traffic() -> None:
+    better = _evidence((50, 20), (52, 36), frauds=40)
+    verdict = live_verdict(better, metric="f1", min_frauds=30, min_improvement=0.0)
+    assert verdict.passed and verdict.kind == DETECTOR and verdict.metric == "live f1"
+    assert verdict.challenger == pytest.approx(72 / 92) and verdict.champion == pytest.approx(
+        40 / 90
+    )
+    assert verdict.floor is None
+    assert "on the same 5,000 shadowed transactions (900 labelled, 40 confirmed frauds)" in (
+        verdict.reason
+    )
+    # The same evidence against a stricter margin, and the other way round.
+    assert not live_verdict(better, metric="f1", min_frauds=30, min_improvement=0.5).passed
+    worse = _evidence((52, 36), (50, 20), frauds=40)
+    assert not live_verdict(worse, metric="recall", min_frauds=30, min_improvement=0.0).passed
+    # Alerting on everything wins recall, not F1 or precision.
+    noisy = _evidence((50, 20), (5000, 40), frauds=40)
+    assert live_verdict(noisy, metric="recall", min_frauds=30, min_improvement=0.0).passed
+    assert not live_verdict(noisy, metric="f1", min_frauds=30, min_improvement=0.0).passed
+    assert not live_verdict(
+        noisy, metric="alert_precision", min_frauds=30, min_improvement=0.0
+    ).passed
+
+
+def test_live_verdict_waits_for_enough_confirmed_frauds() -> None:
+    verdict = live_verdict(
+        _evidence((5, 2), (5, 5), frauds=6), metric="f1", min_frauds=30, min_improvement=0.0
+    )
+    assert not verdict.passed
+    assert verdict.reason.startswith("not judged yet: 6 confirmed frauds < 30")
+    decision = decide_live("offline reason", verdict)
+    assert decision.action == KEEP and decision.reason.startswith("keep the champion: live:")
+
+
+def test_a_live_pass_promotes_with_both_reasons() -> None:
+    verdict = live_verdict(
+        _evidence((50, 20), (52, 36), frauds=40), metric="f1", min_frauds=30, min_improvement=0.0
+    )
+    decision = decide_live("shadow the challenger: detector pr_auc 0.81 beats ...", verdict)
+    assert decision.promote
+    assert decision.reason.startswith("promote the challenger: live: live f1 0.7826 beats")
+    assert decision.reason.endswith(
+        "offline: shadow the challenger: detector pr_auc 0.81 beats ..."
+    )
+    assert "| detector | live f1 | 0.7826 | 0.4444 | none | yes |" in decision.to_markdown()
+    with pytest.raises(FinriskError, match="live metric 'auc' must be one of"):
+        live_verdict(_evidence((1, 1), (1, 1), 40), metric="auc", min_frauds=1, min_improvement=0)

@@ -4,8 +4,6 @@ serverless), hardened and wired to the registry by reference; the Dockerfile's b
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +11,16 @@ import pytest
 import yaml
 
 from tests.support.crds import load_documents, validate_manifest
+from tests.support.kustomize import kustomize
 from tests.support.merge_patch import merge
 
 ROOT = Path(__file__).resolve().parents[2]
-PREDICTOR = ROOT / "manifests" / "base" / "predictor.yaml"
+PREDICTOR = ROOT / "manifests" / "base" / "predictor" / "predictor.yaml"
 DOCKERFILE = ROOT / "serving" / "Dockerfile"
 
 
 def _services(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in documents if d.get("kind") == "InferenceService"]
-
-
-def _kustomize(folder: Path) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None, "kubectl (with its built-in kustomize) is needed: README"
-    out = subprocess.run(
-        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def test_base_inference_services_are_valid_and_hardened() -> None:
@@ -103,14 +93,14 @@ def test_a_rollout_changes_only_versions_image_canary_and_annotations_of_the_bas
 
 def test_base_kustomization_lists_the_predictor() -> None:
     kustomization = yaml.safe_load((ROOT / "manifests" / "base" / "kustomization.yaml").read_text())
-    assert "predictor.yaml" in kustomization["resources"]
+    assert "predictor" in kustomization["resources"]
 
 
 @pytest.mark.parametrize(
     ("overlay", "mode"), [("base", "RawDeployment"), ("overlays/serverless", "Serverless")]
 )
 def test_rendered_variants_validate(overlay: str, mode: str) -> None:
-    services = _services(_kustomize(ROOT / "manifests" / overlay))
+    services = _services(kustomize(ROOT / "manifests" / overlay))
     assert len(services) == 1
     for service in services:
         assert service["metadata"]["namespace"] == "finrisk"

@@ -12,7 +12,12 @@ from finrisk.components.features import build_features
 from finrisk.components.gate import gate_decision
 from finrisk.components.image import COMPONENT_IMAGE
 from finrisk.components.ingest import ingest_data
-from finrisk.components.register import keep_champion, promote_champion, register_challenger
+from finrisk.components.register import (
+    keep_champion,
+    promote_champion,
+    register_challenger,
+    shadow_challenger,
+)
 from finrisk.components.train import train_detector, train_risk_model
 from finrisk.components.validate import fail_run, validate_data
 
@@ -28,6 +33,7 @@ __all__ = [
     "keep_champion",
     "promote_champion",
     "register_challenger",
+    "shadow_challenger",
     "train_detector",
     "train_risk_model",
     "validate_data",

@@ -1,4 +1,5 @@
-"""Gate: promote the challenger only when it beats the champion and clears the floors."""
+"""Gate: promote (or shadow) the challenger only when it beats the champion and clears the
+floors."""
 
 from typing import NamedTuple
 
@@ -17,8 +18,10 @@ def gate_decision(
     min_improvement: float = 0.0,
     detector_floor: float = 0.5,
     risk_floor: float = 0.6,
-) -> NamedTuple("GateOutputs", [("promote", bool), ("reason", str)]):  # type: ignore[valid-type]  # KFP output syntax
-    """Decide from the evaluation (finrisk.gate.decide); the reason is shown either way."""
+    promotion: str = "offline",
+) -> NamedTuple("GateOutputs", [("action", str), ("reason", str)]):  # type: ignore[valid-type]  # KFP output syntax
+    """Decide from the evaluation (finrisk.gate.decide): promote, shadow or keep_champion; the
+    reason is shown either way."""
     import json
     from collections import namedtuple
 
@@ -32,10 +35,11 @@ def gate_decision(
         min_improvement=min_improvement,
         detector_floor=detector_floor,
         risk_floor=risk_floor,
+        promotion=promotion,
     )
     verdict = decide(result["challenger"], result["champion"] or None, policy)
     with open(decision.path, "w", encoding="utf-8") as out:
         out.write(verdict.to_markdown())
     print(verdict.reason)
-    GateOutputs = namedtuple("GateOutputs", ["promote", "reason"])
-    return GateOutputs(verdict.promote, verdict.reason)
+    GateOutputs = namedtuple("GateOutputs", ["action", "reason"])
+    return GateOutputs(verdict.action, verdict.reason)

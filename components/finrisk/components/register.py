@@ -14,7 +14,7 @@ def register_challenger(
     risk_model: Input[Model],
     evaluation: Input[Artifact],
     data_fingerprint: str,
-    gate_promote: bool,
+    gate_action: str,
     gate_reason: str,
     pipeline_run_id: str,
     detector_model_name: str,
@@ -34,7 +34,7 @@ def register_challenger(
             data_fingerprint=data_fingerprint,
             pipeline_run_id=pipeline_run_id,
             pipeline_run_name=pipeline_run_name,
-            gate_promote=gate_promote,
+            gate_action=gate_action,
             gate_reason=gate_reason,
         ),
         model_names={"detector": detector_model_name, "risk": risk_model_name},
@@ -71,5 +71,15 @@ def keep_champion(reason: str, decision: Output[Markdown]) -> str:
     """End the run cleanly, saying why the champion stays."""
     with open(decision.path, "w", encoding="utf-8") as out:
         out.write(f"# The champion stays\n\n{reason}\n")
+    print(reason)
+    return reason
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def shadow_challenger(reason: str, decision: Output[Markdown]) -> str:
+    """End the run with the challenger shadowed: registered as `challenger` (a predictor serving
+    that alias reloads it), promoted by `finrisk monitor` once live traffic agrees."""
+    with open(decision.path, "w", encoding="utf-8") as out:
+        out.write(f"# The challenger is shadowed\n\n{reason}\n")
     print(reason)
     return reason

@@ -271,6 +271,7 @@ class DriftRun:
         options, bq = self.options, self.settings.bigquery
         return MonitorSettings(
             model=self.models.detector,
+            risk_model=self.models.risk,
             bigquery_project=bq.project,
             bigquery_dataset=self.dataset,
             bigquery_endpoint=bq.endpoint,
@@ -317,6 +318,7 @@ class DriftRun:
                 params,
                 realized=realized_metrics,
                 client=client,
+                tracking_uri=self.settings.mlflow.tracking_uri,
             )
         if row["launch_error"]:
             raise FinriskError(f"the retraining did not run: {row['launch_error']}")

@@ -7,6 +7,10 @@ retrain, start the retraining pipeline (kfp.Client on a cluster given --host, kf
 Each decision is one JSON line on stdout and one row of the decisions table, with the run it
 started (or why it could not). The run is started with `force_training=true`: the monitor has
 decided already, and the run's own check would otherwise see this very decision as a cooldown.
+
+Then the live gate (finrisk.retraining.live_promotion): a challenger pair the pipeline's gate
+shadowed is promoted once it beats the champion on the labelled shadowed traffic; each judgement
+is a line and a row too (source `live-gate`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from finrisk.errors import FinriskError
 from finrisk.settings import MonitorSettings, Settings
 
 if TYPE_CHECKING:  # the BigQuery client loads when a decision is made, not with the parser
-    from finrisk.monitoring.evaluation import RealizedReader
+    from finrisk.monitoring.evaluation import RealizedReader, Tables
+    from finrisk.monitoring.policy import Decision
+    from finrisk.outcomes import Outcomes
 
 # Starts the pipeline with these arguments; returns what it started (a run id, an output path).
 Launcher = Callable[[Mapping[str, Any]], str]
@@ -47,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--tracking-uri",
-        help="local runs: MLflow tracking URI (default MLFLOW_TRACKING_URI, else the stack's)",
+        help="MLflow tracking URI of local runs and the live gate (default MLFLOW_TRACKING_URI, "
+        "else the stack's)",
     )
     cluster_flags(parser)
     param_flag(parser)
@@ -111,8 +118,11 @@ def run_once(
     realized: RealizedReader,
     now: datetime | None = None,
     client: Any = None,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Decide, start the pipeline if so, record the decision; returns the recorded row."""
+    """Decide, start the pipeline if so, record the decision; returns the recorded row. Then
+    the live gate, when on, against MLflow at `tracking_uri` (none: MLFLOW_TRACKING_URI, else
+    the local stack's)."""
     from finrisk.monitoring import evaluation, tables
 
     monitor = settings.monitor
@@ -130,12 +140,53 @@ def run_once(
     row = tables.decision_row(
         decision, model=monitor.model, source="monitor", run=run, launch_error=error
     )
+    _record(client, where, row, decision)
+    if monitor.live_gate:
+        _live_gate(settings, client, where, now=decision.decided_at, tracking_uri=tracking_uri)
+    return row
+
+
+def _record(client: Any, where: Tables, row: dict[str, Any], decision: Decision) -> None:
+    from finrisk.monitoring import tables
+
     tables.write_decision(client, where.decisions, row)
     print(
         json.dumps({**row, "reasons": decision.reasons, "signals": decision.signals}, default=str),
         flush=True,
     )
-    return row
+
+
+def _live_gate(
+    settings: Settings, client: Any, where: Tables, *, now: datetime, tracking_uri: str | None
+) -> None:
+    """Judge the shadowed challenger, if any; record a judgement (nothing shadowed: nothing)."""
+    from finrisk.monitoring import policy, tables
+    from finrisk.monitoring.realized import shadowed_outcomes
+    from finrisk.retraining.live_promotion import judge_shadowed
+
+    monitor = settings.monitor
+    dataset = f"{where.project}.{where.dataset}"
+
+    def read(champion: str, challenger: str) -> tuple[Outcomes, Outcomes]:
+        return shadowed_outcomes(
+            client, dataset, champion_version=champion, challenger_version=challenger
+        )
+
+    error = None
+    try:
+        judgement = judge_shadowed(monitor, read, tracking_uri=tracking_uri)
+    except FinriskError as exc:  # MLflow or the tables unreachable: said, and tried next time
+        reasons, signals, error = [f"live gate not judged: {exc}"], {}, str(exc)
+    else:
+        if judgement.decision is None:
+            print(json.dumps({"source": "live-gate", "reason": judgement.reason}), flush=True)
+            return
+        reasons, signals = [judgement.reason], judgement.signals()
+    decision = policy.Decision(False, reasons, now, signals)
+    row = tables.decision_row(
+        decision, model=monitor.model, source="live-gate", run=None, launch_error=error
+    )
+    _record(client, where, row, decision)
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -152,14 +203,14 @@ def _monitor(args: argparse.Namespace) -> int:
         launcher = cluster_launcher(args)
     reader = evaluation.REALIZED_READER
     if args.once:
-        row = run_once(settings, launcher, params, realized=reader)
+        row = run_once(settings, launcher, params, realized=reader, tracking_uri=args.tracking_uri)
         return 1 if row["launch_error"] else 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.is_set():
         try:
-            run_once(settings, launcher, params, realized=reader)
+            run_once(settings, launcher, params, realized=reader, tracking_uri=args.tracking_uri)
         except FinriskError as exc:  # a table unreachable now may answer next time
             print(f"finrisk monitor: {exc}", file=sys.stderr, flush=True)
         stop.wait(settings.monitor.interval_minutes * 60)

@@ -5,13 +5,18 @@
     ingest -> validate -+-> (invalid) fail_run
                         +-> (valid) features -+-> train detector --+-> evaluate -> gate -> register
                                               +-> train risk model +               |
-                        (gate passes) deploy challenger -> promote champion <------+
-                        (gate fails)  keep champion (the reason)
+                        (gate: promote) deploy challenger -> promote champion <----+
+                        (gate: shadow)  shadow challenger (`finrisk monitor` promotes it live)
+                        (gate: keep)    keep champion (the reason)
 
 The check (finrisk.monitoring.policy, as `finrisk monitor` applies it) decides whether the run
 trains: `force_training` (default true: a run someone started trains, and `finrisk monitor`
 starts runs only after deciding itself) skips it; `finrisk pipeline schedule` sets it false,
 so scheduled runs train only when the drift or realized metrics say so.
+
+With `promotion="shadow"` a pair that passes beside a champion stays `challenger` (a
+predictor serving that alias reloads it, and the bridge shadows it on live traffic); `finrisk
+monitor` promotes it once the realized metrics on the shadowed traffic agree (finrisk.gate).
 
 The challenger is rolled out, Ready and answering for its versions before its alias becomes
 `champion`: a failed rollout is put back and no alias moves.
@@ -34,11 +39,13 @@ from finrisk.components import (
     keep_champion,
     promote_champion,
     register_challenger,
+    shadow_challenger,
     train_detector,
     train_risk_model,
     validate_data,
 )
 from finrisk.deploy import cluster
+from finrisk.gate import PROMOTE, SHADOW
 from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
 
 PIPELINE_NAME = "finrisk-retraining"
@@ -114,6 +121,7 @@ def retraining_pipeline(
     min_improvement: float = 0.0,
     detector_floor: float = 0.5,
     risk_floor: float = 0.6,
+    promotion: str = "offline",
     detector_model_name: str = DEFAULT_MODEL_NAMES[DETECTOR],
     risk_model_name: str = DEFAULT_MODEL_NAMES[RISK],
     mlflow_experiment: str = "finrisk-retraining",
@@ -194,6 +202,7 @@ def retraining_pipeline(
                 min_improvement=min_improvement,
                 detector_floor=detector_floor,
                 risk_floor=risk_floor,
+                promotion=promotion,
             ).set_display_name("gate")
             decision.set_caching_options(False)
             _resources(decision, LIGHT)
@@ -203,7 +212,7 @@ def retraining_pipeline(
                 risk_model=risk.outputs["model"],
                 evaluation=evaluate.outputs["evaluation"],
                 data_fingerprint=validate.outputs["fingerprint"],
-                gate_promote=decision.outputs["promote"],
+                gate_action=decision.outputs["action"],
                 gate_reason=decision.outputs["reason"],
                 pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -214,7 +223,7 @@ def retraining_pipeline(
             register.set_caching_options(False)
             _mlflow(_resources(register, LIGHT))
 
-            with dsl.If(decision.outputs["promote"] == True, name="challenger-wins"):  # noqa: E712
+            with dsl.If(decision.outputs["action"] == PROMOTE, name="challenger-wins"):
                 deploy = deploy_challenger(
                     detector_version=register.outputs["detector_version"],
                     risk_version=register.outputs["risk_version"],
@@ -241,6 +250,14 @@ def retraining_pipeline(
                 promote.after(deploy)  # only once the rollout serves
                 promote.set_caching_options(False)
                 _mlflow(_resources(promote, LIGHT))
+
+            with dsl.Elif(decision.outputs["action"] == SHADOW, name="challenger-shadowed"):
+                # The challenger alias is set by the registration: nothing to roll out here.
+                shadow = shadow_challenger(reason=decision.outputs["reason"]).set_display_name(
+                    "shadow challenger"
+                )
+                shadow.set_caching_options(False)
+                _resources(shadow, LIGHT)
 
             with dsl.Else(name="champion-stays"):
                 keep = keep_champion(reason=decision.outputs["reason"]).set_display_name(

@@ -1,0 +1,81 @@
+"""manifests/overlays/shadow: the monitoring overlay plus a challenger InferenceService that is
+the base's predictor following the `challenger` alias, the bridge shadowing on it, and the
+monitor starting runs that shadow. The same overlay passes a server-side dry run on the real
+API server in tests/integration/test_kube_api.py."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from finrisk.gate import GatePolicy
+from finrisk.pipelines.cli import parse_params
+from finrisk.pipelines.monitor import register
+from finrisk.settings import BridgeSettings
+from tests.support.crds import validate_manifest
+from tests.support.kustomize import kustomize
+
+ROOT = Path(__file__).resolve().parents[2]
+SHADOW = ROOT / "manifests" / "overlays" / "shadow"
+MONITORING = ROOT / "manifests" / "overlays" / "monitoring"
+
+
+def _by_name(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def test_the_challenger_is_the_base_predictor_following_the_challenger_alias() -> None:
+    shadow = _by_name(kustomize(SHADOW))
+    champion = shadow[("InferenceService", "finrisk")]
+    challenger = shadow[("InferenceService", "finrisk-challenger")]
+    expected = copy.deepcopy(champion)
+    expected["metadata"]["name"] = "finrisk-challenger"
+    expected["metadata"]["labels"]["app.kubernetes.io/component"] = "challenger"
+    expected["spec"]["predictor"].update(minReplicas=1, maxReplicas=2)
+    (container,) = expected["spec"]["predictor"]["containers"]
+    for env in container["env"]:
+        if env["name"] == "FINRISK_PREDICTOR_ALIAS":
+            assert env["value"] == "champion"
+            env["value"] = "challenger"
+    assert challenger == expected
+    assert challenger["metadata"]["namespace"] == "finrisk"
+    assert validate_manifest(challenger) == []
+
+
+def test_everything_else_is_the_monitoring_overlay_with_two_settings_added() -> None:
+    shadow = _by_name(kustomize(SHADOW))
+    monitoring = _by_name(kustomize(MONITORING))
+    assert set(shadow) - set(monitoring) == {("InferenceService", "finrisk-challenger")}
+    assert set(monitoring) <= set(shadow)
+    changed = {key for key in monitoring if shadow[key] != monitoring[key]}
+    assert changed == {("ConfigMap", "finrisk-bridge-config"), ("CronJob", "finrisk-monitor")}
+
+
+def test_the_bridge_shadows_on_the_challenger_service() -> None:
+    shadow = _by_name(kustomize(SHADOW))
+    data = shadow[("ConfigMap", "finrisk-bridge-config")]["data"]
+    settings = BridgeSettings.model_validate(
+        {k.removeprefix("FINRISK_BRIDGE__").lower(): v for k, v in data.items()}
+    )
+    assert settings.challenger_url is not None
+    # KServe's raw deployment names the Service <isvc>-predictor.
+    host = urlparse(settings.challenger_url).hostname
+    assert host == "finrisk-challenger-predictor.finrisk.svc.cluster.local"
+    champion = urlparse(settings.predictor_url).hostname
+    assert champion == "finrisk-predictor.finrisk.svc.cluster.local"
+
+
+def test_the_monitor_starts_runs_that_shadow() -> None:
+    job = _by_name(kustomize(SHADOW))[("CronJob", "finrisk-monitor")]
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    params = parse_params(parser.parse_args(container["command"][1:]).param)
+    assert params["promotion"] == "shadow"
+    assert GatePolicy(promotion=params["promotion"]).promotion == "shadow"
+    assert params["data_source"] == "bigquery"  # the monitoring overlay's parameters kept
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["valueFrom"]["configMapKeyRef"]["name"] == "finrisk-config"
