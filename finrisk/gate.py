@@ -89,6 +89,7 @@ class ModelVerdict:
     floor: float | None  # none for a live verdict: it compares, it has no floor
     passed: bool
     reason: str
+    judged: bool = True  # False: a live verdict still waiting for enough labels
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,8 @@ def live_verdict(
         f"{ours.confirmed_fraud:,} confirmed frauds)"
     )
     if ours.confirmed_fraud < min_frauds:
-        passed = False
         why = f"not judged yet: {ours.confirmed_fraud} confirmed frauds < {min_frauds} {traffic}"
+        return ModelVerdict(DETECTOR, name, challenger, champion, None, False, why, judged=False)
     else:
         gain = challenger - champion
         passed = gain >= min_improvement
@@ -242,4 +243,6 @@ def decide_live(offline_reason: str, verdict: ModelVerdict) -> GateDecision:
     if verdict.passed:
         reason = f"promote the challenger: live: {verdict.reason}; offline: {offline_reason}"
         return GateDecision(PROMOTE, reason, (verdict,))
+    if not verdict.judged:  # the champion stays for now, the challenger stays shadowed
+        return GateDecision(KEEP, f"keep shadowing: live: {verdict.reason}", (verdict,))
     return GateDecision(KEEP, f"keep the champion: live: {verdict.reason}", (verdict,))

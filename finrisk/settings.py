@@ -375,6 +375,18 @@ class MonitorSettings(BaseModel):
         description="judge a challenger the gate shadowed (pipeline parameter "
         "promotion=shadow) on live traffic and promote it when it wins (reads MLflow)",
     )
+    inference_service: str | None = Field(
+        default=None,
+        description="the live gate rolls a promoted pair out on this InferenceService first "
+        "(the pipeline's deploy step pins versions there); none: the predictors follow the "
+        "aliases (finrisk serve locally)",
+    )
+    inference_service_namespace: str = Field(
+        default="finrisk", description="the InferenceService's namespace"
+    )
+    rollout_timeout_s: float = Field(
+        default=600.0, gt=0, description="how long a rollout may take to be Ready and serving"
+    )
     live_metric: RealizedMetric = Field(
         default="f1",
         description="a shadowed challenger is promoted when it beats the champion on this "
@@ -388,11 +400,11 @@ class MonitorSettings(BaseModel):
         "judged live",
     )
     live_min_improvement: float = Field(
-        default=0.0,
+        default=0.01,
         ge=-1,
         le=1,
-        description="margin by which the challenger must beat the champion live (negative "
-        "tolerates a small regression)",
+        description="margin by which the challenger must beat the champion live: above 0, a "
+        "tie (two detectors that never alert) promotes nothing",
     )
     bigquery_project: str | None = Field(
         default=None, description="BigQuery project; none: the stack's (bigquery.project)"

@@ -27,7 +27,7 @@ DECISIONS_SCHEMA = [
     bigquery.SchemaField("retrain", "BOOLEAN", mode="REQUIRED"),
     bigquery.SchemaField("reasons", "STRING", mode="REQUIRED"),  # JSON array
     bigquery.SchemaField("signals", "STRING", mode="REQUIRED"),  # JSON object
-    bigquery.SchemaField("source", "STRING", mode="REQUIRED"),  # monitor | pipeline
+    bigquery.SchemaField("source", "STRING", mode="REQUIRED"),  # monitor | pipeline | live-gate
     bigquery.SchemaField("run", "STRING"),  # the pipeline run started, if any
     bigquery.SchemaField("launch_error", "STRING"),  # why it could not start, if so
 ]

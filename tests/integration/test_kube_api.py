@@ -344,11 +344,32 @@ def test_the_pipeline_account_may_make_the_deploy_steps_calls_and_nothing_more(
     assert not can("get", isvc, "default")  # one namespace only
 
 
-def _allowed(server: KubeApiServer, verb: str, resource: str, namespace: str) -> bool:
+def test_the_shadow_overlays_monitor_may_roll_out_and_nothing_more(
+    kube: Service, namespace: str
+) -> None:
+    """The live gate's rollout as the monitor's service account, applied for real with the
+    shadow overlay: the deploy step's calls, in the one namespace."""
+    server = _server(kube)
+    server.kubectl(*APPLY, "-k", str(ROOT / "manifests" / "overlays" / "shadow"))
+    monitor = f"system:serviceaccount:{namespace}:finrisk-monitor"
+    isvc = "inferenceservices.serving.kserve.io"
+    for verb in ("get", "patch"):
+        assert _allowed(server, verb, isvc, namespace, who=monitor), verb
+    for verb in ("create", "delete", "list"):
+        assert not _allowed(server, verb, isvc, namespace, who=monitor), verb
+    assert not _allowed(server, "get", "secrets", namespace, who=monitor)
+    assert not _allowed(server, "get", isvc, "default", who=monitor)
+
+
+def _allowed(
+    server: KubeApiServer,
+    verb: str,
+    resource: str,
+    namespace: str,
+    who: str = SERVICE_ACCOUNT,
+) -> bool:
     try:
-        server.kubectl(
-            "auth", "can-i", verb, resource, f"--as={SERVICE_ACCOUNT}", "-n", namespace, "--quiet"
-        )
+        server.kubectl("auth", "can-i", verb, resource, f"--as={who}", "-n", namespace, "--quiet")
     except FinriskError:  # `can-i --quiet` exits 1 for "no"
         return False
     return True

@@ -16,10 +16,13 @@ from mlflow import MlflowClient
 
 from finrisk import registry
 from finrisk.bigquery_client import bigquery_client
+from finrisk.errors import FinriskError
 from finrisk.kinds import DETECTOR, RISK
 from finrisk.labels import LabelRecord
 from finrisk.monitoring.warehouse import Tables, ensure_tables, label_row, scored_row
+from finrisk.outcomes import Outcomes
 from finrisk.pipelines.monitor import run_once
+from finrisk.retraining.live_promotion import _set_champions, judge_shadowed
 from finrisk.settings import Settings
 from finrisk.stack import Service
 from tests.support import trained_models
@@ -159,7 +162,7 @@ def test_a_shadowed_pair_is_promoted_once_labelled_live_traffic_agrees(
     run_once(settings, NoLaunch(), {}, realized=realized, now=NOW + timedelta(minutes=1))
     (waiting,) = _judgements(settings)
     reasons = json.loads(waiting["reasons"])
-    assert reasons[0].startswith("keep the champion: live: not judged yet: 20 confirmed frauds")
+    assert reasons[0].startswith("keep shadowing: live: not judged yet: 20 confirmed frauds")
     assert (
         "on the same 2,000 shadowed transactions (20 labelled, 20 confirmed frauds)" in (reasons[0])
     )
@@ -173,7 +176,10 @@ def test_a_shadowed_pair_is_promoted_once_labelled_live_traffic_agrees(
     assert reason.startswith(
         "promote the challenger: live: live f1 0.7692 beats the champion's 0.5455"
     )
-    assert reason.endswith("offline: shadow the challenger: detector pr_auc 0.81 beats 0.80")
+    assert reason.endswith(
+        "offline: shadow the challenger: detector pr_auc 0.81 beats 0.80 "
+        "(predictors follow the aliases)"
+    )
     signals = json.loads(promoted["signals"])
     assert signals["action"] == "promote"
     assert signals["live_challenger"]["true_alerts"] == 50
@@ -192,10 +198,12 @@ def test_a_pair_from_two_runs_or_a_moved_champion_is_not_promoted(
 ) -> None:
     _load(settings, _shadowed_traffic(settings))
     client = MlflowClient()
-    client.set_model_version_tag(pair_names[DETECTOR], "2", "gate_decision", "shadow")
+    _shadow(pair_names)
     client.set_model_version_tag(pair_names[RISK], "2", "pipeline_run_id", "another-run")
     run_once(settings, NoLaunch(), {}, realized=realized, now=NOW)
-    assert "the risk model's challenger is not from run r2" in capsys.readouterr().out
+    assert "the risk model's challenger is not the shadowed pair of run r2" in (
+        capsys.readouterr().out
+    )
 
     client.set_model_version_tag(pair_names[RISK], "2", "pipeline_run_id", "r2")
     client.set_model_version_tag(pair_names[DETECTOR], "2", "gate_champion_version", "7")
@@ -219,3 +227,75 @@ def test_mlflow_out_of_reach_is_recorded_and_the_retraining_decision_stands(
     assert json.loads(failed["reasons"])[0].startswith("live gate not judged: ")
     assert "@champion failed" in failed["launch_error"]
     assert "Connection refused" in failed["launch_error"]
+
+
+def _shadow(names: dict[str, str]) -> None:
+    client = MlflowClient()
+    for name in names.values():
+        client.set_model_version_tag(name, "2", "gate_decision", "shadow")
+
+
+def _winning(champion: str, challenger: str) -> tuple[Outcomes, Outcomes]:
+    """The shadowed traffic of test one, fully labelled: the challenger wins."""
+    assert (champion, challenger) == ("1", "2")
+    return Outcomes(2000, 60, 60, 50, 30), Outcomes(2000, 60, 60, 70, 50)
+
+
+def test_a_winning_pair_is_rolled_out_before_its_aliases_move(
+    settings: Settings, pair_names: dict[str, str]
+) -> None:
+    """The deploy step pins versions on the champion's InferenceService: the live gate rolls
+    the pair out there first (the deploy code, tested against the real API server), and a
+    rollout that fails moves no alias."""
+    _shadow(pair_names)
+    calls: list[dict[str, str]] = []
+
+    def failing(versions: Any) -> str:
+        calls.append(dict(versions))
+        raise FinriskError("rolling out failed: not Ready; put back, and no alias moved")
+
+    with pytest.raises(FinriskError, match="not Ready"):
+        judge_shadowed(settings.monitor, _winning, rollout=failing)
+    assert calls == [{DETECTOR: "2", RISK: "2"}]
+    assert _champion(pair_names) == {DETECTOR: "1", RISK: "1"}
+
+    def rolling(versions: Any) -> str:
+        assert _champion(pair_names) == {DETECTOR: "1", RISK: "1"}  # aliases after, not before
+        return f"rolled out: InferenceService finrisk/finrisk on {dict(versions)}"
+
+    judgement = judge_shadowed(settings.monitor, _winning, rollout=rolling)
+    assert judgement.promoted
+    assert judgement.reason.endswith(
+        "(rolled out: InferenceService finrisk/finrisk on {'detector': '2', 'risk': '2'})"
+    )
+    assert _champion(pair_names) == {DETECTOR: "2", RISK: "2"}
+
+
+def test_a_promotion_stopped_half_way_is_put_back_or_finished(
+    settings: Settings, pair_names: dict[str, str]
+) -> None:
+    # The second alias cannot move (no such model): the first is put back.
+    names = {DETECTOR: pair_names[DETECTOR], RISK: f"{pair_names[RISK]}-missing"}
+    with pytest.raises(FinriskError, match=r"promoting .* stopped"):
+        _set_champions({DETECTOR: "2", RISK: "2"}, names, None, previous={DETECTOR: "1"})
+    assert _champion(pair_names) == {DETECTOR: "1", RISK: "1"}
+
+    # A split pair left by a crash between the two moves: the next evaluation finishes it.
+    _shadow(pair_names)
+    registry.set_alias(pair_names[DETECTOR], registry.CHAMPION, "2")
+    judgement = judge_shadowed(settings.monitor, _winning)
+    assert judgement.decision is None
+    assert judgement.reason.startswith("finished a promotion left half done")
+    assert _champion(pair_names) == {DETECTOR: "2", RISK: "2"}
+
+
+def test_a_pair_without_a_run_id_is_not_taken_for_one_run(
+    settings: Settings, pair_names: dict[str, str]
+) -> None:
+    _shadow(pair_names)
+    client = MlflowClient()
+    for name in pair_names.values():
+        client.delete_model_version_tag(name, "2", "pipeline_run_id")
+    judgement = judge_shadowed(settings.monitor, _winning)
+    assert judgement.decision is None and "of run unknown" in judgement.reason
+    assert _champion(pair_names) == {DETECTOR: "1", RISK: "1"}

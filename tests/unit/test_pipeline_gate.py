@@ -200,10 +200,24 @@ def test_live_verdict_waits_for_enough_confirmed_frauds() -> None:
     verdict = live_verdict(
         _evidence((5, 2), (5, 5), frauds=6), metric="f1", min_frauds=30, min_improvement=0.0
     )
-    assert not verdict.passed
+    assert not verdict.passed and not verdict.judged
     assert verdict.reason.startswith("not judged yet: 6 confirmed frauds < 30")
     decision = decide_live("offline reason", verdict)
-    assert decision.action == KEEP and decision.reason.startswith("keep the champion: live:")
+    assert decision.action == KEEP and decision.reason.startswith("keep shadowing: live:")
+    # Judged and lost: the champion stays for good.
+    lost = live_verdict(
+        _evidence((52, 36), (50, 20), frauds=40), metric="f1", min_frauds=30, min_improvement=0.0
+    )
+    assert lost.judged and not lost.passed
+    assert decide_live("offline", lost).reason.startswith("keep the champion: live:")
+
+
+def test_a_tie_promotes_nothing_with_the_default_margin() -> None:
+    from finrisk.settings import MonitorSettings
+
+    margin = MonitorSettings().live_min_improvement
+    silent = _evidence((0, 0), (0, 0), frauds=40)  # neither ever alerts: F1 0 and 0
+    assert not live_verdict(silent, metric="f1", min_frauds=30, min_improvement=margin).passed
 
 
 def test_a_live_pass_promotes_with_both_reasons() -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from finrisk.gate import GatePolicy
 from finrisk.pipelines.cli import parse_params
 from finrisk.pipelines.monitor import register
-from finrisk.settings import BridgeSettings
+from finrisk.settings import BridgeSettings, MonitorSettings
 from tests.support.crds import validate_manifest
 from tests.support.kustomize import kustomize
 
@@ -45,13 +45,61 @@ def test_the_challenger_is_the_base_predictor_following_the_challenger_alias() -
     assert validate_manifest(challenger) == []
 
 
-def test_everything_else_is_the_monitoring_overlay_with_two_settings_added() -> None:
+def test_everything_else_is_the_monitoring_overlay_with_what_shadowing_needs() -> None:
     shadow = _by_name(kustomize(SHADOW))
     monitoring = _by_name(kustomize(MONITORING))
-    assert set(shadow) - set(monitoring) == {("InferenceService", "finrisk-challenger")}
+    assert set(shadow) - set(monitoring) == {
+        ("InferenceService", "finrisk-challenger"),
+        ("RoleBinding", "finrisk-monitor-deployer"),
+    }
     assert set(monitoring) <= set(shadow)
     changed = {key for key in monitoring if shadow[key] != monitoring[key]}
-    assert changed == {("ConfigMap", "finrisk-bridge-config"), ("CronJob", "finrisk-monitor")}
+    assert changed == {
+        ("ConfigMap", "finrisk-bridge-config"),
+        ("ConfigMap", "finrisk-monitor-config"),
+        ("CronJob", "finrisk-monitor"),
+        ("PodMonitor", "finrisk-predictor"),
+    }
+
+
+def test_the_monitor_may_roll_out_on_the_champion_and_scrapes_both_predictors() -> None:
+    shadow = _by_name(kustomize(SHADOW))
+    binding = shadow[("RoleBinding", "finrisk-monitor-deployer")]
+    assert binding["roleRef"]["name"] == "finrisk-pipeline-deployer"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "finrisk-monitor", "namespace": "finrisk"}
+    ]
+    role = shadow[("Role", "finrisk-pipeline-deployer")]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    pod = shadow[("CronJob", "finrisk-monitor")]["spec"]["jobTemplate"]["spec"]["template"]
+    assert pod["spec"]["automountServiceAccountToken"] is True
+    data = shadow[("ConfigMap", "finrisk-monitor-config")]["data"]
+    settings = MonitorSettings.model_validate(
+        {
+            k.removeprefix("FINRISK_MONITOR__").lower(): v
+            for k, v in data.items()
+            if k.startswith("FINRISK_MONITOR__")
+        }
+    )
+    assert settings.inference_service == settings.inference_service_namespace == "finrisk"
+    assert ("InferenceService", settings.inference_service) in shadow
+    selector = shadow[("PodMonitor", "finrisk-predictor")]["spec"]["selector"]
+    assert selector == {
+        "matchExpressions": [
+            {
+                "key": "serving.kserve.io/inferenceservice",
+                "operator": "In",
+                "values": ["finrisk", "finrisk-challenger"],
+            }
+        ]
+    }
+    assert validate_manifest(shadow[("PodMonitor", "finrisk-predictor")]) == []
 
 
 def test_the_bridge_shadows_on_the_challenger_service() -> None:

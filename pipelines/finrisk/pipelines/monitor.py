@@ -162,7 +162,7 @@ def _live_gate(
     """Judge the shadowed challenger, if any; record a judgement (nothing shadowed: nothing)."""
     from finrisk.monitoring import policy, tables
     from finrisk.monitoring.realized import shadowed_outcomes
-    from finrisk.retraining.live_promotion import judge_shadowed
+    from finrisk.retraining.live_promotion import cluster_rollout, judge_shadowed
 
     monitor = settings.monitor
     dataset = f"{where.project}.{where.dataset}"
@@ -174,7 +174,9 @@ def _live_gate(
 
     error = None
     try:
-        judgement = judge_shadowed(monitor, read, tracking_uri=tracking_uri)
+        judgement = judge_shadowed(
+            monitor, read, tracking_uri=tracking_uri, rollout=cluster_rollout(monitor)
+        )
     except FinriskError as exc:  # MLflow or the tables unreachable: said, and tried next time
         reasons, signals, error = [f"live gate not judged: {exc}"], {}, str(exc)
     else:
@@ -211,7 +213,7 @@ def _monitor(args: argparse.Namespace) -> int:
     while not stop.is_set():
         try:
             run_once(settings, launcher, params, realized=reader, tracking_uri=args.tracking_uri)
-        except FinriskError as exc:  # a table unreachable now may answer next time
-            print(f"finrisk monitor: {exc}", file=sys.stderr, flush=True)
+        except Exception as exc:  # a store unreachable now may answer next time: keep watching
+            print(f"finrisk monitor: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         stop.wait(settings.monitor.interval_minutes * 60)
     return 0
