@@ -8,11 +8,12 @@ STAMP := $(VENV)/.finrisk-installed
 # The repository's distributions: finrisk (the core, here) and the folders that add to its
 # namespace. Installed editable in compat mode: a plain path per folder on sys.path, which mypy,
 # import-linter and IDEs follow (the default mode's import hooks hide the folders from them).
-DISTRIBUTIONS := . ./serving ./components ./pipelines ./devtools
-LOCAL_PACKAGES := finrisk finrisk-serving finrisk-components finrisk-pipelines finrisk-devtools
+DISTRIBUTIONS := . ./serving ./components ./pipelines ./devtools ./dashboard
+LOCAL_PACKAGES := finrisk finrisk-serving finrisk-components finrisk-pipelines finrisk-devtools \
+	finrisk-dashboard
 NO_EMIT := $(foreach name,$(LOCAL_PACKAGES),--no-emit-package $(name))
 
-.PHONY: help setup lock test unit integration e2e lint format demo smoke stack-up stack-down stack-status compile clean
+.PHONY: help setup browser lock test unit integration e2e lint format demo smoke stack-up stack-down stack-status compile clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -39,17 +40,20 @@ lock: ## re-resolve requirements.in and requirements.runtime.in into their locks
 	$(BIN)/uv pip compile -q --python-version 3.11 $(NO_EMIT) -c requirements.lock \
 		requirements.runtime.in -o requirements.runtime.lock
 
+browser: ## install Debian's chromium for the dashboard's browser tests, when missing
+	@scripts/ensure-chromium.sh
+
 # pytest exits 5 when it collects no test; make passes that on as a failure.
-test: setup ## run every test (unit, integration against real local services, e2e)
+test: setup browser ## run every test (unit, integration against real local services, e2e)
 	$(BIN)/pytest tests
 
 unit: setup ## unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-integration: setup ## integration tests (start Kafka, MLflow, BigQuery emulator as needed)
+integration: setup browser ## integration tests (start Kafka, MLflow, BigQuery emulator as needed)
 	$(BIN)/pytest tests/integration
 
-e2e: setup ## end-to-end tests
+e2e: setup browser ## end-to-end tests
 	$(BIN)/pytest tests/e2e
 
 lint: setup ## ruff, mypy, declared dependencies against imports, the import structure

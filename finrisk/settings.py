@@ -424,6 +424,56 @@ class MonitorSettings(BaseModel):
     )
 
 
+class DashboardSettings(BaseModel):
+    """`finrisk dashboard`: where it listens and which stores it reads. FINRISK_DASHBOARD__<FIELD>,
+    `dashboard:` in the file, or the flag --<field>. Each store it cannot reach is named on the
+    page; none stops it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default=LOOPBACK, description="address to listen on (0.0.0.0 in a pod)")
+    port: int = Field(default=8501, ge=1, le=65535, description="port to listen on")
+    bigquery_project: str | None = Field(
+        default=None, description="BigQuery project; none: the stack's (bigquery.project)"
+    )
+    bigquery_dataset: str = Field(
+        default="finrisk",
+        description="the warehouse dataset: scored_transactions, model_monitoring, labels, "
+        "monitor_decisions (finrisk labels load, finrisk monitor)",
+    )
+    bigquery_endpoint: str | None = Field(
+        default=None, description="BigQuery API URL; none: Google's (the emulator's locally)"
+    )
+    anomalies_table: str = Field(
+        default="anomalies",
+        description="the bridge's anomaly sink: a table of the dataset, or project.dataset.table",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="the MLflow registry; none: MLFLOW_TRACKING_URI, else the local stack's",
+    )
+    bridge_metrics_url: str | None = Field(
+        default=None,
+        description="the bridge's Prometheus endpoint (…/metrics); none: the stack's default",
+    )
+    predictor_url: str | None = Field(
+        default=None, description="the predictor's base URL; none: the local stack's"
+    )
+    detector_model: str = Field(
+        default=DEFAULT_MODEL_NAMES[DETECTOR], description="the detector's registered name"
+    )
+    risk_model: str = Field(
+        default=DEFAULT_MODEL_NAMES[RISK], description="the risk model's registered name"
+    )
+    refresh_seconds: float = Field(
+        default=5.0, ge=1, le=3600, description="how often the live page reads the stores again"
+    )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
 class PredictorPortSettings(BaseModel):
     """Where the local stack runs `finrisk serve` (`finrisk stack up predictor`)."""
 
@@ -454,6 +504,7 @@ class Settings(BaseSettings):
     bridge: BridgeSettings = BridgeSettings()
     labels: LabelsSettings = LabelsSettings()
     monitor: MonitorSettings = MonitorSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     predictor: PredictorPortSettings = PredictorPortSettings()
 
     @classmethod

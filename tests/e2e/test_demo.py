@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 from pathlib import Path
@@ -11,13 +10,9 @@ import orjson
 import pytest
 
 from finrisk.bigquery_client import bigquery_client
-from finrisk.demo.options import DemoOptions
-from finrisk.demo.run import run_demo
 from finrisk.demo.summary import format_summary
-from finrisk.settings import PredictorPortSettings, Settings
-from finrisk.stack import Service, Stack
-from finrisk.stack.process import free_port
 from finrisk.synthetic import generate
+from tests.support.demo_run import STREAM, DemoRun
 from tests.support.kafka_reading import count_at_least, read_topic
 
 pytestmark = pytest.mark.e2e
@@ -45,21 +40,9 @@ def _run_readme_curl(command: str, predictor_url: str) -> dict[str, object]:
     return answer
 
 
-def test_demo_summary_matches_the_data(
-    kafka: Service, mlflow_server: Service, bigquery_emulator: Service, stack_settings: Settings
-) -> None:
-    settings = stack_settings.model_copy(
-        update={"predictor": PredictorPortSettings(port=free_port())}
-    )
-    options = DemoOptions(
-        train_users=400, train_days=45, stream_users=80, stream_days=30, seed=3, progress=False
-    )
-    log = io.StringIO()
-    try:
-        summary = run_demo(options, settings, out=log)
-        answers = [_run_readme_curl(cmd, settings.predictor.url) for cmd in _readme_curls()]
-    finally:
-        Stack(settings).services["predictor"].down()
+def test_demo_summary_matches_the_data(demo_run: DemoRun) -> None:
+    settings, summary = demo_run.settings, demo_run.summary
+    answers = [_run_readme_curl(cmd, settings.predictor.url) for cmd in _readme_curls()]
 
     # The README's curl examples work against the predictor the demo left running.
     assert len(answers) >= 3
@@ -67,7 +50,7 @@ def test_demo_summary_matches_the_data(
         assert "error" not in answer, answer
         assert {"predictions", "outputs", "inputs"} & answer.keys(), answer
 
-    stream, _, _ = generate(users=80, days=30, seed=4)
+    stream, _, _ = generate(**STREAM)
     s = summary.stream
     assert s.transactions_produced == len(stream)
     assert s.scored == len(stream) and s.missing == 0
@@ -105,4 +88,7 @@ def test_demo_summary_matches_the_data(
 
     text = format_summary(summary)
     assert f"scored          {len(stream)} of {len(stream)}" in text
-    assert "predictor serving the champions" in log.getvalue()
+    assert "predictor serving the champions" in demo_run.log
+    # It ends with the dashboard on this run (tests/e2e/test_dashboard.py looks at it).
+    assert summary.urls["dashboard"] == settings.dashboard.url
+    assert f"dashboard       {settings.dashboard.url}" in text

@@ -15,7 +15,7 @@ from finrisk.cli import COMMANDS_GROUP, build_parser
 from finrisk.version import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
-MEMBERS = ("serving", "components", "pipelines", "devtools")
+MEMBERS = ("serving", "components", "pipelines", "devtools", "dashboard")
 # What only developers install: none of it may reach an image.
 DEVELOPMENT_ONLY = (
     "pytest",
@@ -28,6 +28,7 @@ DEVELOPMENT_ONLY = (
     "bqemulator",
     "duckdb",
     "skl2onnx",
+    "playwright",
 )
 
 
@@ -83,8 +84,8 @@ def test_each_distribution_adds_its_own_sub_commands() -> None:
     installed = {entry.name: entry.value for entry in entry_points(group=COMMANDS_GROUP)}
     assert installed == declared
     assert set(declared) == {
-        *("bench", "bridge", "data", "demo", "labels", "monitor", "pipeline", "serve"),
-        *("stack", "train"),
+        *("bench", "bridge", "dashboard", "data", "demo", "labels", "monitor", "pipeline"),
+        *("serve", "stack", "train"),
     }
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"bridge", "produce", "serve", "train", "evaluate", "stack"} <= set(commands)

@@ -55,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
-        "--down", action="store_true", help="stop the stack and the predictor afterwards"
+        "--down",
+        action="store_true",
+        help="stop the stack, the predictor and the dashboard afterwards",
     )
     parser.set_defaults(handler=_demo)
 

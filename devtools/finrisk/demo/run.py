@@ -2,9 +2,11 @@
 
 Stack up -> retraining pipeline (kfp.local) registers champions in MLflow -> predictor serves
 them -> synthetic customers the models never saw stream through Kafka -> the bridge scores them
-into the scored topic and logs anomalies to the BigQuery emulator -> a summary checked against
-the injected fraud labels. Each run uses topics, a consumer group and a table of its own, so
-it can run again and again; the stack and the predictor stay up for a look around.
+into the scored topic and logs anomalies to the BigQuery emulator -> their confirmed outcomes,
+the scored records and the monitoring windows into the run's warehouse dataset -> the
+dashboard on that run -> a summary checked against the injected fraud labels. Each run uses
+topics, a consumer group, a table and a dataset of its own, so it can run again and again; the
+stack, the predictor and the dashboard stay up for a look around.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from finrisk.demo.options import DemoOptions
 from finrisk.demo.steps import naming_log, output_to, progress_bar, read_scored, step
@@ -22,7 +24,7 @@ from finrisk.demo.summary import DemoSummary, summarise_stream
 from finrisk.errors import FinriskError
 from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
 from finrisk.schema import IS_FRAUD, TRANSACTION_ID
-from finrisk.settings import Settings
+from finrisk.settings import DashboardSettings, LabelsSettings, Settings
 from finrisk.stack import Stack
 from finrisk.stack.process import free_port
 
@@ -115,6 +117,8 @@ def run_demo(
         bigquery_dataset=ANOMALY_DATASET,
         bigquery_table=table,
         http_port=free_port(),
+        # Windows of a few thousand: the dashboard's monitoring page has a drift curve to show.
+        monitoring_window_transactions=5_000,
     )
     with (
         step("bridge: consumer group -> features -> predictor -> scored topic + BigQuery", out),
@@ -137,6 +141,14 @@ def run_demo(
 
     stream = summarise_stream(scored, labels)
     anomaly_table = f"{settings.bigquery.project}.{ANOMALY_DATASET}.{table}"
+    dataset = f"{ANOMALY_DATASET}_{run_id.replace('-', '_')}"
+    with step(f"warehouse: outcomes, scored records, monitoring windows -> {dataset}", out):
+        streamed = transactions.assign(**{TRANSACTION_ID: prefix + transactions[TRANSACTION_ID]})
+        _load_warehouse(settings, streamed, name, dataset, options.seed)
+    dashboard = _dashboard(settings, dataset, anomaly_table, predictor.address)
+    with step(f"dashboard on this run at {dashboard.address}", out):
+        dashboard.down()  # a running dashboard would still show another run
+        dashboard.up()
     return DemoSummary(
         run_id=run_id,
         scored_topic=f"{name}.scored",
@@ -146,8 +158,58 @@ def run_demo(
         anomalies_logged=_count_rows(settings, anomaly_table),
         anomaly_table=f"{anomaly_table} (BigQuery emulator {settings.bigquery.endpoint})",
         pipeline=result.to_dict(),
-        urls=_urls(settings, predictor.address, work),
+        urls={"dashboard": dashboard.address, **_urls(settings, predictor.address, work)},
+        warehouse_dataset=f"{settings.bigquery.project}.{dataset}",
     )
+
+
+def _load_warehouse(
+    settings: Settings, transactions: Any, name: str, dataset: str, seed: int
+) -> None:
+    """The stream's confirmed outcomes (as a bank would send them, days later) to a labels
+    topic; `finrisk labels load` takes them, the scored records and the monitoring windows into
+    `dataset`: what the dashboard's customer and monitoring pages read."""
+    from finrisk.serving.bridge.producer import produce
+    from finrisk.serving.labels.loader import load
+    from finrisk.synthetic.labels import synthetic_labels
+
+    labels_topic = f"{name}.labels"
+    outcomes = synthetic_labels(transactions, seed)
+    produce(
+        {"bootstrap.servers": settings.kafka.bootstrap_servers},
+        labels_topic,
+        [(label.key, label.to_json()) for label in outcomes],
+    )
+    loader = LabelsSettings(
+        labels_topic=labels_topic,
+        scored_topic=f"{name}.scored",
+        monitoring_topic=f"{name}.monitoring",
+        dlq_topic=f"{name}.labels.dlq",
+        group_id=f"{name}-loader",
+        bigquery_project=settings.bigquery.project,
+        bigquery_dataset=dataset,
+        bigquery_endpoint=settings.bigquery.endpoint,
+        batch_max_records=5_000,  # fewer, larger requests: the emulator's cost is per request
+    )
+    load(settings.model_copy(update={"labels": loader}), once=True)
+
+
+def _dashboard(settings: Settings, dataset: str, anomalies: str, predictor: str) -> Any:
+    """The stack's dashboard service, reading this run's tables."""
+    from finrisk.stack.dashboard import Dashboard
+
+    shown = DashboardSettings(
+        port=settings.dashboard.port,
+        bigquery_project=settings.bigquery.project,
+        bigquery_dataset=dataset,
+        bigquery_endpoint=settings.bigquery.endpoint,
+        anomalies_table=anomalies,
+        predictor_url=predictor,
+        mlflow_tracking_uri=settings.mlflow.tracking_uri,
+        detector_model=DETECTOR_NAME,
+        risk_model=RISK_NAME,
+    )
+    return Dashboard(settings.model_copy(update={"dashboard": shown}))
 
 
 def _count_rows(settings: Settings, table: str) -> int:

@@ -47,6 +47,7 @@ class DemoSummary:
     anomaly_table: str
     pipeline: dict[str, Any]
     urls: dict[str, str] = field(default_factory=dict)
+    warehouse_dataset: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -129,5 +130,9 @@ def format_summary(summary: DemoSummary) -> str:
         "(includes the backlog queued before the bridge started)",
         f"anomaly log     {summary.anomalies_logged} rows in {summary.anomaly_table}",
     ]
+    if summary.warehouse_dataset:
+        lines.append(
+            f"warehouse       {summary.warehouse_dataset}: scored records, outcomes, monitoring"
+        )
     lines += [f"{name:<15} {url}" for name, url in summary.urls.items()]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
 """The local service stack: Kafka, MLflow and the BigQuery emulator on 127.0.0.1 (and, when
-named, the predictor and a Kubernetes API server)."""
+named, the predictor, a Kubernetes API server and the dashboard)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from finrisk.errors import FinriskError
 from finrisk.settings import Settings
 from finrisk.stack.bigquery_emulator import BigQueryEmulator
+from finrisk.stack.dashboard import Dashboard
 from finrisk.stack.kafka import Kafka
 from finrisk.stack.kube import KubeApiServer
 from finrisk.stack.mlflow_server import MLflowServer
@@ -15,7 +16,8 @@ from finrisk.stack.predictor import Predictor
 from finrisk.stack.service import Service, ServiceStatus
 
 SERVICE_TYPES: dict[str, type[Service]] = {
-    cls.name: cls for cls in (Kafka, MLflowServer, BigQueryEmulator, Predictor, KubeApiServer)
+    cls.name: cls
+    for cls in (Kafka, MLflowServer, BigQueryEmulator, Predictor, KubeApiServer, Dashboard)
 }
 
 __all__ = ["SERVICE_TYPES", "Service", "ServiceStatus", "Stack"]

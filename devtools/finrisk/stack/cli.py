@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "services",
             nargs="*",
             metavar="SERVICE",
-            help=f"any of {', '.join(SERVICE_TYPES)} (default: all but predictor; "
-            "down and status: all)",
+            help=f"any of {', '.join(SERVICE_TYPES)} (default: "
+            f"{', '.join(n for n, c in SERVICE_TYPES.items() if c.default)}; down and status: all)",
         )
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)

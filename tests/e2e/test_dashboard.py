@@ -1,0 +1,96 @@
+"""The dashboard `finrisk demo` leaves up, used as a person would in a real headless Chromium:
+every page loads with no console error, a customer is clicked through, and the numbers shown
+are the warehouse's, read here with SQL of the test's own. Screenshots go to
+.finrisk/screenshots (the README shows copies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.cloud import bigquery
+
+from finrisk.bigquery_client import bigquery_client
+from tests.support.browser import browser
+from tests.support.demo_run import DemoRun
+
+pytestmark = pytest.mark.e2e
+
+
+def _rows(run: DemoRun, sql: str, **params: str) -> list[dict[str, Any]]:
+    bq = run.settings.bigquery
+    client = bigquery_client(bq.project, bq.endpoint)
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter(k, "STRING", v) for k, v in params.items()]
+    )
+    try:
+        return [dict(r) for r in client.query(sql, job_config=config).result(timeout=60)]
+    finally:
+        client.close()
+
+
+def test_every_page_shows_the_demo_run_without_a_console_error(demo_run: DemoRun) -> None:
+    summary = demo_run.summary
+    scored = f"{summary.warehouse_dataset}.scored_transactions"
+    (warehouse,) = _rows(
+        demo_run,
+        f"SELECT COUNT(DISTINCT transaction_id) AS scored, "
+        f"COUNT(DISTINCT IF(is_anomaly, transaction_id, NULL)) AS flagged, "
+        f"COUNT(DISTINCT user_id) AS customers FROM `{scored}`",
+    )
+    # The warehouse holds what the demo scored and flagged, each once.
+    assert warehouse["scored"] == summary.stream.scored
+    assert warehouse["flagged"] == summary.stream.flagged
+    assert warehouse["customers"] == summary.stream.users
+    with browser() as b:
+        b.open(summary.urls["dashboard"])
+        b.expect_metric("Transactions scored", f"{warehouse['scored']:,}")
+        b.expect_metric("Flagged as anomalous", f"{warehouse['flagged']:,}")
+        b.expect_metric("Customers", f"{warehouse['customers']:,}")
+        b.expect_metric("Anomalies logged", f"{summary.anomalies_logged:,}")
+        b.shot("dashboard-live")
+
+        b.go("Models")
+        pipeline = summary.pipeline["champion"]
+        b.expect_metric("Champion", f"v{pipeline['detector']}", f"v{pipeline['risk']}")
+        b.wait_for_text("Gate decisions and reasons")
+        b.shot("dashboard-models")
+
+        b.go("Monitoring")
+        b.wait_for_text("Worst feature PSI per window")
+        b.wait_for_text("Realized quality")
+        b.shot("dashboard-monitoring")
+
+        b.go("Customers")
+        b.wait_for_text("Riskiest customers now")
+        assert not [a for a in b.alerts() if "not available" in a or "Nothing yet" in a]
+    assert b.errors == []
+
+
+def test_a_customer_clicked_through_shows_the_warehouses_numbers(demo_run: DemoRun) -> None:
+    summary = demo_run.summary
+    with browser() as b:
+        b.open(summary.urls["dashboard"])
+        b.wait_for_text("Customers behind them")
+        link = b.page.get_by_test_id("stPageLink-NavLink").first
+        user = link.inner_text().strip()
+        scored = f"{summary.warehouse_dataset}.scored_transactions"
+        rows = _rows(
+            demo_run,
+            f"SELECT transaction_id, event_time, is_anomaly, risk_band, risk_probability "
+            f"FROM `{scored}` WHERE user_id = @user ORDER BY event_time, transaction_id",
+            user=user,
+        )
+        flagged = sum(1 for r in rows if r["is_anomaly"])
+        assert len(rows) > 0 and flagged > 0  # a customer behind an anomaly
+        link.click()
+        b.title("Customers")
+        b.wait_for_text(f"Customer {user}")
+        b.expect_metric("Transactions", f"{len(rows):,}")
+        b.expect_metric("Flagged", f"{flagged:,}")
+        b.expect_metric("Risk band now", rows[-1]["risk_band"])
+        b.expect_metric("Risk probability now", f"{rows[-1]['risk_probability']:.3f}")
+        b.wait_for_text("Recent transactions")
+        b.page.get_by_test_id("stDataFrame").last.wait_for()
+        b.shot("dashboard-customer")
+    assert b.errors == []

@@ -1,0 +1,110 @@
+"""The dashboard before anything was written and with its stores down, in a real headless
+Chromium: every page says "nothing yet" for an empty store and names a store it cannot reach,
+never a traceback, and the browser logs no error either way."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from finrisk.settings import DashboardSettings, Settings
+from finrisk.stack import Service
+from finrisk.stack.dashboard import Dashboard
+from finrisk.stack.process import free_port
+from tests.support.browser import Browser, browser
+
+pytestmark = pytest.mark.integration
+
+# Each page's banners with every store empty or down: the live page has four (the stream, the
+# bridge, the predictor, the anomalies), the models page two (registry, decisions), the
+# monitoring page one or two (the windows; the labels only when the store answered).
+BANNERS = {"Live": 4, "Customers": 1, "Models": 2}
+PAGES = (*BANNERS, "Monitoring")
+
+
+def _dashboard(base: Settings, home: Path, **shown: object) -> Iterator[Dashboard]:
+    settings = base.model_copy(
+        update={"home": home, "dashboard": DashboardSettings(port=free_port(), **shown)}  # type: ignore[arg-type]
+    )
+    service = Dashboard(settings)
+    service.up()
+    try:
+        yield service
+    finally:
+        service.down()
+
+
+def _visit(b: Browser, url: str, monitoring: int) -> dict[str, list[str]]:
+    """Each page's banners once all are drawn, and nothing that looks like a traceback."""
+    b.open(url)
+    shown = {}
+    for name in PAGES:
+        if name != "Live":
+            b.go(name)
+        banners = BANNERS.get(name, monitoring)
+        expect(b.page.get_by_test_id("stAlert")).to_have_count(banners, timeout=60_000)
+        shown[name] = b.alerts()
+        text = b.page.locator("body").inner_text()
+        assert "Traceback" not in text and b.page.get_by_test_id("stException").count() == 0
+    return shown
+
+
+@pytest.fixture
+def down(stack_settings: Settings, tmp_path: Path) -> Iterator[Dashboard]:
+    dead = f"http://127.0.0.1:{free_port()}"
+    yield from _dashboard(
+        stack_settings,
+        tmp_path,
+        bigquery_endpoint=dead,
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
+        bridge_metrics_url=f"{dead}/metrics",
+        predictor_url=dead,
+    )
+
+
+@pytest.fixture
+def empty(
+    bigquery_emulator: Service, mlflow_server: Service, stack_settings: Settings, tmp_path: Path
+) -> Iterator[Dashboard]:
+    suffix = uuid.uuid4().hex[:8]
+    dead = f"http://127.0.0.1:{free_port()}"  # no bridge or predictor running either
+    yield from _dashboard(
+        stack_settings,
+        tmp_path,
+        bridge_metrics_url=f"{dead}/metrics",
+        predictor_url=dead,
+        bigquery_endpoint=stack_settings.bigquery.endpoint,
+        bigquery_dataset=f"never_written_{suffix}",
+        mlflow_tracking_uri=mlflow_server.address,
+        detector_model=f"never-registered-{suffix}",
+        risk_model=f"never-registered-risk-{suffix}",
+    )
+
+
+def test_stores_that_are_down_are_named_on_every_page(down: Dashboard) -> None:
+    settings = down.settings.dashboard
+    with browser() as b:
+        shown = _visit(b, down.address, monitoring=1)
+        b.shot("dashboard-stores-down")
+    bigquery = f"BigQuery at {settings.bigquery_endpoint} is not available"
+    for page in PAGES:
+        assert any(bigquery in alert for alert in shown[page]), (page, shown[page])
+    assert any(f"MLflow at {settings.mlflow_tracking_uri}" in a for a in shown["Models"])
+    assert any(f"the bridge's metrics at {settings.bridge_metrics_url}" in a for a in shown["Live"])
+    assert any(f"the predictor's metrics at {settings.predictor_url}" in a for a in shown["Live"])
+    assert b.errors == []
+
+
+def test_an_empty_store_says_nothing_yet_on_every_page(empty: Dashboard) -> None:
+    with browser() as b:
+        shown = _visit(b, empty.address, monitoring=2)
+        b.shot("dashboard-empty")
+    for page in PAGES:
+        assert any(a.startswith("Nothing yet") or "Nothing yet" in a for a in shown[page]), page
+        assert not any("not available" in a and "BigQuery" in a for a in shown[page]), page
+    assert any("no registered version" in a for a in shown["Models"])
+    assert b.errors == []
