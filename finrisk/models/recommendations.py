@@ -305,8 +305,7 @@ class RecommendationSearch:
             return []
         candidates = self.changed(row, grid)
         probabilities = np.asarray(self.score(candidates), dtype=np.float64)
-        bands = self.bands.bands(probabilities)
-        lower = np.array([_BAND_RANK[str(b)] < rank for b in bands], dtype=bool)
+        lower = ~self.bands.at_least(probabilities, band)
         costs = np.round(grid.sum(axis=1), _DECIMALS)
         best: dict[tuple[int, ...], int] = {}
         for found in np.flatnonzero(lower).tolist():  # grid order: ascending steps in a set
@@ -320,11 +319,8 @@ class RecommendationSearch:
             if any(set(p) <= set(chosen) for p in picked):
                 continue  # a cheaper answer needs only some of these levers
             picked.append(chosen)
-            out.append(
-                self._recommendation(
-                    row, candidates[g], grid[g], costs[g], probabilities[g], str(bands[g])
-                )
-            )
+            p = float(probabilities[g])
+            out.append(self._recommendation(row, candidates[g], grid[g], costs[g], p))
             if len(out) == k:
                 break
         return out
@@ -355,7 +351,6 @@ class RecommendationSearch:
         reductions: Matrix,
         cost: float,
         probability: float,
-        band: str,
     ) -> Recommendation:
         before = row[0]
         return Recommendation(
@@ -370,6 +365,6 @@ class RecommendationSearch:
                 if after[j] != before[j]
             ),
             cost=float(cost),
-            probability=float(probability),
-            band=band,
+            probability=probability,
+            band=self.bands.band(probability),
         )
