@@ -137,3 +137,25 @@ def test_recommendations_on_the_detector_is_400(served: Served, client: httpx.Cl
     response = client.post(f"/v2/models/{served.detector}/infer", json=request)
     assert response.status_code == 400
     assert "parameter 'recommendations' is for risk models" in response.json()["error"]
+
+
+def test_v1_predictions_carry_recommendations_when_asked(
+    served: Served, client: httpx.Client
+) -> None:
+    rows = _rows(client, served)
+    names = [i["name"] for i in client.get(f"/v2/models/{served.risk}").json()["inputs"]]
+    instances = [dict(zip(names, row.tolist(), strict=True)) for row in rows]
+    response = client.post(
+        f"/v1/models/{served.risk}:predict",
+        json={"instances": instances, "parameters": {"recommendations": 2, "reasons": 0}},
+    )
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    v2, _ = _infer(client, served, rows, parameters={"recommendations": 2, "reasons": 0})
+    for prediction, text in zip(predictions, v2["recommendations"]["data"], strict=True):
+        if prediction["band"] == LOW:
+            assert prediction["recommendations"] is None and text == ""
+        else:
+            assert prediction["recommendations"] == json.loads(text)
+    plain = client.post(f"/v1/models/{served.risk}:predict", json={"instances": instances[:2]})
+    assert all("recommendations" not in p for p in plain.json()["predictions"])

@@ -158,6 +158,8 @@ def test_a_scored_rows_reasons_and_recommendations_are_json_text() -> None:
     _, row = scored_row({k: v for k, v in SCORED_DOC.items() if k != "reasons"})
     assert row["reasons"] is None  # an older bridge's record
     assert scored_row(SCORED_DOC | {"recommendations": []})[1]["recommendations"] == "[]"
+    refused = decode(SCORED, orjson.dumps(SCORED_DOC | {"recommendations": "[]"}))
+    assert isinstance(refused, Refused) and refused.kind == "schema_invalid"
 
 
 @pytest.mark.parametrize(
