@@ -97,8 +97,10 @@ def _spend_less(x: Matrix, cols: Columns, r: Matrix) -> None:
 
 
 def _cut_discretionary(x: Matrix, cols: Columns, r: Matrix) -> None:
-    d = x[:, cols["discretionary_share"]].copy()
-    kept = 1.0 - r * d  # what is left of all expenses
+    # A share is within [0, 1] from the formulas; clipped so that a hostile row cannot make
+    # the expenses left zero or negative.
+    d = np.clip(x[:, cols["discretionary_share"]], 0.0, 1.0)
+    kept = 1.0 - r * d  # what is left of all expenses (r <= 0.5: at least half)
     _expenses_scaled(x, cols, kept)
     x[:, cols["discretionary_share"]] = d * (1.0 - r) / kept
     for name in ("essential_share", "cash_out_share"):
@@ -294,18 +296,26 @@ class RecommendationSearch:
         rank = _BAND_RANK[band]
         if rank == 0 or not len(self._grid):
             return []
-        # Levers that change nothing here (no gambling to cut) are not offered.
+        # Levers with nothing to reduce (no gambling to cut; a negative value no real history
+        # has) or that change nothing here are not offered.
         useful = [
-            bool(np.any(self.changed(row, self._only(i)) != row)) for i in range(len(self.levers))
+            bool(row[0, self.columns[lever.driver]] > 0)
+            and bool(np.any(self.changed(row, self._only(i)) != row))
+            for i, lever in enumerate(self.levers)
         ]
         keep = np.array([all(useful[i] for i in chosen) for chosen in self._sets], dtype=bool)
         grid = self._grid[keep]
         sets = [s for s, kept in zip(self._sets, keep, strict=True) if kept]
         if not len(grid):
             return []
-        candidates = self.changed(row, grid)
-        probabilities = np.asarray(self.score(candidates), dtype=np.float64)
-        lower = ~self.bands.at_least(probabilities, band)
+        with np.errstate(all="ignore"):  # a hostile row may overflow: those rows are dropped
+            candidates = self.changed(row, grid)
+        finite = np.flatnonzero(np.isfinite(candidates).all(axis=1))
+        probabilities = np.full(len(grid), np.nan)
+        if len(finite):
+            probabilities[finite] = self.score(candidates[finite])
+        scored = np.isfinite(probabilities)
+        lower = scored & ~self.bands.at_least(np.where(scored, probabilities, 1.0), band)
         costs = np.round(grid.sum(axis=1), _DECIMALS)
         best: dict[tuple[int, ...], int] = {}
         for found in np.flatnonzero(lower).tolist():  # grid order: ascending steps in a set

@@ -14,7 +14,7 @@ import pytest
 from finrisk.compiled import CompiledModel, compile_model
 from finrisk.features import USER_FEATURES
 from finrisk.models import RiskModel
-from finrisk.models.bands import BAND_NAMES, LOW, RiskBands
+from finrisk.models.bands import BAND_NAMES, HIGH, LOW, RiskBands
 from finrisk.models.recommendations import (
     LEVERS,
     MAX_LEVERS,
@@ -260,3 +260,27 @@ def test_a_model_without_a_levers_feature_gets_only_the_others() -> None:
             "max_expense",
             "low_balance_freq",
         }
+
+
+def test_hostile_rows_give_finite_answers_or_none() -> None:
+    """Values no history produces (a share of 5, negative counts, overflowing amounts): the
+    search neither raises nor promises a non-finite probability, nor raises a negative habit."""
+    _, compiled = user_model("logistic")
+    bands = RiskBands(low=0.4, high=0.7)
+    search = search_of(compiled, bands)
+    rows = elevated_rows(compiled, bands, n=4).copy()
+    names = compiled.feature_names
+    rows[0, names.index("discretionary_share")] = 5.0
+    rows[1, names.index("gambling_tx_per_month")] = -3.0
+    rows[2, names.index("total_expense")] = 1e308
+    rows[2, names.index("expense_per_month")] = -1e308
+    rows[3, names.index("avg_expense")] = 0.0
+    for recs in search.search(rows, np.full(len(rows), 0.9)):
+        assert recs is not None
+        for rec in recs:
+            assert (
+                np.isfinite(rec.probability) and np.isfinite([c.after for c in rec.changes]).all()
+            )
+            assert rec.band != HIGH
+    (recs,) = search.search(rows[1:2], np.array([0.9]), k=5)
+    assert all("gamble_less" not in dict(rec.actions) for rec in recs or [])
