@@ -162,6 +162,13 @@ class BridgeSettings(BaseModel):
         "the predictor ~10x a plain score, so by default only MEDIUM and HIGH bands are",
     )
     reasons_per_row: int = Field(default=3, ge=1, le=10, description="reasons per record")
+    recommendations: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="recommendations per MEDIUM or HIGH scored record (the risk model's "
+        "counterfactual search, ~0.5 ms a row in the predictor); 0: none, the default",
+    )
     request_timeout_s: float = Field(default=5.0, gt=0, description="per predictor request")
     max_attempts: int = Field(default=3, ge=1, description="tries per predictor request")
     backoff_initial_s: float = Field(default=0.05, gt=0, description="first retry's wait")

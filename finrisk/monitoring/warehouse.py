@@ -11,6 +11,7 @@ group by) and written by streaming inserts whose insertId is the row's identity
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ SCORED_COLUMNS: dict[str, str] = {
     "challenger_version": "STRING",
     "challenger_score": "FLOAT",
     "challenger_is_anomaly": "BOOLEAN",
+    # The risk model's top reasons and its recommendations (finrisk.models.recommendations)
+    # as the scored record carries them, JSON text; NULL where the record has none (LOW rows
+    # get no recommendations; records of a bridge not asking for them carry none).
+    "reasons": "STRING",
+    "recommendations": "STRING",
 }
 SCORED_NULLABLE = frozenset(
     {
@@ -63,8 +69,11 @@ SCORED_NULLABLE = frozenset(
         "challenger_version",
         "challenger_score",
         "challenger_is_anomaly",
+        "reasons",
+        "recommendations",
     }
 )
+_JSON_LISTS = ("reasons", "recommendations")
 _STRINGS = ("transaction_id", "user_id", "detector_version")
 _OPTIONAL_STRINGS = ("risk_model_version", "risk_band", "challenger_version")
 _OPTIONAL_NUMBERS = ("threshold", "risk_probability", "challenger_score")
@@ -127,7 +136,9 @@ def ensure_tables(
     client: bigquery.Client, tables: Tables, *, location: str | None = None, timeout_s: float = 30
 ) -> None:
     """The dataset and the tables, day-partitioned (labels and scored on event_time, the
-    monitoring windows on window_end), created when missing."""
+    monitoring windows on window_end), created when missing; a table made by an older finrisk
+    gets the NULLABLE columns it lacks added (BigQuery adds NULLABLE columns in place, and the
+    rows already there read NULL), so an existing warehouse keeps loading."""
     dataset = bigquery.Dataset(f"{tables.project}.{tables.dataset}")
     if location:
         dataset.location = location
@@ -159,9 +170,43 @@ def ensure_tables(
                 type_=bigquery.TimePartitioningType.DAY, field=partition
             )
             table.description = f"{description} (finrisk labels load)"
-            client.create_table(table, exists_ok=True, timeout=timeout_s)
+            made = client.create_table(table, exists_ok=True, timeout=timeout_s)
+            _add_missing_columns(client, made, fields, timeout_s)
     except (gexc.GoogleAPIError, OSError) as exc:
         raise FinriskError(f"cannot create the tables in {dataset.dataset_id}: {exc}") from None
+
+
+def _add_missing_columns(
+    client: bigquery.Client,
+    table: bigquery.Table,
+    fields: list[bigquery.SchemaField],
+    timeout_s: float,
+) -> None:
+    """Add the NULLABLE columns `fields` has and `table` lacks (a table of an older finrisk).
+
+    DDL first: BigQuery adds the column to the table and its schema; the emulator adds it to
+    its storage only. Then the schema, where it still lacks them (the emulator's catalog):
+    an update that real BigQuery, already showing the columns, never needs."""
+    have = {field.name for field in table.schema}
+    missing = [field for field in fields if field.name not in have]
+    if not missing:
+        return
+    required = [field.name for field in missing if field.mode != "NULLABLE"]
+    if required:
+        raise FinriskError(
+            f"table {table.full_table_id} lacks REQUIRED column(s) {', '.join(required)}: "
+            "only NULLABLE columns can be added to an existing table"
+        )
+    table_id = f"{table.project}.{table.dataset_id}.{table.table_id}"
+    for field in missing:  # names and types are this module's constants, not input
+        ddl = f"ALTER TABLE `{table_id}` ADD COLUMN IF NOT EXISTS {field.name} {field.field_type}"
+        client.query(ddl, timeout=timeout_s).result(timeout=timeout_s)
+    table = client.get_table(table_id, timeout=timeout_s)
+    have = {field.name for field in table.schema}
+    still = [field for field in missing if field.name not in have]
+    if still:
+        table.schema = [*table.schema, *still]
+        client.update_table(table, ["schema"], timeout=timeout_s)
 
 
 # ---------------------------------------------------------------- rows
@@ -214,6 +259,8 @@ def scored_row(doc: object) -> tuple[str, dict[str, Any]]:
     )
     if (row["challenger_version"] is None) != (row["challenger_score"] is None):
         raise ScoredRecordError("challenger_version and challenger_score come together or not")
+    for name in _JSON_LISTS:
+        row[name] = _json_list(doc, name)
     return row["transaction_id"], {name: row[name] for name in SCORED_COLUMNS}
 
 
@@ -224,6 +271,16 @@ def _string(doc: Mapping[str, Any], name: str) -> str:
     if len(value) > MAX_ID_CHARS:
         raise ScoredRecordError(f"{name} is {len(value)} characters, more than {MAX_ID_CHARS}")
     return value
+
+
+def _json_list(doc: Mapping[str, Any], name: str) -> str | None:
+    """A list field as JSON text for a STRING column; None when absent or null."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ScoredRecordError(f"{name} must be a list or null, got {type(value).__name__}")
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _number(doc: Mapping[str, Any], name: str) -> float:

@@ -31,6 +31,21 @@ from tests.support.realized_reference import reference_realized, reference_shado
 pytestmark = pytest.mark.integration
 
 
+REASONS = [{"feature": "overdraft_freq", "contribution": 0.21}]
+RECOMMENDATIONS = [
+    {
+        "actions": [{"lever": "avoid_overdrafts", "reduce_by": 0.5}],
+        "changes": [
+            {"feature": "overdraft_freq", "from": 0.2, "to": 0.1},
+            {"feature": "recent_overdraft_share", "from": 0.3, "to": 0.15},
+        ],
+        "cost": 0.5,
+        "probability": 0.35,
+        "band": "LOW",
+    }
+]
+
+
 def scored_records(transactions: pd.DataFrame, seed: int) -> list[dict[str, Any]]:
     """Scored records in the bridge's form (outputs.scored_values): the champion flags most
     frauds and a few others; half the users also have a shadow challenger's verdict."""
@@ -54,6 +69,10 @@ def scored_records(transactions: pd.DataFrame, seed: int) -> list[dict[str, Any]
             "scored_at_ms": int(row.timestamp.timestamp() * 1000) + 40,
             "source": {"partition": 0, "offset": i},
         }
+        if i % 7 == 0:  # an elevated user's reasons and recommendations, as the bridge carries them
+            record |= {"reasons": REASONS, "recommendations": RECOMMENDATIONS if i % 14 else []}
+        else:
+            record["reasons"] = []
         if int(row.user_id[1:]) % 2:
             record |= {
                 "challenger_version": "5",
@@ -121,6 +140,18 @@ def _count(client: Any, table_id: str, distinct: bool = False) -> int:
     return next(iter(client.query(f"SELECT {what} AS n FROM `{table_id}`").result()))["n"]
 
 
+def _assert_json_columns(client: Any, table_id: str, scored: list[dict[str, Any]]) -> None:
+    """reasons and recommendations read back as the records carried them (NULL: none)."""
+    query = f"SELECT transaction_id, reasons, recommendations FROM `{table_id}`"
+    got = {r["transaction_id"]: r for r in client.query(query).result()}
+    for record in scored:
+        row = got[record["transaction_id"]]
+        for name in ("reasons", "recommendations"):
+            carried = record.get(name)
+            assert (None if row[name] is None else orjson.loads(row[name])) == carried, name
+    assert any(r.get("recommendations") for r in scored)
+
+
 def test_loads_the_three_topics_dead_letters_poison_and_counts_a_replay_once(
     settings: Settings, client: Any
 ) -> None:
@@ -167,6 +198,7 @@ def test_loads_the_three_topics_dead_letters_poison_and_counts_a_replay_once(
         assert row["drift_level"] == window["drift_level"]
     assert _count(client, tables.labels_id) == len(labels)
     assert _count(client, tables.scored_id) == len(scored)
+    _assert_json_columns(client, tables.scored_id, scored)
     # Offsets committed past everything, the poison records included.
     committed = committed_offsets(bootstrap, cfg.group_id, cfg.labels_topic)
     assert sum(committed.values()) == len(label_messages)
@@ -203,3 +235,63 @@ def test_loads_the_three_topics_dead_letters_poison_and_counts_a_replay_once(
     assert realized_metrics(client, dataset, since=some_day, until=some_day) == [
         d for d in expected if d.day == some_day
     ]
+
+
+def test_a_scored_table_made_without_the_json_columns_gets_them_and_keeps_loading(
+    settings: Settings, client: Any
+) -> None:
+    """A warehouse made before reasons and recommendations were kept: ensure_tables adds the
+    NULLABLE columns, the old rows read NULL there, new records load both."""
+    from google.cloud import bigquery
+
+    from finrisk.monitoring.warehouse import (
+        PARTITION_FIELD,
+        SCORED_COLUMNS,
+        SCORED_NULLABLE,
+        Tables,
+        schema,
+    )
+
+    bq = settings.bigquery
+    tables = Tables(bq.project, settings.labels.bigquery_dataset)
+    client.create_dataset(f"{tables.project}.{tables.dataset}", exists_ok=True)
+    old_columns = {
+        k: v for k, v in SCORED_COLUMNS.items() if k not in ("reasons", "recommendations")
+    }
+    old = bigquery.Table(tables.scored_id, schema=schema(old_columns, SCORED_NULLABLE))
+    old.time_partitioning = bigquery.TimePartitioning(
+        type_=bigquery.TimePartitioningType.DAY, field=PARTITION_FIELD
+    )
+    client.create_table(old)
+    before = {
+        "transaction_id": "old-1",
+        "user_id": "u0",
+        "event_time": "2025-01-02T10:00:00+00:00",
+        "scored_at": "2025-01-02T10:00:01+00:00",
+        "detector_version": "1",
+        "anomaly_score": 0.1,
+        "is_anomaly": False,
+    }
+    assert client.insert_rows_json(tables.scored_id, [before], row_ids=["old-1"]) == []
+
+    transactions, _users, _ = generate(30, 10, 6)
+    scored = scored_records(transactions, 6)
+    loader = LabelLoader(settings)  # ensure_tables: the missing columns added
+    try:
+        produce(
+            {"bootstrap.servers": settings.kafka.bootstrap_servers},
+            settings.labels.scored_topic,
+            [(r["user_id"].encode(), orjson.dumps(r)) for r in scored],
+        )
+        stats = loader.run(once=True)
+    finally:
+        loader.close()
+    assert stats.scored == len(scored) and stats.dead_lettered == 0
+    names = [field.name for field in client.get_table(tables.scored_id).schema]
+    assert names == list(SCORED_COLUMNS)
+    assert _count(client, tables.scored_id) == len(scored) + 1
+    _assert_json_columns(client, tables.scored_id, scored)
+    (old_row,) = client.query(
+        f"SELECT reasons, recommendations FROM `{tables.scored_id}` WHERE transaction_id = 'old-1'"
+    ).result()
+    assert old_row["reasons"] is None and old_row["recommendations"] is None

@@ -150,6 +150,7 @@ def test_metadata_and_readiness(served: Served, client: httpx.Client) -> None:
         ("band", "BYTES"),
         ("reasons", "BYTES"),
         ("reason_contributions", "FP64"),
+        ("recommendations", "BYTES"),
     ]
     v1 = client.get(f"/v1/models/{served.detector}").json()
     assert v1["ready"] is True and v1["source"] == f"models:/{served.detector}@champion"

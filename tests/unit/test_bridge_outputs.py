@@ -53,6 +53,7 @@ def test_scored_record_has_everything_downstream_needs() -> None:
         "risk_probability": 0.81,
         "risk_band": "HIGH",
         "reasons": REASONS,
+        "recommendations": None,
         "history_days": 17.12,
         "detector_version": "7",
         "risk_model_version": "3",
@@ -63,6 +64,29 @@ def test_scored_record_has_everything_downstream_needs() -> None:
         "latency_ms": 12.346,
         "source": {"partition": 2, "offset": 41},
     }
+
+
+def test_a_scored_record_carries_the_recommendations_beside_the_reasons() -> None:
+    recs = [
+        {
+            "actions": [{"lever": "spend_less", "reduce_by": 0.1}],
+            "changes": [{"feature": "expense_income_ratio", "from": 1.2, "to": 1.08}],
+            "cost": 0.1,
+            "probability": 0.66,
+            "band": "MEDIUM",
+        }
+    ]
+    for carried in (recs, []):
+        (value,) = scored_values(
+            [TX],
+            [SCORE._replace(recommendations=carried)],
+            scored_at_ms=1_735_689_601_000,
+            latencies_ms=[1.0],
+            positions=[(0, 1)],
+            history_days=[1.0],
+        )
+        doc = orjson.loads(value)
+        assert doc["reasons"] == REASONS and doc["recommendations"] == carried
 
 
 def test_a_shadow_challengers_verdict_rides_along_and_never_alerts() -> None:

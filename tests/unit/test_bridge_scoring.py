@@ -16,6 +16,16 @@ from finrisk.serving.bridge.v2_client import BadAnswer, V2Client
 # The served detector takes its features in reverse order; the risk model takes five of them.
 DETECTOR_ORDER = list(reversed(TRANSACTION_FEATURES))
 RISK_ORDER = list(USER_FEATURES[:5])
+# One recommendation as the predictor writes it (finrisk.models.recommendations).
+RECS = [
+    {
+        "actions": [{"lever": "keep_balance_buffer", "reduce_by": 0.3}],
+        "changes": [{"feature": "low_balance_freq", "from": 0.5, "to": 0.35}],
+        "cost": 0.3,
+        "probability": 0.38,
+        "band": "LOW",
+    }
+]
 
 
 class Predictor:
@@ -27,6 +37,7 @@ class Predictor:
         honours_reasons_from: bool = True,
         binary: bool = False,
         short_reasons: bool = False,
+        recommendations_text: str | None = None,
     ) -> None:
         self.infer_bodies: list[tuple[str, dict[str, object]]] = []
         self.binary_bodies = 0
@@ -34,6 +45,7 @@ class Predictor:
         self.honours_reasons_from = honours_reasons_from
         self.binary = binary  # lists the binary tensor data extension, and reads it
         self.short_reasons = short_reasons  # answers one reason name too few
+        self.recommendations_text = recommendations_text  # what elevated rows get, if not RECS
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v2":
@@ -104,6 +116,16 @@ class Predictor:
                     "datatype": "FP64",
                     "shape": [rows, k],
                     "data": values,
+                }
+            )
+        if parameters.get("recommendations"):
+            text = self.recommendations_text or orjson.dumps(RECS).decode()
+            outputs.append(
+                {
+                    "name": "recommendations",
+                    "datatype": "BYTES",
+                    "shape": [rows],
+                    "data": ["" if band == "LOW" else text for band in bands],
                 }
             )
         return httpx.Response(
@@ -298,3 +320,41 @@ def test_the_shadow_challenger_is_scored_beside_and_never_changes_the_champion()
         scores = scorer.score(tx, users)
         assert scores == expected and {s.challenger_version for s in scores} == {None}
     assert failing.failures == 2
+
+
+def test_recommendations_are_asked_for_and_carried_for_elevated_rows() -> None:
+    predictor = Predictor()
+    client = _client(predictor)
+    scorer = V2Scorer(client, client, "det", "risk", reasons="elevated", recommendations=2)
+    scores = scorer.score(*_matrices(4))
+    scorer.close()
+    (risk_call,) = [body for name, body in predictor.infer_bodies if name == "risk"]
+    assert risk_call["parameters"] == {
+        "reasons": 3,
+        "reasons_from": "MEDIUM",
+        "recommendations": 2,
+    }
+    assert [s.recommendations for s in scores] == [None, RECS, RECS, None]  # LOW, M, H, LOW
+
+
+def test_recommendations_are_off_by_default() -> None:
+    predictor = Predictor()
+    client = _client(predictor)
+    scorer = V2Scorer(client, client, "det", "risk")
+    scores = scorer.score(*_matrices(4))
+    scorer.close()
+    (risk_call,) = [body for name, body in predictor.infer_bodies if name == "risk"]
+    assert "recommendations" not in risk_call["parameters"]  # type: ignore[operator]
+    assert all(s.recommendations is None for s in scores)
+
+
+def test_an_empty_search_is_an_empty_list_and_bad_text_a_bad_answer() -> None:
+    client = _client(Predictor(recommendations_text="[]"))
+    scorer = V2Scorer(client, client, "det", "risk", recommendations=1)
+    assert [s.recommendations for s in scorer.score(*_matrices(4))] == [None, [], [], None]
+    scorer.close()
+    client = _client(Predictor(recommendations_text="{not json"))
+    scorer = V2Scorer(client, client, "det", "risk", recommendations=1)
+    with pytest.raises(BadAnswer, match=r"output 'recommendations' holds .* not a JSON array"):
+        scorer.score(*_matrices(4))
+    scorer.close()

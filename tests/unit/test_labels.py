@@ -3,6 +3,7 @@ decoding and the reference realized metrics."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import orjson
@@ -130,13 +131,35 @@ SCORED_DOC = {
 
 def test_a_scored_record_makes_a_compact_row_with_or_without_a_challenger() -> None:
     row_id, row = scored_row(SCORED_DOC)
-    assert row_id == "tx1" and "reasons" not in row
+    assert row_id == "tx1" and "amount" not in row
+    assert row["reasons"] == "[]" and row["recommendations"] is None  # a LOW or unasked row
     assert row["challenger_version"] is None and row["scored_at"].startswith("2025-01-02T10:00:00")
     _, row = scored_row(
         SCORED_DOC
         | {"challenger_version": "4", "challenger_score": 0.1, "challenger_is_anomaly": False}
     )
     assert row["challenger_is_anomaly"] is False and row["challenger_score"] == 0.1
+
+
+def test_a_scored_rows_reasons_and_recommendations_are_json_text() -> None:
+    reasons = [{"feature": "overdraft_freq", "contribution": 0.2}]
+    recommendations = [
+        {
+            "actions": [{"lever": "avoid_overdrafts", "reduce_by": 0.5}],
+            "changes": [{"feature": "overdraft_freq", "from": 0.2, "to": 0.1}],
+            "cost": 0.5,
+            "probability": 0.3,
+            "band": "LOW",
+        }
+    ]
+    _, row = scored_row(SCORED_DOC | {"reasons": reasons, "recommendations": recommendations})
+    assert json.loads(row["reasons"]) == reasons
+    assert json.loads(row["recommendations"]) == recommendations
+    _, row = scored_row({k: v for k, v in SCORED_DOC.items() if k != "reasons"})
+    assert row["reasons"] is None  # an older bridge's record
+    assert scored_row(SCORED_DOC | {"recommendations": []})[1]["recommendations"] == "[]"
+    refused = decode(SCORED, orjson.dumps(SCORED_DOC | {"recommendations": "[]"}))
+    assert isinstance(refused, Refused) and refused.kind == "schema_invalid"
 
 
 @pytest.mark.parametrize(
@@ -149,6 +172,8 @@ def test_a_scored_record_makes_a_compact_row_with_or_without_a_challenger() -> N
         ({"detector_version": None}, "missing fields: detector_version"),
         ({"event_time": "2025-01-02"}, "no UTC offset"),
         ({"challenger_version": "4"}, "come together"),
+        ({"recommendations": "[]"}, "recommendations must be a list or null, got str"),
+        ({"reasons": {"a": 1}}, "reasons must be a list or null, got dict"),
     ],
 )
 def test_bad_scored_records_are_named(change: dict, words: str) -> None:

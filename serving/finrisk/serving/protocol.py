@@ -42,12 +42,18 @@ PROBABILITY_OUTPUT = "probability"
 BAND_OUTPUT = "band"
 REASONS_OUTPUT = "reasons"
 CONTRIBUTIONS_OUTPUT = "reason_contributions"
+# Per row, a JSON array of recommendations (finrisk.models.recommendations) as text: "" for the
+# rows not searched (LOW), "[]" for an elevated row no allowed change brings down.
+RECOMMENDATIONS_OUTPUT = "recommendations"
 BAND_LOW_PARAMETER = "band_low"
 BAND_HIGH_PARAMETER = "band_high"
 # Request parameters: how many top reasons per row (0: none), and explain only the rows of
 # this band or higher (the predictor leaves the others empty).
 REASONS_PARAMETER = "reasons"
 REASONS_FROM_PARAMETER = "reasons_from"
+# Request parameter: up to this many recommendations per MEDIUM or HIGH row (absent or 0: none,
+# the output is not computed; the search costs hundreds of model evaluations per elevated row).
+RECOMMENDATIONS_PARAMETER = "recommendations"
 
 
 class FramingError(ValueError):

@@ -57,6 +57,7 @@ def build_scorer(config: BridgeSettings) -> V2Scorer:
         config.risk_model,
         reasons=config.reasons,
         reasons_per_row=config.reasons_per_row,
+        recommendations=config.recommendations,
         shadow=shadow,
     )
 

@@ -44,6 +44,9 @@ class Score(NamedTuple):
     challenger_score: float | None = None
     challenger_is_anomaly: bool | None = None
     challenger_version: str | None = None
+    # The risk model's recommendations (finrisk.models.recommendations) when the bridge asks
+    # for them: None where not searched (LOW, or not asked), [] where nothing lowers the band.
+    recommendations: Any = None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,6 +109,7 @@ def scored_values(
                 "risk_probability": probability,
                 "risk_band": band,
                 "reasons": reasons,
+                "recommendations": recommendations,
                 "history_days": days,
                 "detector_version": detector_version,
                 "risk_model_version": risk_version,
@@ -130,6 +134,7 @@ def scored_values(
                     challenger_score,
                     challenger_flagged,
                     challenger_version,
+                    recommendations,
                 ),
                 event_time,
                 latency,

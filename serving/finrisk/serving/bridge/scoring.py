@@ -10,7 +10,9 @@ The predictor's outputs (finrisk.serving.predictor): the detector returns `score
 `probability`, `band` and, unless asked for none, `reasons` and `reason_contributions`
 ([rows, k]). Explaining costs the predictor far more than scoring, so under the "elevated"
 policy the risk model is asked (parameter `reasons_from`) to explain only the rows it rates
-MEDIUM or HIGH, in the same call.
+MEDIUM or HIGH, in the same call. With `recommendations` > 0 the risk model is also asked
+(parameter `recommendations`) for that many recommendations per MEDIUM or HIGH row
+(finrisk.models.recommendations); each Score carries them parsed, None for the rows not searched.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
 from finrisk.kinds import CHALLENGER
@@ -29,7 +32,7 @@ from finrisk.models.bands import MEDIUM
 from finrisk.serving.bridge.binding import Binding, feature_order
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.shadow import Shadow
-from finrisk.serving.bridge.v2_client import InferResult, V2Client, column
+from finrisk.serving.bridge.v2_client import BadAnswer, InferResult, V2Client, column
 from finrisk.serving.protocol import (
     BAND_LOW_PARAMETER,
     BAND_OUTPUT,
@@ -40,6 +43,8 @@ from finrisk.serving.protocol import (
     REASONS_FROM_PARAMETER,
     REASONS_OUTPUT,
     REASONS_PARAMETER,
+    RECOMMENDATIONS_OUTPUT,
+    RECOMMENDATIONS_PARAMETER,
     SCORE_OUTPUT,
     THRESHOLD_PARAMETER,
 )
@@ -75,6 +80,7 @@ class V2Scorer:
         *,
         reasons: ReasonsPolicy = "elevated",
         reasons_per_row: int = 3,
+        recommendations: int = 0,
         shadow: Shadow | None = None,
     ) -> None:
         self.detector = detector
@@ -84,6 +90,7 @@ class V2Scorer:
         self.risk_model = risk_model
         self.reasons = reasons
         self.reasons_per_row = reasons_per_row
+        self.recommendations = recommendations
         self._pool = ThreadPoolExecutor(
             max_workers=2 if shadow is not None else 1, thread_name_prefix="v2-detector"
         )
@@ -136,7 +143,7 @@ class V2Scorer:
         champion = pending.result()
         return _scores(champion, risk, n, None if shadow is None else shadow.result())
 
-    def _risk_scores(self, user_rows: npt.NDArray[np.float64]) -> tuple[InferResult, list[Any]]:
+    def _risk_scores(self, user_rows: npt.NDArray[np.float64]) -> RiskAnswer:
         risk, binding = self.risk, self._risk
         assert risk is not None and binding is not None
         n = len(user_rows)
@@ -144,19 +151,43 @@ class V2Scorer:
         parameters: dict[str, Any] = {REASONS_PARAMETER: 0 if self.reasons == "none" else k}
         if self.reasons == "elevated":
             parameters[REASONS_FROM_PARAMETER] = ELEVATED_BAND
+        if self.recommendations:
+            parameters[RECOMMENDATIONS_PARAMETER] = self.recommendations
         result = risk.infer(
             binding.model, binding.select(user_rows), input_name=MATRIX_INPUT, parameters=parameters
         )
+        recommended = _recommendations(result, n) if self.recommendations else None
         if self.reasons == "none":
-            return result, [[] for _ in range(n)]
+            return result, [[] for _ in range(n)], recommended
         if self.reasons == "all":
-            return result, _reasons(result, n, k, range(n))
+            return result, _reasons(result, n, k, range(n)), recommended
         # A predictor that ignores `reasons_from` explains every row: more work, same output,
         # since rows below the lower band edge keep no reasons here (and are not even read:
         # most rows of a stream are LOW).
         probabilities = np.asarray(column(result, PROBABILITY_OUTPUT, n), dtype=np.float64)
         low = float(result.parameters.get(BAND_LOW_PARAMETER, -1.0))
-        return result, _reasons(result, n, k, np.flatnonzero(probabilities >= low).tolist())
+        rows = np.flatnonzero(probabilities >= low).tolist()
+        return result, _reasons(result, n, k, rows), recommended
+
+
+def _recommendations(result: InferResult, n: int) -> list[Any]:
+    """Each row's recommendations, parsed: None where the predictor did not search ("")."""
+    out: list[Any] = []
+    for text in column(result, RECOMMENDATIONS_OUTPUT, n):
+        if text == "":
+            out.append(None)
+            continue
+        try:
+            parsed = orjson.loads(text)
+        except (orjson.JSONDecodeError, TypeError):
+            parsed = None
+        if not isinstance(parsed, list):
+            raise BadAnswer(
+                f"model {result.model_name} output {RECOMMENDATIONS_OUTPUT!r} holds "
+                f"{str(text)[:40]!r}, not a JSON array"
+            )
+        out.append(parsed)
+    return out
 
 
 def _reasons(result: InferResult, n: int, k: int, rows: Iterable[int]) -> list[list[Any]]:
@@ -175,9 +206,13 @@ def _reasons(result: InferResult, n: int, k: int, rows: Iterable[int]) -> list[l
     return reasons
 
 
+# The risk model's answer, its rows' reasons, and their recommendations when asked.
+RiskAnswer = tuple[InferResult, list[Any], list[Any] | None]
+
+
 def _scores(
     detector: InferResult,
-    risk: tuple[InferResult, list[Any]] | None,
+    risk: RiskAnswer | None,
     n: int,
     challenger: InferResult | None,
 ) -> list[Score]:
@@ -193,7 +228,7 @@ def _scores(
         no_reasons: Iterable[list[Any]] = ([] for _ in range(n))
         fields += [repeat(None), repeat(None), no_reasons, repeat(detector_version), repeat(None)]
     else:
-        result, reasons = risk
+        result, reasons, _ = risk
         fields += [
             _typed(float, column(result, PROBABILITY_OUTPUT, n)),
             _typed(str, column(result, BAND_OUTPUT, n)),
@@ -209,6 +244,8 @@ def _scores(
             _typed(bool, column(challenger, FLAG_OUTPUT, n)),
             repeat(challenger.model_version or "unknown"),
         ]
+    recommended = None if risk is None else risk[2]
+    fields.append(repeat(None) if recommended is None else recommended)
     # tuple.__new__ makes the Scores without running Score's own (Python) __new__ per row:
     # a third of the cost, for thousands of rows per batch.
     return list(map(tuple.__new__, repeat(Score, n), zip(*fields, strict=False)))

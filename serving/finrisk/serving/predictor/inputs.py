@@ -32,6 +32,7 @@ from finrisk.serving.protocol import (
     JSON_MEDIA_TYPE,
     REASONS_FROM_PARAMETER,
     REASONS_PARAMETER,
+    RECOMMENDATIONS_PARAMETER,
 )
 
 Matrix = npt.NDArray[np.float64]
@@ -158,6 +159,17 @@ def reasons_parameter(parameters: dict[str, Any], maximum: int) -> int | None:
     if type(value) is not int or not 0 <= value <= maximum:
         raise InputError(
             f"parameter {REASONS_PARAMETER!r} must be an integer from 0 to {maximum}, got {value!r}"
+        )
+    return value
+
+
+def recommendations_parameter(parameters: dict[str, Any], maximum: int) -> int:
+    """The optional "recommendations" parameter: how many per MEDIUM or HIGH row (0: none)."""
+    value = parameters.get(RECOMMENDATIONS_PARAMETER, 0)
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise InputError(
+            f"parameter {RECOMMENDATIONS_PARAMETER!r} must be an integer from 0 to {maximum}, "
+            f"got {reprlib.repr(value)}"
         )
     return value
 

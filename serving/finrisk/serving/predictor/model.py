@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from finrisk.compiled import DETECTOR, RISK
 from finrisk.errors import FinriskError
+from finrisk.models.recommendations import MAX_RECOMMENDATIONS
 from finrisk.registry import LoadedModel, ModelRef, get_version, load
 from finrisk.serving.predictor import metrics
 from finrisk.serving.predictor.inputs import (
@@ -22,6 +23,7 @@ from finrisk.serving.predictor.inputs import (
     parse_json,
     reasons_from_parameter,
     reasons_parameter,
+    recommendations_parameter,
     v1_matrix,
     v1_parameters,
     v2_request,
@@ -29,7 +31,7 @@ from finrisk.serving.predictor.inputs import (
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.responses import encode, v1_body, v2_body
 from finrisk.serving.predictor.scoring import MAX_REASONS, Scored, Scorer
-from finrisk.serving.protocol import FLAG_OUTPUT
+from finrisk.serving.protocol import FLAG_OUTPUT, RECOMMENDATIONS_OUTPUT, RECOMMENDATIONS_PARAMETER
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Batch:
     outputs: list[str] | None = None
     reasons: int | None = None
     reasons_from: str | None = None  # a risk band: explain only rows in it or above
+    recommendations: int = 0  # per MEDIUM or HIGH row; 0: none
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,12 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
             parameters = v1_parameters(body)
             reasons = reasons_parameter(parameters, max_reasons)
             return Batch(
-                scorer, V1, matrix, reasons=reasons, reasons_from=reasons_from_parameter(parameters)
+                scorer,
+                V1,
+                matrix,
+                reasons=reasons,
+                reasons_from=reasons_from_parameter(parameters),
+                recommendations=self._recommendations(scorer, parameters),
             )
         binary = payload.binary if isinstance(payload, RawRequest) else b""
         request: V2Request = v2_request(body, names, self.max_rows, binary)
@@ -222,21 +230,49 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
                     )
             if reasons == 0 and any(n.startswith("reason") for n in request.outputs):
                 raise InputError("outputs ask for reasons but parameter 'reasons' is 0")
+        recommendations = self._recommendations(scorer, request.parameters)
+        if (
+            request.outputs is not None
+            and RECOMMENDATIONS_OUTPUT in request.outputs
+            and recommendations == 0
+        ):
+            raise InputError(
+                f"outputs ask for {RECOMMENDATIONS_OUTPUT!r} but parameter "
+                f"{RECOMMENDATIONS_PARAMETER!r} is not 1 to {MAX_RECOMMENDATIONS}"
+            )
         reasons_from = reasons_from_parameter(request.parameters)
-        return Batch(scorer, V2, request.matrix, request.id, request.outputs, reasons, reasons_from)
+        return Batch(
+            scorer,
+            V2,
+            request.matrix,
+            request.id,
+            request.outputs,
+            reasons,
+            reasons_from,
+            recommendations,
+        )
+
+    def _recommendations(self, scorer: Scorer, parameters: dict[str, Any]) -> int:
+        count = recommendations_parameter(parameters, MAX_RECOMMENDATIONS)
+        if count and scorer.kind == DETECTOR:
+            raise InputError(
+                f"parameter {RECOMMENDATIONS_PARAMETER!r} is for risk models; "
+                f"{self.name} is a detector"
+            )
+        return count
 
     async def predict(
         self, payload: Batch, headers: dict[str, str] | None = None, response_headers: Any = None
     ) -> tuple[Batch, Scored]:
         batch = payload
         rows = batch.matrix.shape[0]
-        if batch.scorer.work(rows, batch.reasons) < INLINE_MAX_WORK:
-            scored = batch.scorer.score(batch.matrix, batch.reasons, batch.reasons_from)
+        work = batch.scorer.work(rows, batch.reasons, batch.recommendations)
+        arguments = (batch.matrix, batch.reasons, batch.reasons_from, batch.recommendations)
+        if work < INLINE_MAX_WORK:
+            scored = batch.scorer.score(*arguments)
         else:
             loop = asyncio.get_running_loop()
-            scored = await loop.run_in_executor(
-                None, batch.scorer.score, batch.matrix, batch.reasons, batch.reasons_from
-            )
+            scored = await loop.run_in_executor(None, batch.scorer.score, *arguments)
         metrics.ROWS.labels(self.name).inc(rows)
         if batch.scorer.kind == DETECTOR:
             metrics.ANOMALIES.labels(self.name).inc(int(scored.outputs[FLAG_OUTPUT].sum()))

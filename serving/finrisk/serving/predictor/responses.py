@@ -14,6 +14,7 @@ from finrisk.serving.protocol import (
     FLAG_OUTPUT,
     PROBABILITY_OUTPUT,
     REASONS_OUTPUT,
+    RECOMMENDATIONS_OUTPUT,
     SCORE_OUTPUT,
 )
 
@@ -45,6 +46,9 @@ def v1_body(scorer: Scorer, scored: Scored) -> dict[str, Any]:
                 out[PROBABILITY_OUTPUT].tolist(), out[BAND_OUTPUT].tolist(), reasons, strict=True
             )
         ]
+        if scored.recommended is not None:
+            for prediction, recommended in zip(predictions, scored.recommended, strict=True):
+                prediction[RECOMMENDATIONS_OUTPUT] = recommended
     return {
         "predictions": predictions,
         "model_name": scorer.name,

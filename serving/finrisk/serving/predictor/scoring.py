@@ -4,7 +4,8 @@ Detector: score (FP64) and is_anomaly (BOOL, score >= the registered threshold).
 Risk model: probability (FP64), band (BYTES: LOW / MEDIUM / HIGH at the registered edges) and
 the top reasons (occlusion against the training medians, finrisk.models.reasons), as
 `reasons` (BYTES [rows, k], feature names, "" where a row has fewer) and
-`reason_contributions` (FP64 [rows, k]).
+`reason_contributions` (FP64 [rows, k]); when asked, `recommendations` (BYTES [rows], a JSON
+array per MEDIUM or HIGH row, finrisk.models.recommendations; "" for the rows not searched).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from finrisk.compiled import DETECTOR
-from finrisk.models.bands import RiskBands
+from finrisk.models.bands import MEDIUM, RiskBands
 from finrisk.models.reasons import Reason, occlusion_contributions, top_columns, top_reasons
+from finrisk.models.recommendations import RecommendationSearch
 from finrisk.registry import LoadedModel
 from finrisk.serving.protocol import (
     BAND_OUTPUT,
@@ -26,6 +29,7 @@ from finrisk.serving.protocol import (
     FP64,
     PROBABILITY_OUTPUT,
     REASONS_OUTPUT,
+    RECOMMENDATIONS_OUTPUT,
     SCORE_OUTPUT,
     THRESHOLD_PARAMETER,
     risk_parameters,
@@ -71,6 +75,8 @@ class Scored:
     rows: int
     outputs: dict[str, npt.NDArray[Any]]
     explained: Explained | None = None
+    # Per row when asked: None (not searched: LOW), else the recommendations' dicts.
+    recommended: list[list[dict[str, Any]] | None] | None = None
 
 
 class Scorer:
@@ -93,6 +99,11 @@ class Scorer:
             # Index len(feature_names) is "": the name of a slot left empty (zero contribution).
             self._reason_names = np.array([*self.feature_names, ""])
             self._occluder = self.compiled.occluder(self.reference)
+            # Against the compiled model itself: the scores a recommendation promises are the
+            # ones this predictor returns for the changed row.
+            self.recommender = RecommendationSearch(
+                self.compiled.score, self.feature_names, self.bands
+            )
 
     def inputs(self) -> list[TensorSpec]:
         return [TensorSpec(name, FP64, [-1]) for name in self.feature_names]
@@ -106,6 +117,7 @@ class Scorer:
             TensorSpec(BAND_OUTPUT, "BYTES", [-1]),
             TensorSpec(REASONS_OUTPUT, "BYTES", [-1, k]),
             TensorSpec(CONTRIBUTIONS_OUTPUT, FP64, [-1, k]),
+            TensorSpec(RECOMMENDATIONS_OUTPUT, "BYTES", [-1]),
         ]
 
     def output_names(self) -> list[str]:
@@ -127,10 +139,15 @@ class Scorer:
         return {"bands": self.bands.to_dict()}
 
     def score(
-        self, matrix: Matrix, reasons: int | None = None, reasons_from: str | None = None
+        self,
+        matrix: Matrix,
+        reasons: int | None = None,
+        reasons_from: str | None = None,
+        recommendations: int = 0,
     ) -> Scored:
         """Outputs for each row; risk: `reasons` per row (default `default_reasons`), only for
-        rows of band `reasons_from` or above when given (the others get empty slots)."""
+        rows of band `reasons_from` or above when given (the others get empty slots), and up
+        to `recommendations` per MEDIUM or HIGH row when > 0."""
         scores = self.compiled.score(matrix)
         if self.kind == DETECTOR:
             return Scored(
@@ -162,22 +179,40 @@ class Scorer:
                 np.where(kept, columns, len(self.feature_names))
             ]
             out[CONTRIBUTIONS_OUTPUT] = np.where(kept, picked, 0.0)
-        return Scored(len(matrix), out, explained)
+        recommended = None
+        if recommendations > 0:
+            recommended = self._recommend(matrix, scores, recommendations)
+            out[RECOMMENDATIONS_OUTPUT] = np.array(
+                ["" if row is None else orjson.dumps(row).decode() for row in recommended]
+            )
+        return Scored(len(matrix), out, explained, recommended)
+
+    def _recommend(
+        self, matrix: Matrix, scores: Matrix, k: int
+    ) -> list[list[dict[str, Any]] | None]:
+        recommended: list[list[dict[str, Any]] | None] = [None] * len(matrix)
+        for i in np.flatnonzero(self.bands.at_least(scores, MEDIUM)).tolist():
+            row = matrix[i : i + 1]
+            found = self.recommender.for_row(row, str(self.bands.band(float(scores[i]))), k)
+            recommended[i] = [rec.to_dict() for rec in found]
+        return recommended
 
     @property
     def one_pass_reasons(self) -> bool:
         """Reasons without re-scoring occluded rows (the model has a linear head)."""
         return self.kind != DETECTOR and self._occluder is not None
 
-    def work(self, rows: int, reasons: int | None = None) -> int:
-        """What scoring `rows` costs, in plain model evaluations (to choose inline or a thread)."""
+    def work(self, rows: int, reasons: int | None = None, recommendations: int = 0) -> int:
+        """What scoring `rows` costs, in plain model evaluations (to choose inline or a thread);
+        recommendations counted as if every row were elevated (the bound)."""
         if self.kind == DETECTOR:
             return rows
+        searched = rows * self.recommender.evaluations if recommendations > 0 else 0
         if (self.default_reasons if reasons is None else reasons) == 0:
-            return rows
+            return rows + searched
         if self.one_pass_reasons:
-            return rows * ONE_PASS_OCCLUSION_WORK
-        return rows * (len(self.feature_names) + 1)
+            return rows * ONE_PASS_OCCLUSION_WORK + searched
+        return rows * (len(self.feature_names) + 1) + searched
 
     def _contributions(self, matrix: Matrix) -> Matrix:
         if self._occluder is None:
