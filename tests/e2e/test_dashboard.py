@@ -5,10 +5,12 @@ are the warehouse's, read here with SQL of the test's own. Screenshots go to
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from google.cloud import bigquery
+from playwright.sync_api import expect
 
 from finrisk.bigquery_client import bigquery_client
 from tests.support.browser import browser
@@ -93,4 +95,46 @@ def test_a_customer_clicked_through_shows_the_warehouses_numbers(demo_run: DemoR
         b.wait_for_text("Recent transactions")
         b.page.get_by_test_id("stDataFrame").last.wait_for()
         b.shot("dashboard-customer")
+    assert b.errors == []
+
+
+def test_the_riskiest_customer_shows_the_recommendations_the_warehouse_holds(
+    demo_run: DemoRun,
+) -> None:
+    """Reasons and recommendations come from the scored records (the demo's bridge asks the
+    risk model for them); each recommendation's promise is checked against the model itself in
+    tests/unit/test_models_recommendations.py and test_predictor_recommendations.py."""
+    summary = demo_run.summary
+    scored = f"{summary.warehouse_dataset}.scored_transactions"
+    with browser() as b:
+        b.open(summary.urls["dashboard"])
+        b.go("Customers")
+        b.wait_for_text("Riskiest customers now")
+        link = b.page.get_by_test_id("stPageLink-NavLink").first
+        user = link.inner_text().strip()
+        link.click()
+        b.wait_for_text(f"Customer {user}")
+        rows = _rows(
+            demo_run,
+            f"SELECT risk_band, reasons, recommendations FROM `{scored}` WHERE user_id = @user "
+            "ORDER BY event_time DESC, transaction_id DESC",
+            user=user,
+        )
+        assert rows[0]["risk_band"] in ("MEDIUM", "HIGH")  # the riskiest is elevated
+        b.expect_metric("Risk band now", rows[0]["risk_band"])
+        advice = json.loads(rows[0]["recommendations"])  # about the band now
+        reasons = json.loads(rows[0]["reasons"])
+        assert advice and reasons  # the seeded run's riskiest customer has both
+        b.wait_for_text("What would bring the band down")
+        shown = b.page.get_by_test_id("stMarkdown").filter(has_text="→ probability")
+        expect(shown).to_have_count(len(advice))
+        for i, item in enumerate(advice):
+            expect(shown.nth(i)).to_contain_text(
+                f"→ probability {item['probability']:.3f} ({item['band']})"
+            )
+        b.wait_for_text("Why (the risk model's top reasons)")
+        for reason in reasons:  # cells of a canvas grid: in the page, not "visible" text
+            cell = b.page.locator('[role="gridcell"]', has_text=reason["feature"])
+            cell.first.wait_for(state="attached")
+        b.shot("dashboard-recommendations")
     assert b.errors == []

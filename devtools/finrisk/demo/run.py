@@ -119,6 +119,8 @@ def run_demo(
         http_port=free_port(),
         # Windows of a few thousand: the dashboard's monitoring page has a drift curve to show.
         monitoring_window_transactions=5_000,
+        # What would bring a MEDIUM or HIGH customer down, for the dashboard's customer page.
+        recommendations=3,
     )
     with (
         step("bridge: consumer group -> features -> predictor -> scored topic + BigQuery", out),

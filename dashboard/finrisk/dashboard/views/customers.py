@@ -16,10 +16,14 @@ RECENT = 50
 def render() -> None:
     st.title("Customers")
     wh = warehouse()
-    chosen = st.text_input("Customer id", value=st.query_params.get("user", ""), key="user_id")
-    user = chosen.strip()
-    if user != st.query_params.get("user", ""):
-        st.query_params["user"] = user
+    # A link (?user=...) chooses the customer, and so does typing: the box follows a new link
+    # even when the session already has it, and what is typed goes to the address.
+    linked = st.query_params.get("user", "")
+    if st.session_state.get("linked_user") != linked:
+        st.session_state["linked_user"] = st.session_state["user_id"] = linked
+    user = st.text_input("Customer id", key="user_id").strip()
+    if user != linked:
+        st.query_params["user"] = st.session_state["linked_user"] = user
     if not user:
         _riskiest(wh)
         return
@@ -87,31 +91,42 @@ def _reasons(rows: pd.DataFrame) -> None:
 
 
 def _recommendations(rows: pd.DataFrame) -> None:
+    """The latest record's: advice is about the band now, never an older one."""
     if "recommendations" not in rows.columns:
         return
     st.subheader("What would bring the band down")
-    found = _latest_json(rows, "recommendations")
-    if not found:
-        st.info("None: the customer is LOW, or no allowed change reaches a lower band.")
+    latest = rows.iloc[-1]
+    if latest.get("risk_band") not in ("MEDIUM", "HIGH"):
+        st.info("Nothing to bring down: the band is not MEDIUM or HIGH now.")
         return
-    for i, item in enumerate(found, 1):
+    found = parsed(latest["recommendations"])
+    if found is None:
+        st.info("Not recorded: the bridge asks for them when its `recommendations` setting is set.")
+    elif not found:
+        st.info("No allowed change reaches a lower band (docs/models-and-evaluation.md).")
+    for i, item in enumerate(found or [], 1):
         st.markdown(f"**{i}.** {_recommendation_text(item)}")
 
 
 def _recommendation_text(item: Any) -> str:
+    """One recommendation (finrisk.models.recommendations.Recommendation.to_dict) in words:
+    the habits to change, what moves, and the probability and band after."""
     if not isinstance(item, dict):
         return str(item)
-    changes = item.get("changes") or {}
-    parts = []
-    for feature, change in changes.items():
-        if isinstance(change, dict) and "from" in change and "to" in change:
-            parts.append(f"{feature} {change['from']:.3g} → {change['to']:.3g}")
-        else:
-            parts.append(f"{feature}: {change}")
+    actions = ", ".join(
+        f"{a.get('lever', '?').replace('_', ' ')} by {float(a.get('reduce_by', 0)):.0%}"
+        for a in item.get("actions") or []
+        if isinstance(a, dict)
+    )
+    moves = "; ".join(
+        f"{c.get('feature')} {float(c.get('from', 0)):.3g} → {float(c.get('to', 0)):.3g}"
+        for c in item.get("changes") or []
+        if isinstance(c, dict)
+    )
     after = item.get("probability")
     band = item.get("band")
-    tail = f" → probability {after:.3f}" if isinstance(after, int | float) else ""
-    return ", ".join(parts) + tail + (f" ({band})" if band else "")
+    result = f"probability {after:.3f}" if isinstance(after, int | float) else "probability ?"
+    return f"{actions or 'change'} → {result} ({band or '?'}). Moves: {moves}"
 
 
 def _recent(rows: pd.DataFrame, anomalies: Any) -> None:
@@ -141,10 +156,11 @@ def _recent(rows: pd.DataFrame, anomalies: Any) -> None:
 
 
 def _latest_json(rows: pd.DataFrame, column: str) -> Any:
+    """The latest recorded value of a JSON column (records of a LOW band carry none)."""
     if column not in rows.columns:
         return None
     for value in rows[column].iloc[::-1]:
         found = parsed(value)
-        if found:
+        if found is not None:
             return found
     return None
