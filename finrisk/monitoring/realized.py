@@ -170,24 +170,17 @@ def realized_metrics(
     the client's project); by day, then role and version; none while the tables do not
     exist yet (nothing loaded)."""
     tables = _tables(client, dataset, labels_table, scored_table)
-    query = _QUERY.format(labels=tables.labels_id, scored=tables.scored_id)
-    config = bigquery.QueryJobConfig(
-        query_parameters=[
+    rows = _rows(
+        client,
+        tables,
+        _QUERY,
+        [
             bigquery.ScalarQueryParameter("since", "DATE", since),
             bigquery.ScalarQueryParameter("until", "DATE", until),
-        ]
+        ],
+        "realized metrics",
+        timeout_s,
     )
-    try:
-        rows = client.query(query, job_config=config).result(timeout=timeout_s)
-    except gexc.NotFound as exc:
-        # Nothing loaded yet (`finrisk labels load` creates the tables): no realized days,
-        # which the retraining policy reads as "too few labels", not as a failure.
-        log.info("no realized metrics over %s.%s yet: %s", tables.project, tables.dataset, exc)
-        return []
-    except (gexc.GoogleAPIError, concurrent.futures.TimeoutError, OSError) as exc:
-        raise FinriskError(
-            f"realized metrics over {tables.project}.{tables.dataset}: {exc}"
-        ) from None
     return [
         RealizedDay.from_counts(
             row["role"],
@@ -218,22 +211,18 @@ def shadowed_outcomes(
     shadowed while `champion_version` scored them: the same transactions and the same labels,
     so the two compare like for like (all zero while nothing is loaded yet)."""
     tables = _tables(client, dataset, labels_table, scored_table)
-    query = _SHADOWED_QUERY.format(labels=tables.labels_id, scored=tables.scored_id)
-    config = bigquery.QueryJobConfig(
-        query_parameters=[
+    found = _rows(
+        client,
+        tables,
+        _SHADOWED_QUERY,
+        [
             bigquery.ScalarQueryParameter("champion", "STRING", champion_version),
             bigquery.ScalarQueryParameter("challenger", "STRING", challenger_version),
-        ]
+        ],
+        "shadowed outcomes",
+        timeout_s,
     )
-    try:
-        (row,) = client.query(query, job_config=config).result(timeout=timeout_s)
-    except gexc.NotFound as exc:
-        log.info("no shadowed outcomes over %s.%s yet: %s", tables.project, tables.dataset, exc)
-        row = {}
-    except (gexc.GoogleAPIError, concurrent.futures.TimeoutError, OSError) as exc:
-        raise FinriskError(
-            f"shadowed outcomes over {tables.project}.{tables.dataset}: {exc}"
-        ) from None
+    row: Any = found[0] if found else {}
 
     def outcomes(role: str) -> Outcomes:
         return Outcomes(
@@ -245,6 +234,28 @@ def shadowed_outcomes(
         )
 
     return outcomes(CHAMPION), outcomes(CHALLENGER)
+
+
+def _rows(
+    client: bigquery.Client,
+    tables: Tables,
+    query: str,
+    params: list[bigquery.ScalarQueryParameter],
+    what: str,
+    timeout_s: float,
+) -> list[Any]:
+    """The query's rows over the two tables; none while they do not exist yet (nothing loaded:
+    `finrisk labels load` creates them), which callers read as "too few labels", not a
+    failure; any other error is a FinriskError saying what was asked of which dataset."""
+    config = bigquery.QueryJobConfig(query_parameters=params)
+    try:
+        sql = query.format(labels=tables.labels_id, scored=tables.scored_id)
+        return list(client.query(sql, job_config=config).result(timeout=timeout_s))
+    except gexc.NotFound as exc:
+        log.info("no %s over %s.%s yet: %s", what, tables.project, tables.dataset, exc)
+        return []
+    except (gexc.GoogleAPIError, concurrent.futures.TimeoutError, OSError) as exc:
+        raise FinriskError(f"{what} over {tables.project}.{tables.dataset}: {exc}") from None
 
 
 def _tables(client: bigquery.Client, dataset: str, labels: str, scored: str) -> Tables:
