@@ -67,6 +67,14 @@ def write_manifest(manifest: dict[str, Any], path: str | Path) -> Path:
     return target
 
 
+class Conflict(FinriskError):
+    """The object changed between reading and patching it (HTTP 409)."""
+
+
+# A put-back races the controller's own status updates: this many fresh reads and patches.
+RESTORE_ATTEMPTS = 5
+
+
 def _call(verb: str, rollout: Rollout, do: Callable[[], Any]) -> Any:
     from kubernetes.client.exceptions import ApiException
 
@@ -82,9 +90,21 @@ def _call(verb: str, rollout: Rollout, do: Callable[[], Any]) -> Any:
             403: " (check the pipeline service account's RBAC)",
             409: " (it changed meanwhile: run the step again)",
         }.get(exc.status, "")
-        raise FinriskError(
-            f"could not {verb} {where}: HTTP {exc.status} {exc.reason}{hint}"
-        ) from None
+        kind = Conflict if exc.status == 409 else FinriskError
+        raise kind(f"could not {verb} {where}: HTTP {exc.status} {exc.reason}{hint}") from None
+
+
+def _put_back(api: Any, rollout: Rollout, previous: dict[str, Any]) -> None:
+    """Restore what the rollout changed. The patch carries the resourceVersion it was made
+    from, and KServe updates the object's status meanwhile: on a conflict, read it again and
+    patch again, a few times, rather than leave the failed rollout serving."""
+    for attempt in range(1, RESTORE_ATTEMPTS + 1):
+        try:
+            _patch(api, rollout, restore_patch(_get(api, rollout), previous))
+            return
+        except Conflict:
+            if attempt == RESTORE_ATTEMPTS:
+                raise
 
 
 def _get(api: Any, rollout: Rollout) -> dict[str, Any]:
@@ -213,7 +233,14 @@ def deploy(
         url = served_address(ready)
         probe(url, rollout, deadline)
     except FinriskError as exc:
-        _patch(api, rollout, restore_patch(_get(api, rollout), previous))
+        try:
+            _put_back(api, rollout, previous)
+        except FinriskError as stuck:
+            raise FinriskError(
+                f"rolling out {rollout.describe()} failed: {exc}; putting it back failed too: "
+                f"{stuck}; InferenceService {namespace}/{name} may still serve the new pair "
+                "(no alias moved): run the step again, or re-apply manifests/base"
+            ) from None
         raise FinriskError(
             f"rolling out {rollout.describe()} failed: {exc}; InferenceService "
             f"{namespace}/{name} is back on what it served before, and no alias moved"

@@ -16,6 +16,7 @@ from finrisk.stack import Service
 from finrisk.stack.dashboard import Dashboard
 from finrisk.stack.process import free_port
 from tests.support.browser import Browser, browser
+from tests.support.closed_port import closed_port
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +56,16 @@ def _visit(b: Browser, url: str, monitoring: int) -> dict[str, list[str]]:
 
 @pytest.fixture
 def down(stack_settings: Settings, tmp_path: Path) -> Iterator[Dashboard]:
-    dead = f"http://127.0.0.1:{free_port()}"
-    yield from _dashboard(
-        stack_settings,
-        tmp_path,
-        bigquery_endpoint=dead,
-        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
-        bridge_metrics_url=f"{dead}/metrics",
-        predictor_url=dead,
-    )
+    with closed_port() as port, closed_port() as other:
+        dead = f"http://127.0.0.1:{port}"
+        yield from _dashboard(
+            stack_settings,
+            tmp_path,
+            bigquery_endpoint=dead,
+            mlflow_tracking_uri=f"http://127.0.0.1:{other}",
+            bridge_metrics_url=f"{dead}/metrics",
+            predictor_url=dead,
+        )
 
 
 @pytest.fixture
@@ -71,18 +73,19 @@ def empty(
     bigquery_emulator: Service, mlflow_server: Service, stack_settings: Settings, tmp_path: Path
 ) -> Iterator[Dashboard]:
     suffix = uuid.uuid4().hex[:8]
-    dead = f"http://127.0.0.1:{free_port()}"  # no bridge or predictor running either
-    yield from _dashboard(
-        stack_settings,
-        tmp_path,
-        bridge_metrics_url=f"{dead}/metrics",
-        predictor_url=dead,
-        bigquery_endpoint=stack_settings.bigquery.endpoint,
-        bigquery_dataset=f"never_written_{suffix}",
-        mlflow_tracking_uri=mlflow_server.address,
-        detector_model=f"never-registered-{suffix}",
-        risk_model=f"never-registered-risk-{suffix}",
-    )
+    with closed_port() as port:  # no bridge or predictor running either
+        dead = f"http://127.0.0.1:{port}"
+        yield from _dashboard(
+            stack_settings,
+            tmp_path,
+            bridge_metrics_url=f"{dead}/metrics",
+            predictor_url=dead,
+            bigquery_endpoint=stack_settings.bigquery.endpoint,
+            bigquery_dataset=f"never_written_{suffix}",
+            mlflow_tracking_uri=mlflow_server.address,
+            detector_model=f"never-registered-{suffix}",
+            risk_model=f"never-registered-risk-{suffix}",
+        )
 
 
 def test_stores_that_are_down_are_named_on_every_page(down: Dashboard) -> None:

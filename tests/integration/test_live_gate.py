@@ -5,7 +5,6 @@ traffic says it beats the champion; each judgement is recorded; nothing else is 
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,6 +25,7 @@ from finrisk.retraining.live_promotion import _set_champions, judge_shadowed
 from finrisk.settings import Settings
 from finrisk.stack import Service
 from tests.support import trained_models
+from tests.support.closed_port import closed_port
 from tests.support.monitoring_tables import NOW, decisions, realized
 
 pytestmark = pytest.mark.integration
@@ -216,12 +216,10 @@ def test_a_pair_from_two_runs_or_a_moved_champion_is_not_promoted(
 def test_mlflow_out_of_reach_is_recorded_and_the_retraining_decision_stands(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    row = run_once(settings, NoLaunch(), {}, realized=realized, now=NOW)
+    with closed_port() as port:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        row = run_once(settings, NoLaunch(), {}, realized=realized, now=NOW)
     assert row["source"] == "monitor" and row["retrain"] is False
     (failed,) = _judgements(settings)
     assert json.loads(failed["reasons"])[0].startswith("live gate not judged: ")

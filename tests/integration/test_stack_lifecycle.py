@@ -79,8 +79,9 @@ def test_up_twice_status_down_leaves_nothing(
 
     status = _stack(env, "status", "--json")
     assert status.returncode == 0
-    # status lists every service; the predictor and the API server start only when named
-    expected = {**pids, "predictor": None, "kube": None}
+    # status lists every service; the predictor, the API server and the dashboard start only
+    # when named
+    expected = {**pids, "predictor": None, "kube": None, "dashboard": None}
     assert {s["name"]: s["pid"] for s in json.loads(status.stdout)} == expected
 
     down = _stack(env, "down")

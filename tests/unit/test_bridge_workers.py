@@ -16,6 +16,7 @@ from finrisk.serving.bridge.cli import bridge_settings
 from finrisk.serving.bridge.workers import worker_settings
 from finrisk.settings import BridgeSettings, Settings
 from finrisk.stack.process import free_port, port_in_use
+from tests.support.closed_port import closed_port
 
 
 def _settings(**bridge: object) -> Settings:
@@ -77,25 +78,26 @@ def test_a_free_port_run_is_free_after_its_first_port() -> None:
 def test_a_worker_that_cannot_start_fails_the_supervisor_with_its_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """No broker where the settings point: each worker says why in one line, and the
     supervisor exits non-zero naming the worker (no traceback)."""
-    nowhere = f"127.0.0.1:{free_port()}"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "finrisk",
-            "bridge",
-            "--workers",
-            "2",
-            "--http-port",
-            "0",
-            "--bootstrap-servers",
-            nowhere,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    with closed_port() as port:
+        nowhere = f"127.0.0.1:{port}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "finrisk",
+                "bridge",
+                "--workers",
+                "2",
+                "--http-port",
+                "0",
+                "--bootstrap-servers",
+                nowhere,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
     assert done.returncode != 0
     assert f"Kafka at {nowhere}" in done.stderr
     assert "finrisk: error: bridge worker" in done.stderr

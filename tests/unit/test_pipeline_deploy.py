@@ -19,6 +19,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from finrisk.deploy.apply import (
+    RESTORE_ATTEMPTS,
     deploy,
     readiness,
     wait_until_ready,
@@ -224,6 +225,47 @@ def test_a_rollout_that_does_not_serve_is_put_back(tmp_path: Path) -> None:
     assert after["spec"] == before["spec"]
     assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
     assert len(api.patches) == 2  # the rollout, then what put it back
+
+
+@pytest.mark.parametrize("races", [1, RESTORE_ATTEMPTS - 1, RESTORE_ATTEMPTS])
+def test_the_put_back_reads_again_when_the_controller_changed_the_object(
+    tmp_path: Path, races: int
+) -> None:
+    """KServe writes the object's status while the deploy step reads and patches it: the
+    put-back's patch then carries a stale resourceVersion (409) and must be made again from a
+    fresh read, not leave the failed rollout serving."""
+    api = StandInInferenceServices()
+    before = copy.deepcopy(api.objects[("finrisk", "finrisk")])
+    api.on_patch = lambda obj: api.set_ready(True)
+    reads_left = {"racing": 0}
+    plain_get = api.get_namespaced_custom_object
+
+    def racing_get(*args: Any) -> dict[str, Any]:
+        found = plain_get(*args)
+        if reads_left["racing"]:
+            reads_left["racing"] -= 1
+            stored = api.objects[("finrisk", "finrisk")]["metadata"]
+            stored["resourceVersion"] = str(int(stored["resourceVersion"]) + 1)  # a status write
+        return found
+
+    api.get_namespaced_custom_object = racing_get  # type: ignore[method-assign]
+
+    def probe(url: str, r: Rollout, deadline: float) -> None:
+        reads_left["racing"] = races  # from the put-back's first read on
+        raise FinriskError("did not answer 200 in time")
+
+    run = lambda: deploy(  # noqa: E731
+        rollout(), manifest_path=tmp_path / "m.yaml", api=api, timeout_s=10, poll_s=0, probe=probe
+    )
+    if races < RESTORE_ATTEMPTS:
+        with pytest.raises(FinriskError, match="is back on what it served before"):
+            run()
+        assert api.objects[("finrisk", "finrisk")]["spec"] == before["spec"]
+    else:  # the controller never stops: say so, what may still serve, and what to do
+        with pytest.raises(FinriskError, match="putting it back failed too") as failed:
+            run()
+        assert "may still serve the new pair (no alias moved)" in str(failed.value)
+        assert "HTTP 409" in str(failed.value)
 
 
 def test_a_missing_inference_service_says_to_apply_the_base(tmp_path: Path) -> None:
