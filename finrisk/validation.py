@@ -36,6 +36,7 @@ from finrisk.transactions import (
     RuleInputs,
     Rules,
 )
+from finrisk.user_columns import EMPTY, MAX_CATEGORIES, MIXED, TEXT, classify
 
 Severity = Literal["error", "warning"]
 MAX_EXAMPLES = 5
@@ -52,6 +53,8 @@ INVALID_LABEL = "invalid_label"
 LABEL_MISMATCH = "label_mismatch"
 LABEL_INCOMPLETE = "label_incomplete"
 NON_NUMERIC_COLUMN = "non_numeric_column"
+TOO_MANY_CATEGORIES = "too_many_categories"
+EMPTY_COLUMN = "empty_column"
 
 
 @dataclass(frozen=True)
@@ -384,15 +387,41 @@ def validate_users(
             (present(raw) & ~label.isin([0, 1])).to_numpy(),
             values=raw,
         )
-    others = [col for col in df.columns if col not in (id_col, label_col)]
-    non_numeric = [str(col) for col in others if df[col].dtype.kind not in "iufb"]
-    if non_numeric:
+    _check_user_features(c, df, [col for col in df.columns if col not in (id_col, label_col)])
+    return ValidationReport(rows=len(df), problems=c.problems, source=source, table="users")
+
+
+def _check_user_features(c: _Collector, df: pd.DataFrame, columns: Sequence[Any]) -> None:
+    """Feature columns the risk model cannot use, by what their values are (read as text from a
+    CSV: finrisk.user_columns decides, as training does). Numeric columns with gaps and text
+    columns of at most MAX_CATEGORIES values are features: no warning."""
+    kinds = [classify(str(col), df[col]) for col in columns]
+    mixed = [k for k in kinds if k.kind == MIXED]
+    if mixed:
         c.add(
             NON_NUMERIC_COLUMN,
             None,
-            "non-numeric column(s) cannot be used as features: "
-            + ", ".join(repr(n) for n in non_numeric[:10]),
+            "column(s) mixing numbers and text cannot be used as features (leave gaps empty): "
+            + ", ".join(repr(k.name) for k in mixed[:10]),
             severity="warning",
             count=len(df),
         )
-    return ValidationReport(rows=len(df), problems=c.problems, source=source, table="users")
+    wide = [k for k in kinds if k.kind == TEXT and not k.categorical]
+    if wide:
+        c.add(
+            TOO_MANY_CATEGORIES,
+            None,
+            f"text column(s) with more than {MAX_CATEGORIES} distinct values are dropped: "
+            + ", ".join(f"{k.name!r} ({k.cardinality} values)" for k in wide[:10]),
+            severity="warning",
+            count=len(df),
+        )
+    empty = [k for k in kinds if k.kind == EMPTY]
+    if empty:
+        c.add(
+            EMPTY_COLUMN,
+            None,
+            "column(s) without any value are dropped: " + ", ".join(repr(k.name) for k in empty),
+            severity="warning",
+            count=len(df),
+        )

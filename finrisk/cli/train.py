@@ -128,6 +128,8 @@ def _train_risk(data: Any, options: Any, out: Path | None) -> dict[str, Any]:
     from finrisk.evaluation.outputs import write_risk_outputs
     from finrisk.retraining.training import fit_risk
 
+    for warning in data.warnings:
+        _log(f"warning: {warning}")
     _log(f"training the risk models on {len(data.table)} users")
     run = fit_risk(data, options)
     return write_risk_outputs(run, out)[0] if out else risk_metrics(run)

@@ -6,7 +6,10 @@ Supported estimators (what finrisk.models trains):
   2 ** (-mean path length / c(n)) transform in the head;
 - CalibratedClassifierCV (sigmoid or isotonic, any number of folds): every fold's base model
   as a source, its calibrator and the average in the head;
-- Pipeline of [signed_log1p] -> [StandardScaler] -> LogisticRegression: numpy in the head.
+- Pipeline of [LinearInputs] -> [signed_log1p] -> [StandardScaler] -> LogisticRegression:
+  numpy in the head (LinearInputs: imputation, missing indicators, one-hot categories).
+Risk models take missing values (NaN) in every input and categories as codes
+(finrisk.models.encoding): the plan says so (`missing`, `categories`) for the predictor.
 Anything else raises a FinriskError naming the estimator.
 """
 
@@ -32,6 +35,7 @@ from finrisk.compiled.trees import (
 )
 from finrisk.errors import FinriskError
 from finrisk.kinds import DETECTOR, RISK
+from finrisk.models.encoding import LinearInputs
 
 # Names of the element-wise transforms a FunctionTransformer may hold (module, function name).
 _KNOWN_FUNCTIONS = {("finrisk.models.risk", "_signed_log1p"): "signed_log1p"}
@@ -50,6 +54,10 @@ class Plan:
     # Round every input to float32 before anything else (finrisk detectors do, see
     # finrisk.models.anomaly.detector_input).
     round_inputs: bool = False
+    # Inputs that may be NaN (missing), and each categorical input's categories (its codes are
+    # the indices).
+    missing: list[str] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     def add_trees(self, trees: list[FlatTree], float32_inputs: bool) -> int:
         if self.float32_inputs is not None and self.float32_inputs != float32_inputs:
@@ -94,6 +102,11 @@ def plan_model(model: Any) -> Plan:
         plan.head = {"op": "clip", "lo": 0.0, "hi": 1.0, "of": score}
     else:
         plan.head = _probability(plan, estimator)
+        # Boosting routes NaN natively, LinearInputs imputes it: every risk input may be missing.
+        plan.missing = list(plan.feature_names)
+        plan.categories = {
+            str(name): list(levels) for name, levels in getattr(model, "categories_", {}).items()
+        }
     _check_width(plan, estimator)
     return plan
 
@@ -197,6 +210,8 @@ def _linear(estimator: Any) -> dict[str, Any]:
 
 
 def _linear_step(name: str, step: Any) -> dict[str, Any]:
+    if isinstance(step, LinearInputs):
+        return step.layout()
     if isinstance(step, StandardScaler):
         return {
             "op": "standardize",

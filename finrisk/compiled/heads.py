@@ -14,6 +14,10 @@ Sources (read the inputs or the graph's output):
   {"op": "tree", "target": k, "base": b}          raw[:, k] + b
   {"op": "linear", "steps": [...], "coef": [...], "intercept": c}
       steps: {"op": "signed_log1p"} | {"op": "standardize", "mean": [...], "scale": [...]}
+           | {"op": "expand", "fill": [...], "indicators": [...], "categories": {j: k}}
+      expand (first, finrisk.models.encoding.LinearInputs) imputes gaps, adds missing
+      indicators and one-hot blocks; each output column has one owner input column, so
+      occlusion swaps all of an input's terms at once.
 Transforms (take "of"):
   {"op": "expit"}, {"op": "isolation", "denominator": d}, {"op": "sigmoid_calibration", "a", "b"},
   {"op": "isotonic", "x": [...], "y": [...], "lo": x_min, "hi": x_max}, {"op": "clip", "lo", "hi"},
@@ -27,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from finrisk.models.encoding import expand, expand_owners
 
 Array = npt.NDArray[np.float64]
 Head = Callable[[Array, Array | None], Array]
@@ -80,8 +86,14 @@ def _tree(spec: Mapping[str, Any], reference: Array | None) -> Head:
 
 def _linear(spec: Mapping[str, Any], reference: Array | None) -> Head:
     steps: list[Callable[[Array], Array]] = []
-    for step in spec["steps"]:
-        if step["op"] == "signed_log1p":
+    owners: npt.NDArray[np.intp] | None = None
+    for position, step in enumerate(spec["steps"]):
+        if step["op"] == "expand":
+            if position != 0:
+                raise ValueError("an expand step must come first")
+            owners = expand_owners(step)
+            steps.append(_expand(step))
+        elif step["op"] == "signed_log1p":
             steps.append(signed_log1p)
         elif step["op"] == "standardize":
             mean = None if step.get("mean") is None else np.asarray(step["mean"], dtype=np.float64)
@@ -114,13 +126,26 @@ def _linear(spec: Mapping[str, Any], reference: Array | None) -> Head:
 
     if reference is None:
         return head
-    # Every step works column by column, so t(ref) is the transformed reference row.
-    reference_terms = transformed(np.asarray(reference, dtype=np.float64)[np.newaxis, :])[0] * coef
+    # Every step works column by column (expand: block by block), so t(ref) is the transformed
+    # reference row; an input's term is the sum of the terms of the columns it owns.
+    group = None
+    if owners is not None:
+        group = np.zeros((len(owners), len(reference)))
+        group[np.arange(len(owners)), owners] = 1.0
+
+    def input_terms(x: Array) -> Array:
+        terms = transformed(x) * coef
+        if group is None:
+            return terms
+        out: Array = terms @ group
+        return out
+
+    reference_terms = input_terms(np.asarray(reference, dtype=np.float64)[np.newaxis, :])[0]
 
     def occluded(values: Array, raw: Array | None) -> Array:
-        terms = transformed(values) * coef
+        terms = input_terms(values)
         logit = terms.sum(axis=1) + intercept
-        out = np.empty((len(values), len(coef) + 1))
+        out = np.empty((len(values), len(reference_terms) + 1))
         # Column j: the logit with feature j's term swapped for the reference's; exactly the
         # row's logit where x_j == ref_j, so such a feature contributes exactly 0.
         np.subtract(reference_terms, terms, out=out[:, :-1])
@@ -129,6 +154,13 @@ def _linear(spec: Mapping[str, Any], reference: Array | None) -> Head:
         return out
 
     return occluded
+
+
+def _expand(layout: Mapping[str, Any]) -> Callable[[Array], Array]:
+    def step(x: Array) -> Array:
+        return expand(x, layout)
+
+    return step
 
 
 def _standardize(mean: Array | None, scale: Array | None) -> Callable[[Array], Array]:

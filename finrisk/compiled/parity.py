@@ -3,7 +3,9 @@
 The check scores real rows (when given) and probe rows built from the model itself: every split
 threshold of every tree, and the floating-point neighbours on either side of it, so that each
 "x <= threshold" decision is exercised right at its edge, where a float32 cast or an off-by-one
-comparison would show.
+comparison would show. For inputs that may be missing, probe rows also hold NaN (boosting's
+learnt missing-value direction, linear imputation and indicators); categorical inputs take
+their codes and NaN.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from threadpoolctl import threadpool_limits
 from finrisk.compiled.compiler import DETECTOR, model_kind
 from finrisk.compiled.runtime import CompiledModel
 from finrisk.errors import FinriskError
+from finrisk.models.encoding import expand_owners
 
 DEFAULT_TOLERANCE = 1e-9
 DEFAULT_PROBE_ROWS = 2000
+MISSING_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,13 @@ def probe_rows(compiled: CompiledModel, n_rows: int, seed: int = 0) -> npt.NDArr
         candidates[feature].extend([float(low32), float(high32)])
     for feature, (mean, scale) in enumerate(_standardize_stats(compiled)):
         candidates[feature].extend(float(v) for v in mean + scale * rng.normal(size=8))
+    for feature, name in enumerate(compiled.feature_names):
+        if name in compiled.categories:
+            candidates[feature] = [float(c) for c in range(len(compiled.categories[name]))]
     columns = [rng.choice(np.asarray(c, dtype=np.float64), size=n_rows) for c in candidates]
+    for feature, name in enumerate(compiled.feature_names):
+        if name in compiled.missing:  # a tenth of the rows, whatever the number of thresholds
+            columns[feature][rng.random(n_rows) < MISSING_SHARE] = np.nan
     return np.ascontiguousarray(np.column_stack(columns), dtype=np.float64)
 
 
@@ -88,7 +98,13 @@ def check_parity(
         raise FinriskError("the compiled model's feature order differs from the model's")
     frames = []
     if data is not None and len(data):
-        frames.append(data.loc[:, names].astype(np.float64).reset_index(drop=True))
+        # Risk models encode text categories to codes; the compiled model takes the codes.
+        encoded = (
+            model.encode(data)
+            if hasattr(model, "encode")
+            else data.loc[:, names].to_numpy(dtype=np.float64)
+        )
+        frames.append(pd.DataFrame(encoded, columns=names))
     if probe > 0:
         frames.append(pd.DataFrame(probe_rows(compiled, probe, seed), columns=names))
     if not frames:
@@ -96,6 +112,7 @@ def check_parity(
     frame = pd.concat(frames, ignore_index=True)
     expected = original_scores(model, frame)
     got = compiled.score(frame.to_numpy(dtype=np.float64))
+    # Both NaN would be a broken model, not agreement: NaN differences count as infinite.
     diff = np.abs(expected - got)
     max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
     flags = 0
@@ -145,10 +162,16 @@ def _standardize_stats(compiled: CompiledModel) -> list[tuple[float, float]]:
             return any(visit(child) for child in node)
         if not isinstance(node, dict):
             return False
-        for step in node.get("steps", []):
+        steps = node.get("steps", [])
+        # After an expand step, an input's own value is the first column it owns.
+        first, width = list(range(compiled.n_features)), compiled.n_features
+        if steps and steps[0].get("op") == "expand":
+            owners = expand_owners(steps[0]).tolist()
+            first, width = [owners.index(j) for j in range(compiled.n_features)], len(owners)
+        for step in steps:
             if step.get("op") == "standardize":
-                mean = step.get("mean") or [0.0] * compiled.n_features
-                scale = step.get("scale") or [1.0] * compiled.n_features
+                mean = [(step.get("mean") or [0.0] * width)[k] for k in first]
+                scale = [(step.get("scale") or [1.0] * width)[k] for k in first]
                 # Standardised after signed_log1p: undo the log for a raw-scale spread.
                 logged = any(s.get("op") == "signed_log1p" for s in node["steps"])
                 for i, (m, s) in enumerate(zip(mean, scale, strict=True)):

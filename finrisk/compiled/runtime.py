@@ -54,6 +54,9 @@ class CompiledModel:
         self.feature_names: tuple[str, ...] = tuple(spec["feature_names"])
         self.n_targets = int(spec["n_targets"])
         self.round_inputs = bool(spec.get("round_inputs", False))
+        # Absent from models compiled before gaps were supported: then nothing may be missing.
+        self.missing: frozenset[str] = frozenset(spec.get("missing", ()))
+        self.categories: dict[str, list[str]] = dict(spec.get("categories", {}))
         self.graph = graph
         self._head: Head = build_head(spec["head"])
         targets = tree_targets(spec["head"])
@@ -153,6 +156,8 @@ def compile_model(model: Any, threads: int = 1) -> CompiledModel:
         "n_targets": plan.n_targets,
         "float32_inputs": bool(plan.float32_inputs),
         "round_inputs": plan.round_inputs,
+        "missing": plan.missing,
+        "categories": plan.categories,
         "head": plan.head,
     }
     return CompiledModel(spec, graph, threads=threads)

@@ -4,7 +4,8 @@
   (`is_fraud`) are optional.
 - Risk model: either a dataset directory (user features are computed from its transactions
   and joined with the `is_risky` label of users.parquet) or a user-level table with the label
-  column and one numeric column per feature (names and label column per the schema file).
+  column and one column per feature, numeric (gaps allowed) or low-cardinality text (names
+  and label column per the schema file; see risk_data_from_user_table).
 """
 
 from __future__ import annotations
@@ -21,17 +22,22 @@ from finrisk import features
 from finrisk.errors import FinriskError
 from finrisk.features.snapshots import history_snapshots
 from finrisk.io import USERS_FILE, is_dataset_dir, load_transactions, load_users
+from finrisk.parsing import present
 from finrisk.schema import IS_RISKY, USER_ID, Schema
+from finrisk.user_columns import EMPTY, MAX_CATEGORIES, MIXED, NUMERIC, classify, numbers_of
 
 
 @dataclass
 class RiskData:
-    table: pd.DataFrame  # indexed by user id, one float column per feature
+    # Indexed by user id, one column per feature: float (NaN for gaps) or text (categories).
+    table: pd.DataFrame
     labels: npt.NDArray[np.int64]
     feature_names: tuple[str, ...]
     facts: dict[str, Any] = field(default_factory=dict)
     # Point-in-time rows for training (only when computed from transactions).
     snapshots: pd.DataFrame | None = None
+    # What the user should hear about their table (columns dropped, and why).
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_anomaly_data(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
@@ -63,11 +69,13 @@ def risk_data_from_frames(transactions: pd.DataFrame, users: pd.DataFrame) -> Ri
 
 
 def risk_data_from_user_table(users: pd.DataFrame) -> RiskData:
-    """A user's own table: the numeric columns besides the id and the label are the features.
+    """A user's own table: the columns besides the id and the label are the features.
 
-    When it holds all of finrisk's USER_FEATURES, exactly those are used. Otherwise every
-    column whose values are all numbers is a feature, a column without any number (names,
-    notes) is ignored, and a column mixing numbers with other values is an error.
+    When it holds all of finrisk's USER_FEATURES, exactly those are used. Otherwise each column
+    is what finrisk.user_columns says: numeric (gaps allowed: the model handles them), text of
+    at most MAX_CATEGORIES values (a categorical feature, kept as text: the model encodes it),
+    text above that or an empty column (dropped, with a warning in `warnings`), or numbers
+    mixed with text (an error naming the column and the first such value).
     """
     if IS_RISKY not in users.columns:
         raise FinriskError(
@@ -78,30 +86,55 @@ def risk_data_from_user_table(users: pd.DataFrame) -> RiskData:
         raise FinriskError(f"{IS_RISKY} is missing for {int(users[IS_RISKY].isna().sum())} users")
     frame = users.set_index(USER_ID) if USER_ID in users.columns else users
     others = [str(c) for c in frame.columns if c != IS_RISKY]
-    wanted = set(features.USER_FEATURES) <= set(others)
-    candidates = list(features.USER_FEATURES) if wanted else others
+    candidates = (
+        list(features.USER_FEATURES) if set(features.USER_FEATURES) <= set(others) else others
+    )
     table = pd.DataFrame(index=frame.index)
-    ignored = []
+    ignored: list[str] = []
+    warnings: list[str] = []
     for name in candidates:
-        numbers = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
-        bad = ~np.isfinite(numbers.to_numpy())
-        if bad.all() and not wanted:
-            ignored.append(name)
-            continue
-        if bad.any():
-            first = frame.index[np.flatnonzero(bad)[0]]
+        column = classify(name, frame[name])
+        if column.kind == MIXED:
+            first = frame.index[int(column.first_bad or 0)]
             raise FinriskError(
-                f"feature column {name!r} has {int(bad.sum())} missing or non-numeric values "
-                f"(first at user {first!r}: {frame.loc[first, name]!r})"
+                f"feature column {name!r} mixes numbers and text (first text at user "
+                f"{first!r}: {frame.loc[first, name]!r}); leave gaps empty"
             )
-        table[name] = numbers
+        if column.infinite:
+            raise FinriskError(f"feature column {name!r} has {column.infinite} infinite values")
+        if column.kind == NUMERIC:
+            table[name] = numbers_of(frame[name])
+        elif column.categorical:
+            given = present(frame[name]).to_numpy()
+            table[name] = [
+                str(v).strip() if ok else None
+                for v, ok in zip(frame[name].to_numpy(dtype=object), given, strict=True)
+            ]
+        else:
+            ignored.append(name)
+            warnings.append(
+                f"column {name!r} dropped: no values"
+                if column.kind == EMPTY
+                else f"column {name!r} dropped: text with {column.cardinality} distinct values "
+                f"(at most {MAX_CATEGORIES} are encoded)"
+            )
     if table.shape[1] == 0:
-        raise FinriskError("the user table has no numeric feature columns besides the id and label")
+        raise FinriskError("the user table has no usable feature columns besides the id and label")
+    gaps = {name: int(n) for name, n in table.isna().sum().items() if n}
     return RiskData(
         table=table,
         labels=np.asarray(frame[IS_RISKY], dtype=np.int64),
         feature_names=tuple(table.columns),
-        facts={"feature_source": "user table", "ignored_columns": ", ".join(ignored) or None},
+        facts={
+            "feature_source": "user table",
+            "ignored_columns": ", ".join(ignored) or None,
+            "categorical_columns": ", ".join(
+                str(c) for c in table.columns if table[c].dtype == object
+            )
+            or None,
+            "missing_values": gaps or None,
+        },
+        warnings=warnings,
     )
 
 

@@ -229,8 +229,9 @@ def run_risk(
     ).fit(train_x, y[split.train])
     assessment = ours.assess(test_x, k=reasons)
     # No calendar phases: a user's row (or snapshot) stands for a whole history, not one time.
+    # Profiled as the model reads them (and the predictor receives them): categories as codes.
     ours.profile_ = reference_profile(
-        ours_x,
+        pd.DataFrame(ours.encode(ours_x), columns=list(names)),
         assessment["probability"].to_numpy(),
         seed=seed,
         bands=assessment["band"].tolist(),

@@ -21,7 +21,8 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from finrisk.errors import FinriskError
 from finrisk.models.bands import DEFAULT_BANDS, RiskBands
-from finrisk.models.base import build_metadata, feature_matrix, labels_vector, resolve_feature_names
+from finrisk.models.base import build_metadata, labels_vector, resolve_feature_names
+from finrisk.models.encoding import LinearInputs, encode, learn_categories, reference_values
 from finrisk.models.reasons import Reason, occlusion_contributions, top_reasons
 
 DEFAULT_REASONS = 3
@@ -39,24 +40,35 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
     band_high: float
 
     feature_names_: tuple[str, ...]
+    categories_: dict[str, tuple[str, ...]]
     estimator_: Any
     reference_: npt.NDArray[np.float64]
     bands_: RiskBands
     metadata_: dict[str, Any]
     classes_: npt.NDArray[np.int64]
 
-    def _make_estimator(self) -> Any:
+    def _make_estimator(self, categorical: dict[int, int]) -> Any:
+        """The estimator on encoded inputs; categorical: column index -> number of categories."""
         raise NotImplementedError
 
     def fit(self, X: pd.DataFrame, y: Any) -> _RiskModel:
         self.bands_ = RiskBands(low=self.band_low, high=self.band_high)
         self.feature_names_ = resolve_feature_names(X, getattr(self, "feature_names", None))
-        values = feature_matrix(X, self.feature_names_)
+        missing = [name for name in self.feature_names_ if name not in X.columns]
+        if missing:
+            raise FinriskError(f"feature columns missing from the input: {', '.join(missing)}")
+        self.categories_ = learn_categories(X, self.feature_names_)
+        values = self.encode(X)
         labels = labels_vector(y, len(values))
         if len(np.unique(labels)) < 2:
             raise FinriskError("the risk label has a single class: nothing to learn from")
-        self.estimator_ = self._make_estimator().fit(values, labels)
-        self.reference_ = np.median(values, axis=0)
+        categorical = {
+            j: len(self.categories_[name])
+            for j, name in enumerate(self.feature_names_)
+            if name in self.categories_
+        }
+        self.estimator_ = self._make_estimator(categorical).fit(values, labels)
+        self.reference_ = reference_values(values, list(categorical))
         self.classes_ = np.array([0, 1], dtype=np.int64)
         self.metadata_ = build_metadata(
             self,
@@ -65,8 +77,18 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
             n_train=len(values),
             train_positive_rate=float(labels.mean()),
             reference=dict(zip(self.feature_names_, map(float, self.reference_), strict=True)),
+            categories={name: list(levels) for name, levels in self.categories_.items()},
+            train_missing={
+                name: int(n)
+                for name, n in zip(self.feature_names_, np.isnan(values).sum(axis=0), strict=True)
+                if n
+            },
         )
         return self
+
+    def encode(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """The model's input matrix for X: gaps as NaN, categories as codes (encoding.py)."""
+        return encode(X, self.feature_names_, getattr(self, "categories_", {}))
 
     def _proba(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(self.estimator_.predict_proba(values)[:, 1], dtype=np.float64)
@@ -78,7 +100,7 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
     def risk_probability(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probability of the risk outcome per row."""
         self._check_fitted()
-        return self._proba(feature_matrix(X, self.feature_names_))
+        return self._proba(self.encode(X))
 
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         p = self.risk_probability(X)
@@ -96,7 +118,7 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         if k < 1:
             raise FinriskError(f"number of reasons must be >= 1, got {k}")
-        values = feature_matrix(X, self.feature_names_)
+        values = self.encode(X)
         contributions = occlusion_contributions(self._proba, values, self.reference_)
         return top_reasons(contributions, values, self.reference_, self.feature_names_, k)
 
@@ -117,7 +139,8 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
 
 
 class SeedLogisticRiskModel(_RiskModel):
-    """The seed's model: standardised features into a plain Logistic Regression."""
+    """The seed's model: standardised features into a plain Logistic Regression (gaps imputed
+    and categories one-hot encoded as for ours, encoding.LinearInputs)."""
 
     def __init__(
         self,
@@ -131,19 +154,24 @@ class SeedLogisticRiskModel(_RiskModel):
         self.band_low = band_low
         self.band_high = band_high
 
-    def _make_estimator(self) -> Pipeline:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=1000))
+    def _make_estimator(self, categorical: dict[int, int]) -> Pipeline:
+        return make_pipeline(
+            LinearInputs(categorical),
+            StandardScaler(),
+            LogisticRegression(C=self.C, max_iter=1000),
+        )
 
 
 class RiskModel(_RiskModel):
     """Ours: a model on the full user features, probabilities calibrated by cross-validation.
 
-    estimator="logistic" (default): log-scaled, standardised features into a Logistic
-    Regression, which was as good as gradient boosting on the benchmark's 5000 users
-    (docs/models-and-evaluation.md) and is cheaper; "hgb": gradient boosting, for
-    larger populations with non-linear effects. calibration="isotonic"/"sigmoid" fits
-    `cv` calibrated copies (CalibratedClassifierCV, ensemble averaged), so every training
-    user helps both the model and its calibration.
+    estimator="logistic" (default): imputed (with missing indicators) and one-hot encoded
+    (encoding.LinearInputs), log-scaled, standardised features into a Logistic Regression,
+    which was as good as gradient boosting on the benchmark's 5000 users
+    (docs/models-and-evaluation.md) and is cheaper; "hgb": gradient boosting, for larger
+    populations with non-linear effects; it routes gaps natively and splits on category codes.
+    calibration="isotonic"/"sigmoid" fits `cv` calibrated copies (CalibratedClassifierCV,
+    ensemble averaged), so every training user helps both the model and its calibration.
     """
 
     def __init__(
@@ -176,7 +204,7 @@ class RiskModel(_RiskModel):
         self.band_low = band_low
         self.band_high = band_high
 
-    def _make_estimator(self) -> CalibratedClassifierCV:
+    def _make_estimator(self, categorical: dict[int, int]) -> CalibratedClassifierCV:
         if self.calibration not in ("isotonic", "sigmoid"):
             raise FinriskError(f"unknown calibration {self.calibration!r}: isotonic or sigmoid")
         base: Any
@@ -192,6 +220,7 @@ class RiskModel(_RiskModel):
             )
         elif self.estimator == "logistic":
             base = make_pipeline(
+                LinearInputs(categorical),
                 FunctionTransformer(_signed_log1p),
                 StandardScaler(),
                 LogisticRegression(C=self.C, max_iter=2000),

@@ -93,7 +93,7 @@ def test_train_risk_from_own_user_table_with_schema(tmp_path: Path, dataset: Pat
     table = features.user_features(tx)[list(features.SEED_USER_FEATURES)]
     table = table.join(users.set_index("user_id")["is_risky"]).reset_index()
     table = table.rename(columns={"user_id": "customer", "is_risky": "defaulted"})
-    table["segment"] = "retail"  # text column: ignored, not a feature
+    table["segment"] = "retail"  # low-cardinality text column: encoded, a feature
     csv = tmp_path / "users.csv"
     table.to_csv(csv, index=False)
     schema = tmp_path / "schema.yaml"
@@ -104,9 +104,11 @@ def test_train_risk_from_own_user_table_with_schema(tmp_path: Path, dataset: Pat
     )
     assert code == 0
     model = load_model(out / MODEL_FILE)
-    assert model.feature_names_ == features.SEED_USER_FEATURES
+    assert model.feature_names_ == (*features.SEED_USER_FEATURES, "segment")
+    assert model.categories_ == {"segment": ("retail",)}
     metrics = json.loads((out / METRICS_FILE).read_text())
-    assert metrics["ignored_columns"] == "segment"
+    assert metrics["ignored_columns"] is None
+    assert metrics["categorical_columns"] == "segment"
 
 
 def test_train_anomaly_without_labels_runs_unsupervised(

@@ -292,10 +292,11 @@ def test_bad_binary_bodies_are_clear_400s(served: Any) -> None:
     )
     assert "runs past the body's end" in error(body[:-8])
     assert "8 bytes after the JSON part" in error(body + b"\0" * 8)
-    nan = good.copy()
-    nan[1, 2] = np.nan
-    message = error(_binary_body([(tensor, nan)])[0])
-    assert "row 1" in message and "NaN values are not allowed" in message
+    # NaN is a missing value for a risk model's inputs (test_risk_gaps.py); infinity never is.
+    inf = good.copy()
+    inf[1, 2] = np.inf
+    message = error(_binary_body([(tensor, inf)])[0])
+    assert "row 1" in message and "infinite values are not allowed" in message
     both = orjson.dumps(
         {"inputs": [{**tensor, "data": good.tolist(), "parameters": {"binary_data_size": 8}}]}
     )

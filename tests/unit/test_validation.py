@@ -202,6 +202,7 @@ def test_user_table_problems() -> None:
             "user_id": ["a", "b", "b", None],
             "is_risky": [0, 1, 2, None],
             "city": ["x", "y", "z", "w"],
+            "income": ["1", "x", "2", "3"],
         }
     )
     report = validate_users(users)

@@ -1,7 +1,11 @@
 """Strict request parsing for the predictor: V1 named instances and V2 (Open Inference) tensors.
 
 Every problem becomes an InputError whose message names the field and the row; nothing is
-coerced (a string "1.5", a boolean, a null or a NaN is an error, never a number). No kserve
+coerced (a string "1.5", a boolean, a null or a NaN is an error, never a number), except that
+a feature the model declares optional (`optional`: a risk model's inputs, which it imputes or
+routes, finrisk.compiled) takes a missing value: JSON null, or NaN (binary FP64 data, or a NaN
+literal from a lenient client). Infinity is never a value. A categorical input takes its code
+(the category's index in the model's metadata), an integer, or a missing value. No kserve
 import here: the rules are tested on their own.
 """
 
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import reprlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain
@@ -113,16 +117,24 @@ def _describe(value: Any) -> str:
     return f"{name} {text[:40]}{'...' if len(text) > 40 else ''}"
 
 
-def _numbers(flat: Sequence[Any] | Matrix, where: Callable[[int], str]) -> Matrix:
+def _numbers(
+    flat: Sequence[Any] | Matrix,
+    where: Callable[[int], str],
+    optional: Callable[[int], bool] | None = None,
+) -> Matrix:
     """float64 array of `flat`, which must hold only JSON numbers (or be binary FP64 data)
-    that are finite."""
+    that are finite; where `optional(i)`, a null or NaN is a missing value (NaN)."""
     if isinstance(flat, np.ndarray):
-        return _finite(flat, where)
+        return _finite(flat, where, optional)
     kinds = set(map(type, flat))
     if not kinds <= _NUMBER_TYPES:
+        allowed = list(flat)
         for i, value in enumerate(flat):
-            if type(value) not in _NUMBER_TYPES:
+            if value is None and optional is not None and optional(i):
+                allowed[i] = math.nan
+            elif type(value) not in _NUMBER_TYPES:
                 raise InputError(f"{where(i)}: expected a number, got {_describe(value)}")
+        flat = allowed
     try:
         values = np.fromiter(flat, dtype=np.float64, count=len(flat))
     except OverflowError:
@@ -132,16 +144,40 @@ def _numbers(flat: Sequence[Any] | Matrix, where: Callable[[int], str]) -> Matri
             except OverflowError:
                 raise InputError(f"{where(i)}: {value} is too large for FP64") from None
         raise
-    return _finite(values, where)
+    return _finite(values, where, optional)
 
 
-def _finite(values: Matrix, where: Callable[[int], str]) -> Matrix:
+def _finite(
+    values: Matrix, where: Callable[[int], str], optional: Callable[[int], bool] | None = None
+) -> Matrix:
     finite = np.isfinite(values)
     if not finite.all():
-        i = int(np.flatnonzero(~finite)[0])
-        kind = "NaN" if math.isnan(values[i]) else "infinite"
-        raise InputError(f"{where(i)}: {kind} values are not allowed")
+        for i in np.flatnonzero(~finite).tolist():
+            if math.isnan(values[i]) and optional is not None and optional(i):
+                continue
+            kind = "NaN" if math.isnan(values[i]) else "infinite"
+            raise InputError(f"{where(i)}: {kind} values are not allowed")
     return values
+
+
+def check_codes(
+    matrix: Matrix, feature_names: Sequence[str], categories: Mapping[str, Sequence[str]]
+) -> Matrix:
+    """Categorical columns hold codes 0..k-1 or NaN (missing); anything else is named."""
+    for j, name in enumerate(feature_names):
+        k = len(categories[name]) if name in categories else None
+        if k is None:
+            continue
+        column = matrix[:, j]
+        bad = ~np.isnan(column) & ~np.isin(column, np.arange(k, dtype=np.float64))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"feature {name!r}, row {i}: {float(column[i])!r} is not a category code "
+                f"of {name!r} (an integer 0 to {k - 1}, see the model's metadata, or null "
+                "when missing)"
+            )
+    return matrix
 
 
 def v1_parameters(payload: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +225,12 @@ def reasons_from_parameter(parameters: dict[str, Any]) -> str | None:
     return str(value)
 
 
-def v1_matrix(payload: Any, feature_names: Sequence[str], max_rows: int) -> Matrix:
+def v1_matrix(
+    payload: Any,
+    feature_names: Sequence[str],
+    max_rows: int,
+    optional: frozenset[str] = frozenset(),
+) -> Matrix:
     """{"instances": [{feature: number, ...}, ...]} -> (rows, features) in model order."""
     if not isinstance(payload, dict):
         raise InputError('V1 body must be a JSON object {"instances": [...]}')
@@ -217,8 +258,18 @@ def v1_matrix(payload: Any, feature_names: Sequence[str], max_rows: int) -> Matr
     def where(i: int) -> str:
         return f"row {i // n_features}, feature {feature_names[i % n_features]!r}"
 
-    values = _numbers(list(chain.from_iterable(rows)), where)
+    values = _numbers(list(chain.from_iterable(rows)), where, _by_column(feature_names, optional))
     return values.reshape(len(instances), n_features)
+
+
+def _by_column(
+    feature_names: Sequence[str], optional: frozenset[str]
+) -> Callable[[int], bool] | None:
+    """optional(i) for row-major values of all features."""
+    if not optional:
+        return None
+    mask = [name in optional for name in feature_names]
+    return lambda i: mask[i % len(mask)]
 
 
 def _explain_v1(instances: list[Any], feature_names: Sequence[str]) -> None:
@@ -267,7 +318,11 @@ def _flatten(data: Any, depth: int, label: str) -> list[Any] | Matrix:
 
 
 def v2_request(
-    payload: Any, feature_names: Sequence[str], max_rows: int, binary: bytes = b""
+    payload: Any,
+    feature_names: Sequence[str],
+    max_rows: int,
+    binary: bytes = b"",
+    optional: frozenset[str] = frozenset(),
 ) -> V2Request:
     """Open Inference Protocol request -> V2Request (rows, features) in model order.
 
@@ -310,9 +365,9 @@ def v2_request(
             )
     n_features = len(feature_names)
     if len(inputs) == 1 and _is_matrix(inputs[0], feature_names):
-        matrix = _matrix_input(inputs[0], feature_names, max_rows)
+        matrix = _matrix_input(inputs[0], feature_names, max_rows, optional)
     else:
-        matrix = _named_inputs(inputs, feature_names, max_rows)
+        matrix = _named_inputs(inputs, feature_names, max_rows, optional)
     assert matrix.shape[1] == n_features
     names = {}
     for key in ("model_name", "model_version"):
@@ -375,7 +430,12 @@ def _is_matrix(item: dict[str, Any], feature_names: Sequence[str]) -> bool:
     return not (len(feature_names) == 1 and item["name"] == feature_names[0])
 
 
-def _matrix_input(item: dict[str, Any], feature_names: Sequence[str], max_rows: int) -> Matrix:
+def _matrix_input(
+    item: dict[str, Any],
+    feature_names: Sequence[str],
+    max_rows: int,
+    optional: frozenset[str] = frozenset(),
+) -> Matrix:
     label = f"input {item['name']!r}"
     rows, width = _shape(item, label)
     n_features = len(feature_names)
@@ -394,7 +454,7 @@ def _matrix_input(item: dict[str, Any], feature_names: Sequence[str], max_rows: 
     def where(i: int) -> str:
         return f"{label}, row {i // n_features}, feature {feature_names[i % n_features]!r}"
 
-    return _numbers(flat, where).reshape(rows, width)
+    return _numbers(flat, where, _by_column(feature_names, optional)).reshape(rows, width)
 
 
 def _row_of(label: str, i: int) -> str:
@@ -402,7 +462,10 @@ def _row_of(label: str, i: int) -> str:
 
 
 def _named_inputs(
-    inputs: list[dict[str, Any]], feature_names: Sequence[str], max_rows: int
+    inputs: list[dict[str, Any]],
+    feature_names: Sequence[str],
+    max_rows: int,
+    optional: frozenset[str] = frozenset(),
 ) -> Matrix:
     position = {name: j for j, name in enumerate(feature_names)}
     seen: dict[str, int] = {}
@@ -441,6 +504,7 @@ def _named_inputs(
         if len(flat) != rows:
             raise InputError(f"{label}: shape {shape} needs {rows} values, got {len(flat)}")
         assert matrix is not None
-        matrix[:, j] = _numbers(flat, partial(_row_of, label))
+        may_miss = (lambda _i: True) if item["name"] in optional else None
+        matrix[:, j] = _numbers(flat, partial(_row_of, label), may_miss)
     assert matrix is not None
     return matrix

@@ -20,6 +20,7 @@ from finrisk.serving.predictor import metrics
 from finrisk.serving.predictor.inputs import (
     InputError,
     V2Request,
+    check_codes,
     parse_json,
     reasons_from_parameter,
     reasons_parameter,
@@ -201,7 +202,11 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
             protocol, body = V2, rest
         max_reasons = min(MAX_REASONS, len(names))
         if protocol == V1:
-            matrix = v1_matrix(body, names, self.max_rows)
+            matrix = check_codes(
+                v1_matrix(body, names, self.max_rows, scorer.compiled.missing),
+                names,
+                scorer.compiled.categories,
+            )
             parameters = v1_parameters(body)
             reasons = reasons_parameter(parameters, max_reasons)
             return Batch(
@@ -213,7 +218,8 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
                 recommendations=self._recommendations(scorer, parameters),
             )
         binary = payload.binary if isinstance(payload, RawRequest) else b""
-        request: V2Request = v2_request(body, names, self.max_rows, binary)
+        request: V2Request = v2_request(body, names, self.max_rows, binary, scorer.compiled.missing)
+        check_codes(request.matrix, names, scorer.compiled.categories)
         if request.model_name not in (None, self.name):
             raise InputError(f"the body names model {request.model_name!r}, the URL {self.name!r}")
         if request.model_version not in (None, "", scorer.version):

@@ -47,9 +47,21 @@ class TensorSpec:
     name: str
     datatype: str
     shape: list[int]
+    # Inputs only (docs/serving.md, "Missing values and categories"): whether a value may be
+    # missing (null / NaN), and a categorical input's categories (the value is the index).
+    optional: bool = False
+    categories: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+        out: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+        parameters: dict[str, Any] = {}
+        if self.optional:
+            parameters["optional"] = True
+        if self.categories is not None:
+            parameters["categories"] = list(self.categories)
+        if parameters:
+            out["parameters"] = parameters
+        return out
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,16 @@ class Scorer:
             )
 
     def inputs(self) -> list[TensorSpec]:
-        return [TensorSpec(name, FP64, [-1]) for name in self.feature_names]
+        return [
+            TensorSpec(
+                name,
+                FP64,
+                [-1],
+                optional=name in self.compiled.missing,
+                categories=self.compiled.categories.get(name),
+            )
+            for name in self.feature_names
+        ]
 
     def outputs(self) -> list[TensorSpec]:
         if self.kind == DETECTOR:
