@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -201,10 +202,20 @@ def max_record_bytes(settings: Settings, topic: str, timeout_s: float = 30.0) ->
     )
     resource = ConfigResource(ResourceType.TOPIC, topic)
     client = admin(settings)  # held: a client collected before its answer cancels the request
-    try:
-        entries = client.describe_configs([resource])[resource].result(timeout=timeout_s)
-    except KafkaException as exc:
-        raise FinriskError(f"cannot read the configuration of Kafka topic {topic}: {exc}") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            entries = client.describe_configs([resource])[resource].result(timeout=timeout_s)
+            break
+        except KafkaException as exc:
+            # A topic created a moment ago (ensure_topics) may not be in the metadata of the
+            # broker asked yet: ask again until the deadline, then say which topic.
+            unknown = exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() >= deadline:
+                raise FinriskError(
+                    f"cannot read the configuration of Kafka topic {topic}: {exc}"
+                ) from None
+            time.sleep(0.1)
     entry = entries.get("max.message.bytes")
     return min(producer, int(entry.value) if entry is not None else TOPIC_MAX_BYTES)
 
