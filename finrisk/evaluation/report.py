@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finrisk.evaluation.runs import BASELINE, OURS, OURS_UNSUPERVISED
+from finrisk.evaluation.runs import BASELINE, OURS, OURS_UNSUPERVISED, RAW_HGB
 
 # Metric name -> (label, True when higher is better).
 METRIC_LABELS: dict[str, tuple[str, bool]] = {
@@ -23,6 +23,7 @@ MODEL_LABELS: dict[str, str] = {
     OURS: "ours",
     BASELINE: "seed-style baseline",
     OURS_UNSUPERVISED: "ours, trained without labels",
+    RAW_HGB: "default boosting on raw fields",
 }
 
 _STYLE = """
