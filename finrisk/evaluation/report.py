@@ -17,6 +17,10 @@ METRIC_LABELS: dict[str, tuple[str, bool]] = {
     "recall_at_1pct_fpr": ("recall at 1% FPR", True),
     "precision_at_k": ("precision at k", True),
     "brier": ("Brier score", False),
+    # The detector's, under a daily alert budget (finrisk.evaluation.metrics).
+    "daily_budget_precision": ("precision within the daily alert budget", True),
+    "daily_budget_recall": ("recall within the daily alert budget", True),
+    "cost_loss": ("cost-weighted loss (1 = no detector)", False),
 }
 
 MODEL_LABELS: dict[str, str] = {
@@ -52,6 +56,8 @@ def _metrics_table(models: Mapping[str, Mapping[str, Any]]) -> str:
     names = [n for n in models if "roc_auc" in models[n]]
     rows = []
     for key, (label, higher) in METRIC_LABELS.items():
+        if any(key not in models[n] for n in names):
+            continue  # the budget metrics: detectors only
         values = {n: models[n][key] for n in names}
         best = max(values.values()) if higher else min(values.values())
         cells = "".join(

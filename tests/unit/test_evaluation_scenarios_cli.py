@@ -4,6 +4,7 @@ with ours, the seed-style Isolation Forest and the default boosting on raw field
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,10 @@ from finrisk.cli.train import SCENARIO_METRICS
 from finrisk.evaluation.split import FRAUD_LABEL_DELAY_DAYS
 
 
-def test_evaluate_names_both_scenarios_and_baselines(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", "--users", "150", "--days", "45"]) == 0
+def test_evaluate_names_both_scenarios_and_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--users", "150", "--days", "45", "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["data"]["scenarios"] == ["default", "hard"]
@@ -32,3 +35,9 @@ def test_evaluate_names_both_scenarios_and_baselines(capsys: pytest.CaptureFixtu
         for model in ("ours", "seed-style baseline", "default boosting on raw fields"):
             assert f"| {scenario} | {model} |" in table
     assert "avg precision" in table and "recall@1%FPR" in table and "cost loss" in table
+    # --out keeps each run; the detectors' reports carry the budget metrics and the third model.
+    for run in ("anomaly", "anomaly-hard"):
+        report = (tmp_path / run / "report.html").read_text()
+        assert "default boosting on raw fields" in report
+        assert "cost-weighted loss" in report and "daily alert budget" in report
+    assert "cost-weighted loss" not in (tmp_path / "risk" / "report.html").read_text()
