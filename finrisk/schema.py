@@ -73,6 +73,10 @@ ACCOUNT_TAKEOVER = "account_takeover"
 BALANCE_DRAIN = "balance_drain"
 VELOCITY_SPIKE = "velocity_spike"
 GIFT_CARD_SCAM = "gift_card_scam"
+# The hard scenario's kinds (finrisk.synthetic.hard).
+SLOW_CARD_TESTING = "slow_card_testing"
+MIMICKING_TAKEOVER = "mimicking_takeover"
+MERCHANT_COMPROMISE = "merchant_compromise"
 
 ColumnType = Literal["string", "float", "int", "timestamp"]
 

@@ -6,7 +6,13 @@ Conventions:
   (tied scores move together, so a tie can keep a recall out of reach);
 - precision_at_k: positives among the k highest scores, ties broken by row order (stable);
 - brier: mean squared error of the score read as a probability (meaningful only for
-  probabilities; an Isolation Forest score is not one and is reported for completeness).
+  probabilities; an Isolation Forest score is not one and is reported for completeness);
+- daily alert budget: each day the `budget` highest-scored rows are alerts (ties by row
+  order), as an investigation team with a fixed capacity works through its queue;
+- cost-weighted loss: what the alerts leave the bank to pay (ALERT_REVIEW_COST per alert,
+  FALSE_ALERT_COST more per legitimate customer stopped, and a missed fraud's amount plus
+  MISSED_FRAUD_FEE), as a share of what alerting nothing costs (every fraud missed): 1.0 is
+  no better than no detector, above 1 worse, 0 impossible (reviews cost).
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ from sklearn.metrics import (
 
 from finrisk.errors import FinriskError
 from finrisk.models.bands import BAND_NAMES, RiskBands
+
+# Costs of the cost-weighted loss, in the data's currency (docs/models-and-evaluation.md):
+# an analyst's review of one alert (a few minutes); a legitimate customer's card held until
+# they call back (support time and churn risk); a missed fraud costs its amount (refunded to
+# the cardholder) plus the chargeback's handling fee.
+ALERT_REVIEW_COST = 5.0
+FALSE_ALERT_COST = 10.0
+MISSED_FRAUD_FEE = 20.0
 
 
 def _checked(
@@ -169,4 +183,71 @@ def binary_metrics(y_true: npt.ArrayLike, scores: npt.ArrayLike, *, k: int) -> d
         "brier": brier(y, s),
         "n": len(y),
         "positives": int(y.sum()),
+    }
+
+
+def daily_alerts(scores: npt.ArrayLike, days: npt.ArrayLike, budget: int) -> npt.NDArray[np.bool_]:
+    """True for each day's `budget` highest-scored rows (all of a day's rows when fewer); ties
+    go to the earlier row."""
+    s = np.asarray(scores, dtype=np.float64)
+    d = np.asarray(days)
+    if s.shape != d.shape or s.ndim != 1:
+        raise FinriskError(f"scores {s.shape} and days {d.shape} must be 1-d and the same length")
+    if budget < 1:
+        raise FinriskError(f"the daily alert budget must be >= 1, got {budget}")
+    # Sort by day, then score descending, then row: a row's rank within its day picks it.
+    order = np.lexsort((np.arange(len(s)), -s, d))
+    sorted_days = d[order]
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = sorted_days[1:] != sorted_days[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(s)), 0))
+    alerts = np.zeros(len(s), dtype=bool)
+    alerts[order] = np.arange(len(s)) - start < budget
+    return alerts
+
+
+def precision_within_daily_budget(
+    y_true: npt.ArrayLike, scores: npt.ArrayLike, days: npt.ArrayLike, budget: int
+) -> float:
+    """Frauds among all the alerts of a daily budget of `budget` alerts."""
+    y, _ = _checked(y_true, scores)
+    alerts = daily_alerts(scores, days, budget)
+    return float(y[alerts].mean()) if alerts.any() else 0.0
+
+
+def cost_weighted_loss(
+    y_true: npt.ArrayLike, alerts: npt.ArrayLike, amounts: npt.ArrayLike
+) -> float:
+    """The alerts' cost (module docstring) relative to alerting nothing."""
+    y = np.asarray(y_true).astype(np.int64)
+    a = np.asarray(alerts, dtype=bool)
+    amount = np.asarray(amounts, dtype=np.float64)
+    if not (y.shape == a.shape == amount.shape) or y.ndim != 1:
+        raise FinriskError("labels, alerts and amounts must be 1-d and the same length")
+    fraud = y == 1
+    if not fraud.any():
+        raise FinriskError("the cost-weighted loss needs at least one fraud")
+    missed = (amount + MISSED_FRAUD_FEE)[fraud & ~a].sum()
+    cost = ALERT_REVIEW_COST * a.sum() + FALSE_ALERT_COST * (a & ~fraud).sum() + missed
+    return float(cost / (amount + MISSED_FRAUD_FEE)[fraud].sum())
+
+
+def fraud_team_metrics(
+    y_true: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    days: npt.ArrayLike,
+    amounts: npt.ArrayLike,
+    *,
+    budget: int,
+) -> dict[str, float]:
+    """What a daily alert budget leaves: the alerts' precision, the share of frauds they catch
+    and the cost-weighted loss (binary_metrics has the ranking metrics: average precision is
+    its pr_auc, and recall at 1% FPR)."""
+    y, s = _checked(y_true, scores)
+    _both_classes(y, "the daily budget's recall")
+    alerts = daily_alerts(s, days, budget)
+    return {
+        "daily_budget_precision": float(y[alerts].mean()) if alerts.any() else 0.0,
+        "daily_budget_recall": float(y[alerts].sum() / y.sum()),
+        "cost_loss": cost_weighted_loss(y, alerts, amounts),
     }

@@ -27,14 +27,18 @@ from finrisk.models.anomaly import (
     seed_transaction_frame,
 )
 from finrisk.models.bands import DEFAULT_BANDS, RiskBands
+from finrisk.models.raw_fields import RawFieldsBaseline, raw_field_frame
 from finrisk.models.risk import RiskModel, SeedLogisticRiskModel
 from finrisk.monitoring.profile import reference_profile
-from finrisk.schema import CATEGORY, CHANNEL, IS_FRAUD, TIMESTAMP
+from finrisk.schema import AMOUNT, CATEGORY, CHANNEL, IS_FRAUD, TIMESTAMP, USER_ID
 
 OURS = "ours"
 BASELINE = "baseline"
 # Ours trained as if the data had no labels: shows what the detector is worth without them.
 OURS_UNSUPERVISED = "ours_unsupervised"
+# A default HistGradientBoostingClassifier on the raw fields (finrisk.models.raw_fields).
+RAW_HGB = "raw_hgb"
+_DAY_NS = 86_400 * 10**9
 
 
 @dataclass
@@ -46,6 +50,10 @@ class AnomalyRun:
     test_scores: dict[str, npt.NDArray[np.float64]]
     thresholds: dict[str, float]
     facts: dict[str, Any] = field(default_factory=dict)
+    # Per test row: UTC day (days since the epoch) and amount, for the daily alert budget and
+    # the cost-weighted loss.
+    test_days: npt.NDArray[np.int64] | None = None
+    test_amounts: npt.NDArray[np.float64] | None = None
 
 
 @dataclass
@@ -108,9 +116,18 @@ def run_anomaly(
     validation_fraction: float = 0.2,
     test_fraction: float = 0.2,
     detector_params: dict[str, Any] | None = None,
+    label_delay_days: float = 0.0,
+    raw_baseline: bool = False,
 ) -> AnomalyRun:
-    """Both detectors trained on the early period and scored on the latest one."""
-    split = time_split(transactions[TIMESTAMP], validation_fraction, test_fraction)
+    """Both detectors trained on the early period and scored on the latest one.
+
+    `label_delay_days`: train and validate only on labels known at the test start
+    (finrisk.evaluation.split). `raw_baseline`: also the default boosting on raw fields
+    (test scores under RAW_HGB), when the training period is labelled with both classes.
+    """
+    split = time_split(
+        transactions[TIMESTAMP], validation_fraction, test_fraction, label_delay_days
+    )
     labels = fraud_labels(transactions)
     ours_x = features.transaction_features(transactions)
     seed_x = seed_transaction_frame(transactions)
@@ -150,6 +167,12 @@ def run_anomaly(
         blind.choose_threshold(ours_x[split.validation])
         test_scores[OURS_UNSUPERVISED] = blind.anomaly_score(ours_x[split.test])
         thresholds[OURS_UNSUPERVISED] = blind.threshold_
+    trained_labels = part(labels, split.train)
+    if raw_baseline and trained_labels is not None and trained_labels.min() < trained_labels.max():
+        raw_x = raw_field_frame(transactions)
+        raw = RawFieldsBaseline(random_state=seed).fit(raw_x[split.train], trained_labels)
+        test_scores[RAW_HGB] = raw.anomaly_score(raw_x[split.test])
+    test_times = pd.to_datetime(transactions[TIMESTAMP][split.test], utc=True)
     return AnomalyRun(
         ours=ours,
         baseline=baseline,
@@ -162,7 +185,10 @@ def run_anomaly(
             "labelled": labels is not None,
             "fraud_rate": None if labels is None else float(labels.mean()),
             "ours_mode": ours.metadata_["mode"],
+            "test_users": int(transactions[USER_ID][split.test].nunique()),
         },
+        test_days=test_times.to_numpy(dtype="datetime64[ns]").astype(np.int64) // _DAY_NS,
+        test_amounts=np.asarray(transactions[AMOUNT][split.test], dtype=np.float64),
     )
 
 

@@ -104,13 +104,17 @@ class TrainingOptions:
     `params` go to the model (TransactionAnomalyDetector or RiskModel; unknown names are
     refused by name); for the risk model, band_low/band_high among them set the bands (or
     `bands`, not both with other values); `reasons` is how many top reasons each scored user
-    keeps.
+    keeps. For the detector, `label_delay_days` keeps the labels not yet known at the test
+    start out of training (finrisk.evaluation.split) and `raw_baseline` adds the default
+    boosting on raw fields to the comparison (`finrisk evaluate` sets both).
     """
 
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     bands: RiskBands | None = None
     reasons: int = 3
+    label_delay_days: float = 0.0
+    raw_baseline: bool = False
 
 
 def fit_detector(transactions: pd.DataFrame, options: TrainingOptions) -> AnomalyRun:
@@ -119,6 +123,8 @@ def fit_detector(transactions: pd.DataFrame, options: TrainingOptions) -> Anomal
         transactions,
         seed=options.seed,
         detector_params=_params(options.params, TransactionAnomalyDetector),
+        label_delay_days=options.label_delay_days,
+        raw_baseline=options.raw_baseline,
     )
 
 

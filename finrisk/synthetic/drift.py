@@ -26,12 +26,14 @@ import numpy as np
 from finrisk.errors import FinriskError
 from finrisk.schema import GIFT_CARD_SCAM
 from finrisk.synthetic.fraud import DAY, FRAUD_CODE, DayState, new_merchant, offsets
+from finrisk.synthetic.hard import HARD
 from finrisk.synthetic.ledger import Ledger
 from finrisk.synthetic.merchants import MerchantPool
 from finrisk.synthetic.population import CAT, CHAN, SPENDING, Population
 
 DRIFT = "drift"
-SCENARIOS: tuple[str, ...] = (DRIFT,)
+# Every scenario of the generator: this one and the hard one (finrisk.synthetic.hard).
+SCENARIOS: tuple[str, ...] = (DRIFT, HARD)
 # Kept apart from the generator's stream (and the labels', finrisk.synthetic.labels).
 DRIFT_STREAM = 1_000_033
 
@@ -66,13 +68,13 @@ class DriftScenario:
 def draw_scenario(
     scenario: str | None, drift_day: int | None, seed: int, users: int, days: int
 ) -> DriftScenario | None:
-    """The scenario's users and factors, or None for the default data."""
-    if scenario is None:
+    """The scenario's users and factors, or None for the default data and other scenarios."""
+    if scenario is not None and scenario not in SCENARIOS:
+        raise FinriskError(f"unknown scenario {scenario!r}: one of {list(SCENARIOS)}")
+    if scenario != DRIFT:
         if drift_day is not None:
             raise FinriskError("--drift-day needs --scenario drift")
         return None
-    if scenario not in SCENARIOS:
-        raise FinriskError(f"unknown scenario {scenario!r}: one of {list(SCENARIOS)}")
     day = default_drift_day(days) if drift_day is None else drift_day
     if not 0 <= day < days:
         raise FinriskError(f"--drift-day must be in [0, {days - 1}] for {days} days, got {day}")

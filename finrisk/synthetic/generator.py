@@ -30,6 +30,7 @@ from finrisk.schema import (
     IS_FRAUD,
     IS_RISKY,
     MERCHANT,
+    MERCHANT_COMPROMISE,
     NO_FRAUD,
     TIMESTAMP,
     TRANSACTION_COLUMNS,
@@ -44,6 +45,15 @@ from finrisk.synthetic.drift import (
     draw_scenario,
 )
 from finrisk.synthetic.fraud import DAY, EPISODE_MIX, FRAUD_CODE, DayState, add_episodes
+from finrisk.synthetic.hard import (
+    HARD_EPISODE_MIX,
+    LOOK_ALIKES,
+    PATTERN_CODE,
+    add_compromise,
+    add_fraud,
+    add_look_alikes,
+    draw_hard,
+)
 from finrisk.synthetic.ledger import Ledger
 from finrisk.synthetic.merchants import MerchantPool, build_pool
 from finrisk.synthetic.population import (
@@ -57,6 +67,7 @@ from finrisk.synthetic.population import (
     SPENDING,
     Population,
     draw_population,
+    salary_due,
     sigmoid,
 )
 
@@ -70,6 +81,8 @@ DAILY_HEALTH_VOLATILITY = 0.03
 RISK_INTERCEPT = -2.2
 RISK_SLOPE = -1.6
 RISK_NOISE = 0.5
+# Example transaction ids per look-alike kind in the hard scenario's manifest.
+LOOK_ALIKE_EXAMPLES = 20
 
 _CASH = [c.name for c in SPENDING].index("cash_withdrawal")
 _SHOPPING = [c.name for c in SPENDING].index("shopping")
@@ -100,7 +113,7 @@ def _simulate_day(
     everyone = np.arange(n)
 
     # Salary: monthly on the payday, or every 14 days; unhealthy users sometimes miss one.
-    due = np.where(pop.biweekly, (day_index + pop.payday) % 14 == 0, pop.payday == dom)
+    due = salary_due(pop, day_index, dom)
     paid = everyone[due & (rng.random(n) >= sigmoid(-4.0 - 2.0 * health))]
     volatility = 0.03 + 0.08 * sigmoid(-health[paid])
     amount = (
@@ -222,7 +235,8 @@ def _simulate_day(
 
 def _assemble(
     ledger: Ledger, pool: MerchantPool, pop: Population, user_ids: np.ndarray, start: pd.Timestamp
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The transactions in file order, and each row's look-alike pattern code (0: none)."""
     col = ledger.columns()
     n = len(col["user"])
     seq = np.arange(n)
@@ -261,7 +275,7 @@ def _assemble(
         columns=list(TRANSACTION_COLUMNS),
         copy=False,  # no block consolidation: copying a million-row object block is slow
     )
-    return frame
+    return frame, col["pattern"][order]
 
 
 def generate(
@@ -299,6 +313,7 @@ def generate(
     ).normalize()
 
     drifting = draw_scenario(scenario, drift_day, seed, users, days)
+    hard = draw_hard(scenario, seed, users)
     rng = np.random.default_rng(seed)
     pool = build_pool()
     pop = draw_population(rng, users, pool)
@@ -318,9 +333,17 @@ def generate(
         factor = None if drifting is None else drifting.amount_factor(d)
         scale = _simulate_day(rng, pool, pop, ledger, d, dates[d], health, balance, factor)
         state = DayState(start_second=d * DAY, balance=balance, scale=scale)
+        if hard is not None:
+            add_look_alikes(hard, pool, pop, state, d, dates[d], ledger)
         if warmup <= d < days - 1:
             victims = np.flatnonzero(rng.random(users) < fraud_episode_rate)
-            codes = add_episodes(rng, pool, pop, victims, state, ledger)
+            if hard is None:
+                codes = add_episodes(rng, pool, pop, victims, state, ledger)
+            else:
+                codes = add_fraud(hard, pool, pop, victims, state, ledger)
+                hit = add_compromise(hard, pool, pop, state, d, ledger)
+                compromise = np.full(len(hit), FRAUD_CODE[MERCHANT_COMPROMISE] - 1)
+                np.add.at(episodes, (hit, compromise), 1)
             np.add.at(episodes, (victims, codes - 1), 1)
         if drifting is not None and drifting.day <= d < days - 1:
             victims = add_scams(drifting, pool, pop, state, ledger)
@@ -328,7 +351,7 @@ def generate(
         balance = balance + ledger.net_since_last() / 100.0
 
     user_ids = _ids("u", users)
-    transactions = _assemble(ledger, pool, pop, user_ids, start_ts)
+    transactions, patterns = _assemble(ledger, pool, pop, user_ids, start_ts)
 
     # The outcome follows the latent health at the end of the period plus what no data shows.
     logit = RISK_INTERCEPT + RISK_SLOPE * health + rng.normal(0.0, RISK_NOISE, users)
@@ -348,6 +371,9 @@ def generate(
         }
     )
     kinds = list(EPISODE_MIX) + ([] if drifting is None else [GIFT_CARD_SCAM])
+    if hard is not None:
+        kinds = [*EPISODE_MIX, *(k for k in HARD_EPISODE_MIX if k not in EPISODE_MIX)]
+        kinds.append(MERCHANT_COMPROMISE)
     manifest = _manifest(
         transactions, users_frame, episodes, kinds, seed, users, days, start_ts, fraud_episode_rate
     )
@@ -361,6 +387,23 @@ def generate(
             "shifted_users": int(drifting.shifted.sum()),
             "shifted_categories": list(SHIFTED_CATEGORIES),
             "shift_factor": list(SHIFT_FACTOR),
+        }
+    if hard is not None:
+        manifest["scenario"] = {
+            "name": scenario,
+            "look_alikes": {
+                kind: {
+                    "episodes": hard.look_alike_episodes[kind],
+                    "transactions": int((patterns == PATTERN_CODE[kind]).sum()),
+                    # A few rows of each, to find them: no output column says which they are.
+                    "examples": transactions[TRANSACTION_ID][patterns == PATTERN_CODE[kind]]
+                    .head(LOOK_ALIKE_EXAMPLES)
+                    .tolist(),
+                }
+                for kind in LOOK_ALIKES
+            },
+            "episode_mix": dict(HARD_EPISODE_MIX),
+            "compromised_merchants": [str(pool.names[m]) for m in hard.compromised_merchants],
         }
     return transactions, users_frame, manifest
 

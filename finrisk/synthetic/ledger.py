@@ -1,10 +1,16 @@
-"""Column-wise store of generated transactions, in integer cents so balances add up exactly."""
+"""Column-wise store of generated transactions, in integer cents so balances add up exactly.
+
+`pattern` is generator-only ground truth that no output column carries: which legitimate
+look-alike of fraud a row belongs to (finrisk.synthetic.hard; 0 for everything else).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-FIELDS = ("user", "second", "cents", "credit", "category", "merchant", "channel", "fraud")
+FIELDS = (
+    "user", "second", "cents", "credit", "category", "merchant", "channel", "fraud", "pattern",
+)  # fmt: skip
 _DTYPES = {
     "user": np.int64,
     "second": np.int64,
@@ -14,6 +20,7 @@ _DTYPES = {
     "merchant": np.int64,
     "channel": np.int8,
     "fraud": np.int8,
+    "pattern": np.int8,
 }
 
 
@@ -34,6 +41,7 @@ class Ledger:
         merchant: np.ndarray | int,
         channel: np.ndarray | int,
         fraud: int = 0,
+        pattern: int = 0,
     ) -> None:
         n = len(user)
         if n == 0:
@@ -48,6 +56,7 @@ class Ledger:
             "merchant": merchant,
             "channel": channel,
             "fraud": fraud,
+            "pattern": pattern,
         }
         for field, value in values.items():
             self._parts[field].append(

@@ -101,6 +101,11 @@ class Population:
         )
 
 
+def salary_due(pop: Population, day_index: int, day_of_month: int) -> np.ndarray:
+    """Bool per user: the salary falls due that day (monthly on the payday, or every 14 days)."""
+    return np.where(pop.biweekly, (day_index + pop.payday) % 14 == 0, pop.payday == day_of_month)
+
+
 def draw_population(rng: np.random.Generator, n: int, pool: MerchantPool) -> Population:
     h0 = rng.normal(0.0, 1.0, n)
     slope = rng.normal(0.0, 1.0, n)

@@ -25,7 +25,8 @@ def test_constants_match_the_packaged_file() -> None:
     assert tuple(doc["fraud_types"]) == S.FRAUD_TYPES
     assert set(S.DIRECTIONS) == set(doc["directions"])
     kinds = {S.CARD_TESTING, S.ACCOUNT_TAKEOVER, S.BALANCE_DRAIN, S.VELOCITY_SPIKE}
-    assert kinds | {S.GIFT_CARD_SCAM} == set(S.FRAUD_TYPES)
+    hard = {S.SLOW_CARD_TESTING, S.MIMICKING_TAKEOVER, S.MERCHANT_COMPROMISE}
+    assert kinds | {S.GIFT_CARD_SCAM} | hard == set(S.FRAUD_TYPES)
     assert {S.CARD_PRESENT, S.ONLINE, S.ATM, S.TRANSFER, S.DIRECT_DEBIT} == set(S.CHANNELS)
 
 
