@@ -71,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scenario",
         choices=SCENARIOS,
         help="drift: from --drift-day, a fraud kind never seen before (gift_card_scam) and a "
-        "spending shift of half the users (docs/synthetic-data.md, 'The drift scenario')",
+        "spending shift of half the users; hard: legitimate look-alikes of fraud and harder "
+        "fraud (docs/synthetic-data.md, 'The drift scenario', 'The hard scenario')",
     )
     gen.add_argument(
         "--drift-day",
