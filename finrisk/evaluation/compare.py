@@ -8,11 +8,13 @@ from finrisk.evaluation.metrics import (
     band_confusion,
     binary_metrics,
     confusion_at_threshold,
+    expected_calibration_error,
     fraud_team_metrics,
     roc_auc_gain_interval,
 )
 from finrisk.evaluation.runs import (
     BASELINE,
+    DEFAULT_HGB,
     OURS,
     OURS_UNSUPERVISED,
     RAW_HGB,
@@ -89,19 +91,29 @@ def anomaly_metrics(run: AnomalyRun) -> dict[str, Any]:
 
 
 def risk_metrics(run: RiskRun) -> dict[str, Any]:
-    """Test-user metrics of both risk models, with band confusion under the same bands."""
+    """Test-user metrics of the risk models (ours, the seed-style baseline, the default
+    boosting), with calibration error and band confusion under the same bands, and how ours
+    chose its estimator."""
     models: dict[str, Any] = {}
     for name, scores in run.test_scores.items():
         models[name] = {
             **binary_metrics(run.test_labels, scores, k=RISK_K),
+            "ece": expected_calibration_error(run.test_labels, scores),
             "band_confusion": band_confusion(run.test_labels, scores, run.bands),
         }
-    return {
+    result: dict[str, Any] = {
         "task": "risk",
         "split": run.split.describe(),
         "bands": run.bands.to_dict(),
         **run.facts,
         "models": models,
+        "estimator": run.ours.metadata_.get("estimator"),
+        "selection": run.ours.metadata_.get("selection"),
+    }
+    if DEFAULT_HGB in models:
+        result["roc_auc_vs_default_hgb"] = models[OURS]["roc_auc"] - models[DEFAULT_HGB]["roc_auc"]
+    return {
+        **result,
         "roc_auc_gain": models[OURS]["roc_auc"] - models[BASELINE]["roc_auc"],
         "roc_auc_gain_ci95": list(
             roc_auc_gain_interval(run.test_labels, run.test_scores[OURS], run.test_scores[BASELINE])

@@ -7,6 +7,10 @@ Conventions:
 - precision_at_k: positives among the k highest scores, ties broken by row order (stable);
 - brier: mean squared error of the score read as a probability (meaningful only for
   probabilities; an Isolation Forest score is not one and is reported for completeness);
+- expected calibration error (ECE): the rows fall into ECE_BINS equal-width probability bins
+  ([0, 0.1), [0.1, 0.2), ..., [0.9, 1.0], a probability of 1 in the last); each bin's
+  |mean probability - observed rate|, weighted by its share of the rows, summed. 0 is perfectly
+  calibrated; empty bins count nothing;
 - daily alert budget: each day the `budget` highest-scored rows are alerts (ties by row
   order), as an investigation team with a fixed capacity works through its queue;
 - cost-weighted loss: what the alerts leave the bank to pay (ALERT_REVIEW_COST per alert,
@@ -94,6 +98,26 @@ def brier(y_true: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     if s.min() < 0 or s.max() > 1:
         raise FinriskError("Brier score needs scores within [0, 1]")
     return float(brier_score_loss(y, s))
+
+
+ECE_BINS = 10
+
+
+def expected_calibration_error(
+    y_true: npt.ArrayLike, probabilities: npt.ArrayLike, bins: int = ECE_BINS
+) -> float:
+    """ECE over `bins` equal-width bins (module docstring)."""
+    y, p = _checked(y_true, probabilities)
+    if p.min() < 0 or p.max() > 1:
+        raise FinriskError("calibration error needs probabilities within [0, 1]")
+    if bins < 1:
+        raise FinriskError(f"calibration error needs at least one bin, got {bins}")
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        rows = which == b
+        total += rows.mean() * abs(p[rows].mean() - y[rows].mean())
+    return float(total)
 
 
 def confusion_at_threshold(

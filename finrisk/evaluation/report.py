@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finrisk.evaluation.runs import BASELINE, OURS, OURS_UNSUPERVISED, RAW_HGB
+from finrisk.evaluation.runs import BASELINE, DEFAULT_HGB, OURS, OURS_UNSUPERVISED, RAW_HGB
 
 # Metric name -> (label, True when higher is better).
 METRIC_LABELS: dict[str, tuple[str, bool]] = {
@@ -17,6 +17,7 @@ METRIC_LABELS: dict[str, tuple[str, bool]] = {
     "recall_at_1pct_fpr": ("recall at 1% FPR", True),
     "precision_at_k": ("precision at k", True),
     "brier": ("Brier score", False),
+    "ece": ("expected calibration error (10 bins)", False),
     # The detector's, under a daily alert budget (finrisk.evaluation.metrics).
     "daily_budget_precision": ("precision within the daily alert budget", True),
     "daily_budget_recall": ("recall within the daily alert budget", True),
@@ -28,6 +29,7 @@ MODEL_LABELS: dict[str, str] = {
     BASELINE: "seed-style baseline",
     OURS_UNSUPERVISED: "ours, trained without labels",
     RAW_HGB: "default boosting on raw fields",
+    DEFAULT_HGB: "default boosting (HistGradientBoostingClassifier())",
 }
 
 _STYLE = """
@@ -77,6 +79,25 @@ def _metrics_table(models: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
+def _selection_table(selection: Mapping[str, Any]) -> str:
+    """The risk model's candidates, their cross-validated scores and the one chosen."""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(c['candidate']))}"
+        f"{' (chosen)' if c['candidate'] == selection['chosen'] else ''}</td>"
+        f"<td>{_fmt(c['cv_roc_auc_mean'])} ± {_fmt(c['cv_roc_auc_std'])}</td>"
+        f"<td>{_fmt(c['cv_brier_mean'])}</td></tr>"
+        for c in selection["candidates"]
+    )
+    return (
+        "<h2>Model selection (ours)</h2><p class='note'>Each candidate calibrated, scored by "
+        f"{selection['candidates'][0]['folds']}-fold stratified cross-validation on the training "
+        f"users (seed {selection['seed']}); the simplest within "
+        f"{selection['tie_tolerance']} of the best mean ROC-AUC wins, then is refit on every "
+        "training user.</p><table><tr><th>candidate</th><th>CV ROC-AUC (mean ± std)</th>"
+        "<th>CV Brier</th></tr>" + rows + "</table>"
+    )
+
+
 def _band_table(name: str, confusion: Mapping[str, Mapping[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{band}</td><td>{c['n']}</td><td>{c['negative']}</td><td>{c['positive']}</td>"
@@ -120,6 +141,8 @@ def render_report(
         if k not in ("models", "split", "task", "bands") and not isinstance(v, dict)
     }
     parts.append(_facts_table(facts))
+    if metrics.get("selection"):
+        parts.append(_selection_table(metrics["selection"]))
     models = metrics.get("models", {})
     if OURS in models and "roc_auc" in models[OURS]:
         parts.append("<h2>Ours vs the seed-style baseline</h2>" + _metrics_table(models))
@@ -140,7 +163,9 @@ def render_report(
         "<p class='note'>PR-AUC is average precision; recall at 1% FPR is the best recall "
         "among thresholds whose false-positive rate is at most 1%; precision at k counts "
         "positives among the k highest scores; the Brier score reads a score as a "
-        "probability (an Isolation Forest score is not one).</p>"
+        "probability (an Isolation Forest score is not one); the expected calibration error "
+        "bins probabilities into ten equal-width bins and weighs each bin's gap between mean "
+        "probability and observed rate by its share of users.</p>"
     )
     parts.append(extra_html)
     parts.append("<h2>Plots</h2><div class='plots'>")

@@ -7,6 +7,7 @@ band (see bands.py) and the top reasons (see reasons.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,16 @@ from finrisk.models.bands import DEFAULT_BANDS, RiskBands
 from finrisk.models.base import build_metadata, labels_vector, resolve_feature_names
 from finrisk.models.encoding import LinearInputs, encode, learn_categories, reference_values
 from finrisk.models.reasons import Reason, occlusion_contributions, top_reasons
+from finrisk.models.selection import (
+    AUTO,
+    CANDIDATES,
+    DEFAULT_FOLDS,
+    HGB,
+    LOGISTIC,
+    choose,
+    cross_validate,
+    selection_record,
+)
 
 DEFAULT_REASONS = 3
 
@@ -42,6 +53,7 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
     feature_names_: tuple[str, ...]
     categories_: dict[str, tuple[str, ...]]
     estimator_: Any
+    chosen_estimator_: str
     reference_: npt.NDArray[np.float64]
     bands_: RiskBands
     metadata_: dict[str, Any]
@@ -50,6 +62,16 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
     def _make_estimator(self, categorical: dict[int, int]) -> Any:
         """The estimator on encoded inputs; categorical: column index -> number of categories."""
         raise NotImplementedError
+
+    def _select(
+        self,
+        values: npt.NDArray[np.float64],
+        labels: npt.NDArray[np.int64],
+        groups: npt.ArrayLike,
+        categorical: dict[int, int],
+    ) -> dict[str, Any]:
+        """Metadata of how the estimator was chosen (none to choose: nothing)."""
+        return {}
 
     def fit(self, X: pd.DataFrame, y: Any) -> _RiskModel:
         self.bands_ = RiskBands(low=self.band_low, high=self.band_high)
@@ -67,6 +89,7 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
             for j, name in enumerate(self.feature_names_)
             if name in self.categories_
         }
+        chosen = self._select(values, labels, X.index.to_numpy(), categorical)
         self.estimator_ = self._make_estimator(categorical).fit(values, labels)
         self.reference_ = reference_values(values, list(categorical))
         self.classes_ = np.array([0, 1], dtype=np.int64)
@@ -83,6 +106,7 @@ class _RiskModel(ClassifierMixin, BaseEstimator):
                 for name, n in zip(self.feature_names_, np.isnan(values).sum(axis=0), strict=True)
                 if n
             },
+            **chosen,
         )
         return self
 
@@ -165,11 +189,16 @@ class SeedLogisticRiskModel(_RiskModel):
 class RiskModel(_RiskModel):
     """Ours: a model on the full user features, probabilities calibrated by cross-validation.
 
-    estimator="logistic" (default): imputed (with missing indicators) and one-hot encoded
+    estimator="auto" (default) chooses between the candidates below by stratified
+    cross-validation on the training rows (`selection_folds` folds, seeded by random_state;
+    mean ROC-AUC, ties within selection.TIE_TOLERANCE to the simpler logistic model, see
+    finrisk.models.selection), then refits the chosen one on every training row; the choice and
+    the candidates table are in `metadata_["selection"]`.
+    estimator="logistic": imputed (with missing indicators) and one-hot encoded
     (encoding.LinearInputs), log-scaled, standardised features into a Logistic Regression,
-    which was as good as gradient boosting on the benchmark's 5000 users
-    (docs/models-and-evaluation.md) and is cheaper; "hgb": gradient boosting, for larger
-    populations with non-linear effects; it routes gaps natively and splits on category codes.
+    cheap and as good as boosting when effects are close to additive; "hgb": gradient
+    boosting, for interactions and non-linear effects; it routes gaps natively and splits on
+    category codes.
     calibration="isotonic"/"sigmoid" fits `cv` calibrated copies (CalibratedClassifierCV,
     ensemble averaged), so every training user helps both the model and its calibration.
     """
@@ -177,9 +206,10 @@ class RiskModel(_RiskModel):
     def __init__(
         self,
         feature_names: Sequence[str] | None = None,
-        estimator: str = "logistic",
+        estimator: str = AUTO,
         calibration: str = "sigmoid",
         cv: int = 5,
+        selection_folds: int = DEFAULT_FOLDS,
         learning_rate: float = 0.05,
         max_iter: int = 200,
         max_leaf_nodes: int = 8,
@@ -194,6 +224,7 @@ class RiskModel(_RiskModel):
         self.estimator = estimator
         self.calibration = calibration
         self.cv = cv
+        self.selection_folds = selection_folds
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.max_leaf_nodes = max_leaf_nodes
@@ -204,11 +235,44 @@ class RiskModel(_RiskModel):
         self.band_low = band_low
         self.band_high = band_high
 
+    def _select(
+        self,
+        values: npt.NDArray[np.float64],
+        labels: npt.NDArray[np.int64],
+        groups: npt.ArrayLike,
+        categorical: dict[int, int],
+    ) -> dict[str, Any]:
+        if self.estimator != AUTO:
+            self._candidate(self.estimator, categorical)  # an unknown name fails before fitting
+            self.chosen_estimator_ = self.estimator
+            return {"estimator": self.estimator}
+        scores = [
+            cross_validate(
+                partial(self._candidate, name, categorical),
+                values,
+                labels,
+                groups,
+                folds=self.selection_folds,
+                seed=self.random_state,
+                name=name,
+            )
+            for name in CANDIDATES
+        ]
+        self.chosen_estimator_ = choose(scores)
+        return {
+            "estimator": self.chosen_estimator_,
+            "selection": selection_record(scores, self.chosen_estimator_, self.random_state),
+        }
+
     def _make_estimator(self, categorical: dict[int, int]) -> CalibratedClassifierCV:
+        return self._candidate(getattr(self, "chosen_estimator_", self.estimator), categorical)
+
+    def _candidate(self, name: str, categorical: dict[int, int]) -> CalibratedClassifierCV:
+        """The calibrated estimator of one candidate (selection.CANDIDATES)."""
         if self.calibration not in ("isotonic", "sigmoid"):
             raise FinriskError(f"unknown calibration {self.calibration!r}: isotonic or sigmoid")
         base: Any
-        if self.estimator == "hgb":
+        if name == HGB:
             base = HistGradientBoostingClassifier(
                 learning_rate=self.learning_rate,
                 max_iter=self.max_iter,
@@ -218,7 +282,7 @@ class RiskModel(_RiskModel):
                 early_stopping=False,
                 random_state=self.random_state,
             )
-        elif self.estimator == "logistic":
+        elif name == LOGISTIC:
             base = make_pipeline(
                 LinearInputs(categorical),
                 FunctionTransformer(_signed_log1p),
@@ -226,5 +290,5 @@ class RiskModel(_RiskModel):
                 LogisticRegression(C=self.C, max_iter=2000),
             )
         else:
-            raise FinriskError(f"unknown risk estimator {self.estimator!r}: hgb or logistic")
+            raise FinriskError(f"unknown risk estimator {name!r}: {AUTO}, {LOGISTIC} or {HGB}")
         return CalibratedClassifierCV(base, method=self.calibration, cv=self.cv, ensemble=True)

@@ -93,20 +93,24 @@ def register_challenger(
 ) -> dict[str, str]:
     """Log and register both models, tagged, with alias `challenger`; returns kind -> version."""
     from finrisk.models.persistence import load_model
+    from finrisk.models.selection import selection_metrics, selection_params
 
     versions: dict[str, str] = {}
     for kind in MODEL_KINDS:
+        model = load_model(model_paths[kind])
         metrics = {k: float(v) for k, v in evaluation["challenger"][kind].items()}
         tags = {**provenance.tags(), **metric_tags(metrics)}
         champion = (evaluation.get("champion") or {}).get(kind) or {}
         if champion.get("version") is not None:
             tags[TAG_GATE_CHAMPION_VERSION] = str(champion["version"])
         _, model_uri = registry.log_model(
-            load_model(model_paths[kind]),
+            model,
             kind,
             experiment=experiment,
-            metrics=metrics,
-            params={"pipeline_run_id": provenance.pipeline_run_id},
+            # The risk model's candidates table (CV ROC-AUC, Brier) beside its test metrics; the
+            # whole choice is also in the logged metadata (training.selection).
+            metrics={**metrics, **selection_metrics(model)},
+            params={"pipeline_run_id": provenance.pipeline_run_id, **selection_params(model)},
             tags=tags,
             data_fingerprint=provenance.data_fingerprint,
             pipeline_run_id=provenance.pipeline_run_id,

@@ -67,7 +67,7 @@ def table(csv: Path) -> Any:
 
 
 MODELS = {
-    "logistic": lambda: RiskModel(cv=3),
+    "logistic": lambda: RiskModel(estimator="logistic", cv=3),
     "isotonic": lambda: RiskModel(cv=3, calibration="isotonic"),
     "hgb": lambda: RiskModel(estimator="hgb", cv=3, max_iter=40),
     "seed": SeedLogisticRiskModel,
