@@ -6,6 +6,7 @@ otherwise starts it and ends it when the session ends: a test run leaves nothing
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,18 @@ from finrisk.stack.topics import delete_topics
 # Every test topic's name starts so; a broker keeps every topic, and thousands of partitions
 # left by earlier runs make it take minutes to start.
 TEST_TOPICS = "test."
+
+
+@pytest.fixture(autouse=True)
+def _environment_as_found() -> Iterator[None]:
+    """Each test leaves the environment as it found it. Code under test may export settings
+    for child processes (MLflow's set_tracking_uri and set_registry_uri write MLFLOW_*_URI to
+    os.environ); left there, they would point a later test's services at this test's server."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 @pytest.fixture(scope="session")

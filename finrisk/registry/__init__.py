@@ -18,6 +18,7 @@ from finrisk.registry.client import (
     parse_model_uri,
     pip_requirements,
     register,
+    registry_client,
     resolve_tracking_uri,
     set_alias,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "parse_model_uri",
     "pip_requirements",
     "register",
+    "registry_client",
     "resolve_tracking_uri",
     "set_alias",
 ]

@@ -132,7 +132,11 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return Settings().mlflow.tracking_uri
 
 
-def _client(tracking_uri: str | None) -> MlflowClient:
+def registry_client(tracking_uri: str | None = None) -> MlflowClient:
+    """A client whose registry is the tracking server's. `MlflowClient(tracking_uri=...)` alone
+    takes its registry from MLFLOW_REGISTRY_URI when that is set, and `mlflow.set_registry_uri`
+    (which `register` calls) sets it for every child process too: a client meant for one server
+    would then read another's registry."""
     uri = resolve_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -252,7 +256,7 @@ def register(
         version = mlflow.register_model(
             model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()}
         )
-        client = _client(uri)
+        client = registry_client(uri)
         run_tags = client.get_run(version.run_id).data.tags if version.run_id else {}
         digest = run_tags.get(TAG_ARTIFACT_SHA256)
         if digest is None:
@@ -267,13 +271,13 @@ def register(
 def set_alias(
     name: str, alias: str, version: str | int, *, tracking_uri: str | None = None
 ) -> None:
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     with _mlflow_errors(f"setting alias {alias!r} of {name!r} to version {version}"):
         client.set_registered_model_alias(name, alias, str(version))
 
 
 def delete_alias(name: str, alias: str, *, tracking_uri: str | None = None) -> None:
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     with _mlflow_errors(f"deleting alias {alias!r} of {name!r}"):
         client.delete_registered_model_alias(name, alias)
 
@@ -287,7 +291,7 @@ def _missing(exc: MlflowException) -> bool:
 
 def get_version(name: str, alias: str, *, tracking_uri: str | None = None) -> ModelVersion | None:
     """The version `alias` points at; None when the model or the alias does not exist."""
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -301,7 +305,7 @@ def get_version(name: str, alias: str, *, tracking_uri: str | None = None) -> Mo
 def get_model_version(
     name: str, version: str | int, *, tracking_uri: str | None = None
 ) -> ModelVersion:
-    client = _client(tracking_uri)
+    client = registry_client(tracking_uri)
     with _mlflow_errors(f"looking up version {version} of {name!r}"):
         return client.get_model_version(name, str(version))
 
@@ -330,7 +334,7 @@ def load(
         model_version = found
     else:
         model_version = get_model_version(name, version, tracking_uri=uri)
-    client = _client(uri)
+    client = registry_client(uri)
     with (
         tempfile.TemporaryDirectory() as tmp,
         _mlflow_errors(f"downloading {name} version {model_version.version}", uri),

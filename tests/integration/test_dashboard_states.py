@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from finrisk.dashboard import stores
 from finrisk.settings import DashboardSettings, Settings
 from finrisk.stack import Service
 from finrisk.stack.dashboard import Dashboard
@@ -47,7 +48,11 @@ def _visit(b: Browser, url: str, monitoring: int) -> dict[str, list[str]]:
         if name != "Live":
             b.go(name)
         banners = BANNERS.get(name, monitoring)
-        expect(b.page.get_by_test_id("stAlert")).to_have_count(banners, timeout=60_000)
+        try:
+            expect(b.page.get_by_test_id("stAlert")).to_have_count(banners, timeout=60_000)
+        except AssertionError as exc:
+            b.shot(f"dashboard-states-{name}-failed")
+            raise AssertionError(f"{name}: {banners} banners expected, shown {b.alerts()}") from exc
         shown[name] = b.alerts()
         text = b.page.locator("body").inner_text()
         assert "Traceback" not in text and b.page.get_by_test_id("stException").count() == 0
@@ -96,9 +101,12 @@ def test_stores_that_are_down_are_named_on_every_page(down: Dashboard) -> None:
     bigquery = f"BigQuery at {settings.bigquery_endpoint} is not available"
     for page in PAGES:
         assert any(bigquery in alert for alert in shown[page]), (page, shown[page])
-    assert any(f"MLflow at {settings.mlflow_tracking_uri}" in a for a in shown["Models"])
-    assert any(f"the bridge's metrics at {settings.bridge_metrics_url}" in a for a in shown["Live"])
-    assert any(f"the predictor's metrics at {settings.predictor_url}" in a for a in shown["Live"])
+    mlflow = f"MLflow at {settings.mlflow_tracking_uri}"
+    assert any(mlflow in a for a in shown["Models"]), shown["Models"]
+    bridge = f"the bridge's metrics at {settings.bridge_metrics_url}"
+    assert any(bridge in a for a in shown["Live"]), shown["Live"]
+    predictor = f"the predictor's metrics at {settings.predictor_url}"
+    assert any(predictor in a for a in shown["Live"]), shown["Live"]
     assert b.errors == []
 
 
@@ -111,3 +119,18 @@ def test_an_empty_store_says_nothing_yet_on_every_page(empty: Dashboard) -> None
         assert not any("not available" in a and "BigQuery" in a for a in shown[page]), page
     assert any("no registered version" in a for a in shown["Models"])
     assert b.errors == []
+
+
+def test_the_registry_read_is_the_one_configured_not_the_environments(
+    mlflow_server: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLFLOW_REGISTRY_URI (which `mlflow.set_registry_uri` exports to every child process)
+    names a live server; the dashboard, configured for a server that is down, must say so
+    rather than show the live server's registry as "nothing yet"."""
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", mlflow_server.address)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with closed_port() as port:
+        dead = f"http://127.0.0.1:{port}"
+        read = stores.model_versions(dead, {"detector": f"never-registered-{uuid.uuid4().hex}"})
+    assert isinstance(read, stores.Unavailable), read
+    assert read.store == stores.MLFLOW and read.address == dead

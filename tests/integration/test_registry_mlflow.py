@@ -8,7 +8,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 from finrisk import registry
 from finrisk.errors import FinriskError
@@ -38,7 +37,7 @@ def test_log_register_alias_and_load(mlflow_server: Service) -> None:
         tags={"pipeline_run_id": "run-42"},
         data_fingerprint="fp-123",
     )
-    client = MlflowClient(tracking_uri=uri)
+    client = registry.registry_client(uri)
     run = client.get_run(run_id)
     assert run.data.tags[registry.TAG_DATA_FINGERPRINT] == "fp-123"
     assert run.data.tags[registry.TAG_PIPELINE_RUN_ID] == "run-42"
@@ -116,7 +115,7 @@ def test_a_changed_artifact_is_refused_and_serving_never_unpickles(
     )
     version = registry.register(model_uri, name, tracking_uri=uri)
     registry.set_alias(name, registry.CHAMPION, version, tracking_uri=uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = registry.registry_client(uri)
     tags = client.get_model_version(name, version).tags
     assert len(tags[registry.TAG_ARTIFACT_SHA256]) == 64
     served = registry.load(name, tracking_uri=uri, python_model=False)  # what the predictor does
@@ -145,7 +144,7 @@ def test_a_version_registered_before_digests_serves_as_data_and_its_pickle_stays
         trained_models.detector("supervised"), "detector", tracking_uri=uri, experiment=_name("x")
     )
     version = registry.register(model_uri, name, tracking_uri=uri)
-    MlflowClient(tracking_uri=uri).delete_model_version_tag(
+    registry.registry_client(uri).delete_model_version_tag(
         name, version, registry.TAG_ARTIFACT_SHA256
     )
     loaded = registry.load(name, version=version, tracking_uri=uri)

@@ -218,13 +218,12 @@ class Warehouse:
 
 def model_versions(tracking_uri: str, names: Mapping[str, str]) -> Read:
     """Every version of each model: its aliases, gate decision and reason, recorded metrics."""
-    from mlflow import MlflowClient
-
+    from finrisk.registry import registry_client
     from finrisk.registry.names import METRIC_TAG_PREFIX
 
     rows = []
     try:
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = registry_client(tracking_uri)
         for kind, name in names.items():
             aliases: dict[str, list[str]] = {}
             try:
