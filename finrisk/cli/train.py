@@ -136,13 +136,15 @@ def _options(args: argparse.Namespace, seed: int, **detector: Any) -> Any:
     )
 
 
-def _train_anomaly(transactions: Any, options: Any, out: Path | None) -> dict[str, Any]:
+def _train_anomaly(
+    transactions: Any, options: Any, out: Path | None, label_records: Any = None
+) -> dict[str, Any]:
     from finrisk.evaluation.compare import anomaly_metrics
     from finrisk.evaluation.outputs import write_anomaly_outputs
     from finrisk.retraining.training import fit_detector
 
     _log(f"training the anomaly detectors on {len(transactions)} transactions")
-    run = fit_detector(transactions, options)
+    run = fit_detector(transactions, options, label_records)
     return write_anomaly_outputs(run, out)[0] if out else anomaly_metrics(run)
 
 
@@ -296,6 +298,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from finrisk.io import is_dataset_dir, load_transactions, load_users
     from finrisk.schema import load_schema
     from finrisk.synthetic.hard import HARD
+    from finrisk.synthetic.labels import synthetic_labels
 
     _check_reasons(args)
     seed = _seed(args)
@@ -306,8 +309,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.data is None:
         # The hard scenario's detectors first, so its data is gone before the default's comes.
         hard, _, _ = _benchmark(args, seed, HARD)
+        # The generator's label stream (a pure function of the data and its seed) gives each
+        # fraud's labelled_at: the merchant risk features read the labels known at each row.
         hard_table = scenario_table(
-            _train_anomaly(hard, options, out / f"{ANOMALY}-{HARD}" if out else None)
+            _train_anomaly(
+                hard,
+                options,
+                out / f"{ANOMALY}-{HARD}" if out else None,
+                synthetic_labels(hard, seed),
+            )
         )
         del hard
         transactions, users, source = _benchmark(args, seed)
@@ -324,7 +334,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         transactions = load_transactions(args.data, schema)
         users = load_users(args.data, schema)
         data = {"path": str(args.data)}
-    anomaly = _train_anomaly(transactions, options, out / ANOMALY if out else None)
+    anomaly = _train_anomaly(
+        transactions,
+        options,
+        out / ANOMALY if out else None,
+        synthetic_labels(transactions, seed) if args.data is None else None,
+    )
     scenarios = {DEFAULT_SCENARIO if args.data is None else "data": scenario_table(anomaly)}
     if hard_table is not None:
         scenarios[HARD] = hard_table

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from finrisk.evaluation.runs import BASELINE, DEFAULT_HGB, OURS, OURS_UNSUPERVISED, RAW_HGB
+from finrisk.evaluation.runs import (
+    BASELINE,
+    DEFAULT_HGB,
+    OURS,
+    OURS_NO_MERCHANT,
+    OURS_UNSUPERVISED,
+    RAW_HGB,
+)
 
 # Metric name -> (label, True when higher is better).
 METRIC_LABELS: dict[str, tuple[str, bool]] = {
@@ -28,6 +35,7 @@ MODEL_LABELS: dict[str, str] = {
     OURS: "ours",
     BASELINE: "seed-style baseline",
     OURS_UNSUPERVISED: "ours, trained without labels",
+    OURS_NO_MERCHANT: "ours without merchant risk",
     RAW_HGB: "default boosting on raw fields",
     DEFAULT_HGB: "default boosting (HistGradientBoostingClassifier())",
 }

@@ -21,7 +21,10 @@ from finrisk import features
 from finrisk.errors import FinriskError
 from finrisk.evaluation.metrics import roc_auc
 from finrisk.evaluation.split import TimeSplit, UserSplit, time_split, user_split
+from finrisk.features.batch_merchants import merchant_features
+from finrisk.features.definitions import MERCHANT_FEATURES
 from finrisk.features.snapshots import HISTORY_CUTOFF, training_rows
+from finrisk.labels import LabelRecord
 from finrisk.models.anomaly import (
     SeedIsolationForestDetector,
     TransactionAnomalyDetector,
@@ -39,6 +42,9 @@ BASELINE = "baseline"
 OURS_UNSUPERVISED = "ours_unsupervised"
 # A default HistGradientBoostingClassifier on the raw fields (finrisk.models.raw_fields).
 RAW_HGB = "raw_hgb"
+# Ours without the merchant risk features, beside ours with them when a run has label records:
+# the features' measured gain.
+OURS_NO_MERCHANT = "ours_no_merchant"
 # The risk model's second baseline: a default HistGradientBoostingClassifier() on the same
 # training users and the same encoded features as ours (what a data scientist tries first).
 DEFAULT_HGB = "default_hgb"
@@ -122,25 +128,37 @@ def run_anomaly(
     detector_params: dict[str, Any] | None = None,
     label_delay_days: float = 0.0,
     raw_baseline: bool = False,
+    label_records: Sequence[LabelRecord] | None = None,
 ) -> AnomalyRun:
     """Both detectors trained on the early period and scored on the latest one.
 
     `label_delay_days`: train and validate only on labels known at the test start
     (finrisk.evaluation.split). `raw_baseline`: also the default boosting on raw fields
     (test scores under RAW_HGB), when the training period is labelled with both classes.
+    `label_records`: the confirmed-label stream (finrisk.labels); with it, ours also reads
+    MERCHANT_FEATURES, each row's from the labels known at its time (as-of, so no row's
+    features see a later label), and ours without them is scored too (OURS_NO_MERCHANT).
+    Without it ours reads TRANSACTION_FEATURES only: the merchant features would be their
+    no-history value (0) on every row, and a detector needing them could not be served by a
+    bridge that does not compute them (docs/bridge.md).
     """
     split = time_split(
         transactions[TIMESTAMP], validation_fraction, test_fraction, label_delay_days
     )
     labels = fraud_labels(transactions)
-    ours_x = features.transaction_features(transactions)
+    tx_x = features.transaction_features(transactions)
+    ours_names: tuple[str, ...] = features.TRANSACTION_FEATURES
+    ours_x = tx_x
+    if label_records is not None:
+        ours_names = (*features.TRANSACTION_FEATURES, *MERCHANT_FEATURES)
+        ours_x = pd.concat([tx_x, merchant_features(transactions, label_records)], axis=1)
     seed_x = seed_transaction_frame(transactions)
 
     def part(y: npt.NDArray[np.int64] | None, mask: npt.NDArray[np.bool_]) -> Any:
         return None if y is None else y[mask]
 
     ours = TransactionAnomalyDetector(
-        feature_names=features.TRANSACTION_FEATURES, random_state=seed, **(detector_params or {})
+        feature_names=ours_names, random_state=seed, **(detector_params or {})
     ).fit(ours_x[split.train], part(labels, split.train))
     baseline = SeedIsolationForestDetector(random_state=seed).fit(
         seed_x[split.train], part(labels, split.train)
@@ -167,10 +185,19 @@ def run_anomaly(
     if labels is not None and ours.metadata_["mode"] == "supervised":
         blind = TransactionAnomalyDetector(
             feature_names=features.TRANSACTION_FEATURES, mode="unsupervised", random_state=seed
-        ).fit(ours_x[split.train])
-        blind.choose_threshold(ours_x[split.validation])
-        test_scores[OURS_UNSUPERVISED] = blind.anomaly_score(ours_x[split.test])
+        ).fit(tx_x[split.train])
+        blind.choose_threshold(tx_x[split.validation])
+        test_scores[OURS_UNSUPERVISED] = blind.anomaly_score(tx_x[split.test])
         thresholds[OURS_UNSUPERVISED] = blind.threshold_
+    if labels is not None and label_records is not None:
+        plain = TransactionAnomalyDetector(
+            feature_names=features.TRANSACTION_FEATURES,
+            random_state=seed,
+            **(detector_params or {}),
+        ).fit(tx_x[split.train], part(labels, split.train))
+        plain.choose_threshold(tx_x[split.validation], part(labels, split.validation))
+        test_scores[OURS_NO_MERCHANT] = plain.anomaly_score(tx_x[split.test])
+        thresholds[OURS_NO_MERCHANT] = plain.threshold_
     trained_labels = part(labels, split.train)
     if raw_baseline and trained_labels is not None and trained_labels.min() < trained_labels.max():
         raw_x = raw_field_frame(transactions)
@@ -189,6 +216,7 @@ def run_anomaly(
             "labelled": labels is not None,
             "fraud_rate": None if labels is None else float(labels.mean()),
             "ours_mode": ours.metadata_["mode"],
+            "merchant_features": label_records is not None,
             "test_users": int(transactions[USER_ID][split.test].nunique()),
         },
         test_days=test_times.to_numpy(dtype="datetime64[ns]").astype(np.int64) // _DAY_NS,

@@ -66,7 +66,7 @@ def transaction_stats(data: Sorted) -> TxStats:
     window_sums: dict[str, np.ndarray] = {}
     lower = data.row_start
     for suffix, length in sorted(WINDOWS, key=lambda w: -w[1]):
-        lower = _window_starts(data.timestamp_ns, lower, length)
+        lower = window_starts(data.timestamp_ns, lower, length)
         window_counts[suffix] = index - lower + 1
         if suffix in SUM_WINDOWS:
             window_sums[suffix] = debit_cum - debit_cum_before[lower]
@@ -203,7 +203,7 @@ def _shift_in_group(values: np.ndarray, first: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def _window_starts(stamps: np.ndarray, lower: np.ndarray, length: int) -> np.ndarray:
+def window_starts(stamps: np.ndarray, lower: np.ndarray, length: int) -> np.ndarray:
     """For each row i, the first row j in [lower[i], i] with stamps[j] > stamps[i] - length.
 
     A binary search run on all rows at once; rows leave the search when their interval closes.

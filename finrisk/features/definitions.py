@@ -161,3 +161,23 @@ USER_FEATURES: tuple[str, ...] = (
     "recent_mean_balance",
     "recent_transfer_in_per_month",
 )
+
+# Merchant risk (finrisk.features.batch_merchants, finrisk.features.online_merchants): at a
+# transaction at time t, the confirmed frauds at its merchant whose transaction happened in
+# (t - MERCHANT_RISK_WINDOW_DAYS, t] and whose fraud label was known by t (labelled_at <= t),
+# so only labels older than their delay count and nothing learned after t leaks into t's
+# features. A week: a merchant's stolen card data is used within days (the hard scenario's
+# compromises last 3 to 7), and an older fraud says little about the merchant today; a fraud
+# confirmed by investigation (1 to 5 days) still falls inside it, a chargeback (10 to 60 days)
+# mostly not. Each transaction counts once however many fraud outcomes it gets.
+MERCHANT_RISK_WINDOW_DAYS = 7.0
+MERCHANT_RISK_WINDOW_NS = int(MERCHANT_RISK_WINDOW_DAYS * NS_PER_DAY)
+# The rate divides the known frauds by the merchant's transactions in the same window plus
+# this many pseudo-transactions of a fraud rate of 0 (the prior): one fraud among a handful of
+# transactions is not a 20% fraud rate, and a merchant with no history scores 0.
+MERCHANT_RATE_PRIOR_TRANSACTIONS = 20.0
+
+MERCHANT_FEATURES: tuple[str, ...] = (
+    "log_merchant_recent_frauds",
+    "merchant_recent_fraud_rate",
+)

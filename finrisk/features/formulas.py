@@ -35,6 +35,7 @@ from finrisk.features.definitions import (
     INDICATOR_CHANNELS,
     IRREGULAR_INCOME_CV,
     LOG_AMOUNT_VARIANCE_FLOOR,
+    MERCHANT_RATE_PRIOR_TRANSACTIONS,
     MIN_EXPENSE_HISTORY,
     MIN_MONTHS,
     MIN_SALARY_INTERVALS,
@@ -289,4 +290,18 @@ def user_formulas(s: UserStats) -> tuple[Value, ...]:
         s.recent_balance / recent_weight,
         # A decayed count of a steady rate r a day tends to r * RECENT_DECAY_DAYS.
         s.recent_transfer_in * (DAYS_PER_MONTH / RECENT_DECAY_DAYS),
+    )
+
+
+def merchant_formulas(known_frauds: Value, window_transactions: Value) -> tuple[Value, ...]:
+    """The values of MERCHANT_FEATURES, in order, from a transaction's merchant statistics.
+
+    `known_frauds`: confirmed frauds at the merchant in the window whose label was known at
+    the transaction's time; `window_transactions`: the merchant's transactions in the window,
+    itself included (definitions: MERCHANT_RISK_WINDOW_DAYS). No history gives 0 and 0.
+    """
+    frauds = _as_float(known_frauds)
+    return (
+        np.log1p(frauds),
+        frauds / (_as_float(window_transactions) + MERCHANT_RATE_PRIOR_TRANSACTIONS),
     )

@@ -9,6 +9,7 @@ which the evaluation stage reads so that it scores exactly the held-out rows tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from finrisk.errors import FinriskError
 from finrisk.evaluation.inputs import RiskData
 from finrisk.evaluation.runs import AnomalyRun, RiskRun, run_anomaly, run_risk
 from finrisk.features.snapshots import HISTORY_CUTOFF
+from finrisk.labels import LabelRecord
 from finrisk.models.anomaly import TransactionAnomalyDetector
 from finrisk.models.bands import RiskBands
 from finrisk.models.persistence import save_model
@@ -117,14 +119,20 @@ class TrainingOptions:
     raw_baseline: bool = False
 
 
-def fit_detector(transactions: pd.DataFrame, options: TrainingOptions) -> AnomalyRun:
-    """Ours and the seed-style detector on the early period; threshold and test on later ones."""
+def fit_detector(
+    transactions: pd.DataFrame,
+    options: TrainingOptions,
+    label_records: Sequence[LabelRecord] | None = None,
+) -> AnomalyRun:
+    """Ours and the seed-style detector on the early period; threshold and test on later ones.
+    With `label_records`, ours also reads the merchant risk features (run_anomaly)."""
     return run_anomaly(
         transactions,
         seed=options.seed,
         detector_params=_params(options.params, TransactionAnomalyDetector),
         label_delay_days=options.label_delay_days,
         raw_baseline=options.raw_baseline,
+        label_records=label_records,
     )
 
 

@@ -23,7 +23,8 @@ def test_evaluate_names_both_scenarios_and_baselines(
     assert list(result["scenarios"]) == ["default", "hard"]
     for table in result["scenarios"].values():
         for key in SCENARIO_METRICS:
-            assert {"ours", "baseline", "raw_hgb"} <= set(table[key]), key
+            # Ours reads merchant risk from the generator's label stream; without it beside.
+            assert {"ours", "baseline", "raw_hgb", "ours_no_merchant"} <= set(table[key]), key
         assert table["label_delay_days"] == FRAUD_LABEL_DELAY_DAYS
         assert table["daily_alert_budget"] == 2  # 150 customers: 10 per 1,000
     hard = result["scenarios"]["hard"]
@@ -32,7 +33,12 @@ def test_evaluate_names_both_scenarios_and_baselines(
     # The table on stderr: one row per scenario and model, under the report's model names.
     table = captured.err
     for scenario in ("default", "hard"):
-        for model in ("ours", "seed-style baseline", "default boosting on raw fields"):
+        for model in (
+            "ours",
+            "seed-style baseline",
+            "default boosting on raw fields",
+            "ours without merchant risk",
+        ):
             assert f"| {scenario} | {model} |" in table
     assert "avg precision" in table and "recall@1%FPR" in table and "cost loss" in table
     # --out keeps each run; the detectors' reports carry the budget metrics and the third model.
