@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from finrisk.deploy.autoscaling import SPEC_FIELDS, for_inference_service
+from finrisk.deploy.autoscaling import PREDICTOR_AUTOSCALING, SPEC_FIELDS, for_inference_service
 from finrisk.errors import FinriskError
 from finrisk.kinds import DETECTOR, MODEL_URI_ENV, RISK
 
@@ -108,6 +108,10 @@ class Rollout:
                 "env": {ref.env: ref.uri for ref in self.models},
                 "image": self.image,
                 "canaryTrafficPercent": self.canary_traffic_percent,
+                # Without the object its deployment mode is unknown: each mode's, one applies.
+                "autoscaling": {
+                    mode: declared.spec_fields() for mode, declared in PREDICTOR_AUTOSCALING.items()
+                },
             },
         }
 
