@@ -11,10 +11,13 @@ How these figures follow from the measured throughput: docs/pipeline.md, "Sizing
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from finrisk.errors import FinriskError
+
+log = logging.getLogger(__name__)
 
 # KServe's annotation choosing how the predictor runs, and so which autoscaler reads the fields.
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -61,16 +64,22 @@ PREDICTOR_AUTOSCALING: dict[str, PredictorAutoscaling] = {
 SPEC_FIELDS = tuple(PREDICTOR_AUTOSCALING[RAW_DEPLOYMENT].spec_fields())
 
 
-def for_inference_service(obj: dict[str, Any]) -> PredictorAutoscaling:
-    """The declared autoscaling for the stored object's deployment mode."""
+def for_inference_service(obj: dict[str, Any]) -> PredictorAutoscaling | None:
+    """The declared autoscaling for the stored object's deployment mode; None (with a warning)
+    when the object names no mode this module declares: a rollout then leaves its autoscaling
+    as it is rather than fail, since new models matter more than replica bounds."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     mode = annotations.get(DEPLOYMENT_MODE_ANNOTATION)
-    if mode not in PREDICTOR_AUTOSCALING:
-        meta = obj.get("metadata") or {}
-        raise FinriskError(
-            f"InferenceService {meta.get('namespace')}/{meta.get('name')} has "
-            f"{DEPLOYMENT_MODE_ANNOTATION}={mode!r}, expected one of "
-            f"{sorted(PREDICTOR_AUTOSCALING)}: apply it from manifests/base or "
-            "manifests/overlays/serverless"
-        )
-    return PREDICTOR_AUTOSCALING[mode]
+    if mode in PREDICTOR_AUTOSCALING:
+        return PREDICTOR_AUTOSCALING[mode]
+    meta = obj.get("metadata") or {}
+    log.warning(
+        "InferenceService %s/%s has %s=%r, not one of %s: its autoscaling is left as it is "
+        "(apply it from manifests/base or manifests/overlays/serverless to have it declared)",
+        meta.get("namespace"),
+        meta.get("name"),
+        DEPLOYMENT_MODE_ANNOTATION,
+        mode,
+        sorted(PREDICTOR_AUTOSCALING),
+    )
+    return None

@@ -137,7 +137,8 @@ def rollout_patch(current: dict[str, Any], rollout: Rollout) -> dict[str, Any]:
     container["env"] = env
     if rollout.image:
         container["image"] = rollout.image
-    autoscaling = for_inference_service(current).spec_fields()
+    declared = for_inference_service(current)
+    autoscaling = declared.spec_fields() if declared else {}
     return {
         "metadata": {
             "resourceVersion": current["metadata"]["resourceVersion"],

@@ -15,6 +15,7 @@ from finrisk.deploy.autoscaling import (
     PREDICTOR_AUTOSCALING,
     RAW_DEPLOYMENT,
     SERVERLESS,
+    SPEC_FIELDS,
     PredictorAutoscaling,
     for_inference_service,
 )
@@ -85,14 +86,24 @@ def test_putting_a_rollout_back_restores_the_autoscaling_it_changed() -> None:
     assert restored["spec"] == previous["spec"]
 
 
-def test_an_unknown_deployment_mode_is_a_clear_error() -> None:
+def test_an_unknown_deployment_mode_still_rolls_out_leaving_autoscaling_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     service = _service("base")
     service["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION] = "ModelMesh"
-    with pytest.raises(FinriskError, match="deploymentMode='ModelMesh', expected one of"):
-        rollout_patch(service, ROLLOUT)
-    del service["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION]
-    with pytest.raises(FinriskError, match="deploymentMode=None"):
-        rollout_patch(copy.deepcopy(service), ROLLOUT)
+    service["spec"]["predictor"].update(minReplicas=1, maxReplicas=40)
+    unannotated = copy.deepcopy(service)
+    del unannotated["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION]
+    for current, shown in ((service, "'ModelMesh'"), (unannotated, "None")):
+        patch = rollout_patch(current, ROLLOUT)
+        assert not set(SPEC_FIELDS) & set(patch["spec"]["predictor"])
+        patched = merge(current, patch)
+        assert patched["spec"]["predictor"]["maxReplicas"] == 40
+        env = {
+            e["name"]: e.get("value") for e in patched["spec"]["predictor"]["containers"][0]["env"]
+        }
+        assert env[DETECTOR_MODEL_ENV] == "models:/finrisk-anomaly-detector/7"
+        assert f"deploymentMode={shown}, not one of" in caplog.text
 
 
 def test_bounds_must_be_ordered() -> None:
