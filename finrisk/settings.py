@@ -77,6 +77,12 @@ class BridgeSettings(BaseModel):
         default=None, description="Kafka brokers; none: the local stack's broker"
     )
     input_topic: str = Field(default="transactions", description="the transactions topic")
+    input_partitions: int = Field(
+        default=6,
+        ge=1,
+        description="the transactions topic's partition count, when the bridge creates it; "
+        "also the most replicas that get work (the autoscaling overlay's maximum)",
+    )
     scored_topic: str = Field(default="transactions.scored", description="the scored topic")
     dlq_topic: str = Field(default="transactions.dlq", description="the dead-letter topic")
     changelog_topic: str | None = Field(

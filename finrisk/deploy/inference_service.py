@@ -5,7 +5,9 @@ per cluster (`kubectl apply -k manifests/base`): replicas, probes, resources, th
 filesystem and its /tmp volume, the thread setting. A rollout changes only what a new pair of
 models needs: the exact registry versions the predictor loads (pinned in its environment, so
 each rollout is a new revision), optionally the image, a canary share of traffic, and
-annotations naming the versions. It is a JSON merge patch built from the object as stored:
+annotations naming the versions; and it writes the declared autoscaling (finrisk.deploy.
+autoscaling, the one definition the manifests are held to), so that replicas changed by hand
+do not outlive the next rollout. It is a JSON merge patch built from the object as stored:
 the container list is sent whole (a merge patch replaces lists), copied from the stored one
 with only those values changed, and the patch carries the object's resourceVersion, so the
 server refuses it (409) if someone changed the object in between rather than losing that change.
@@ -18,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from finrisk.deploy.autoscaling import PREDICTOR_AUTOSCALING, SPEC_FIELDS, for_inference_service
 from finrisk.errors import FinriskError
 from finrisk.kinds import DETECTOR, MODEL_URI_ENV, RISK
 
@@ -105,6 +108,10 @@ class Rollout:
                 "env": {ref.env: ref.uri for ref in self.models},
                 "image": self.image,
                 "canaryTrafficPercent": self.canary_traffic_percent,
+                # Without the object its deployment mode is unknown: each mode's, one applies.
+                "autoscaling": {
+                    mode: declared.spec_fields() for mode, declared in PREDICTOR_AUTOSCALING.items()
+                },
             },
         }
 
@@ -130,6 +137,8 @@ def rollout_patch(current: dict[str, Any], rollout: Rollout) -> dict[str, Any]:
     container["env"] = env
     if rollout.image:
         container["image"] = rollout.image
+    declared = for_inference_service(current)
+    autoscaling = declared.spec_fields() if declared else {}
     return {
         "metadata": {
             "resourceVersion": current["metadata"]["resourceVersion"],
@@ -140,6 +149,7 @@ def rollout_patch(current: dict[str, Any], rollout: Rollout) -> dict[str, Any]:
                 "containers": containers,
                 # Null removes an earlier rollout's canary: a merge patch keeps what it omits.
                 "canaryTrafficPercent": rollout.canary_traffic_percent,
+                **autoscaling,
             }
         },
     }
@@ -159,6 +169,8 @@ def restore_patch(current: dict[str, Any], previous: dict[str, Any]) -> dict[str
             "predictor": {
                 "containers": containers,
                 "canaryTrafficPercent": previous["spec"]["predictor"].get("canaryTrafficPercent"),
+                # What the rollout wrote, as it was (null: absent before, removed again).
+                **{key: previous["spec"]["predictor"].get(key) for key in SPEC_FIELDS},
             }
         },
     }

@@ -154,6 +154,39 @@ def test_every_kustomization_passes_a_server_side_dry_run(
         assert _contains(stored, obj) == [], (obj["kind"], obj["metadata"]["name"])
 
 
+def test_the_autoscaling_overlays_scaled_object_passes_a_server_side_dry_run(
+    kube: Service, namespace: str
+) -> None:
+    """KEDA's ScaledObject CRD is installed here, its TriggerAuthentication's is not (not
+    vendored): the ScaledObject and the StatefulSet it scales, as the overlay renders them, go
+    through the API server's own validation and come back whole. KEDA itself does not run."""
+    server = _server(kube)
+    rendered = _objects(
+        server.kubectl("kustomize", str(ROOT / "manifests" / "overlays" / "autoscaling"))
+    )
+    sent = [
+        o
+        for o in rendered
+        if (o["kind"], o["metadata"]["name"])
+        in {("ScaledObject", "finrisk-bridge"), ("StatefulSet", "finrisk-bridge")}
+    ]
+    assert len(sent) == 2
+    out = server.kubectl(
+        *APPLY,
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input_text=yaml.safe_dump_all(sent),
+    )
+    applied = json.loads(out)
+    items = applied.get("items", [applied])
+    stored = {o["kind"]: o for o in items}
+    for obj in sent:
+        assert _contains(stored[obj["kind"]], obj) == [], obj["kind"]
+
+
 @pytest.fixture(scope="module")
 def base(kube: Service, namespace: str) -> list[dict[str, Any]]:
     """manifests/base applied server-side, as `kubectl apply -k` users run it; its objects."""

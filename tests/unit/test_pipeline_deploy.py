@@ -181,6 +181,12 @@ def test_the_client_dry_run_writes_what_would_change_and_touches_no_cluster(
         RISK_MODEL_ENV: "models:/finrisk-risk-classifier/3",
     }
     assert written["changes"]["canaryTrafficPercent"] == 5
+    assert written["changes"]["autoscaling"]["RawDeployment"] == {
+        "minReplicas": 2,
+        "maxReplicas": 6,
+        "scaleMetric": "cpu",
+        "scaleTarget": 70,
+    }
 
 
 def test_a_rollout_that_serves_stays_and_reports_where(tmp_path: Path) -> None:

@@ -136,8 +136,10 @@ def partition_count(client: AdminClient, topic: str, timeout_s: float = 10.0) ->
     return len(found.partitions)
 
 
-def ensure_topics(settings: Settings, *, partitions: int = DEFAULT_PARTITIONS) -> int:
+def ensure_topics(settings: Settings) -> int:
     """Create the bridge's topics when missing; return the input topic's partition count.
+
+    A missing input topic gets the setting `input_partitions`.
 
     The outputs and the dead-letter topic get the input's partition count, the monitoring
     topic one; the state changelog must have at least as many (a user's state lives in the
@@ -149,7 +151,7 @@ def ensure_topics(settings: Settings, *, partitions: int = DEFAULT_PARTITIONS) -
         n = partition_count(client, bridge.input_topic)
         wanted = {}
         if n is None:
-            n = partitions
+            n = bridge.input_partitions
             wanted[bridge.input_topic] = NewTopic(bridge.input_topic, n)
         for topic in (bridge.scored_topic, bridge.dlq_topic):
             if partition_count(client, topic) is None:
