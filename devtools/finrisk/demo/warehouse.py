@@ -1,9 +1,11 @@
 """The bank's side of the warehouse: its transaction history and users, as BigQuery tables the
 retraining reads (the drift demo's, and the pipeline's BigQuery tests'), written by streaming
-inserts (the emulator's way in)."""
+inserts (`write_table`) or, for large tables, one load job from a Parquet file (`load_table`:
+100k rows load in about a second into the emulator, against about a minute of inserts)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,3 +54,23 @@ def write_table(
         )
         if errors:
             raise FinriskError(f"{table_id} refused rows: {errors[:3]}")
+
+
+def load_table(client: Any, table_id: str, frame: pd.DataFrame, columns: Mapping[str, str]) -> None:
+    """A table of the frame's `columns` (replaced when it exists), by one Parquet load job."""
+    from google.api_core import exceptions
+    from google.cloud import bigquery
+
+    schema = [bigquery.SchemaField(name, kind) for name, kind in columns.items()]
+    buffer = io.BytesIO()
+    frame[list(columns)].to_parquet(buffer, index=False)
+    buffer.seek(0)
+    config = bigquery.LoadJobConfig(
+        schema=schema,
+        source_format=bigquery.SourceFormat.PARQUET,
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+    )
+    try:
+        client.load_table_from_file(buffer, table_id, job_config=config).result(timeout=600)
+    except exceptions.GoogleAPIError as exc:
+        raise FinriskError(f"loading {table_id} failed: {exc}") from None
