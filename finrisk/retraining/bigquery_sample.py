@@ -43,6 +43,11 @@ class Sample:
     stats: pd.DataFrame
     users: pd.DataFrame | None
     batches: int  # record batches (or pages) read: the unit memory is bounded by
+    read: str  # READ_API or REST_PAGES
+
+
+READ_API = "read_api"
+REST_PAGES = "rest_pages"
 
 
 def _where(share: float) -> str:
@@ -75,12 +80,13 @@ def read_sample(
     query = transaction_stats_sql(table, extra_columns=columns, where=where)
     try:
         client.query(f"CREATE TABLE `{scratch}` AS\n{query}").result()
-        rows = client.list_rows(scratch, page_size=page_size)
-        frames = [
-            batch.to_pandas()
-            for batch in rows.to_arrow_iterable(bqstorage_client=read_client)
-            if batch.num_rows
-        ]
+        read = REST_PAGES if read_client is None else READ_API
+        try:
+            frames = _batches(client, scratch, page_size, read_client)
+        except exceptions.TooManyRequests:
+            # The emulator sends a stream's rows (up to 65536) as one message and refuses it
+            # past its own 11 MB limit (Google's service splits them): read REST pages instead.
+            frames, read = _batches(client, scratch, page_size, None), REST_PAGES
         users = _users(client, users_table, where) if users_table else None
     except exceptions.GoogleAPIError as exc:
         raise FinriskError(f"computing features of {table!r} in BigQuery failed: {exc}") from None
@@ -98,7 +104,17 @@ def read_sample(
         stats=frame[list(STATS_FILE_COLUMNS)],
         users=users,
         batches=len(frames),
+        read=read,
     )
+
+
+def _batches(client: Any, scratch: str, page_size: int, read_client: Any) -> list[pd.DataFrame]:
+    rows = client.list_rows(scratch, page_size=page_size)
+    return [
+        batch.to_pandas()
+        for batch in rows.to_arrow_iterable(bqstorage_client=read_client)
+        if batch.num_rows
+    ]
 
 
 def _users(client: Any, users_table: str, where: str) -> pd.DataFrame:

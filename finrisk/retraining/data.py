@@ -266,6 +266,7 @@ def _from_bigquery(
             manifest["sql_features"] = {
                 "sample_share": request.bigquery_sample_share,
                 "batches": sample.batches,
+                "read": sample.read,
             }
         else:
             transactions = _bigquery_frame(client, table)

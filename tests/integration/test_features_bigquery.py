@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from finrisk.bigquery_client import bigquery_client
-from finrisk.demo.warehouse import HISTORY_COLUMNS, load_table
 from finrisk.features import TRANSACTION_FEATURES, sql, transaction_features
 from finrisk.features.definitions import WINDOWS
 from finrisk.schema import TIMESTAMP, TRANSACTION_ID, USER_ID
 from finrisk.settings import Settings
 from finrisk.stack import Service
+from finrisk.stack.tables import HISTORY_COLUMNS, load_table
 from finrisk.synthetic import generate
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from finrisk.bigquery_client import bigquery_client
-from finrisk.demo.warehouse import HISTORY_COLUMNS, USER_COLUMNS, write_table
+from finrisk.demo.warehouse import write_table
 from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.retraining import data
@@ -17,6 +17,7 @@ from finrisk.retraining.dataset import read_dataset
 from finrisk.schema import AMOUNT, TIMESTAMP, TRANSACTION_ID
 from finrisk.settings import Settings
 from finrisk.stack import Service
+from finrisk.stack.tables import HISTORY_COLUMNS, USER_COLUMNS
 from finrisk.synthetic import generate
 
 pytestmark = pytest.mark.integration
@@ -128,7 +129,6 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
 ) -> None:
     """Ingest runs the feature SQL in BigQuery and reads back half the users, in Read API
     batches; validation, features and both trainings run on that sample."""
-    from finrisk.demo.warehouse import load_table
     from finrisk.features import transaction_features
     from finrisk.features.sql import STATS_COLUMNS
     from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
@@ -139,6 +139,7 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
         train_risk,
     )
     from finrisk.schema import IS_RISKY, USER_ID
+    from finrisk.stack.tables import load_table
 
     bq = stack_settings.bigquery
     client = bigquery_client(bq.project, bq.endpoint)
@@ -167,10 +168,12 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
     # Read API batches are the server's (the emulator's hold 65536 rows); without a read
     # endpoint the REST pages hold bigquery_page_size rows each.
     assert manifest["sql_features"]["batches"] == 1
+    assert manifest["sql_features"]["read"] == "read_api"
     monkeypatch.delenv(cluster.BIGQUERY_READ_ENDPOINT_KEY)
     paged = data.ingest(request, tmp_path / "paged")
     assert paged["sql_features"]["batches"] == -(-manifest["rows"] // 2_000) > 1
     assert paged["rows"] == manifest["rows"]
+    assert paged["sql_features"]["read"] == "rest_pages"
     assert set(STATS_COLUMNS) <= set(pd.read_parquet(tmp_path / "raw" / SQL_STATS_FILE).columns)
     # No scratch table is left behind.
     assert {t.table_id for t in client.list_tables(dataset)} == {"transactions", "users"}
