@@ -44,6 +44,7 @@ class Sample:
     users: pd.DataFrame | None
     batches: int  # record batches (or pages) read: the unit memory is bounded by
     read: str  # READ_API or REST_PAGES
+    share: float  # of the users kept (the requested one, or lower for max_rows)
 
 
 READ_API = "read_api"
@@ -59,22 +60,28 @@ def read_sample(
     table: str,
     users_table: str = "",
     share: float = 1.0,
-    page_size: int = 50_000,
+    page_size: int = 10_000,
     read_client: Any = None,
+    max_rows: int = 0,
 ) -> Sample:
     """Run the feature SQL over `table` in BigQuery and read back the users sample (`share`
-    of the users by hash); FinriskError names what failed."""
+    of the users by hash, lowered to about `max_rows` transactions when that is set, from the
+    table's row count); FinriskError names what failed."""
     from google.api_core import exceptions
 
     if page_size < 1:
         raise FinriskError(f"the page size must be >= 1, got {page_size}")
-    where = _where(share)
     try:
-        columns = tuple(field.name for field in client.get_table(table).schema)
+        metadata = client.get_table(table)
+        columns = tuple(field.name for field in metadata.schema)
     except exceptions.NotFound:
         raise FinriskError(f"BigQuery table {table!r} does not exist") from None
     except exceptions.GoogleAPIError as exc:
         raise FinriskError(f"reading BigQuery table {table!r} failed: {exc}") from None
+    if max_rows > 0 and (metadata.num_rows or 0) > max_rows:
+        # A fixed sample size, whatever the table's: memory stays put as the history grows.
+        share = min(share, max_rows / metadata.num_rows)
+    where = _where(share)
     project, dataset, _ = table.split(".")
     scratch = f"{project}.{dataset}.finrisk_features_{uuid.uuid4().hex[:12]}"
     query = transaction_stats_sql(table, extra_columns=columns, where=where)
@@ -105,6 +112,7 @@ def read_sample(
         users=users,
         batches=len(frames),
         read=read,
+        share=share,
     )
 
 

@@ -63,11 +63,13 @@ class IngestRequest:
     bigquery_labels_table: str = ""
     label_maturity_days: float = 60.0
     # The SQL path (finrisk.retraining.bigquery_sample): the transaction features are computed
-    # in BigQuery and only a hashed share of the users is read back, in pages or Read API
-    # batches of bigquery_page_size rows. False reads the whole table into pandas.
+    # in BigQuery and only a hashed share of the users is read back (lowered to about
+    # bigquery_sample_rows transactions when > 0), in Read API batches or REST pages of
+    # bigquery_page_size rows. False reads the whole table into pandas.
     bigquery_sql_features: bool = True
     bigquery_sample_share: float = 1.0
-    bigquery_page_size: int = 50_000
+    bigquery_sample_rows: int = 0
+    bigquery_page_size: int = 10_000
     synthetic_users: int = 400
     synthetic_days: int = 60
     seed: int = 0
@@ -84,6 +86,10 @@ class IngestRequest:
         if not 0 < self.bigquery_sample_share <= 1:
             raise FinriskError(
                 f"bigquery_sample_share must be in (0, 1], got {self.bigquery_sample_share}"
+            )
+        if self.bigquery_sample_rows < 0:
+            raise FinriskError(
+                f"bigquery_sample_rows must be >= 0 (0: no cap), got {self.bigquery_sample_rows}"
             )
         if self.bigquery_page_size < 1:
             raise FinriskError(f"bigquery_page_size must be >= 1, got {self.bigquery_page_size}")
@@ -261,10 +267,11 @@ def _from_bigquery(
                 share=request.bigquery_sample_share,
                 page_size=request.bigquery_page_size,
                 read_client=_read_client(endpoint),
+                max_rows=request.bigquery_sample_rows,
             )
             transactions, users, stats = sample.transactions, sample.users, sample.stats
             manifest["sql_features"] = {
-                "sample_share": request.bigquery_sample_share,
+                "sample_share": sample.share,
                 "batches": sample.batches,
                 "read": sample.read,
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -174,6 +175,15 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
     assert paged["sql_features"]["batches"] == -(-manifest["rows"] // 2_000) > 1
     assert paged["rows"] == manifest["rows"]
     assert paged["sql_features"]["read"] == "rest_pages"
+    # A row cap lowers the share from the table's row count: about that many come back.
+    capped = data.ingest(
+        dataclasses.replace(
+            request, bigquery_sample_share=1.0, bigquery_sample_rows=len(transactions) // 4
+        ),
+        tmp_path / "capped",
+    )
+    assert 0.1 * len(transactions) < capped["rows"] < 0.45 * len(transactions)
+    assert capped["sql_features"]["sample_share"] == pytest.approx(0.25, abs=0.01)
     assert set(STATS_COLUMNS) <= set(pd.read_parquet(tmp_path / "raw" / SQL_STATS_FILE).columns)
     # No scratch table is left behind.
     assert {t.table_id for t in client.list_tables(dataset)} == {"transactions", "users"}
