@@ -149,10 +149,10 @@ def run(
                             "bigquery_sample_rows": sample_rows,
                             "bigquery_page_size": page_size,
                         }
-                        env = {
-                            cluster.BIGQUERY_ENDPOINT_KEY: bq.endpoint,
-                            cluster.BIGQUERY_READ_ENDPOINT_KEY: bq.read_endpoint,
-                        }
+                        # REST pages, not the emulator's Read API: a sample of ~100k rows is
+                        # past its 11 MB message limit, and once it has refused a message its
+                        # Read API hangs every later read until restarted.
+                        env = {cluster.BIGQUERY_ENDPOINT_KEY: bq.endpoint}
                     _log(f"{source}: {len(transactions):,} transactions")
                     try:
                         figure.update(_in_child(fields, env, str(work)))
