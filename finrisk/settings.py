@@ -55,6 +55,11 @@ class BigQuerySettings(BaseModel):
     def endpoint(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
+    @property
+    def read_endpoint(self) -> str:
+        """host:port of the emulator's BigQuery Storage Read API (gRPC, no TLS)."""
+        return f"{LOOPBACK}:{self.grpc_port}"
+
 
 class KubeSettings(BaseModel):
     """The local Kubernetes API server (`finrisk stack up kube`), built from source once."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 CONFIG_MAP = "finrisk-config"
 MLFLOW_URI_KEY = "MLFLOW_TRACKING_URI"
 BIGQUERY_ENDPOINT_KEY = "FINRISK_BIGQUERY_ENDPOINT"
+# host:port of a BigQuery Storage Read API without TLS (the emulator's gRPC port). Unset with
+# BIGQUERY_ENDPOINT_KEY set: results are read as REST pages; both unset: Google's Read API.
+BIGQUERY_READ_ENDPOINT_KEY = "FINRISK_BIGQUERY_READ_ENDPOINT"
 
 # Secret with MLflow credentials (optional: an unauthenticated tracking server needs none).
 MLFLOW_SECRET = "finrisk-mlflow-credentials"

@@ -6,6 +6,8 @@
   checks and sorting in `batch_inputs`, the statistics in `batch_stats`;
 - `online`: the statistics kept incrementally per user (the Kafka bridge), with snapshots;
   `OnlineFeatures` is there, the work in the `online_*` modules (listed in `online`);
+- `sql`: the batch transaction statistics as BigQuery SQL (window functions over event time),
+  generated from `definitions`; the formulas run on the rows read back;
 - `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to;
 - `snapshots`: user features as of cut-off days into each history, for training the risk model.
 """

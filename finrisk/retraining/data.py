@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.io import read_table
 from finrisk.parsing import parse_transactions
+from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
 from finrisk.retraining.dataset import (
     TRANSACTIONS_FILE,
     Dataset,
@@ -60,6 +62,14 @@ class IngestRequest:
     # transaction's is_fraud comes from it (docs/monitoring.md, "Training on confirmed labels").
     bigquery_labels_table: str = ""
     label_maturity_days: float = 60.0
+    # The SQL path (finrisk.retraining.bigquery_sample): the transaction features are computed
+    # in BigQuery and only a hashed share of the users is read back (lowered to about
+    # bigquery_sample_rows transactions when > 0), in Read API batches or REST pages of
+    # bigquery_page_size rows. False reads the whole table into pandas.
+    bigquery_sql_features: bool = True
+    bigquery_sample_share: float = 1.0
+    bigquery_sample_rows: int = 0
+    bigquery_page_size: int = 10_000
     synthetic_users: int = 400
     synthetic_days: int = 60
     seed: int = 0
@@ -73,6 +83,16 @@ class IngestRequest:
             raise FinriskError(
                 "data source 'bigquery' needs bigquery_table (project.dataset.table)"
             )
+        if not 0 < self.bigquery_sample_share <= 1:
+            raise FinriskError(
+                f"bigquery_sample_share must be in (0, 1], got {self.bigquery_sample_share}"
+            )
+        if self.bigquery_sample_rows < 0:
+            raise FinriskError(
+                f"bigquery_sample_rows must be >= 0 (0: no cap), got {self.bigquery_sample_rows}"
+            )
+        if self.bigquery_page_size < 1:
+            raise FinriskError(f"bigquery_page_size must be >= 1, got {self.bigquery_page_size}")
 
 
 # ---------------------------------------------------------------- reading files and URIs
@@ -209,32 +229,62 @@ def _labels_frame(client: Any, table: str) -> pd.DataFrame:
     return frame
 
 
-def _from_bigquery(
-    table: str,
-    users_table: str,
-    endpoint: str | None,
-    labels_table: str = "",
-    maturity_days: float = 60.0,
-) -> Dataset:
-    from finrisk.bigquery_client import bigquery_client
+def _read_client(endpoint: str | None) -> Any:
+    """The Storage Read API client for the SQL path: the emulator's at
+    BIGQUERY_READ_ENDPOINT_KEY, none (REST pages) for another endpoint, else Google's."""
+    from finrisk.bigquery_client import bigquery_read_client
 
+    read_endpoint = os.environ.get(cluster.BIGQUERY_READ_ENDPOINT_KEY)
+    if read_endpoint:
+        return bigquery_read_client(read_endpoint)
+    return None if endpoint else bigquery_read_client()
+
+
+def _from_bigquery(
+    request: IngestRequest, endpoint: str | None
+) -> tuple[Dataset, pd.DataFrame | None]:
+    """The dataset read from BigQuery, and the SQL path's statistics (None on the pandas path)."""
+    from finrisk.bigquery_client import bigquery_client
+    from finrisk.retraining.bigquery_sample import read_sample
+
+    table, users_table = request.bigquery_table, request.bigquery_users_table
     parts = table.split(".")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not all(parts) or "`" in table:
         raise FinriskError(f"bigquery_table {table!r} must be project.dataset.table")
+    stats = None
     with bigquery_credentials():
         client = bigquery_client(parts[0], endpoint or None)
-        transactions = _bigquery_frame(client, table)
-        users = _bigquery_frame(client, users_table) if users_table else None
         manifest: dict[str, Any] = {
             "source": BIGQUERY,
             "table": table,
             "users_table": users_table or None,
         }
-        if labels_table:
-            labels = _labels_frame(client, labels_table)
-            transactions, manifest["labels"] = labelled(transactions, labels, maturity_days)
-            manifest["labels"]["table"] = labels_table
-    return Dataset(transactions, users, manifest)
+        if request.bigquery_sql_features:
+            sample = read_sample(
+                client,
+                table,
+                users_table,
+                share=request.bigquery_sample_share,
+                page_size=request.bigquery_page_size,
+                read_client=_read_client(endpoint),
+                max_rows=request.bigquery_sample_rows,
+            )
+            transactions, users, stats = sample.transactions, sample.users, sample.stats
+            manifest["sql_features"] = {
+                "sample_share": sample.share,
+                "batches": sample.batches,
+                "read": sample.read,
+            }
+        else:
+            transactions = _bigquery_frame(client, table)
+            users = _bigquery_frame(client, users_table) if users_table else None
+        if request.bigquery_labels_table:
+            labels = _labels_frame(client, request.bigquery_labels_table)
+            transactions, manifest["labels"] = labelled(
+                transactions, labels, request.label_maturity_days
+            )
+            manifest["labels"]["table"] = request.bigquery_labels_table
+    return Dataset(transactions, users, manifest), stats
 
 
 # ---------------------------------------------------------------- stages
@@ -242,6 +292,7 @@ def _from_bigquery(
 
 def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
     """Write the source's tables (as read) to `out_dir`; returns the manifest."""
+    stats = None
     if request.source == SYNTHETIC:
         from finrisk.synthetic import generate
 
@@ -253,16 +304,12 @@ def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
         data = _from_uri(request.uri, request.users_uri)
     else:
         endpoint = os.environ.get(cluster.BIGQUERY_ENDPOINT_KEY)
-        data = _from_bigquery(
-            request.bigquery_table,
-            request.bigquery_users_table,
-            endpoint,
-            request.bigquery_labels_table,
-            request.label_maturity_days,
-        )
+        data, stats = _from_bigquery(request, endpoint)
     data.manifest["rows"] = len(data.transactions)
     data.manifest["users_rows"] = None if data.users is None else len(data.users)
     write_dataset(out_dir, data)
+    if stats is not None:
+        stats.to_parquet(Path(out_dir) / SQL_STATS_FILE, index=False)
     return data.manifest
 
 
@@ -326,6 +373,9 @@ def validate(raw_dir: str | Path, out_dir: str | Path) -> ValidationOutcome:
     fp = fingerprint(transactions, users)
     manifest = {**raw.manifest, "fingerprint": fp}
     write_dataset(out_dir, Dataset(transactions, users, manifest))
+    # The SQL path's statistics go with the dataset they were computed from.
+    if (Path(raw_dir) / SQL_STATS_FILE).is_file():
+        shutil.copyfile(Path(raw_dir) / SQL_STATS_FILE, Path(out_dir) / SQL_STATS_FILE)
     summary = (
         f"{tx_report.rows} transactions and {users_report.rows} users passed validation "
         f"({len(tx_report.warnings) + len(users_report.warnings)} warning(s))"

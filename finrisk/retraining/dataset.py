@@ -3,6 +3,8 @@
 transactions.parquet   canonical transactions (finrisk.schema)
 users.parquet          one row per user with the `is_risky` label (optional)
 manifest.json          where the data came from
+transaction_stats.parquet  BigQuery's feature statistics (the SQL path only,
+                       finrisk.retraining.bigquery_sample)
 """
 
 from __future__ import annotations

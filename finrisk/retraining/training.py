@@ -28,6 +28,7 @@ from finrisk.models.anomaly import TransactionAnomalyDetector
 from finrisk.models.bands import RiskBands
 from finrisk.models.persistence import save_model
 from finrisk.models.risk import RiskModel
+from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
 from finrisk.retraining.dataset import read_dataset, user_labels
 from finrisk.schema import IS_FRAUD, IS_RISKY, TRANSACTION_ID, USER_ID
 
@@ -51,7 +52,14 @@ def build_features(
     point-in-time snapshots (HISTORY_CUTOFF column > 0; whole histories have 0)."""
     data = read_dataset(dataset_dir)
     tx = data.transactions
-    tx_features, user_table = features.batch_features(tx)
+    stats_path = Path(dataset_dir) / SQL_STATS_FILE
+    if stats_path.is_file():
+        # The BigQuery SQL path: its transaction features, from the statistics BigQuery
+        # computed over each sampled user's history (equal to the batch ones within 1e-9).
+        tx_features = _sql_transaction_features(tx, pd.read_parquet(stats_path))
+        user_table = features.user_features(tx)
+    else:
+        tx_features, user_table = features.batch_features(tx)
     tx_out = tx_features.copy()
     tx_out.insert(0, TRANSACTION_ID, tx[TRANSACTION_ID].to_numpy())
     if IS_FRAUD in tx.columns:
@@ -73,6 +81,24 @@ def build_features(
         fraud_rate=float(tx[IS_FRAUD].mean()) if IS_FRAUD in tx.columns else None,
         risky_rate=float(labels.mean()),
     )
+
+
+def _sql_transaction_features(tx: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """The transaction features of `tx` (same index and order) from the SQL statistics."""
+    from finrisk.features.sql import STATS_INPUTS, transaction_features_from_stats
+
+    rows = stats.drop_duplicates(TRANSACTION_ID).set_index(TRANSACTION_ID)
+    ids = tx[TRANSACTION_ID]
+    missing = ~ids.isin(rows.index)
+    if missing.any():
+        raise FinriskError(
+            f"{SQL_STATS_FILE} has no statistics for {int(missing.sum())} transaction(s) "
+            f"(first: {ids[missing].iloc[0]!r})"
+        )
+    joined = rows.loc[ids.to_numpy()].reset_index(drop=True)
+    for column in STATS_INPUTS:
+        joined[column] = tx[column].to_numpy()
+    return transaction_features_from_stats(joined).set_axis(tx.index)
 
 
 def read_user_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:

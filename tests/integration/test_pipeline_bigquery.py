@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from finrisk.bigquery_client import bigquery_client
-from finrisk.demo.warehouse import HISTORY_COLUMNS, USER_COLUMNS, write_table
+from finrisk.demo.warehouse import write_table
 from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.retraining import data
@@ -17,6 +18,7 @@ from finrisk.retraining.dataset import read_dataset
 from finrisk.schema import AMOUNT, TIMESTAMP, TRANSACTION_ID
 from finrisk.settings import Settings
 from finrisk.stack import Service
+from finrisk.stack.tables import HISTORY_COLUMNS, USER_COLUMNS
 from finrisk.synthetic import generate
 
 pytestmark = pytest.mark.integration
@@ -118,3 +120,90 @@ def test_ingest_takes_fraud_labels_from_the_labels_table(
     assert manifest["labels"]["unlabelled_excluded"] == len(transactions) - len(labelled | mature)
     assert manifest["labels"]["unlabelled_excluded"] > 0
     assert data.validate(tmp_path / "raw", tmp_path / "valid").passed
+
+
+def test_the_sql_path_trains_from_a_bigquery_sample(
+    bigquery_emulator: Service,
+    stack_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ingest runs the feature SQL in BigQuery and reads back half the users, in Read API
+    batches; validation, features and both trainings run on that sample."""
+    from finrisk.features import transaction_features
+    from finrisk.features.sql import STATS_COLUMNS
+    from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
+    from finrisk.retraining.training import (
+        TrainingOptions,
+        build_features,
+        train_detector,
+        train_risk,
+    )
+    from finrisk.schema import IS_RISKY, USER_ID
+    from finrisk.stack.tables import load_table
+
+    bq = stack_settings.bigquery
+    client = bigquery_client(bq.project, bq.endpoint)
+    dataset = f"{bq.project}.pipeline_{uuid.uuid4().hex[:10]}"
+    client.create_dataset(dataset)
+    transactions, users, _ = generate(160, 40, 5)
+    load_table(client, f"{dataset}.transactions", transactions, HISTORY_COLUMNS)
+    load_table(client, f"{dataset}.users", users, USER_COLUMNS)
+
+    monkeypatch.setenv(cluster.BIGQUERY_ENDPOINT_KEY, bq.endpoint)
+    monkeypatch.setenv(cluster.BIGQUERY_READ_ENDPOINT_KEY, bq.read_endpoint)
+    request = data.IngestRequest(
+        source="bigquery",
+        bigquery_table=f"{dataset}.transactions",
+        bigquery_users_table=f"{dataset}.users",
+        bigquery_sample_share=0.5,
+        bigquery_page_size=2_000,
+    )
+    manifest = data.ingest(request, tmp_path / "raw")
+    raw = read_dataset(tmp_path / "raw")
+    sampled = set(raw.transactions[USER_ID])
+    assert 0.3 * len(users) < len(sampled) < 0.7 * len(users)
+    assert raw.users is not None and set(raw.users[USER_ID]) == sampled
+    # Whole histories of the sampled users, nothing of the others.
+    assert manifest["rows"] == int(transactions[USER_ID].isin(sampled).sum())
+    # Read API batches are the server's (the emulator's hold 65536 rows); without a read
+    # endpoint the REST pages hold bigquery_page_size rows each.
+    assert manifest["sql_features"]["batches"] == 1
+    assert manifest["sql_features"]["read"] == "read_api"
+    monkeypatch.delenv(cluster.BIGQUERY_READ_ENDPOINT_KEY)
+    paged = data.ingest(request, tmp_path / "paged")
+    assert paged["sql_features"]["batches"] == -(-manifest["rows"] // 2_000) > 1
+    assert paged["rows"] == manifest["rows"]
+    assert paged["sql_features"]["read"] == "rest_pages"
+    # A row cap lowers the share from the table's row count: about that many come back.
+    capped = data.ingest(
+        dataclasses.replace(
+            request, bigquery_sample_share=1.0, bigquery_sample_rows=len(transactions) // 4
+        ),
+        tmp_path / "capped",
+    )
+    assert 0.1 * len(transactions) < capped["rows"] < 0.45 * len(transactions)
+    assert capped["sql_features"]["sample_share"] == pytest.approx(0.25, abs=0.01)
+    assert set(STATS_COLUMNS) <= set(pd.read_parquet(tmp_path / "raw" / SQL_STATS_FILE).columns)
+    # No scratch table is left behind.
+    assert {t.table_id for t in client.list_tables(dataset)} == {"transactions", "users"}
+
+    outcome = data.validate(tmp_path / "raw", tmp_path / "dataset")
+    assert outcome.passed, outcome.summary
+    summary = build_features(tmp_path / "dataset", tmp_path / "tx.parquet", tmp_path / "u.parquet")
+    assert summary.users == len(sampled)
+    built = pd.read_parquet(tmp_path / "tx.parquet").set_index(TRANSACTION_ID)
+    # The SQL features are those of the pandas path on the whole table.
+    expected = transaction_features(transactions).set_index(transactions[TRANSACTION_ID])
+    difference = (built[expected.columns] - expected.loc[built.index]).abs().max()
+    assert (difference <= 1e-9).all(), difference[difference > 1e-9]
+
+    options = TrainingOptions(seed=0)
+    detector = train_detector(
+        tmp_path / "dataset", tmp_path / "d.model", tmp_path / "d.run", options
+    )
+    risk = train_risk(tmp_path / "u.parquet", tmp_path / "r.model", tmp_path / "r.run", options)
+    assert (tmp_path / "d.model").exists() and (tmp_path / "r.model").exists()
+    assert detector.ours is not None and risk is not None
+    assert IS_RISKY in pd.read_parquet(tmp_path / "u.parquet").columns
+    client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)

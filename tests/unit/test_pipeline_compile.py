@@ -274,3 +274,19 @@ def test_ingest_takes_the_confirmed_labels_table(compiled: CompiledPipeline) -> 
     defaults = ir["root"]["inputDefinitions"]["parameters"]
     assert defaults["bigquery_labels_table"]["defaultValue"] == ""
     assert defaults["label_maturity_days"]["defaultValue"] == 60.0
+
+
+def test_ingest_takes_the_bigquery_sql_path_parameters(compiled: CompiledPipeline) -> None:
+    """The SQL path's switch, sample share and page size reach ingest, with its defaults."""
+    ir = _ir(compiled)[0]
+    ingest = _tasks(ir)["ingest-data"]["inputs"]["parameters"]
+    names = (
+        "bigquery_sql_features",
+        "bigquery_sample_share",
+        "bigquery_sample_rows",
+        "bigquery_page_size",
+    )
+    for name in names:
+        assert ingest[name]["componentInputParameter"].endswith(name), name
+    defaults = ir["root"]["inputDefinitions"]["parameters"]
+    assert [defaults[name]["defaultValue"] for name in names] == [True, 1.0, 0, 10_000]

@@ -36,6 +36,7 @@ BENCHMARKS: tuple[str, ...] = (
     "finrisk.bench.serving:register_serving",
     "finrisk.bench.cli:register_bridge",
     "finrisk.bench.cli:register_drift",
+    "finrisk.bench.cli:register_pipeline",
     "finrisk.bench.cli:register_summary",
 )
 
@@ -81,6 +82,83 @@ def _features(args: argparse.Namespace) -> int:
             figures=benchmark.figures(result),
             load=result["machine"]["load_average_1m"],
         )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def register_pipeline(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = (
+        "time and peak memory of the pipeline's data stages, pandas against BigQuery SQL "
+        "(the local emulator), side by side"
+    )
+    sub = actions.add_parser("pipeline", help=text, description=text)
+    sub.add_argument(
+        "--transactions",
+        default="1000000,5000000",
+        help="comma-separated sizes, about that many transactions (default 1000000,5000000)",
+    )
+    sub.add_argument(
+        "--source",
+        choices=("pandas", "bigquery", "both"),
+        default="both",
+        help="which path (default both, side by side)",
+    )
+    sub.add_argument(
+        "--sample-share", type=float, default=1.0, help="users read back (default 1.0)"
+    )
+    sub.add_argument(
+        "--sample-rows",
+        type=int,
+        default=100_000,
+        help="about this many transactions read back, whatever the size (default 100000)",
+    )
+    sub.add_argument(
+        "--page-size", type=int, default=10_000, help="rows per REST page (default 10000)"
+    )
+    sub.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    history.add_flags(sub, "benchmarks/pipeline.jsonl")
+    sub.set_defaults(handler=_pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from finrisk.bench import pipeline as benchmark
+
+    if args.history is not None:
+        print(history.table(history.read(args.history), benchmark.HISTORY_COLUMNS), end="")
+        return 0
+    try:
+        sizes = [int(size) for size in args.transactions.split(",") if size.strip()]
+    except ValueError:
+        raise FinriskError(
+            f"--transactions must be comma-separated integers, got {args.transactions!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise FinriskError(f"--transactions needs sizes >= 1, got {args.transactions!r}")
+    if not 0 < args.sample_share <= 1:
+        raise FinriskError(f"--sample-share must be in (0, 1], got {args.sample_share}")
+    sources = list(benchmark.SOURCES) if args.source == "both" else [args.source]
+    if args.sample_rows < 0:
+        raise FinriskError(f"--sample-rows must be >= 0 (0: no cap), got {args.sample_rows}")
+    result = benchmark.run(
+        sizes, sources, args.seed, args.sample_share, args.sample_rows, args.page_size
+    )
+    if args.record is not None:
+        history.record(
+            args.record,
+            command=args.argv,
+            settings={
+                "transactions": sizes,
+                "sources": sources,
+                "sample_share": args.sample_share,
+                "sample_rows": args.sample_rows,
+                "page_size": args.page_size,
+                "seed": args.seed,
+                "days": result["days"],
+            },
+            figures=benchmark.figures(result),
+            load=result["machine"]["load_average_1m"],
+        )
+    print(benchmark.table(result), end="", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0
 

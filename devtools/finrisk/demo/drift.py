@@ -42,7 +42,7 @@ import pandas as pd
 from finrisk.demo.drift_summary import DriftSummary, detection, recall
 from finrisk.demo.options import DriftOptions
 from finrisk.demo.steps import naming_log, output_to, read_json_until, read_scored, step
-from finrisk.demo.warehouse import HISTORY_COLUMNS, USER_COLUMNS, write_table
+from finrisk.demo.warehouse import write_table
 from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.kinds import CHAMPION, DEFAULT_MODEL_NAMES, DETECTOR, RISK
@@ -51,6 +51,7 @@ from finrisk.schema import FRAUD_TYPE, IS_FRAUD, TIMESTAMP, TRANSACTION_ID
 from finrisk.settings import LabelsSettings, MonitorSettings, Settings
 from finrisk.stack import Stack
 from finrisk.stack.process import free_port
+from finrisk.stack.tables import HISTORY_COLUMNS, USER_COLUMNS
 
 
 @dataclass(frozen=True)

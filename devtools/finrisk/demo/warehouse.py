@@ -1,6 +1,6 @@
 """The bank's side of the warehouse: its transaction history and users, as BigQuery tables the
 retraining reads (the drift demo's, and the pipeline's BigQuery tests'), written by streaming
-inserts (the emulator's way in)."""
+inserts (the emulator's way in for a few rows; finrisk.stack.tables loads large ones)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,6 @@ import pandas as pd
 
 from finrisk.errors import FinriskError
 
-# BigQuery types of the canonical transaction columns (finrisk.schema), and of the users'.
-HISTORY_COLUMNS = {
-    "transaction_id": "STRING",
-    "user_id": "STRING",
-    "timestamp": "TIMESTAMP",
-    "amount": "FLOAT",
-    "direction": "STRING",
-    "category": "STRING",
-    "merchant": "STRING",
-    "channel": "STRING",
-    "balance_after": "FLOAT",
-    "is_fraud": "INTEGER",
-    "fraud_type": "STRING",
-}
-USER_COLUMNS = {"user_id": "STRING", "is_risky": "INTEGER"}
 # Rows per insert request.
 CHUNK = 5_000
 
