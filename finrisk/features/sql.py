@@ -89,11 +89,17 @@ STATS_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _quote_table(table: str) -> str:
+def checked_table_id(table: str, what: str = "BigQuery table") -> str:
+    """`table` when it is project.dataset.table and safe inside backquotes; else FinriskError
+    naming it as `what` (the setting it came from)."""
     parts = table.split(".")
-    if len(parts) != 3 or not all(parts) or any("`" in part for part in parts):
-        raise FinriskError(f"BigQuery table {table!r} must be project.dataset.table")
-    return f"`{table}`"
+    if len(parts) != 3 or not all(parts) or "`" in table:
+        raise FinriskError(f"{what} {table!r} must be project.dataset.table")
+    return table
+
+
+def _quote_table(table: str) -> str:
+    return f"`{checked_table_id(table)}`"
 
 
 def _micros(length_ns: int) -> int:

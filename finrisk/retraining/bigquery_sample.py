@@ -23,6 +23,7 @@ from finrisk.errors import FinriskError
 from finrisk.features.sql import (
     STATS_COLUMNS,
     TS_MICROS,
+    checked_table_id,
     transaction_stats_sql,
     user_sample_condition,
 )
@@ -128,9 +129,7 @@ def _batches(client: Any, scratch: str, page_size: int, read_client: Any) -> lis
 def _users(client: Any, users_table: str, where: str) -> pd.DataFrame:
     from google.api_core import exceptions
 
-    parts = users_table.split(".")
-    if len(parts) != 3 or not all(parts) or "`" in users_table:
-        raise FinriskError(f"bigquery_users_table {users_table!r} must be project.dataset.table")
+    checked_table_id(users_table, "bigquery_users_table")
     condition = f" WHERE {where}" if where else ""
     try:
         result = client.query(f"SELECT * FROM `{users_table}`{condition}").result()

@@ -245,15 +245,14 @@ def _from_bigquery(
 ) -> tuple[Dataset, pd.DataFrame | None]:
     """The dataset read from BigQuery, and the SQL path's statistics (None on the pandas path)."""
     from finrisk.bigquery_client import bigquery_client
+    from finrisk.features.sql import checked_table_id
     from finrisk.retraining.bigquery_sample import read_sample
 
-    table, users_table = request.bigquery_table, request.bigquery_users_table
-    parts = table.split(".")
-    if len(parts) != 3 or not all(parts) or "`" in table:
-        raise FinriskError(f"bigquery_table {table!r} must be project.dataset.table")
+    table = checked_table_id(request.bigquery_table, "bigquery_table")
+    users_table = request.bigquery_users_table
     stats = None
     with bigquery_credentials():
-        client = bigquery_client(parts[0], endpoint or None)
+        client = bigquery_client(table.split(".")[0], endpoint or None)
         manifest: dict[str, Any] = {
             "source": BIGQUERY,
             "table": table,
