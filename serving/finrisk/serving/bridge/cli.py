@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     produce.add_argument("--id-prefix", default="", help="prefix for transaction ids")
     produce.add_argument(
-        "--partitions", type=int, default=6, help="partitions if the topic is created (default 6)"
+        "--partitions",
+        type=int,
+        help="partitions if the topic is created (default: the bridge's input_partitions)",
     )
     produce.set_defaults(handler=_produce)
 
@@ -94,7 +96,8 @@ def _produce(args: argparse.Namespace) -> int:
         records = wire_records(frame, args.id_prefix)[: args.count]
     else:
         records = synthetic_records(args.count, args.users, args.days, args.seed, args.id_prefix)
-    kafka_config.ensure_topic(settings, topic, args.partitions)
+    partitions = settings.bridge.input_partitions if args.partitions is None else args.partitions
+    kafka_config.ensure_topic(settings, topic, partitions)
     stats = produce(kafka_config.client_config(settings), topic, records, rate=args.rate or None)
     print(json.dumps({"topic": topic, **stats.as_dict()}))
     return 0
