@@ -229,12 +229,11 @@ def _labels_frame(client: Any, table: str) -> pd.DataFrame:
     return frame
 
 
-def _read_client(endpoint: str | None) -> Any:
-    """The Storage Read API client for the SQL path: the emulator's at
-    BIGQUERY_READ_ENDPOINT_KEY, none (REST pages) for another endpoint, else Google's."""
+def _read_client(endpoint: str | None, read_endpoint: str | None) -> Any:
+    """The Storage Read API client for the SQL path: the emulator's at `read_endpoint`, none
+    (REST pages) for another BigQuery `endpoint`, else Google's."""
     from finrisk.bigquery_client import bigquery_read_client
 
-    read_endpoint = os.environ.get(cluster.BIGQUERY_READ_ENDPOINT_KEY)
     if read_endpoint:
         return bigquery_read_client(read_endpoint)
     return None if endpoint else bigquery_read_client()
@@ -245,7 +244,7 @@ SQL_FILES: tuple[str, ...] = (SQL_STATS_FILE, SQL_USER_STATS_FILE)
 
 
 def _from_bigquery(
-    request: IngestRequest, endpoint: str | None
+    request: IngestRequest, endpoint: str | None, read_endpoint: str | None
 ) -> tuple[Dataset, dict[str, pd.DataFrame]]:
     """The dataset read from BigQuery, and the SQL path's statistics by file name (none on the
     pandas path)."""
@@ -257,7 +256,7 @@ def _from_bigquery(
     users_table = request.bigquery_users_table
     stats: dict[str, pd.DataFrame] = {}
     with bigquery_credentials():
-        client = bigquery_client(table.split(".")[0], endpoint or None)
+        client = bigquery_client(table.split(".")[0], endpoint)
         manifest: dict[str, Any] = {
             "source": BIGQUERY,
             "table": table,
@@ -270,7 +269,7 @@ def _from_bigquery(
                 users_table,
                 share=request.bigquery_sample_share,
                 page_size=request.bigquery_page_size,
-                read_client=_read_client(endpoint),
+                read_client=_read_client(endpoint, read_endpoint),
                 max_rows=request.bigquery_sample_rows,
             )
             transactions, users = sample.transactions, sample.users
@@ -308,8 +307,9 @@ def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
     elif request.source == URI:
         data = _from_uri(request.uri, request.users_uri)
     else:
-        endpoint = os.environ.get(cluster.BIGQUERY_ENDPOINT_KEY)
-        data, stats = _from_bigquery(request, endpoint)
+        from finrisk.bigquery_client import endpoints_from_env
+
+        data, stats = _from_bigquery(request, *endpoints_from_env(os.environ))
     data.manifest["rows"] = len(data.transactions)
     data.manifest["users_rows"] = None if data.users is None else len(data.users)
     write_dataset(out_dir, data)
