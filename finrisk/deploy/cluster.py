@@ -10,10 +10,15 @@ from __future__ import annotations
 # ConfigMap with non-secret settings.
 CONFIG_MAP = "finrisk-config"
 MLFLOW_URI_KEY = "MLFLOW_TRACKING_URI"
+# URL of a BigQuery API other than Google's (the emulator's REST port). Unset or empty (the
+# base ConfigMap's default, right on GKE): Google's BigQuery.
 BIGQUERY_ENDPOINT_KEY = "FINRISK_BIGQUERY_ENDPOINT"
-# host:port of a BigQuery Storage Read API without TLS (the emulator's gRPC port). Unset with
-# BIGQUERY_ENDPOINT_KEY set: results are read as REST pages; both unset: Google's Read API.
+# host:port of a BigQuery Storage Read API without TLS (the emulator's gRPC port). Unset or
+# empty with BIGQUERY_ENDPOINT_KEY set: results are read as REST pages; both unset or empty
+# (the default, right on GKE): Google's Read API over TLS.
 BIGQUERY_READ_ENDPOINT_KEY = "FINRISK_BIGQUERY_READ_ENDPOINT"
+# The ConfigMap keys BigQuery's tasks read (each optional, empty meaning Google's).
+BIGQUERY_CONFIG_KEYS: tuple[str, ...] = (BIGQUERY_ENDPOINT_KEY, BIGQUERY_READ_ENDPOINT_KEY)
 
 # Secret with MLflow credentials (optional: an unauthenticated tracking server needs none).
 MLFLOW_SECRET = "finrisk-mlflow-credentials"

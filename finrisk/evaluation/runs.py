@@ -119,6 +119,18 @@ def fraud_labels(transactions: pd.DataFrame) -> npt.NDArray[np.int64] | None:
     return np.asarray(column, dtype=np.int64)
 
 
+def _given_features(given: pd.DataFrame, transactions: pd.DataFrame) -> pd.DataFrame:
+    """`given` when it holds TRANSACTION_FEATURES of `transactions`' rows; else FinriskError."""
+    if list(given.columns) != list(features.TRANSACTION_FEATURES):
+        raise FinriskError(
+            f"given transaction features have columns {list(given.columns)}, expected "
+            f"{list(features.TRANSACTION_FEATURES)}"
+        )
+    if not given.index.equals(transactions.index):
+        raise FinriskError("given transaction features are not indexed like the transactions")
+    return given
+
+
 def run_anomaly(
     transactions: pd.DataFrame,
     *,
@@ -129,6 +141,7 @@ def run_anomaly(
     label_delay_days: float = 0.0,
     raw_baseline: bool = False,
     label_records: Sequence[LabelRecord] | None = None,
+    transaction_features: pd.DataFrame | None = None,
 ) -> AnomalyRun:
     """Both detectors trained on the early period and scored on the latest one.
 
@@ -141,12 +154,18 @@ def run_anomaly(
     Without it ours reads TRANSACTION_FEATURES only: the merchant features would be their
     no-history value (0) on every row, and a detector needing them could not be served by a
     bridge that does not compute them (docs/bridge.md).
+    `transaction_features`: TRANSACTION_FEATURES of `transactions` (same index) already
+    computed (the BigQuery SQL path's), used instead of computing them again.
     """
     split = time_split(
         transactions[TIMESTAMP], validation_fraction, test_fraction, label_delay_days
     )
     labels = fraud_labels(transactions)
-    tx_x = features.transaction_features(transactions)
+    tx_x = (
+        features.transaction_features(transactions)
+        if transaction_features is None
+        else _given_features(transaction_features, transactions)
+    )
     ours_names: tuple[str, ...] = features.TRANSACTION_FEATURES
     ours_x = tx_x
     if label_records is not None:

@@ -7,7 +7,8 @@
 - `online`: the statistics kept incrementally per user (the Kafka bridge), with snapshots;
   `OnlineFeatures` is there, the work in the `online_*` modules (listed in `online`);
 - `sql`: the batch transaction statistics as BigQuery SQL (window functions over event time),
-  generated from `definitions`; the formulas run on the rows read back;
+  generated from `definitions`; the formulas run on the rows read back; `sql_users`: the
+  user statistics (whole histories and snapshots) likewise;
 - `ordering`: the per-user order, (timestamp, transaction_id), that causality refers to;
 - `snapshots`: user features as of cut-off days into each history, for training the risk model.
 """

@@ -98,7 +98,7 @@ def checked_table_id(table: str, what: str = "BigQuery table") -> str:
     return table
 
 
-def _quote_table(table: str) -> str:
+def quoted_table(table: str) -> str:
     return f"`{checked_table_id(table)}`"
 
 
@@ -123,7 +123,7 @@ def transaction_stats_sql(table: str, extra_columns: tuple[str, ...] = (), where
     `where` filters users before the window functions (e.g. `user_sample_condition`); it must
     keep or drop whole users, or the statistics of the kept ones change.
     """
-    source = _quote_table(table)
+    source = quoted_table(table)
     debit = f"{DIRECTION} = '{DEBIT_DIRECTION}'"
     user = f"PARTITION BY {USER_ID}"
     ordered = f"{user} ORDER BY {TS_MICROS}, {TRANSACTION_ID}"

@@ -3,8 +3,10 @@
 BigQuery runs the transaction statistics (`finrisk.features.sql`) over the table, keeping a
 hashed share of the users (whole histories, so their statistics are exact), into a scratch
 table; the sample is then read in bounded record batches, through the BigQuery Storage Read
-API (Arrow) when a read client is given, else as REST pages of `page_size` rows. Memory
-follows the sample, not the table. The scratch table is dropped whatever happens.
+API (Arrow) when a read client is given, else as REST pages of `page_size` rows. The user
+statistics (`finrisk.features.sql_users`: whole histories and snapshots) are aggregated over
+the same scratch table, a few rows per user. Memory follows the sample, not the table. The
+scratch table is dropped whatever happens.
 
 Why a scratch table and not the query's own result: the Read API reads tables, and the
 emulator cannot read a query's anonymous result table through it (checked: "schema
@@ -27,21 +29,26 @@ from finrisk.features.sql import (
     transaction_stats_sql,
     user_sample_condition,
 )
+from finrisk.features.sql_users import USER_STATS_COLUMNS, user_stats_sql
 from finrisk.schema import TRANSACTION_ID, USER_ID
 
-# The dataset folder's file of SQL statistics (TRANSACTION_ID and STATS_COLUMNS), next to
-# transactions.parquet; build_features turns it into the transaction features.
+# The dataset folder's files of SQL statistics, next to transactions.parquet: per transaction
+# (TRANSACTION_ID and STATS_COLUMNS), and per user and history cut-off (USER_STATS_COLUMNS);
+# build_features and train_detector turn them into the features.
 SQL_STATS_FILE = "transaction_stats.parquet"
+SQL_USER_STATS_FILE = "user_stats.parquet"
 STATS_FILE_COLUMNS: tuple[str, ...] = (TRANSACTION_ID, *STATS_COLUMNS)
 
 
 @dataclass(frozen=True)
 class Sample:
     """The sampled users' transactions (the table's columns), their SQL statistics (by
-    transaction id) and the users table's rows of those users (None without one)."""
+    transaction id), their SQL user statistics (USER_STATS_COLUMNS) and the users table's
+    rows of those users (None without one)."""
 
     transactions: pd.DataFrame
     stats: pd.DataFrame
+    user_stats: pd.DataFrame
     users: pd.DataFrame | None
     batches: int  # record batches (or pages) read: the unit memory is bounded by
     read: str  # READ_API or REST_PAGES
@@ -95,6 +102,12 @@ def read_sample(
             # The emulator sends a stream's rows (up to 65536) as one message and refuses it
             # past its own 11 MB limit (Google's service splits them): read REST pages instead.
             frames, read = _batches(client, scratch, page_size, None), REST_PAGES
+        user_stats = (
+            client.query(user_stats_sql(scratch))
+            .result()
+            .to_arrow(create_bqstorage_client=False)
+            .to_pandas()
+        )
         users = _users(client, users_table, where) if users_table else None
     except exceptions.GoogleAPIError as exc:
         raise FinriskError(f"computing features of {table!r} in BigQuery failed: {exc}") from None
@@ -110,6 +123,7 @@ def read_sample(
     return Sample(
         transactions=frame[list(columns)],
         stats=frame[list(STATS_FILE_COLUMNS)],
+        user_stats=user_stats[list(USER_STATS_COLUMNS)],
         users=users,
         batches=len(frames),
         read=read,

@@ -26,7 +26,7 @@ from finrisk.deploy import cluster
 from finrisk.errors import FinriskError
 from finrisk.io import read_table
 from finrisk.parsing import parse_transactions
-from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
+from finrisk.retraining.bigquery_sample import SQL_STATS_FILE, SQL_USER_STATS_FILE
 from finrisk.retraining.dataset import (
     TRANSACTIONS_FILE,
     Dataset,
@@ -229,30 +229,34 @@ def _labels_frame(client: Any, table: str) -> pd.DataFrame:
     return frame
 
 
-def _read_client(endpoint: str | None) -> Any:
-    """The Storage Read API client for the SQL path: the emulator's at
-    BIGQUERY_READ_ENDPOINT_KEY, none (REST pages) for another endpoint, else Google's."""
+def _read_client(endpoint: str | None, read_endpoint: str | None) -> Any:
+    """The Storage Read API client for the SQL path: the emulator's at `read_endpoint`, none
+    (REST pages) for another BigQuery `endpoint`, else Google's."""
     from finrisk.bigquery_client import bigquery_read_client
 
-    read_endpoint = os.environ.get(cluster.BIGQUERY_READ_ENDPOINT_KEY)
     if read_endpoint:
         return bigquery_read_client(read_endpoint)
     return None if endpoint else bigquery_read_client()
 
 
+# The SQL path's files of statistics, which go with the dataset they were computed from.
+SQL_FILES: tuple[str, ...] = (SQL_STATS_FILE, SQL_USER_STATS_FILE)
+
+
 def _from_bigquery(
-    request: IngestRequest, endpoint: str | None
-) -> tuple[Dataset, pd.DataFrame | None]:
-    """The dataset read from BigQuery, and the SQL path's statistics (None on the pandas path)."""
+    request: IngestRequest, endpoint: str | None, read_endpoint: str | None
+) -> tuple[Dataset, dict[str, pd.DataFrame]]:
+    """The dataset read from BigQuery, and the SQL path's statistics by file name (none on the
+    pandas path)."""
     from finrisk.bigquery_client import bigquery_client
     from finrisk.features.sql import checked_table_id
     from finrisk.retraining.bigquery_sample import read_sample
 
     table = checked_table_id(request.bigquery_table, "bigquery_table")
     users_table = request.bigquery_users_table
-    stats = None
+    stats: dict[str, pd.DataFrame] = {}
     with bigquery_credentials():
-        client = bigquery_client(table.split(".")[0], endpoint or None)
+        client = bigquery_client(table.split(".")[0], endpoint)
         manifest: dict[str, Any] = {
             "source": BIGQUERY,
             "table": table,
@@ -265,10 +269,11 @@ def _from_bigquery(
                 users_table,
                 share=request.bigquery_sample_share,
                 page_size=request.bigquery_page_size,
-                read_client=_read_client(endpoint),
+                read_client=_read_client(endpoint, read_endpoint),
                 max_rows=request.bigquery_sample_rows,
             )
-            transactions, users, stats = sample.transactions, sample.users, sample.stats
+            transactions, users = sample.transactions, sample.users
+            stats = {SQL_STATS_FILE: sample.stats, SQL_USER_STATS_FILE: sample.user_stats}
             manifest["sql_features"] = {
                 "sample_share": sample.share,
                 "batches": sample.batches,
@@ -291,7 +296,7 @@ def _from_bigquery(
 
 def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
     """Write the source's tables (as read) to `out_dir`; returns the manifest."""
-    stats = None
+    stats: dict[str, pd.DataFrame] = {}
     if request.source == SYNTHETIC:
         from finrisk.synthetic import generate
 
@@ -302,13 +307,14 @@ def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
     elif request.source == URI:
         data = _from_uri(request.uri, request.users_uri)
     else:
-        endpoint = os.environ.get(cluster.BIGQUERY_ENDPOINT_KEY)
-        data, stats = _from_bigquery(request, endpoint)
+        from finrisk.bigquery_client import endpoints_from_env
+
+        data, stats = _from_bigquery(request, *endpoints_from_env(os.environ))
     data.manifest["rows"] = len(data.transactions)
     data.manifest["users_rows"] = None if data.users is None else len(data.users)
     write_dataset(out_dir, data)
-    if stats is not None:
-        stats.to_parquet(Path(out_dir) / SQL_STATS_FILE, index=False)
+    for name, frame in stats.items():
+        frame.to_parquet(Path(out_dir) / name, index=False)
     return data.manifest
 
 
@@ -373,8 +379,9 @@ def validate(raw_dir: str | Path, out_dir: str | Path) -> ValidationOutcome:
     manifest = {**raw.manifest, "fingerprint": fp}
     write_dataset(out_dir, Dataset(transactions, users, manifest))
     # The SQL path's statistics go with the dataset they were computed from.
-    if (Path(raw_dir) / SQL_STATS_FILE).is_file():
-        shutil.copyfile(Path(raw_dir) / SQL_STATS_FILE, Path(out_dir) / SQL_STATS_FILE)
+    for name in SQL_FILES:
+        if (Path(raw_dir) / name).is_file():
+            shutil.copyfile(Path(raw_dir) / name, Path(out_dir) / name)
     summary = (
         f"{tx_report.rows} transactions and {users_report.rows} users passed validation "
         f"({len(tx_report.warnings) + len(users_report.warnings)} warning(s))"

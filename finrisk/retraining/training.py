@@ -28,7 +28,7 @@ from finrisk.models.anomaly import TransactionAnomalyDetector
 from finrisk.models.bands import RiskBands
 from finrisk.models.persistence import save_model
 from finrisk.models.risk import RiskModel
-from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
+from finrisk.retraining.bigquery_sample import SQL_STATS_FILE, SQL_USER_STATS_FILE
 from finrisk.retraining.dataset import read_dataset, user_labels
 from finrisk.schema import IS_FRAUD, IS_RISKY, TRANSACTION_ID, USER_ID
 
@@ -49,17 +49,20 @@ def build_features(
 ) -> FeatureSummary:
     """Transaction features (row order of the dataset, keyed by transaction id) and user
     features with the `is_risky` label, as parquet files. The user file also holds each user's
-    point-in-time snapshots (HISTORY_CUTOFF column > 0; whole histories have 0)."""
+    point-in-time snapshots (HISTORY_CUTOFF column > 0; whole histories have 0).
+
+    On the BigQuery SQL path (the dataset folder holds its statistics) both come from the
+    statistics BigQuery computed (equal to the batch ones within 1e-9): nothing is
+    recomputed in pandas."""
     data = read_dataset(dataset_dir)
     tx = data.transactions
-    stats_path = Path(dataset_dir) / SQL_STATS_FILE
-    if stats_path.is_file():
-        # The BigQuery SQL path: its transaction features, from the statistics BigQuery
-        # computed over each sampled user's history (equal to the batch ones within 1e-9).
-        tx_features = _sql_transaction_features(tx, pd.read_parquet(stats_path))
-        user_table = features.user_features(tx)
+    sql_features = sql_transaction_features(dataset_dir, tx)
+    if sql_features is not None:
+        tx_features = sql_features
+        user_table, snapshots = _sql_user_features(dataset_dir, tx)
     else:
         tx_features, user_table = features.batch_features(tx)
+        snapshots = features.history_snapshots(tx)
     tx_out = tx_features.copy()
     tx_out.insert(0, TRANSACTION_ID, tx[TRANSACTION_ID].to_numpy())
     if IS_FRAUD in tx.columns:
@@ -68,7 +71,6 @@ def build_features(
     users_out = user_table.copy()
     users_out[IS_RISKY] = labels.to_numpy()
     users_out[HISTORY_CUTOFF] = 0
-    snapshots = features.history_snapshots(tx)
     snapshots[IS_RISKY] = labels.loc[snapshots.index].to_numpy()
     users_out = pd.concat([users_out, snapshots])
     for path in (transaction_features_path, user_features_path):
@@ -83,11 +85,17 @@ def build_features(
     )
 
 
-def _sql_transaction_features(tx: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
-    """The transaction features of `tx` (same index and order) from the SQL statistics."""
+def sql_transaction_features(dataset_dir: str | Path, tx: pd.DataFrame) -> pd.DataFrame | None:
+    """The transaction features of `tx` (the dataset's transactions; same index and order)
+    from the SQL statistics in `dataset_dir`, None when the dataset has none (not the SQL
+    path). What build_features writes and train_detector trains on: computed once from the
+    statistics, not again in pandas."""
     from finrisk.features.sql import STATS_INPUTS, transaction_features_from_stats
 
-    rows = stats.drop_duplicates(TRANSACTION_ID).set_index(TRANSACTION_ID)
+    stats_path = Path(dataset_dir) / SQL_STATS_FILE
+    if not stats_path.is_file():
+        return None
+    rows = pd.read_parquet(stats_path).drop_duplicates(TRANSACTION_ID).set_index(TRANSACTION_ID)
     ids = tx[TRANSACTION_ID]
     missing = ~ids.isin(rows.index)
     if missing.any():
@@ -99,6 +107,33 @@ def _sql_transaction_features(tx: pd.DataFrame, stats: pd.DataFrame) -> pd.DataF
     for column in STATS_INPUTS:
         joined[column] = tx[column].to_numpy()
     return transaction_features_from_stats(joined).set_axis(tx.index)
+
+
+def _sql_user_features(
+    dataset_dir: str | Path, tx: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(whole-history user features, snapshots with HISTORY_CUTOFF) of the users of `tx`,
+    from the SQL user statistics in `dataset_dir`.
+
+    They describe each sampled user's whole history in the table, as the transaction
+    features do; with a labels table, ingest may leave out a user's latest transactions
+    (not yet labelled), which the bridge would still have seen."""
+    from finrisk.features.sql_users import user_features_from_stats
+
+    path = Path(dataset_dir) / SQL_USER_STATS_FILE
+    if not path.is_file():
+        raise FinriskError(f"{dataset_dir} has {SQL_STATS_FILE} but no {SQL_USER_STATS_FILE}")
+    computed = user_features_from_stats(pd.read_parquet(path))
+    computed = computed[computed.index.isin(tx[USER_ID].astype(str))]
+    cutoff = computed[HISTORY_CUTOFF]
+    whole = computed[cutoff == 0].drop(columns=HISTORY_CUTOFF)
+    missing = sorted(set(tx[USER_ID].astype(str)) - set(whole.index))
+    if missing:
+        raise FinriskError(
+            f"{SQL_USER_STATS_FILE} has no statistics for {len(missing)} user(s) "
+            f"(first: {missing[0]!r})"
+        )
+    return whole, computed[cutoff > 0]
 
 
 def read_user_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -149,9 +184,11 @@ def fit_detector(
     transactions: pd.DataFrame,
     options: TrainingOptions,
     label_records: Sequence[LabelRecord] | None = None,
+    transaction_features: pd.DataFrame | None = None,
 ) -> AnomalyRun:
     """Ours and the seed-style detector on the early period; threshold and test on later ones.
-    With `label_records`, ours also reads the merchant risk features (run_anomaly)."""
+    With `label_records`, ours also reads the merchant risk features (run_anomaly);
+    `transaction_features` (of `transactions`, same index) spares computing them again."""
     return run_anomaly(
         transactions,
         seed=options.seed,
@@ -159,6 +196,7 @@ def fit_detector(
         label_delay_days=options.label_delay_days,
         raw_baseline=options.raw_baseline,
         label_records=label_records,
+        transaction_features=transaction_features,
     )
 
 
@@ -185,8 +223,9 @@ def train_detector(
     options: TrainingOptions,
 ) -> AnomalyRun:
     """`fit_detector` on a dataset folder; the model and the whole run saved for the next
-    stages."""
-    run = fit_detector(read_dataset(dataset_dir).transactions, options)
+    stages. On the SQL path the features come from BigQuery's statistics."""
+    tx = read_dataset(dataset_dir).transactions
+    run = fit_detector(tx, options, transaction_features=sql_transaction_features(dataset_dir, tx))
     save_model(run.ours, model_path)
     save_run(run, run_path)
     return run

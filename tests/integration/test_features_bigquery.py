@@ -1,6 +1,6 @@
-"""SQL transaction features (finrisk.features.sql, run by the BigQuery emulator) equal the pandas
-batch features on over 100k synthetic transactions, ties in timestamp and window boundaries
-included."""
+"""SQL transaction and user features (finrisk.features.sql and sql_users, run by the BigQuery
+emulator) equal the pandas batch features on over 100k synthetic transactions, ties in
+timestamp and window boundaries included."""
 
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ import pandas as pd
 import pytest
 
 from finrisk.bigquery_client import bigquery_client
-from finrisk.features import TRANSACTION_FEATURES, sql, transaction_features
+from finrisk.features import (
+    TRANSACTION_FEATURES,
+    USER_FEATURES,
+    history_snapshots,
+    sql,
+    sql_users,
+    transaction_features,
+    user_features,
+)
 from finrisk.features.definitions import WINDOWS
+from finrisk.features.snapshots import HISTORY_CUTOFF
 from finrisk.schema import TIMESTAMP, TRANSACTION_ID, USER_ID
 from finrisk.settings import Settings
 from finrisk.stack import Service
@@ -93,3 +102,34 @@ def test_a_user_sample_keeps_whole_histories(loaded: tuple[object, str, pd.DataF
     got = sql.transaction_features_from_stats(rows).set_index(rows[TRANSACTION_ID])
     expected = transaction_features(transactions).set_index(transactions[TRANSACTION_ID])
     assert ((got - expected.loc[got.index]).abs().max() <= 1e-9).all()
+
+
+def _query(client: object, query: str) -> pd.DataFrame:
+    result = client.query(query).result(page_size=50_000)  # type: ignore[attr-defined]
+    frame: pd.DataFrame = result.to_arrow(create_bqstorage_client=False).to_pandas()
+    return frame
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.reset_index().set_index([USER_ID, HISTORY_CUTOFF]).sort_index()
+
+
+def test_sql_user_features_equal_the_batch_features(
+    loaded: tuple[object, str, pd.DataFrame],
+) -> None:
+    """Whole histories and every point-in-time snapshot, on the same >100k transactions."""
+    client, table, transactions = loaded
+    ordered = sql_users.user_features_from_stats(_query(client, sql_users.user_stats_sql(table)))
+    expected = pd.concat(
+        [user_features(transactions).assign(**{HISTORY_CUTOFF: 0}), history_snapshots(transactions)]
+    )
+    assert list(ordered.columns) == [*USER_FEATURES, HISTORY_CUTOFF]
+    assert len(ordered) == len(expected) > USERS  # snapshots included
+    got, expected = _keyed(ordered), _keyed(expected)
+    assert got.index.equals(expected.index)
+    difference = (got - expected).abs().max()
+    assert (difference <= 1e-9).all(), difference[difference > 1e-9]
+    # The whole histories come first, users ascending, as build_features writes them.
+    whole = ordered[ordered[HISTORY_CUTOFF] == 0]
+    assert list(whole.index) == sorted(set(transactions[USER_ID]))
+    assert (ordered[HISTORY_CUTOFF].diff().dropna() >= 0).all()

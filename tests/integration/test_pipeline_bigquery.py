@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -129,13 +130,19 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ingest runs the feature SQL in BigQuery and reads back half the users, in Read API
-    batches; validation, features and both trainings run on that sample."""
-    from finrisk.features import transaction_features
+    batches; validation, features and both trainings run on that sample, from the statistics
+    BigQuery computed (nothing recomputed in pandas)."""
+    from finrisk.evaluation import runs
+    from finrisk.features import history_snapshots, transaction_features, user_features
+    from finrisk.features.snapshots import HISTORY_CUTOFF
     from finrisk.features.sql import STATS_COLUMNS
-    from finrisk.retraining.bigquery_sample import SQL_STATS_FILE
+    from finrisk.features.sql_users import USER_STATS_COLUMNS
+    from finrisk.retraining import training
+    from finrisk.retraining.bigquery_sample import SQL_STATS_FILE, SQL_USER_STATS_FILE
     from finrisk.retraining.training import (
         TrainingOptions,
         build_features,
+        fit_detector,
         train_detector,
         train_risk,
     )
@@ -185,23 +192,58 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
     assert 0.1 * len(transactions) < capped["rows"] < 0.45 * len(transactions)
     assert capped["sql_features"]["sample_share"] == pytest.approx(0.25, abs=0.01)
     assert set(STATS_COLUMNS) <= set(pd.read_parquet(tmp_path / "raw" / SQL_STATS_FILE).columns)
+    user_stats = pd.read_parquet(tmp_path / "raw" / SQL_USER_STATS_FILE)
+    assert list(user_stats.columns) == list(USER_STATS_COLUMNS)
     # No scratch table is left behind.
     assert {t.table_id for t in client.list_tables(dataset)} == {"transactions", "users"}
 
     outcome = data.validate(tmp_path / "raw", tmp_path / "dataset")
     assert outcome.passed, outcome.summary
-    summary = build_features(tmp_path / "dataset", tmp_path / "tx.parquet", tmp_path / "u.parquet")
+
+    # Features and the detector's training read BigQuery's statistics: computing features in
+    # pandas there fails the test.
+    def no_pandas(*_: object, **__: object) -> None:
+        raise AssertionError("features recomputed in pandas on the SQL path")
+
+    with monkeypatch.context() as patched:
+        for module in (training.features, runs.features):
+            for name in ("batch_features", "transaction_features", "user_features"):
+                patched.setattr(module, name, no_pandas)
+        patched.setattr(training.features, "history_snapshots", no_pandas)
+        summary = build_features(
+            tmp_path / "dataset", tmp_path / "tx.parquet", tmp_path / "u.parquet"
+        )
+        options = TrainingOptions(seed=0)
+        detector = train_detector(
+            tmp_path / "dataset", tmp_path / "d.model", tmp_path / "d.run", options
+        )
     assert summary.users == len(sampled)
     built = pd.read_parquet(tmp_path / "tx.parquet").set_index(TRANSACTION_ID)
     # The SQL features are those of the pandas path on the whole table.
     expected = transaction_features(transactions).set_index(transactions[TRANSACTION_ID])
     difference = (built[expected.columns] - expected.loc[built.index]).abs().max()
     assert (difference <= 1e-9).all(), difference[difference > 1e-9]
-
-    options = TrainingOptions(seed=0)
-    detector = train_detector(
-        tmp_path / "dataset", tmp_path / "d.model", tmp_path / "d.run", options
+    # The user features (whole histories and snapshots) are those of the pandas path on the
+    # sampled users' whole histories.
+    built_users = pd.read_parquet(tmp_path / "u.parquet")
+    mine = transactions[transactions[USER_ID].isin(sampled)]
+    expected_users = pd.concat(
+        [user_features(mine).assign(**{HISTORY_CUTOFF: 0}), history_snapshots(mine)]
     )
+    keyed = [
+        frame.reset_index(names=USER_ID).set_index([USER_ID, HISTORY_CUTOFF]).sort_index()
+        for frame in (built_users.set_index(USER_ID), expected_users)
+    ]
+    assert keyed[0].index.equals(keyed[1].index)
+    columns = list(expected_users.columns.drop(HISTORY_CUTOFF))
+    difference = (keyed[0][columns] - keyed[1][columns]).abs().max()
+    assert (difference <= 1e-9).all(), difference[difference > 1e-9]
+    # The detector trained on the SQL features scores as one trained on the pandas ones.
+    dataset_tx = read_dataset(tmp_path / "dataset").transactions
+    pandas_run = fit_detector(dataset_tx, options)
+    for name, scores in pandas_run.test_scores.items():
+        np.testing.assert_allclose(detector.test_scores[name], scores, rtol=1e-6, atol=1e-9)
+
     risk = train_risk(tmp_path / "u.parquet", tmp_path / "r.model", tmp_path / "r.run", options)
     assert (tmp_path / "d.model").exists() and (tmp_path / "r.model").exists()
     assert detector.ours is not None and risk is not None

@@ -118,9 +118,12 @@ def test_the_summary_shows_each_benchmarks_latest_run_beside_the_alternative(
     bridge = (ROOT / "benchmarks" / "bridge.jsonl").read_text()
     (tmp_path / "bridge.jsonl").write_text(bridge)
     (tmp_path / "drift.jsonl").touch()
+    pipeline_runs = (ROOT / "benchmarks" / "pipeline.jsonl").read_text()
+    (tmp_path / "pipeline.jsonl").write_text(pipeline_runs)
     lines = summary_table(tmp_path).splitlines()
-    # header, rule; features 2 rows, serving 1, bridge 3 (monitoring on and off), drift 1
-    assert len(lines) == 2 + 2 + 1 + 3 + 1
+    # header, rule; features 2 rows, serving 1, bridge 3 (monitoring on and off), drift 1,
+    # pipeline 3 (memory and time beside pandas, the SQL path's memory at both sizes)
+    assert len(lines) == 2 + 2 + 1 + 3 + 1 + 3
     features_row, online_row, serving_row, bridge_row = lines[2], lines[3], lines[4], lines[5]
     assert lines[8].startswith("| `finrisk bench drift` | no run recorded yet")
     assert features_row.startswith("| `finrisk bench features` | ")
@@ -130,6 +133,16 @@ def test_the_summary_shows_each_benchmarks_latest_run_beside_the_alternative(
     latest = history.read(tmp_path / "bridge.jsonl")[-1]["figures"]
     assert f"{latest['tx_per_s']:,.0f} tx/s" in bridge_row
     assert f"{latest['one_call_per_message_tx_per_s']:,.0f} tx/s" in bridge_row
+    memory_row, seconds_row, growth_row = lines[9:12]
+    assert memory_row.startswith("| `finrisk bench pipeline` | ")
+    pipeline = history.read(tmp_path / "pipeline.jsonl")[-1]["figures"]
+    largest = max(int(key.split("_")[1]) for key in pipeline)
+    smallest = min(int(key.split("_")[1]) for key in pipeline)
+    sql, pandas = pipeline[f"bigquery_{largest}"], pipeline[f"pandas_{largest}"]
+    assert f"{sql['peak_mb']:,.0f} MB | pandas path: {pandas['peak_mb']:,.0f} MB" in memory_row
+    assert f"{sql['seconds']:,.0f} s | pandas path: {pandas['seconds']:,.0f} s" in seconds_row
+    growth = sql["peak_mb"] / pipeline[f"bigquery_{smallest}"]["peak_mb"]
+    assert growth_row.endswith(f"| {growth:.3g}x |")
 
 
 def _serving_result() -> dict[str, Any]:

@@ -260,7 +260,23 @@ def test_the_check_reads_bigquery_by_reference(compiled: CompiledPipeline) -> No
     ]
     assert executor["secretAsEnv"][0]["secretName"] == cluster.BIGQUERY_SECRET
     assert executor["configMapAsEnv"][0]["keyToEnv"] == [
-        {"configMapKey": cluster.BIGQUERY_ENDPOINT_KEY, "envVar": cluster.BIGQUERY_ENDPOINT_KEY}
+        {"configMapKey": cluster.BIGQUERY_ENDPOINT_KEY, "envVar": cluster.BIGQUERY_ENDPOINT_KEY},
+        {
+            "configMapKey": cluster.BIGQUERY_READ_ENDPOINT_KEY,
+            "envVar": cluster.BIGQUERY_READ_ENDPOINT_KEY,
+        },
+    ]
+
+
+def test_ingest_reads_both_bigquery_endpoints_by_reference(compiled: CompiledPipeline) -> None:
+    """The SQL path's Read API endpoint reaches ingest from the ConfigMap, optional."""
+    _, platform = _ir(compiled)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    (config,) = executors["exec-ingest-data"]["configMapAsEnv"]
+    assert config["configMapName"] == cluster.CONFIG_MAP and config["optional"] is True
+    assert [item["configMapKey"] for item in config["keyToEnv"]] == [
+        cluster.BIGQUERY_ENDPOINT_KEY,
+        cluster.BIGQUERY_READ_ENDPOINT_KEY,
     ]
 
 

@@ -47,6 +47,19 @@ def test_config_map_carries_the_keys_the_pipeline_reads() -> None:
     assert not any("PASSWORD" in key or "TOKEN" in key for key in config["data"])
 
 
+def test_config_map_defaults_to_googles_bigquery() -> None:
+    """Both BigQuery endpoints are there, empty (Google's API and Read API, as on GKE), and
+    pass the check the tasks apply when they read them."""
+    from finrisk.bigquery_client import endpoints_from_env
+
+    data = _docs("pipeline-config.yaml")["ConfigMap"]["data"]
+    assert {key: data[key] for key in cluster.BIGQUERY_CONFIG_KEYS} == {
+        cluster.BIGQUERY_ENDPOINT_KEY: "",
+        cluster.BIGQUERY_READ_ENDPOINT_KEY: "",
+    }
+    assert endpoints_from_env(data) == (None, None)
+
+
 def test_kustomization_lists_the_pipeline_manifests() -> None:
     kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     assert {"pipeline-config.yaml", "pipeline-rbac.yaml"} <= set(kustomization["resources"])

@@ -27,7 +27,7 @@ def check_drift(
         print("forced: training without consulting the policy")
         return CheckOutputs(True, "forced")
 
-    from finrisk.deploy import cluster
+    from finrisk.bigquery_client import endpoints_from_env
     from finrisk.monitoring import evaluation, tables
     from finrisk.retraining.data import bigquery_credentials
     from finrisk.settings import MonitorSettings, Settings
@@ -36,10 +36,9 @@ def check_drift(
     settings = MonitorSettings.model_validate(
         {**base.monitor.model_dump(), **json.loads(monitor_config or "{}")}
     )
-    if settings.bigquery_endpoint is None and os.environ.get(cluster.BIGQUERY_ENDPOINT_KEY):
-        settings = settings.model_copy(
-            update={"bigquery_endpoint": os.environ[cluster.BIGQUERY_ENDPOINT_KEY]}
-        )
+    endpoint, _ = endpoints_from_env(os.environ)
+    if settings.bigquery_endpoint is None and endpoint:
+        settings = settings.model_copy(update={"bigquery_endpoint": endpoint})
     where = evaluation.Tables.of(settings, base.bigquery.project)
     with bigquery_credentials():
         client = evaluation.client_for(settings, where)

@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from finrisk.bench.history import AT, COMMIT, LOAD, Column, Run, load_average_1m
+from finrisk.bench.history import AT, COMMIT, LOAD, Column, Headline, Run, load_average_1m
 
 PANDAS = "pandas"
 BIGQUERY = "bigquery"
@@ -208,3 +208,56 @@ def _peaks(run: Run) -> str:
 
 
 HISTORY_COLUMNS = (AT, COMMIT, Column("peak memory per path and size", _peaks), LOAD)
+
+
+COMPARES = "peak memory and time of ingest to features, BigQuery SQL path against pandas"
+
+
+def _sizes(run: Run, source: str) -> dict[int, dict[str, Any]]:
+    """The run's figures of `source`, by transactions (keys are `<source>_<transactions>`)."""
+    prefix = f"{source}_"
+    return {
+        int(key[len(prefix) :]): value
+        for key, value in run["figures"].items()
+        if key.startswith(prefix)
+    }
+
+
+def headlines(run: Run) -> list[Headline]:
+    """A run's figures beside their alternatives, for the summary of every benchmark: at the
+    largest size, the SQL path's peak memory and time beside the pandas path's, and how the
+    SQL path's peak grows from the smallest size (the issue's target: at most 1.5x)."""
+    ours, theirs = _sizes(run, BIGQUERY), _sizes(run, PANDAS)
+    sizes = sorted(ours or theirs)
+    if not sizes:
+        return []
+    largest, smallest = sizes[-1], sizes[0]
+    mine, other = ours.get(largest), theirs.get(largest)
+    read = f", {mine['rows_read']:,} read back" if mine else ""
+    rows = [
+        Headline(
+            f"peak memory, {largest:,} transactions (SQL path{read})",
+            mine["peak_mb"] if mine else None,
+            "MB",
+            "pandas path",
+            other["peak_mb"] if other else None,
+        ),
+        Headline(
+            f"seconds, ingest to features, {largest:,} transactions",
+            mine["seconds"] if mine else None,
+            "s",
+            "pandas path",
+            other["seconds"] if other else None,
+        ),
+    ]
+    if mine and smallest != largest and smallest in ours:
+        rows.append(
+            Headline(
+                f"SQL path's peak memory at {largest:,} transactions",
+                mine["peak_mb"],
+                "MB",
+                f"at {smallest:,}",
+                ours[smallest]["peak_mb"],
+            )
+        )
+    return rows

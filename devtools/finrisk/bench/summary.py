@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from finrisk.bench import bridge, drift, features, history, serving
+from finrisk.bench import bridge, drift, features, history, pipeline, serving
 from finrisk.bench.history import Headline, Run
 
 # (sub-command, its history file, what it compares, its run's headline figures)
@@ -15,6 +15,7 @@ BENCHMARKS: tuple[tuple[str, str, str, Callable[[Run], list[Headline]]], ...] = 
     ("serving", "serving.jsonl", serving.COMPARES, serving.headlines),
     ("bridge", "bridge.jsonl", bridge.COMPARES, bridge.headlines),
     ("drift", "drift.jsonl", drift.COMPARES, drift.headlines),
+    ("pipeline", "pipeline.jsonl", pipeline.COMPARES, pipeline.headlines),
 )
 
 HEADERS = (

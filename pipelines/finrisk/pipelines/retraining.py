@@ -85,8 +85,8 @@ def _mlflow(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 
 def _bigquery(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """A service-account key from an optional Secret (Workload Identity needs none), and an
-    optional endpoint (the emulator) from the ConfigMap."""
+    """A service-account key from an optional Secret (Workload Identity needs none), and
+    optional endpoints (the emulator's API and Read API) from the ConfigMap."""
     kubernetes.use_secret_as_env(
         task,
         cluster.BIGQUERY_SECRET,
@@ -96,7 +96,7 @@ def _bigquery(task: dsl.PipelineTask) -> dsl.PipelineTask:
     kubernetes.use_config_map_as_env(
         task,
         cluster.CONFIG_MAP,
-        {cluster.BIGQUERY_ENDPOINT_KEY: cluster.BIGQUERY_ENDPOINT_KEY},
+        {key: key for key in cluster.BIGQUERY_CONFIG_KEYS},
         optional=True,
     )
     return task
