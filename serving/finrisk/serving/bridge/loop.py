@@ -22,6 +22,7 @@ from finrisk.serving.bridge.accounting import Accounting
 from finrisk.serving.bridge.at_least_once import AtLeastOnce
 from finrisk.serving.bridge.batch import Batch, prepare
 from finrisk.serving.bridge.batching import MicroBatcher
+from finrisk.serving.bridge.consumer_errors import ConsumerErrors
 from finrisk.serving.bridge.delivery import Delivery
 from finrisk.serving.bridge.delivery_mode import DeliveryMode
 from finrisk.serving.bridge.exactly_once import ExactlyOnce
@@ -71,6 +72,7 @@ class Bridge:
             runtime, self.mode, self.membership, lambda: self._prepare([], checkpoint=True)
         )
         self.rebalance = Rebalance(runtime, self.mode, self.flow)
+        self.consumer_errors = ConsumerErrors()
         self._serve_http = serve_http
         self._ops: OpsServer | None = None
         self._scoring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-scoring")
@@ -247,7 +249,7 @@ class Bridge:
             held = in_flight.held[:max_messages]
             in_flight.held = in_flight.held[max_messages:]
             return held
-        return self.runtime.consumer.consume(max_messages, timeout_s)
+        return self.consumer_errors.messages(self.runtime.consumer.consume(max_messages, timeout_s))
 
     def _prepare(self, messages: list[Message], *, checkpoint: bool) -> None:
         runtime = self.runtime
