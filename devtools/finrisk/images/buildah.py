@@ -20,6 +20,9 @@ from finrisk.images.tool import ImageTool, on_path
 
 ISOLATION = "--isolation=chroot"
 # buildah prints sizes in decimal units.
+# What `buildah run` itself writes into the container while a command runs (a marker file that
+# tells programs they are in a container), not the program's doing.
+RUN_MARKERS = ("/run/.containerenv",)
 UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 
 
@@ -134,9 +137,13 @@ class BuildahContainer:
                 relative = "/" + str(path.relative_to(upper))
                 if path.is_dir() and not any(path.iterdir()):
                     continue  # an empty directory: a mount point
-                if path.is_dir() or any(
-                    relative == prefix or relative.startswith(prefix.rstrip("/") + "/")
-                    for prefix in ignore
+                if (
+                    path.is_dir()
+                    or relative in RUN_MARKERS
+                    or any(
+                        relative == prefix or relative.startswith(prefix.rstrip("/") + "/")
+                        for prefix in ignore
+                    )
                 ):
                     continue
                 changed.append(relative)

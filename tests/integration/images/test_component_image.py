@@ -46,7 +46,8 @@ def test_ingest_task_runs_as_the_compiled_spec_says(
     buildah: Buildah, images: dict[str, str], tmp_path: Path
 ) -> None:
     compiled = compile_pipeline(tmp_path / "compiled")
-    spec = yaml.safe_load(compiled.ir_path.read_text(encoding="utf-8"))
+    # The IR: the pipeline spec, then the platform spec (kfp-kubernetes settings).
+    spec = next(yaml.safe_load_all(compiled.ir_path.read_text(encoding="utf-8")))
     executor = spec["deploymentSpec"]["executors"][f"exec-{TASK}"]["container"]
     # The compiled image is what `make images` tagged: no retagging between build and pipeline.
     assert executor["image"] == images["finrisk-components"]
