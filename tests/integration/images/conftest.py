@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,34 +61,31 @@ class ImagePredictor:
     log: Path
 
 
-@pytest.fixture(scope="package")
-def image_predictor(
-    buildah: Buildah,
-    images: dict[str, str],
-    served: Served,
-    tmp_path_factory: pytest.TempPathFactory,
+@contextmanager
+def predictor_from_image(
+    buildah: Buildah, image: str, tracking_uri: str, detector: str, risk: str, tmp: Path
 ) -> Iterator[ImagePredictor]:
-    """The predictor image's own command, serving the same champions as `served` does."""
+    """The predictor image's own command serving the champions of `detector` and `risk`."""
     port = free_port()
-    tmp = tmp_path_factory.mktemp("predictor-image-tmp")
-    tmp.chmod(0o1777)  # the image's user (10001) writes there, as in an emptyDir
-    log = tmp_path_factory.mktemp("predictor-image") / "predictor.log"
+    (tmp / "tmp").mkdir()
+    (tmp / "tmp").chmod(0o1777)  # the image's user (10001) writes there, as in an emptyDir
+    log = tmp / "predictor.log"
     env = {
         # The image listens on 0.0.0.0 (a pod's address); on the host network: loopback only.
         "FINRISK_PREDICTOR_HOST": "127.0.0.1",
         "FINRISK_PREDICTOR_HTTP_PORT": str(port),
-        "MLFLOW_TRACKING_URI": served.tracking_uri,
-        MODEL_URI_ENV["detector"]: f"models:/{served.detector}@champion",
-        MODEL_URI_ENV["risk"]: f"models:/{served.risk}@champion",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        MODEL_URI_ENV["detector"]: f"models:/{detector}@champion",
+        MODEL_URI_ENV["risk"]: f"models:/{risk}@champion",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     }
-    with buildah.container(images["finrisk-predictor"]) as container:
-        argv = container.command(entrypoint(container), env=env, volumes={tmp: "/tmp"})
+    with buildah.container(image) as container:
+        argv = container.command(entrypoint(container), env=env, volumes={tmp / "tmp": "/tmp"})
         child = spawn(argv, log, {})
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, child, log)
-            yield ImagePredictor(url, container, tmp, log)
+            yield ImagePredictor(url, container, tmp / "tmp", log)
         finally:
             os.killpg(child.pid, signal.SIGTERM)
             try:
@@ -95,3 +93,22 @@ def image_predictor(
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
+
+
+@pytest.fixture(scope="package")
+def image_predictor(
+    buildah: Buildah,
+    images: dict[str, str],
+    served: Served,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ImagePredictor]:
+    """The predictor image serving the same champions as `served` does."""
+    with predictor_from_image(
+        buildah,
+        images["finrisk-predictor"],
+        served.tracking_uri,
+        served.detector,
+        served.risk,
+        tmp_path_factory.mktemp("predictor-image"),
+    ) as predictor:
+        yield predictor
