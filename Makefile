@@ -13,7 +13,7 @@ LOCAL_PACKAGES := finrisk finrisk-serving finrisk-components finrisk-pipelines f
 	finrisk-dashboard
 NO_EMIT := $(foreach name,$(LOCAL_PACKAGES),--no-emit-package $(name))
 
-.PHONY: help setup browser lock test unit integration e2e lint format demo smoke stack-up stack-down stack-status compile clean
+.PHONY: help setup browser image-tools images push-images lock test unit integration e2e lint format demo smoke stack-up stack-down stack-status compile clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -43,14 +43,29 @@ lock: ## re-resolve requirements.in and requirements.runtime.in into their locks
 browser: ## install Debian's chromium for the dashboard's browser tests, when missing
 	@scripts/ensure-chromium.sh
 
+image-tools: ## install Debian's buildah and debootstrap for the images, when missing
+	@scripts/ensure-image-tools.sh
+
+# IMAGE_REPO, IMAGE_TAG, BASE_IMAGE, CA_BUNDLE and IMAGE_TOOL override the settings' defaults
+# (finrisk/settings.py: ImagesSettings; FINRISK_IMAGES__* in the environment works too).
+IMAGE_FLAGS = $(if $(IMAGE_REPO),--repo $(IMAGE_REPO)) $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) \
+	$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE)) \
+	$(if $(IMAGE_TOOL),--tool $(IMAGE_TOOL))
+
+images: setup image-tools ## build the component and predictor images (cached; IMAGE_REPO=.. IMAGE_TAG=..)
+	$(BIN)/finrisk images build $(IMAGE_FLAGS)
+
+push-images: setup image-tools ## build (cached) and push both images to IMAGE_REPO
+	$(BIN)/finrisk images push $(IMAGE_FLAGS)
+
 # pytest exits 5 when it collects no test; make passes that on as a failure.
-test: setup browser ## run every test (unit, integration against real local services, e2e)
+test: setup browser image-tools ## run every test (unit, integration against real local services, e2e)
 	$(BIN)/pytest tests
 
 unit: setup ## unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-integration: setup browser ## integration tests (start Kafka, MLflow, BigQuery emulator as needed)
+integration: setup browser image-tools ## integration tests (start Kafka, MLflow, BigQuery emulator as needed)
 	$(BIN)/pytest tests/integration
 
 e2e: setup browser ## end-to-end tests

@@ -502,6 +502,34 @@ class PredictorPortSettings(BaseModel):
         return f"http://{LOOPBACK}:{self.port}"
 
 
+class ImagesSettings(BaseModel):
+    """`finrisk images build|push` (`make images`): FINRISK_IMAGES__<FIELD>, `images:` in the
+    file, or the flag --<field>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(
+        default="ghcr.io/finrisk",
+        description="registry and namespace of the images: <repo>/finrisk-components and "
+        "<repo>/finrisk-predictor (the default is what the compiled pipeline and manifests name)",
+    )
+    tag: str = Field(default="0.1.0", description="the images' tag")
+    base_image: str = Field(
+        default="python:3.11-slim",
+        description="FROM of both images; when it is this default and can be neither found nor "
+        "pulled, a Debian-made base (scripts/make-local-base.sh) stands in",
+    )
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="CA bundle the build's downloads trust (an inspecting proxy's), passed as a "
+        "build secret, never written into an image; none: PIP_CERT or SSL_CERT_FILE when set",
+    )
+    tool: Literal["docker", "podman", "buildah"] | None = Field(
+        default=None,
+        description="the image tool; none: the first that works of docker, buildah, podman",
+    )
+
+
 def _default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "finrisk"
 
@@ -524,6 +552,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = MonitorSettings()
     dashboard: DashboardSettings = DashboardSettings()
     predictor: PredictorPortSettings = PredictorPortSettings()
+    images: ImagesSettings = ImagesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,12 @@ from finrisk.stack.topics import delete_topics
 TEST_TOPICS = "test."
 
 
+# MLflow's telemetry keeps a session id in os.environ and deletes it at exit of a run; when a
+# test started it, the fixture below has already removed it (KeyError in MLflow). Tests send no
+# telemetry anyway.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
 @pytest.fixture(autouse=True)
 def _environment_as_found() -> Iterator[None]:
     """Each test leaves the environment as it found it. Code under test may export settings

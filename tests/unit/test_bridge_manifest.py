@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from finrisk.cli import build_parser
-from finrisk.settings import BridgeSettings
+from finrisk.images import image_ref
+from finrisk.settings import BridgeSettings, ImagesSettings
 from tests.support.k8s_core import validate_builtin
 
 BASE = Path(__file__).resolve().parents[2] / "manifests" / "base"
@@ -74,7 +75,8 @@ def test_the_image_is_the_serving_image_which_runs_as_the_same_user(
     pod = docs["StatefulSet"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     tag = container["image"]
-    assert f"-t {tag} " in dockerfile  # the tag the Dockerfile's build line gives
+    # The tag `make images` gives the serving image by default.
+    assert tag == image_ref(ImagesSettings(), "finrisk-predictor")
     assert f"USER {pod['securityContext']['runAsUser']}:" in dockerfile
 
 

@@ -85,7 +85,7 @@ def test_each_distribution_adds_its_own_sub_commands() -> None:
     assert installed == declared
     assert set(declared) == {
         *("bench", "bridge", "dashboard", "data", "demo", "labels", "monitor", "pipeline"),
-        *("serve", "stack", "train"),
+        *("images", "serve", "stack", "train"),
     }
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"bridge", "produce", "serve", "train", "evaluate", "stack"} <= set(commands)

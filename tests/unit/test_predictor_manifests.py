@@ -113,7 +113,7 @@ def test_rendered_variants_validate(overlay: str, mode: str) -> None:
 def test_dockerfile_basics() -> None:
     lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
-    assert instructions[0] == "FROM python:3.11-slim"
+    assert instructions[:2] == ["ARG BASE_IMAGE=python:3.11-slim", "FROM ${BASE_IMAGE}"]
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert 'ENTRYPOINT ["finrisk"]' in instructions
