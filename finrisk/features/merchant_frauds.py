@@ -138,7 +138,9 @@ class KnownFrauds:
         low = ts_ns - MERCHANT_RISK_WINDOW_NS
         return sum(1 for event, at in mine.values() if event > low and at <= ts_ns)
 
-    def counts(self, merchants: Sequence[str], ts_ns: Sequence[int]) -> npt.NDArray[np.float64]:
+    def counts(
+        self, merchants: Sequence[str], ts_ns: Sequence[int] | npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float64]:
         """The count at each transaction (merchant, time); then frauds too old for any later
         transaction are dropped."""
         frauds = self._frauds
