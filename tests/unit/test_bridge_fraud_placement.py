@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message
 
 from finrisk.features.definitions import MERCHANT_RISK_WINDOW_NS
 from finrisk.features.merchant_frauds import KnownFrauds, MerchantFraud
@@ -43,6 +43,16 @@ class Labels:
     def consume(self, num: int, timeout: float) -> list[Message]:
         out, self.queue = self.queue, []
         return out
+
+    def eof(self, partition: int) -> None:
+        self.queue.append(
+            Message(
+                topic="labels",
+                partition=partition,
+                offset=self.offset,
+                error=KafkaError(KafkaError._PARTITION_EOF),
+            )
+        )
 
     def incremental_assign(self, tps: list[Any]) -> None:
         self.assigned += [(tp.topic, tp.partition, tp.offset) for tp in tps]
@@ -134,8 +144,12 @@ def test_hostile_label_records_are_skipped_naming_the_fault(
 def test_labels_partitions_follow_the_input_assignment_from_their_start(
     setup: tuple[FraudPlacer, Labels, list[MerchantFraud]],
 ) -> None:
-    placer, labels, _ = setup
-    placer.assign([0, 3])
+    placer, labels, published = setup
+    labels.add(_label("t1", FRAUD_CONFIRMED, 10 * DAY, 12 * DAY))
+    labels.eof(0)
+    labels.eof(3)
+    assert placer.assign([0, 3]) == 1  # read to the end before any input: placed already
+    assert len(published) == 1
     assert [(t, p) for t, p, _ in labels.assigned] == [("labels", 0), ("labels", 3)]
     assert {offset for *_, offset in labels.assigned} == {-2}  # OFFSET_BEGINNING
     placer.revoke([0])

@@ -27,7 +27,7 @@ from finrisk.serving.bridge.producer import wire_records
 from finrisk.serving.bridge.scoring import V2Scorer
 from finrisk.serving.bridge.state import StateStore
 from finrisk.serving.bridge.tx_merchants import TxMerchants
-from finrisk.serving.bridge.v2_client import BadAnswer
+from finrisk.serving.bridge.v2_client import BadAnswer, EndpointUnavailable
 from finrisk.synthetic import generate
 
 DAY = 86_400 * 10**9
@@ -183,3 +183,16 @@ def test_no_merchant_risk_and_no_topics_for_a_detector_without_it() -> None:
     # Settings and metrics are never touched: a feed would need the broker.
     assert open_merchant_risk(None, _PlainScorer(), None) is None  # type: ignore[arg-type]
     assert open_merchant_risk(None, _Asks(False), None) is None  # type: ignore[arg-type]
+
+
+class _Down:
+    def detector_reads_merchant_risk(self) -> bool:
+        raise EndpointUnavailable("connection refused")
+
+
+def test_a_predictor_down_at_start_does_not_stop_the_bridge(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, "finrisk.bridge"):
+        assert open_merchant_risk(None, _Down(), None) is None  # type: ignore[arg-type]
+    assert "could not ask the predictor" in caplog.text

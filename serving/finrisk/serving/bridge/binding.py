@@ -36,7 +36,7 @@ class Binding:
             raise BadAnswer(
                 f"model {self.model} reads features the bridge did not compute at start "
                 "(merchant risk: a detector reading it was registered after the bridge "
-                "started); restart the bridge"
+                "started, or the predictor could not be asked then); restart the bridge"
             )
 
     def select(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

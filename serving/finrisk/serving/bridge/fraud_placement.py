@@ -3,7 +3,9 @@
 The labels topic is keyed by user like the input, with as many partitions, so labels partition
 p holds the labels of input partition p's users: the owner of input partition p, which saw
 their transactions (tx_merchants.py), reads labels partition p with a group-less consumer
-assigned and unassigned along with the input partition. A fraud label whose transaction it
+assigned and unassigned along with the input partition; on assignment it reads it to its end
+before the input partition's first message, as it restores the users' state first (so a replay
+places the labels that were there before it). A fraud label whose transaction it
 knows becomes a MerchantFraud (merchant, transaction, event time, earliest labelled_at),
 counted at once by this instance and published for the others (merchant_risk.py reads it back).
 
@@ -19,6 +21,7 @@ happened is ignored, as in the batch path.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
@@ -66,10 +69,28 @@ class FraudPlacer:
     def close(self) -> None:
         self.consumer.close()
 
-    def assign(self, partitions: Iterable[int]) -> None:
-        tps = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
-        if tps:
-            self.consumer.incremental_assign(tps)
+    def assign(self, partitions: Iterable[int], timeout_s: float = 300.0) -> int:
+        """Read these labels partitions from their start to their end, before the input
+        partitions' first message (as their users' state is restored first), then keep them
+        assigned; the frauds placed meanwhile."""
+        todo = set(partitions)
+        if not todo:
+            return 0
+        before = self.placed
+        self.consumer.incremental_assign(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(todo)]
+        )
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise FinriskError(
+                    f"reading labels from {self.topic} partitions {sorted(todo)} took over "
+                    f"{timeout_s:.0f} s"
+                )
+            for msg in self.consumer.consume(10_000, 0.5):
+                if self._take(msg):
+                    todo.discard(where(msg)[0])
+        return self.placed - before
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Stop reading these labels partitions (their waiting labels expire by age)."""
@@ -99,14 +120,15 @@ class FraudPlacer:
         low = self._clock - MERCHANT_RISK_WINDOW_NS
         self.pending = {k: at for k, at in self.pending.items() if at > low}
 
-    def _take(self, msg: Message) -> None:
+    def _take(self, msg: Message) -> bool:
+        """Apply one message; True when it marks the end of its partition."""
         error = msg.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
-                return
+                return True
             if not transient(error):
                 raise FinriskError(f"reading labels from {self.topic}: {error}")
-            return
+            return False
         try:
             record = parse_label(msg.value() or b"")
         except LabelError as exc:
@@ -115,17 +137,18 @@ class FraudPlacer:
             reason = f"{self.topic}[{partition}]@{offset}: {exc}; skipped"
             log.warning("label record %s", reason)
             self.on_invalid(reason)
-            return
+            return False
         if not record.is_fraud:
-            return
+            return False
         at = pd.Timestamp(record.labelled_at).value  # as the batch path reads it
         user, tx = record.user_id, record.transaction_id
         if self.merchants.lookup(user, tx) is None:
             if len(self.pending) < MAX_PENDING:
                 key = (user, tx)
                 self.pending[key] = min(at, self.pending.get(key, at))
-            return
+            return False
         self._place(user, tx, at)
+        return False
 
     def _place(self, user: str, tx: str, labelled_ns: int) -> None:
         seen = self.merchants.lookup(user, tx)

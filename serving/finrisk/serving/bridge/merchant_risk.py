@@ -1,4 +1,6 @@
-"""Merchant risk in the bridge: every partition of the `merchant-frauds` topic, read whole.
+"""Merchant risk in the bridge: every partition of the `merchant-frauds` topic, read whole
+(MerchantFraudFeed), the owner's placement of its users' labels (fraud_placement.py), and the
+served merchant features of each batch (MerchantRisk); docs/bridge.md, "Merchant risk".
 
 The users' state is partitioned by user; a merchant's frauds are not. So each instance reads
 all of the topic with a group-less consumer assigned every partition from the beginning (not
@@ -49,6 +51,7 @@ from finrisk.serving.bridge.metrics import BridgeMetrics
 from finrisk.serving.bridge.records import where
 from finrisk.serving.bridge.restore import transient
 from finrisk.serving.bridge.tx_merchants import TxMerchants
+from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
 from finrisk.settings import Settings
 
 log = logging.getLogger("finrisk.bridge")
@@ -192,7 +195,16 @@ def open_merchant_risk(
     (the bridge then neither reads nor creates its topics)."""
     # Scorers other than V2Scorer (tests' fakes) serve no merchant risk.
     ask = getattr(scorer, "detector_reads_merchant_risk", None)
-    if ask is None or not ask():
+    if ask is None:
+        return None
+    try:
+        if not ask():
+            return None
+    except (EndpointUnavailable, RequestRejected) as exc:
+        # As before merchant risk: a predictor down at start pauses the stream, it does not
+        # stop the bridge. A detector that reads merchant risk is then refused at its first
+        # batch, naming the cause (Binding.check_width).
+        log.warning("could not ask the predictor whether the detector reads merchant risk: %s", exc)
         return None
     bridge = settings.bridge
     kafka_config.ensure_merchant_frauds_topic(settings)
