@@ -95,6 +95,11 @@ class BridgeSettings(BaseModel):
         description="the users' state: compacted, keyed by user, one partition per input "
         "partition; none: <group-id>.state",
     )
+    merchant_frauds_topic: str = Field(
+        default="merchant-frauds",
+        description="confirmed frauds per merchant (compacted), read whole by every instance "
+        "when the detector reads merchant risk; untouched otherwise",
+    )
     group_id: str = Field(default="finrisk-bridge", description="the consumer group")
     session_timeout_ms: int = Field(default=10_000, ge=1_000, description="Kafka session timeout")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

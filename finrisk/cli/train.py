@@ -65,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "anomaly (is_fraud optional), one row per user with the label for risk",
     )
     train.add_argument("--out", required=True, type=Path, help="output directory")
+    train.add_argument(
+        "--labels",
+        type=Path,
+        metavar="PATH",
+        help="anomaly only: the confirmed-label stream (JSON lines, finrisk data generate "
+        "--labels); the detector then also reads merchant risk, trained with the label delay "
+        "of finrisk evaluate (docs/bridge.md, 'Merchant risk')",
+    )
     _common_arguments(train)
     train.set_defaults(handler=run_train)
 
@@ -196,11 +204,24 @@ def run_train(args: argparse.Namespace) -> int:
     from finrisk.schema import load_schema
 
     _check_reasons(args)
-    options = _options(args, _seed(args))  # bad edges or parameters fail before any work
+    label_records = None
+    delay: dict[str, Any] = {}
+    if args.labels is not None:
+        from finrisk.evaluation.split import FRAUD_LABEL_DELAY_DAYS
+        from finrisk.synthetic.labels import read_labels
+
+        if args.model != ANOMALY:
+            raise FinriskError("--labels applies to --model anomaly only (merchant risk)")
+        label_records = read_labels(args.labels)
+        # Trained only on labels known at the test cut-off, as the merchant features are.
+        delay = {"label_delay_days": FRAUD_LABEL_DELAY_DAYS}
+    options = _options(args, _seed(args), **delay)  # bad edges or parameters fail before work
     schema = load_schema(args.schema)
     started = time.perf_counter()
     if args.model == ANOMALY:
-        metrics = _train_anomaly(load_anomaly_data(args.data, schema), options, args.out)
+        metrics = _train_anomaly(
+            load_anomaly_data(args.data, schema), options, args.out, label_records
+        )
     else:
         metrics = _train_risk(load_risk_data(args.data, schema), options, args.out)
     summary = {

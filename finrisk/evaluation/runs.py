@@ -22,7 +22,7 @@ from finrisk.errors import FinriskError
 from finrisk.evaluation.metrics import roc_auc
 from finrisk.evaluation.split import TimeSplit, UserSplit, time_split, user_split
 from finrisk.features.batch_merchants import merchant_features
-from finrisk.features.definitions import MERCHANT_FEATURES
+from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
 from finrisk.features.snapshots import HISTORY_CUTOFF, training_rows
 from finrisk.labels import LabelRecord
 from finrisk.models.anomaly import (
@@ -142,6 +142,7 @@ def run_anomaly(
     raw_baseline: bool = False,
     label_records: Sequence[LabelRecord] | None = None,
     transaction_features: pd.DataFrame | None = None,
+    merchant_names: Sequence[str] = SERVED_MERCHANT_FEATURES,
 ) -> AnomalyRun:
     """Both detectors trained on the early period and scored on the latest one.
 
@@ -149,8 +150,9 @@ def run_anomaly(
     (finrisk.evaluation.split). `raw_baseline`: also the default boosting on raw fields
     (test scores under RAW_HGB), when the training period is labelled with both classes.
     `label_records`: the confirmed-label stream (finrisk.labels); with it, ours also reads
-    MERCHANT_FEATURES, each row's from the labels known at its time (as-of, so no row's
-    features see a later label), and ours without them is scored too (OURS_NO_MERCHANT).
+    `merchant_names` (by default SERVED_MERCHANT_FEATURES, of MERCHANT_FEATURES), each row's
+    from the labels known at its time (as-of, so no row's features see a later label), and
+    ours without them is scored too (OURS_NO_MERCHANT).
     Without it ours reads TRANSACTION_FEATURES only: the merchant features would be their
     no-history value (0) on every row, and a detector needing them could not be served by a
     bridge that does not compute them (docs/bridge.md).
@@ -169,8 +171,11 @@ def run_anomaly(
     ours_names: tuple[str, ...] = features.TRANSACTION_FEATURES
     ours_x = tx_x
     if label_records is not None:
-        ours_names = (*features.TRANSACTION_FEATURES, *MERCHANT_FEATURES)
-        ours_x = pd.concat([tx_x, merchant_features(transactions, label_records)], axis=1)
+        # What the bridge serves (definitions: SERVED_MERCHANT_FEATURES): a detector trained
+        # here can be registered and served.
+        merchant_x = merchant_features(transactions, label_records)[list(merchant_names)]
+        ours_names = (*features.TRANSACTION_FEATURES, *merchant_names)
+        ours_x = pd.concat([tx_x, merchant_x], axis=1)
     seed_x = seed_transaction_frame(transactions)
 
     def part(y: npt.NDArray[np.int64] | None, mask: npt.NDArray[np.bool_]) -> Any:

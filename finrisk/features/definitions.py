@@ -181,3 +181,9 @@ MERCHANT_FEATURES: tuple[str, ...] = (
     "log_merchant_recent_frauds",
     "merchant_recent_fraud_rate",
 )
+# What the bridge serves of merchant risk, and what `finrisk train --labels` trains on: the
+# fraud count alone. The count is global and exact (every instance reads every merchant's
+# frauds); the rate also needs each merchant's transactions across every partition, which
+# would be approximate and delayed, and measured, it adds nothing the count does not
+# (docs/models-and-evaluation.md, "Merchant risk"; docs/bridge.md, "Merchant risk").
+SERVED_MERCHANT_FEATURES: tuple[str, ...] = MERCHANT_FEATURES[:1]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from finrisk.evaluation.runs import OURS, OURS_NO_MERCHANT, run_anomaly
-from finrisk.features.definitions import MERCHANT_FEATURES, TRANSACTION_FEATURES
+from finrisk.features.definitions import SERVED_MERCHANT_FEATURES, TRANSACTION_FEATURES
 from finrisk.synthetic import generate
 from finrisk.synthetic.labels import synthetic_labels
 
@@ -22,7 +22,7 @@ def test_with_label_records_ours_reads_merchant_risk_and_is_compared_without(
     hard: pd.DataFrame,
 ) -> None:
     run = run_anomaly(hard, seed=8, label_delay_days=7.0, label_records=synthetic_labels(hard, 8))
-    assert run.ours.feature_names_ == (*TRANSACTION_FEATURES, *MERCHANT_FEATURES)
+    assert run.ours.feature_names_ == (*TRANSACTION_FEATURES, *SERVED_MERCHANT_FEATURES)
     assert set(run.test_scores) >= {OURS, OURS_NO_MERCHANT}
     assert run.facts["merchant_features"] is True
 

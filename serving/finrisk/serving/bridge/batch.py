@@ -21,6 +21,7 @@ from confluent_kafka import Message
 
 from finrisk.schema import TRANSACTION_ID
 from finrisk.serving.bridge.dead_letters import DUPLICATE, TOO_LARGE
+from finrisk.serving.bridge.merchant_risk import MerchantRisk
 from finrisk.serving.bridge.messages import BadMessage, MessageParser, Transaction
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.records import OutRecord, where
@@ -160,6 +161,7 @@ def prepare(
     checkpoint: bool,
     transacted: bool = False,
     max_message_bytes: int | None = None,
+    merchant: MerchantRisk | None = None,
 ) -> Batch:
     consumed = [msg for msg in messages if msg.error() is None]
     next_offsets = {partition: offset + 1 for partition, offset in map(where, consumed)}
@@ -203,6 +205,10 @@ def prepare(
         keep = [i for i in range(len(rows)) if i not in again]
         rows, positions, txs = [rows[i] for i in keep], [positions[i] for i in keep], txs.take(keep)
     tx_matrix, user_matrix = state.apply(txs, positions)
+    if merchant is not None:  # after the users' features, in the same order
+        ids = [tx.fields[TRANSACTION_ID] for _, tx in rows]
+        merchant_rows = merchant.rows(txs.user_id, ids, txs.merchant, txs.timestamp_ns)
+        tx_matrix = np.hstack([tx_matrix, merchant_rows])
     stamps = np.fromiter((msg.timestamp()[1] for msg, _ in rows), dtype=np.int64, count=len(rows))
     changelog: list[ChangelogRecord] = []
     if checkpoint:

@@ -29,8 +29,22 @@ class Binding:
         columns = np.array([list(have).index(name) for name in wanted], dtype=np.intp)
         return cls(model, columns, tuple(wanted) == tuple(have))
 
+    def check_width(self, width: int) -> None:
+        """Refuse a matrix without every column the model reads (a detector that reads merchant
+        risk, registered after the bridge started without it), naming the cause."""
+        if len(self.columns) and int(self.columns.max()) >= width:
+            raise BadAnswer(
+                f"model {self.model} reads features the bridge did not compute at start "
+                "(merchant risk: a detector reading it was registered after the bridge "
+                "started, or the predictor could not be asked then); restart the bridge"
+            )
+
     def select(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return rows if self.identity else rows[:, self.columns]
+        # Identity only on a matrix of exactly its columns: with merchant risk the bridge's
+        # matrix has more columns than a challenger bound to TRANSACTION_FEATURES reads.
+        if self.identity and rows.shape[1] == len(self.columns):
+            return rows
+        return rows[:, self.columns]
 
 
 def feature_order(inputs: Sequence[dict[str, Any]], default: Sequence[str]) -> tuple[str, ...]:

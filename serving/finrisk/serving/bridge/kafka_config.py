@@ -222,6 +222,19 @@ def max_record_bytes(settings: Settings, topic: str, timeout_s: float = 30.0) ->
     return min(producer, int(entry.value) if entry is not None else TOPIC_MAX_BYTES)
 
 
+def ensure_merchant_frauds_topic(settings: Settings) -> None:
+    """Create the merchant-frauds topic (compacted, one record per fraud) when missing; only a
+    bridge whose detector reads merchant risk asks for it."""
+    topic = settings.bridge.merchant_frauds_topic
+    client = admin(settings)
+    try:
+        if partition_count(client, topic) is None:
+            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+            _create(client, [NewTopic(topic, DEFAULT_PARTITIONS, config=config)])
+    except KafkaException as exc:
+        raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
+
+
 def _create(client: AdminClient, topics: list[NewTopic]) -> None:
     if not topics:
         return

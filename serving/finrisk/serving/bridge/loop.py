@@ -28,6 +28,7 @@ from finrisk.serving.bridge.delivery_mode import DeliveryMode
 from finrisk.serving.bridge.exactly_once import ExactlyOnce
 from finrisk.serving.bridge.flow_control import FlowControl
 from finrisk.serving.bridge.membership import Membership
+from finrisk.serving.bridge.merchant_risk import open_merchant_risk
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.metrics import BridgeMetrics, OpsServer
 from finrisk.serving.bridge.rebalance import Rebalance
@@ -121,6 +122,11 @@ class Bridge:
             runtime.changelog_topic,
             runtime.backoff,
         )
+        merchant = runtime.merchant_risk = open_merchant_risk(
+            settings, runtime.scorer, runtime.metrics
+        )
+        if merchant is not None:
+            runtime.state.merchants = merchant.placer.merchants
         consumer = runtime.consumer_ = Consumer(
             {**kafka_config.consumer_config(settings), "on_commit": self.membership.on_commit}
         )
@@ -215,6 +221,9 @@ class Bridge:
         if runtime.reader_ is not None:
             runtime.reader_.close()
             runtime.reader_ = None
+        if runtime.merchant_risk is not None:  # after the consumer left: no more revocations
+            runtime.merchant_risk.close()
+            runtime.merchant_risk = None
         self._scoring.shutdown(wait=True)
         if runtime.sinker is not None:
             runtime.sinker.close()
@@ -261,6 +270,7 @@ class Bridge:
                 checkpoint=checkpoint,
                 transacted=runtime.config.exactly_once,
                 max_message_bytes=runtime.config.max_message_bytes,
+                merchant=runtime.merchant_risk,
             )
         runtime.checkpoints.prepared(checkpoint)
         self._submit(batch)

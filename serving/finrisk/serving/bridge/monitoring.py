@@ -316,7 +316,8 @@ class Monitor:
             window = self._window(role, self.detector_model, version, TRANSACTION_FEATURES)
             binned = rows[::step]
             window.add(
-                batch.tx_matrix[binned],
+                # Merchant risk, when served, follows TRANSACTION_FEATURES: not profiled.
+                batch.tx_matrix[binned, : len(TRANSACTION_FEATURES)],
                 np.array([verdict.score(scores[i]) for i in binned], dtype=np.float64),
                 transactions=len(rows),
                 alerts=sum(1 for i in rows if verdict.flag(scores[i])),

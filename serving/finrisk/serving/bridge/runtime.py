@@ -25,6 +25,7 @@ from finrisk.serving.bridge.batching import MicroBatcher
 from finrisk.serving.bridge.commits import CommitLedger
 from finrisk.serving.bridge.dead_letters import SINK_REJECTED, DeadLetters
 from finrisk.serving.bridge.delivery import Delivery
+from finrisk.serving.bridge.merchant_risk import MerchantRisk
 from finrisk.serving.bridge.messages import MessageParser
 from finrisk.serving.bridge.metrics import BridgeMetrics, Health
 from finrisk.serving.bridge.monitoring import Monitor, MonitoringGauges, Profiles
@@ -132,6 +133,8 @@ class Runtime:
         self.consumer_: Consumer | None = None
         self.delivery_: Delivery | None = None
         self.reader_: ChangelogReader | None = None
+        # Set at start when the detector reads merchant risk (merchant_risk.py).
+        self.merchant_risk: MerchantRisk | None = None
 
     @property
     def consumer(self) -> Consumer:
@@ -159,6 +162,8 @@ class Runtime:
     def restore(self, partitions: list[int]) -> int:
         """The users of these partitions from the changelog; the records read."""
         records = self.reader.restore(partitions, self.state)
+        if self.merchant_risk is not None:  # their users' labels, once their state is back
+            self.merchant_risk.placer.assign(partitions)
         self.stats.restored_records += records
         self.metrics.restored.inc(records)
         return records
@@ -170,6 +175,8 @@ class Runtime:
     def forget(self, gone: set[int], how: str) -> None:
         """Drop the unfinished work, offsets and users' state of partitions no longer ours."""
         self.in_flight.drop_partitions(gone)
+        if self.merchant_risk is not None:
+            self.merchant_risk.placer.revoke(gone)
         # Durable but after the last checkpoint: the next owner replays them from its state.
         self.commits.drop(gone)
         dropped = self.state.drop_partitions(gone)

@@ -27,9 +27,11 @@ import numpy.typing as npt
 import orjson
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
+from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
 from finrisk.kinds import CHALLENGER
 from finrisk.models.bands import MEDIUM
 from finrisk.serving.bridge.binding import Binding, feature_order
+from finrisk.serving.bridge.merchant_risk import reads_merchant_risk
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.shadow import Shadow
 from finrisk.serving.bridge.v2_client import BadAnswer, InferResult, V2Client, column
@@ -96,6 +98,7 @@ class V2Scorer:
         )
         self._detector: Binding | None = None
         self._risk: Binding | None = None
+        self._merchant_risk = False
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -118,10 +121,25 @@ class V2Scorer:
         if self.risk is not None and self.risk is not self.detector:
             self.risk.negotiate()
         order = feature_order(self.detector.metadata(self.detector_model).inputs, ())
-        self._detector = Binding.of(self.detector_model, order, TRANSACTION_FEATURES)
+        self._detector = Binding.of(self.detector_model, order, self.tx_columns(order))
+        self._merchant_risk = reads_merchant_risk(order)
         if self.risk is not None and self.risk_model is not None:
             order = feature_order(self.risk.metadata(self.risk_model).inputs, ())
             self._risk = Binding.of(self.risk_model, order, USER_FEATURES)
+
+    @staticmethod
+    def tx_columns(detector_order: Sequence[str]) -> tuple[str, ...]:
+        """The bridge's transaction matrix for a detector: TRANSACTION_FEATURES, then the
+        served merchant features when it reads them (docs/bridge.md, "Merchant risk")."""
+        if reads_merchant_risk(detector_order):
+            return (*TRANSACTION_FEATURES, *SERVED_MERCHANT_FEATURES)
+        return TRANSACTION_FEATURES
+
+    def detector_reads_merchant_risk(self) -> bool:
+        """Whether the served detector reads merchant risk (asks the predictor once)."""
+        if self._detector is None or (self.risk is not None and self._risk is None):
+            self.bind()
+        return self._merchant_risk
 
     def score(
         self, tx_rows: npt.NDArray[np.float64], user_rows: npt.NDArray[np.float64]
@@ -130,6 +148,7 @@ class V2Scorer:
             self.bind()
         detector = self._detector
         assert detector is not None
+        detector.check_width(tx_rows.shape[1])
         n = len(tx_rows)
         # The models are called at once: the detector (and its challenger) from worker threads.
         pending = self._pool.submit(

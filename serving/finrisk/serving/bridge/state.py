@@ -30,11 +30,17 @@ import numpy.typing as npt
 from finrisk.errors import FinriskError
 from finrisk.features import OnlineFeatures
 from finrisk.serving.bridge.dedup import RecentIds
+from finrisk.serving.bridge.tx_merchants import TxMerchants
 from finrisk.transactions import TxColumns
 
 Matrix = npt.NDArray[np.float64]
 
 SOURCE_OFFSET_HEADER = "finrisk.source.offset"
+# Marks a user's merchant-placement record (tx_merchants.py), key MERCHANT_KEY_PREFIX + user:
+# the header, not the key, tells it apart, since a user id may itself start with the prefix.
+KIND_HEADER = "finrisk.state.kind"
+MERCHANT_KIND = b"merchants"
+MERCHANT_KEY_PREFIX = b"merchant:"
 NS_PER_SECOND = 1_000_000_000
 
 
@@ -44,10 +50,16 @@ class ChangelogRecord:
     value: bytes | None  # None: a tombstone (the user's state was dropped)
     partition: int
     source_offset: int
+    kind: bytes | None = None  # MERCHANT_KIND, or None for a user's features
 
     @property
     def headers(self) -> list[tuple[str, str | bytes | None]]:
-        return [(SOURCE_OFFSET_HEADER, str(self.source_offset).encode())]
+        headers: list[tuple[str, str | bytes | None]] = [
+            (SOURCE_OFFSET_HEADER, str(self.source_offset).encode())
+        ]
+        if self.kind is not None:
+            headers.append((KIND_HEADER, self.kind))
+        return headers
 
 
 class StateStore:
@@ -61,6 +73,8 @@ class StateStore:
         # are new to every user, and need no check each.
         self._highest: dict[int, int] = {}
         self._dirty: set[str] = set()
+        # Set when the served detector reads merchant risk (merchant_risk.py).
+        self.merchants: TxMerchants | None = None
 
     def __len__(self) -> int:
         return len(self._position)
@@ -100,13 +114,28 @@ class StateStore:
         """A record for each user changed since the last `mark_clean`."""
         users = list(self._dirty)
         encode = self.recent.encode
-        return [
+        records = [
             ChangelogRecord(user.encode(), b"%b\n%b" % (encode(user), saved), *self._position[user])
             for user, saved in zip(users, self.features.saved_states(users), strict=True)
         ]
+        merchants = self.merchants
+        if merchants is not None:
+            records.extend(
+                ChangelogRecord(
+                    MERCHANT_KEY_PREFIX + user.encode(),
+                    merchants.saved_state(user),
+                    *self._position[user],
+                    kind=MERCHANT_KIND,
+                )
+                for user in merchants.dirty()
+                if user in self._position
+            )
+        return records
 
     def mark_clean(self) -> None:
         self._dirty.clear()
+        if self.merchants is not None:
+            self.merchants.mark_clean()
 
     def restore(
         self,
@@ -117,14 +146,19 @@ class StateStore:
     ) -> None:
         """Apply one changelog record: a user's record replaces one of an earlier input offset
         (records come in the order written; a stale one can follow a newer one)."""
+        offset, kind = None, None
+        for name, raw in headers:
+            if name == SOURCE_OFFSET_HEADER and raw is not None:
+                offset = int(raw)
+            elif name == KIND_HEADER:
+                kind = raw.encode() if isinstance(raw, str) else raw
+        if kind == MERCHANT_KIND:
+            self._restore_merchants(key[len(MERCHANT_KEY_PREFIX) :].decode(), value, offset)
+            return
         user = key.decode()
         if value is None:
             self._drop(user)
             return
-        offset = None
-        for name, raw in headers:
-            if name == SOURCE_OFFSET_HEADER and raw is not None:
-                offset = int(raw)
         if offset is None:
             raise FinriskError(f"changelog record of user {user!r} has no {SOURCE_OFFSET_HEADER}")
         position = self._position.get(user)
@@ -141,6 +175,20 @@ class StateStore:
         self._position[user] = (partition, offset)
         self._raise_highest({partition: offset})
 
+    def _restore_merchants(self, user: str, value: bytes | None, offset: int | None) -> None:
+        """A user's merchant-placement record; without merchant risk served, ignored. It
+        follows the user's features record of the same checkpoint: one behind the user's
+        restored position is a stale member's, and loses like its features record did."""
+        if self.merchants is None:
+            return
+        position = self._position.get(user)
+        if position is not None and offset is not None and offset < position[1]:
+            return
+        if value is None:
+            self.merchants.forget(user)
+        else:
+            self.merchants.restore(user, value)
+
     def drop_partitions(self, partitions: Iterable[int]) -> int:
         """Forget every user whose state comes from `partitions` (revoked); how many."""
         gone = set(partitions)
@@ -152,6 +200,8 @@ class StateStore:
         return len(users)
 
     def _drop(self, user: str) -> None:
+        if self.merchants is not None:
+            self.merchants.forget(user)
         self.features.forget(user)
         self.recent.forget(user)
         self._position.pop(user, None)
