@@ -496,6 +496,8 @@ class PredictorPortSettings(BaseModel):
     """Where the local stack runs `finrisk serve` (`finrisk stack up predictor`)."""
 
     port: int = 8080
+    # The Open Inference Protocol over gRPC, beside REST (KServe's port).
+    grpc_port: int = 8081
 
     @property
     def url(self) -> str:
