@@ -159,6 +159,16 @@ class BridgeSettings(BaseModel):
     risk_predictor_url: str | None = Field(
         default=None, description="where the risk model is served; none: the predictor URL"
     )
+    transport: Literal["rest", "grpc"] = Field(
+        default="rest",
+        description="how inference calls reach the predictors: rest (binary tensors when the "
+        "predictor lists the extension, else JSON) or grpc (the Open Inference Protocol over "
+        "gRPC, raw tensors, at predictor_grpc_port on each predictor URL's host); metadata "
+        "and profiles stay on REST",
+    )
+    predictor_grpc_port: int = Field(
+        default=8081, ge=1, le=65_535, description="the predictors' gRPC port (KServe's 8081)"
+    )
     detector_model: str = Field(
         default=DEFAULT_MODEL_NAMES[DETECTOR], description="the served detector's name"
     )
@@ -501,6 +511,8 @@ class PredictorPortSettings(BaseModel):
     """Where the local stack runs `finrisk serve` (`finrisk stack up predictor`)."""
 
     port: int = 8080
+    # The Open Inference Protocol over gRPC, beside REST (KServe's port).
+    grpc_port: int = 8081
 
     @property
     def url(self) -> str:

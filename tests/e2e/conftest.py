@@ -21,9 +21,10 @@ from tests.support.demo_run import STREAM, DemoRun
 def demo_run(
     kafka: Service, mlflow_server: Service, bigquery_emulator: Service, stack_settings: Settings
 ) -> Iterator[DemoRun]:
+    rest = free_port(2)  # and gRPC on the next port
     settings = stack_settings.model_copy(
         update={
-            "predictor": PredictorPortSettings(port=free_port()),
+            "predictor": PredictorPortSettings(port=rest, grpc_port=rest + 1),
             "dashboard": DashboardSettings(port=free_port()),
         }
     )

@@ -1,8 +1,8 @@
 """Fixtures of the integration tests outside the bridge: the predictor as a real process.
 
 `served`: `finrisk serve` on two small models registered under unique names with alias
-`champion` in the real MLflow server, on a free loopback port, for every predictor test module
-(started once, ended when the last is done).
+`champion` in the real MLflow server, on free loopback ports (HTTP and gRPC), for every
+predictor test module (started once, ended when the last is done).
 """
 
 from __future__ import annotations
@@ -47,19 +47,20 @@ def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> 
     detector, risk = f"test-det-{suffix}", f"test-risk-{suffix}"
     register(trained_models.detector("supervised"), "detector", detector, uri)
     register(trained_models.risk_model("hgb"), "risk", risk, uri)
-    port = free_port()
+    port = free_port(2)  # HTTP, and gRPC on the next port
+    grpc_port = port + 1
     log = tmp_path_factory.mktemp("predictor") / "predictor.log"
     argv = [
         sys.executable, "-m", "finrisk", "serve",
         "--detector-uri", f"models:/{detector}@champion", "--risk-uri", f"models:/{risk}@champion",
-        "--tracking-uri", uri, "--http-port", str(port), "--reload-interval", "0.5",
-        "--max-batch-rows", "100",
+        "--tracking-uri", uri, "--http-port", str(port), "--grpc-port", str(grpc_port),
+        "--reload-interval", "0.5", "--max-batch-rows", "100",
     ]  # fmt: skip
     child = spawn(argv, log, {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, child, log)
-        yield Served(url, uri, detector, risk, log)
+        yield Served(url, uri, detector, risk, log, f"127.0.0.1:{grpc_port}")
     finally:
         os.killpg(child.pid, signal.SIGTERM)
         try:

@@ -17,6 +17,7 @@ class Served:
     detector: str
     risk: str
     log: Path
+    grpc_address: str  # host:port of the Open Inference Protocol over gRPC
 
 
 def register(model: Any, kind: str, name: str, uri: str, alias: str = registry.CHAMPION) -> str:

@@ -121,11 +121,12 @@ def test_the_summary_shows_each_benchmarks_latest_run_beside_the_alternative(
     pipeline_runs = (ROOT / "benchmarks" / "pipeline.jsonl").read_text()
     (tmp_path / "pipeline.jsonl").write_text(pipeline_runs)
     lines = summary_table(tmp_path).splitlines()
-    # header, rule; features 2 rows, serving 1, bridge 3 (monitoring on and off), drift 1,
-    # pipeline 3 (memory and time beside pandas, the SQL path's memory at both sizes)
-    assert len(lines) == 2 + 2 + 1 + 3 + 1 + 3
+    # header, rule; features 2 rows, serving 1, bridge 4 (monitoring on and off, REST and
+    # gRPC), drift 1, pipeline 3 (memory and time beside pandas, the SQL path's memory at both
+    # sizes)
+    assert len(lines) == 2 + 2 + 1 + 4 + 1 + 3
     features_row, online_row, serving_row, bridge_row = lines[2], lines[3], lines[4], lines[5]
-    assert lines[8].startswith("| `finrisk bench drift` | no run recorded yet")
+    assert lines[9].startswith("| `finrisk bench drift` | no run recorded yet")
     assert features_row.startswith("| `finrisk bench features` | ")
     assert "pandas" in features_row and features_row.endswith("x |")
     assert online_row.startswith("|  |  | online") and "one transaction per call" in online_row
@@ -133,7 +134,7 @@ def test_the_summary_shows_each_benchmarks_latest_run_beside_the_alternative(
     latest = history.read(tmp_path / "bridge.jsonl")[-1]["figures"]
     assert f"{latest['tx_per_s']:,.0f} tx/s" in bridge_row
     assert f"{latest['one_call_per_message_tx_per_s']:,.0f} tx/s" in bridge_row
-    memory_row, seconds_row, growth_row = lines[9:12]
+    memory_row, seconds_row, growth_row = lines[10:13]
     assert memory_row.startswith("| `finrisk bench pipeline` | ")
     pipeline = history.read(tmp_path / "pipeline.jsonl")[-1]["figures"]
     largest = max(int(key.split("_")[1]) for key in pipeline)
@@ -167,6 +168,8 @@ def _serving_result() -> dict[str, Any]:
         "max_abs_score_diff_finrisk_vs_mlflow": 0.0,
         "in_process": {"compiled": per_batch(0.01, 300_000.0)},
         "finrisk_v2": per_batch(0.8, 150_000.0),
+        "finrisk_v2_binary": per_batch(0.5, 200_000.0),
+        "finrisk_grpc": per_batch(0.25, 250_000.0),
         "finrisk_v1": per_batch(0.9, 120_000.0),
         "mlflow": per_batch(6.4, 30_000.0),
         "summary": {},
@@ -187,11 +190,33 @@ def test_a_serving_run_is_kept_and_shown_beside_mlflow() -> None:
     assert run["settings"]["model_uri"] == "models:/m/1" and run["settings"]["batches"] == [1, 1000]
     assert run["figures"]["mlflow"]["batch_1000"]["rows_per_s"] == 30_000.0
     row = history.table([run], serving.HISTORY_COLUMNS).splitlines()[2]
-    cells = "2026-12-07 00:00 | abc1234 | Detector | 0.8 ms | 6.4 ms | 1,000 | 150,000 | 30,000"
+    cells = (
+        "2026-12-07 00:00 | abc1234 | Detector | 0.8 ms | 0.5 ms | 0.25 ms | 6.4 ms | 1,000 "
+        "| 150,000 | 200,000 | 250,000 | 30,000"
+    )
     assert row == f"| {cells} | 0.7 |"
-    latency, throughput = serving.headlines(run)
+    latency, throughput, grpc_latency, grpc_throughput = serving.headlines(run)
     assert (latency.ours, latency.theirs) == (0.8, 6.4)
     assert (throughput.ours, throughput.theirs) == (150_000.0, 30_000.0)
+    assert (grpc_latency.ours, grpc_latency.theirs) == (0.25, 6.4)
+    assert (grpc_throughput.ours, grpc_throughput.theirs) == (250_000.0, 30_000.0)
+
+
+def test_a_serving_run_before_grpc_shows_no_grpc_figures() -> None:
+    result = _serving_result()
+    del result["finrisk_grpc"], result["finrisk_v2_binary"]
+    args = build_parser().parse_args(["bench", "serving", "--batches", "1,1000"])
+    figures = {k: v for k, v in result.items() if k in ("finrisk_v2", "finrisk_v1", "mlflow")}
+    run = {
+        "at": "2026-12-07T00:00:00+00:00",
+        "commit": "abc1234",
+        "settings": serving.run_settings(args, (1, 1000), result["model"]),
+        "figures": figures,
+        "load_average_1m": 0.7,
+    }
+    row = history.table([run], serving.HISTORY_COLUMNS).splitlines()[2]
+    assert "| 0.8 ms | - | - | 6.4 ms |" in row
+    assert serving.headlines(run)[2].ours is None
 
 
 def _generated(page: str, marker: str) -> str:

@@ -54,6 +54,7 @@ def test_a_run_keeps_its_headline_figures() -> None:
         "latency": {"offered_tx_per_s": 5_000.0, "event_to_score": {"p99_ms": 80.0}},
         "sink": {"kind": "bigquery", "anomalies_stored": 1_234},
         "monitoring": {"tx_per_s_on": 41_000.0, "tx_per_s_off": 42_000.0, "cost": 0.0238},
+        "transports": {"tx_per_s": {"rest": 41_000.0, "grpc": 45_000.0}},
     }
     kept = figures(result)
     assert (kept["tx_per_s"], kept["one_call_per_message_tx_per_s"]) == (41_000.0, 400.0)
@@ -61,6 +62,7 @@ def test_a_run_keeps_its_headline_figures() -> None:
     assert (kept["tx_per_s_until_committed"], kept["anomalies_stored"]) == (38_000.0, 1_234)
     assert (kept["monitoring_on_tx_per_s"], kept["monitoring_off_tx_per_s"]) == (41_000, 42_000)
     assert kept["monitoring_cost"] == 0.0238
+    assert (kept["rest_tx_per_s"], kept["grpc_tx_per_s"]) == (41_000.0, 45_000.0)
 
 
 def test_each_sink_the_benchmark_offers_is_one_of_the_runs_own() -> None:
@@ -80,3 +82,4 @@ def test_a_recorded_run_keeps_what_it_was_asked_to_do() -> None:
     assert (settings["workers"], settings["sink"], settings["count"]) == (2, "none", 100_000)
     assert settings["batch_max_messages"] == BridgeSettings().batch_max_messages  # as deployed
     assert settings["predictor_url"] is None  # models trained and served by the run
+    assert settings["transport"] == "rest"  # as deployed; the run measures gRPC beside it

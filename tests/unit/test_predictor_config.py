@@ -23,6 +23,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_follow_the_champions_on_loopback() -> None:
     settings = PredictorSettings()
     assert settings.host == "127.0.0.1" and settings.http_port == 8080
+    assert settings.grpc_port == 8081  # KServe's gRPC port
     assert settings.model_refs() == {
         "detector": ModelRef("finrisk-anomaly-detector", alias="champion"),
         "risk": ModelRef("finrisk-risk-classifier", alias="champion"),
@@ -77,3 +78,10 @@ def test_kserve_does_not_read_our_command_line() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "imported" in out.stdout
+
+
+def test_the_grpc_port_from_flag_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINRISK_PREDICTOR_GRPC_PORT", "0")  # 0: no gRPC server
+    assert PredictorSettings().grpc_port == 0
+    args = build_parser().parse_args(["serve", "--grpc-port", "9181"])
+    assert args.grpc_port == 9181

@@ -37,6 +37,10 @@ def test_base_inference_services_are_valid_and_hardened() -> None:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert set(container["resources"]) == {"requests", "limits"}
+        assert container["ports"] == [
+            {"name": "http1", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "h2c", "containerPort": 8081, "protocol": "TCP"},  # gRPC, as KServe names it
+        ]
         assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
         assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
         env = {e["name"]: e for e in container["env"]}
@@ -106,8 +110,12 @@ def test_rendered_variants_validate(overlay: str, mode: str) -> None:
         assert service["metadata"]["namespace"] == "finrisk"
         assert service["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
         assert validate_manifest(service) == [], service["metadata"]["name"]
+    ports = [p["containerPort"] for p in services[0]["spec"]["predictor"]["containers"][0]["ports"]]
     if mode == "Serverless":
         assert {s["spec"]["predictor"]["scaleMetric"] for s in services} == {"concurrency"}
+        assert ports == [8080]  # Knative routes one port
+    else:
+        assert ports == [8080, 8081]
 
 
 def test_dockerfile_basics() -> None:
@@ -119,7 +127,9 @@ def test_dockerfile_basics() -> None:
     assert 'ENTRYPOINT ["finrisk"]' in instructions
     assert 'CMD ["serve"]' in instructions
     assert "EXPOSE 8080" in instructions
+    assert "EXPOSE 8081" in instructions
     text = DOCKERFILE.read_text()
     assert "FINRISK_PREDICTOR_HOST=0.0.0.0" in text  # loopback inside a pod would be unreachable
+    assert "FINRISK_PREDICTOR_GRPC_PORT=8081" in text
     for source in ("requirements.runtime.lock", "finrisk", "serving"):
         assert any(line.startswith("COPY ") and source in line for line in instructions)

@@ -30,3 +30,38 @@ def test_a_wrong_header_length_names_the_header(length: str) -> None:
 
 def test_without_the_header_the_body_is_all_json() -> None:
     assert protocol.split_body(b"{}", None) == (b"{}", b"")
+
+
+@pytest.mark.parametrize(
+    ("values", "datatype"),
+    [
+        (np.array([[0.1, -2.5], [np.nan, 1e300]]), "FP64"),
+        (np.array([True, False, True]), "BOOL"),
+        (np.array(["LOW", "", "HIGH", "été"]), "BYTES"),
+    ],
+)
+def test_raw_contents_read_back_as_written(values: np.ndarray, datatype: str) -> None:
+    raw = protocol.raw_contents(values, datatype)
+    back = protocol.from_raw_contents(raw, datatype)
+    if datatype == "FP64":
+        np.testing.assert_array_equal(back, values.ravel())
+    else:
+        assert back.tolist() == values.ravel().tolist()
+
+
+def test_raw_bytes_are_length_prefixed_little_endian() -> None:
+    assert protocol.raw_contents(np.array(["ab", ""]), "BYTES") == b"\x02\0\0\0ab\0\0\0\0"
+    assert protocol.raw_contents(np.array([1.0]), "FP64") == np.array([1.0], "<f8").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("raw", "datatype", "message"),
+    [
+        (b"\0" * 13, "FP64", "13 bytes is not a whole number of FP64 values"),
+        (b"\x05\0\0\0ab", "BYTES", "a BYTES element of 5 bytes runs past"),
+        (b"\x02\0", "BYTES", "inside a length prefix"),
+    ],
+)
+def test_broken_raw_contents_say_what_is_wrong(raw: bytes, datatype: str, message: str) -> None:
+    with pytest.raises(protocol.FramingError, match=message):
+        protocol.from_raw_contents(raw, datatype)

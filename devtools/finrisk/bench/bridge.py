@@ -321,6 +321,8 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
         "monitoring_on_tx_per_s": result["monitoring"]["tx_per_s_on"],
         "monitoring_off_tx_per_s": result["monitoring"]["tx_per_s_off"],
         "monitoring_cost": result["monitoring"]["cost"],
+        "rest_tx_per_s": result["transports"]["tx_per_s"]["rest"],
+        "grpc_tx_per_s": result["transports"]["tx_per_s"]["grpc"],
     }
 
 
@@ -338,6 +340,13 @@ def _monitoring(run: Run) -> str:
     return f"{on:,.0f} / {off:,.0f}"
 
 
+def _transports(run: Run) -> str:
+    rest, grpc = run["figures"].get("rest_tx_per_s"), run["figures"].get("grpc_tx_per_s")
+    if rest is None or grpc is None:
+        return "-"  # runs from before the gRPC transport
+    return f"{rest:,.0f} / {grpc:,.0f}"
+
+
 # What docs/bridge.md shows (`--history`).
 HISTORY_COLUMNS = (
     AT,
@@ -352,6 +361,7 @@ HISTORY_COLUMNS = (
     Column("speedup", lambda run: f"{run['figures']['speedup'] or '-'}x"),
     Column("p99 at offered", _p99_at_offered),
     Column("monitoring on / off tx/s", _monitoring),
+    Column("REST / gRPC tx/s", _transports),
     LOAD,
 )
 
@@ -376,6 +386,13 @@ def headlines(run: Run) -> list[Headline]:
             "tx/s",
             "the same bridge with monitoring off",
             figures.get("monitoring_off_tx_per_s"),
+        ),
+        Headline(
+            f"end to end over gRPC, {workers}, sink {settings['sink']}",
+            figures.get("grpc_tx_per_s"),
+            "tx/s",
+            "the same bridge over REST (binary tensors)",
+            figures.get("rest_tx_per_s"),
         ),
         Headline(
             f"p99 event-to-score at {settings['latency_rate']:,.0f} tx/s offered",
@@ -518,6 +535,32 @@ def run(
             "tx_per_s_on": round(on, 1),
             "tx_per_s_off": round(off, 1),
             "cost": round(1 - on / off, 4) if off else None,
+        }
+
+        # The same backlog with the bridge's other transport to the predictor (REST or gRPC),
+        # in the same order: as deployed, other, other, as deployed.
+        transport = str(bridge_settings.get("transport", "rest"))
+        other = "grpc" if transport == "rest" else "rest"
+        by_transport: dict[str, list[float]] = {transport: [], other: []}
+        for via, label in ((other, "a"), (other, "b"), (transport, "c")):
+            again = _drain(
+                settings,
+                endpoint,
+                topic,
+                f"bench-{run_id}-transport-{label}",
+                {**bridge_settings, "transport": via},
+                count=count,
+                partitions=partitions,
+                timeout_s=timeout_s,
+            )
+            by_transport[via].append(again["tx_per_s"])
+        by_transport[transport].insert(0, batched_rate)
+        result["transports"] = {
+            "order": f"{transport}, {other}, {other}, {transport}",
+            "tx_per_s_runs": by_transport,
+            "tx_per_s": {
+                via: round(sum(rates) / len(rates), 1) for via, rates in by_transport.items()
+            },
         }
 
         # 2. The seed's way on the same backlog.

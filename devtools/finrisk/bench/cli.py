@@ -24,7 +24,10 @@ from finrisk.settings import BridgeSettings, Settings
 
 # The bridge settings `bench bridge` takes as flags; the sink is its own (--sink, default
 # bigquery: the benchmark measures as deployed, where the setting's default is local).
-BRIDGE_FLAGS = ("batch_max_messages", "batch_max_wait_ms", "reasons", "workers", "monitoring")
+BRIDGE_FLAGS = (
+    "batch_max_messages", "batch_max_wait_ms", "reasons", "workers", "monitoring", "transport",
+    "predictor_grpc_port",
+)  # fmt: skip
 # The benchmark's own flags that a recorded run keeps as its settings.
 BRIDGE_RUN_FLAGS = (
     "count", "users", "days", "seed", "partitions", "sink", "baseline_messages",
@@ -256,6 +259,8 @@ def _bridge(args: argparse.Namespace) -> int:
             log = settings.home / "bench" / "bridge-predictor.log"
             predictor = PredictorProcess(models, tracking_uri, log).start()
             url = predictor.url
+            # Its gRPC port, for the drains over gRPC (the setting's default is KServe's 8081).
+            bridge = bridge.model_copy(update={"predictor_grpc_port": predictor.grpc_port})
         print("measuring ...", file=sys.stderr)
         result = benchmark.run(
             settings,

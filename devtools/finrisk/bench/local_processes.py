@@ -101,8 +101,8 @@ def register_champions(
 
 
 class PredictorProcess:
-    """`finrisk serve` for two registered models on 127.0.0.1:`port` (the versions `alias`
-    points at); restartable."""
+    """`finrisk serve` for two registered models on 127.0.0.1:`port`, gRPC on `port` + 1 (the
+    versions `alias` points at); restartable."""
 
     def __init__(
         self,
@@ -116,7 +116,8 @@ class PredictorProcess:
         self.alias = alias
         self.tracking_uri = tracking_uri
         self.log = log
-        self.port = port or process.free_port()
+        self.port = port or process.free_port(run=2)
+        self.grpc_port = self.port + 1
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,6 +138,8 @@ class PredictorProcess:
             self.tracking_uri,
             "--http-port",
             str(self.port),
+            "--grpc-port",
+            str(self.grpc_port),
             "--reload-interval",
             "0",
         ]

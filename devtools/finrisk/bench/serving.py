@@ -2,8 +2,11 @@
 
 Both servers run on 127.0.0.1 as subprocesses and answer one keep-alive client, one request at a
 time: single-row latency (p50 / p99) and rows/s at each batch size, plus the in-process ceiling
-of the original (sklearn) model and of the compiled one. The model is the registered champion
-when there is one, else a detector trained here on synthetic data and registered for the run.
+of the original (sklearn) model and of the compiled one. finrisk's predictor is measured over
+every transport it speaks: V2 REST with JSON tensors, V2 REST with binary tensors, V1 REST, and
+the Open Inference Protocol over gRPC (raw tensor contents, one channel). The model is the
+registered champion when there is one, else a detector trained here on synthetic data and
+registered for the run.
 """
 
 from __future__ import annotations
@@ -190,6 +193,48 @@ def _http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
+@contextlib.contextmanager
+def _grpc_stub(address: str) -> Iterator[Any]:
+    """The Open Inference Protocol's generated stub (kserve's) on one channel to `address`."""
+    import grpc
+
+    from finrisk.serving.predictor.kserve_import import kserve
+
+    channel = grpc.insecure_channel(
+        address, options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
+    try:
+        yield kserve.protocol.grpc.grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+    finally:
+        channel.close()
+
+
+def _grpc_request(model: str, rows: Any, parameters: dict[str, Any]) -> Any:
+    from finrisk.serving.predictor.kserve_import import kserve
+
+    pb = kserve.protocol.grpc.grpc_predict_v2_pb2
+    return pb.ModelInferRequest(
+        model_name=model,
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="features", datatype="FP64", shape=list(rows.shape)
+            )
+        ],
+        parameters={k: pb.InferParameter(int64_param=v) for k, v in parameters.items()},
+        raw_input_contents=[rows.astype("<f8").tobytes()],
+    )
+
+
+def _binary_body(
+    tensor: dict[str, Any], extra: dict[str, Any], rows: Any
+) -> tuple[bytes, dict[str, str]]:
+    """A V2 REST request with `rows` as binary tensor data (as the bridge sends it)."""
+    from finrisk.serving.protocol import binary_request
+
+    sent = dict(tensor)
+    return binary_request({"inputs": [sent], **extra}, sent, rows)
+
+
 # -- model and data ------------------------------------------------------------------------
 
 
@@ -278,6 +323,7 @@ def _run(
 
     from finrisk.compiled import DETECTOR
     from finrisk.registry import load_uri, parse_model_uri
+    from finrisk.serving.protocol import from_raw_contents
     from finrisk.stack.process import free_port
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -318,12 +364,13 @@ def _run(
         compiled = partial(loaded.compiled.score, rows)
         in_process["compiled"][f"batch_{b}"] = _figures(_time_calls(compiled, count(b), 3), b)
 
-    ours_port, mlflow_port = free_port(), free_port()
+    ours_port, mlflow_port = free_port(run=2), free_port()  # ours: HTTP, then gRPC
+    grpc_port = ours_port + 1
     ours_argv = [
         sys.executable, "-m", "finrisk", "serve", "--models", kind,
         f"--{'detector' if kind == DETECTOR else 'risk'}-uri", model_uri,
-        "--tracking-uri", tracking_uri, "--http-port", str(ours_port), "--reload-interval", "0",
-        "--log-level", "WARNING",
+        "--tracking-uri", tracking_uri, "--http-port", str(ours_port),
+        "--grpc-port", str(grpc_port), "--reload-interval", "0", "--log-level", "WARNING",
     ]  # fmt: skip
     bin_dir = str(Path(sys.executable).parent)
     mlflow_env = {
@@ -339,9 +386,9 @@ def _run(
     ]  # fmt: skip
     ours_url, mlflow_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{mlflow_port}"
     stamp = uuid.uuid4().hex[:6]
-    results: dict[str, Any] = {"finrisk_v2": {}, "finrisk_v1": {}, "mlflow": {}}
+    results: dict[str, Any] = {server: {} for server in SERVERS}
     parameters = {"reasons": 0} if kind != DETECTOR else {}
-    agreement = 0.0
+    agreement = grpc_agreement = 0.0
     ours_ready = _http_ok(f"{ours_url}/v2/health/ready")
     mlflow_ready = _http_ok(f"{mlflow_url}/ping")
     with (
@@ -354,6 +401,7 @@ def _run(
             "mlflow models serve",
         ),
         httpx.Client(timeout=300) as client,
+        _grpc_stub(f"127.0.0.1:{grpc_port}") as stub,
     ):
         headers = {"content-type": "application/json"}
         for b in batches:
@@ -369,15 +417,20 @@ def _run(
                 {"dataframe_split": {"columns": names, "data": rows}},
                 option=orjson.OPT_SERIALIZE_NUMPY,
             )
+            binary, binary_headers = _binary_body(tensor, extra, rows)
+            v2_url = f"{ours_url}/v2/models/{ref.name}/infer"
             targets = (
-                ("finrisk_v2", f"{ours_url}/v2/models/{ref.name}/infer", v2),
-                ("finrisk_v1", f"{ours_url}/v1/models/{ref.name}:predict", v1),
-                ("mlflow", f"{mlflow_url}/invocations", split),
+                ("finrisk_v2", v2_url, v2, headers),
+                ("finrisk_v2_binary", v2_url, binary, binary_headers),
+                ("finrisk_v1", f"{ours_url}/v1/models/{ref.name}:predict", v1, headers),
+                ("mlflow", f"{mlflow_url}/invocations", split, headers),
             )
-            for label, url, body in targets:
+            for label, url, body, sent_headers in targets:
 
-                def call(url: str = url, body: bytes = body) -> httpx.Response:
-                    response = client.post(url, content=body, headers=headers)
+                def call(
+                    url: str = url, body: bytes = body, sent_headers: dict[str, str] = sent_headers
+                ) -> httpx.Response:
+                    response = client.post(url, content=body, headers=sent_headers)
                     if response.status_code != 200:
                         raise RuntimeError(
                             f"{url} answered {response.status_code}: {response.text[:300]}"
@@ -387,27 +440,38 @@ def _run(
                 results[label][f"batch_{b}"] = _figures(
                     _time_calls(call, count(b), 5 if b == 1 else 2), b
                 )
-            ours = client.post(targets[0][1], content=v2, headers=headers).json()["outputs"][0][
-                "data"
-            ]
-            theirs = client.post(targets[2][1], content=split, headers=headers).json()[
+            request = _grpc_request(ref.name, rows, parameters)
+            results["finrisk_grpc"][f"batch_{b}"] = _figures(
+                _time_calls(partial(stub.ModelInfer, request), count(b), 5 if b == 1 else 2), b
+            )
+            ours = client.post(v2_url, content=v2, headers=headers).json()["outputs"][0]["data"]
+            theirs = client.post(targets[3][1], content=split, headers=headers).json()[
                 "predictions"
             ]
             key = "score" if kind == DETECTOR else "probability"
             agreement = max(
                 agreement, float(np.max(np.abs(np.asarray(ours) - [p[key] for p in theirs])))
             )
+            over_grpc = stub.ModelInfer(request)
+            grpc_scores = from_raw_contents(over_grpc.raw_output_contents[0], "FP64")
+            grpc_agreement = max(
+                grpc_agreement, float(np.max(np.abs(grpc_scores - np.asarray(ours))))
+            )
 
+    # Issue 35's targets, per transport: single-row p50 at most 1/10 of mlflow's, rows/s at
+    # the largest batch at least 10x.
     summary: dict[str, Any] = {}
-    if 1 in batches:
-        ratio = results["finrisk_v2"]["batch_1"]["p50_ms"] / results["mlflow"]["batch_1"]["p50_ms"]
-        summary["single_row_p50_finrisk_over_mlflow"] = round(ratio, 3)
-        summary["single_row_target_met"] = ratio <= 1 / 3
     big = f"batch_{biggest}"
-    if biggest > 1:
-        speedup = results["finrisk_v2"][big]["rows_per_s"] / results["mlflow"][big]["rows_per_s"]
-        summary[f"rows_per_s_{big}_finrisk_over_mlflow"] = round(speedup, 2)
-        summary[f"{big}_target_met"] = speedup >= 3
+    for server in SERVERS[:-1]:
+        mine, theirs = results[server], results["mlflow"]
+        if 1 in batches:
+            ratio = mine["batch_1"]["p50_ms"] / theirs["batch_1"]["p50_ms"]
+            summary[f"{server}_single_row_p50_over_mlflow"] = round(ratio, 3)
+            summary[f"{server}_single_row_target_met"] = ratio <= 1 / 10
+        if biggest > 1:
+            speedup = mine[big]["rows_per_s"] / theirs[big]["rows_per_s"]
+            summary[f"{server}_rows_per_s_{big}_over_mlflow"] = round(speedup, 2)
+            summary[f"{server}_{big}_target_met"] = speedup >= 10
     return {
         "model": {
             "uri": model_uri,
@@ -419,7 +483,8 @@ def _run(
         },
         "setup": {
             "client": "one keep-alive httpx client, sequential requests, 127.0.0.1",
-            "finrisk": "finrisk serve (V2 tensor and V1 named instances), compiled ONNX model",
+            "finrisk": "finrisk serve (V2 REST tensor as JSON and as binary data, V1 named "
+            "instances, V2 gRPC with raw contents), compiled ONNX model",
             "mlflow": "mlflow models serve --env-manager local, dataframe_split, "
             "pyfunc on the original model",
             "mlflow_env": {k: v for k, v in mlflow_env.items() if k == "OMP_NUM_THREADS"},
@@ -429,6 +494,7 @@ def _run(
             "cpus": len(os.sched_getaffinity(0)),
         },
         "max_abs_score_diff_finrisk_vs_mlflow": agreement,
+        "max_abs_score_diff_grpc_vs_rest": grpc_agreement,
         "in_process": in_process,
         **results,
         "summary": summary,
@@ -437,7 +503,7 @@ def _run(
 
 # -- history -------------------------------------------------------------------------------
 
-SERVERS = ("finrisk_v2", "finrisk_v1", "mlflow")
+SERVERS = ("finrisk_v2", "finrisk_v2_binary", "finrisk_grpc", "finrisk_v1", "mlflow")
 
 
 def figures(result: dict[str, Any]) -> dict[str, Any]:
@@ -451,7 +517,8 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _figure(run: Run, server: str, batch: int, key: str) -> float | None:
-    value: float | None = run["figures"][server].get(f"batch_{batch}", {}).get(key)
+    # Runs from before a transport was measured have none of its figures.
+    value: float | None = run["figures"].get(server, {}).get(f"batch_{batch}", {}).get(key)
     return value
 
 
@@ -459,10 +526,14 @@ def _shown(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} ms"
+
+
 def _p50_one_row(server: str, label: str) -> Column:
     return Column(
         f"{label} p50, 1 row",
-        lambda run: _shown(_figure(run, server, 1, "p50_ms"), ".3g") + " ms",
+        lambda run: _ms(_figure(run, server, 1, "p50_ms")),
     )
 
 
@@ -480,9 +551,13 @@ HISTORY_COLUMNS = (
     COMMIT,
     Column("model", lambda run: str(run["settings"]["model_class"])),
     _p50_one_row("finrisk_v2", "finrisk V2"),
+    _p50_one_row("finrisk_v2_binary", "V2 binary"),
+    _p50_one_row("finrisk_grpc", "gRPC"),
     _p50_one_row("mlflow", "mlflow"),
     Column("largest batch", lambda run: f"{max(run['settings']['batches']):,}"),
     _rows_per_s_largest("finrisk_v2", "finrisk V2"),
+    _rows_per_s_largest("finrisk_v2_binary", "V2 binary"),
+    _rows_per_s_largest("finrisk_grpc", "gRPC"),
     _rows_per_s_largest("mlflow", "mlflow"),
     LOAD,
 )
@@ -506,6 +581,20 @@ def headlines(run: Run) -> list[Headline]:
         Headline(
             f"throughput at batch {largest:,}",
             _figure(run, "finrisk_v2", largest, "rows_per_s"),
+            "rows/s",
+            mlflow,
+            _figure(run, "mlflow", largest, "rows_per_s"),
+        ),
+        Headline(
+            f"single-row p50 latency, {settings['model_class']} (gRPC, raw tensor)",
+            _figure(run, "finrisk_grpc", 1, "p50_ms"),
+            "ms",
+            mlflow,
+            _figure(run, "mlflow", 1, "p50_ms"),
+        ),
+        Headline(
+            f"throughput at batch {largest:,} (gRPC, raw tensor)",
+            _figure(run, "finrisk_grpc", largest, "rows_per_s"),
             "rows/s",
             mlflow,
             _figure(run, "mlflow", largest, "rows_per_s"),

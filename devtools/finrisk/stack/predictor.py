@@ -2,6 +2,7 @@
 
 Not started by a plain `finrisk stack up` (there is nothing to serve before a model is
 registered); `finrisk stack up predictor` and the demo start it, `finrisk stack down` ends it.
+REST on FINRISK_PREDICTOR__PORT, gRPC (Open Inference Protocol) on FINRISK_PREDICTOR__GRPC_PORT.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Predictor(Service):
 
     @property
     def ports(self) -> Sequence[int]:
-        return (self.settings.predictor.port,)
+        return (self.settings.predictor.port, self.settings.predictor.grpc_port)
 
     @property
     def address(self) -> str:
@@ -38,6 +39,8 @@ class Predictor(Service):
             LOOPBACK,
             "--http-port",
             str(self.settings.predictor.port),
+            "--grpc-port",
+            str(self.settings.predictor.grpc_port),
             "--tracking-uri",
             self.settings.mlflow.tracking_uri,
             # A new champion from another pipeline run is picked up within seconds.

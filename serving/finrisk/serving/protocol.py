@@ -96,3 +96,50 @@ def fp64_values(binary: bytes, size: int, offset: int) -> npt.NDArray[np.float64
 
 def risk_parameters(low: float, high: float) -> Mapping[str, float]:
     return {BAND_LOW_PARAMETER: low, BAND_HIGH_PARAMETER: high}
+
+
+# Raw tensor contents (gRPC's raw_input_contents / raw_output_contents, and the binary
+# extension's bytes): fixed-size types as little-endian values, BYTES as a 4-byte
+# little-endian length before each element.
+BOOL = "BOOL"
+BYTES = "BYTES"
+_LENGTH = np.dtype("<u4")
+_FIXED_WIRE = {FP64: np.dtype(FP64_WIRE), BOOL: np.dtype(np.bool_)}
+
+
+def raw_contents(values: npt.NDArray[Any], datatype: str) -> bytes:
+    """`values` as raw tensor contents of `datatype` (FP64, BOOL or BYTES), row-major."""
+    if datatype == BYTES:
+        parts = []
+        for item in values.ravel().tolist():
+            data = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(np.array(len(data), dtype=_LENGTH).tobytes())
+            parts.append(data)
+        return b"".join(parts)
+    return np.ascontiguousarray(values, dtype=_FIXED_WIRE[datatype]).tobytes()
+
+
+def from_raw_contents(raw: bytes, datatype: str) -> npt.NDArray[Any]:
+    """The values of raw tensor contents (flat); BYTES as text. FramingError when the bytes
+    do not hold whole values of `datatype`."""
+    if datatype == BYTES:
+        items, offset = [], 0
+        while offset < len(raw):
+            if offset + _LENGTH.itemsize > len(raw):
+                raise FramingError(f"BYTES contents end inside a length prefix at byte {offset}")
+            size = int(np.frombuffer(raw, dtype=_LENGTH, count=1, offset=offset)[0])
+            offset += _LENGTH.itemsize
+            if offset + size > len(raw):
+                raise FramingError(f"a BYTES element of {size} bytes runs past the contents")
+            items.append(raw[offset : offset + size].decode())
+            offset += size
+        return np.array(items, dtype=object)
+    wire = _FIXED_WIRE.get(datatype)
+    if wire is None:
+        raise FramingError(f"datatype {datatype!r} has no raw form here")
+    if len(raw) % wire.itemsize:
+        raise FramingError(
+            f"{len(raw)} bytes is not a whole number of {datatype} values "
+            f"({wire.itemsize} bytes each)"
+        )
+    return np.frombuffer(raw, dtype=wire).astype(wire.newbyteorder("="))

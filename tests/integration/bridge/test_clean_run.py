@@ -203,6 +203,7 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
         bridge_settings={
             "batch_max_messages": 500,
             "batch_max_wait_ms": 20,
+            "predictor_grpc_port": served.predictor.grpc_port,
             **benchmark.sink_settings(stack_settings, "bigquery"),  # as deployed
         },
         baseline_messages=100,
@@ -217,6 +218,11 @@ def test_the_bridge_benchmark_runs_all_three_measurements(
     # All committed comes after the last record was sent.
     until_committed = bridge["tx_per_s_until_committed"]
     assert 0 < until_committed <= 1.01 * count / bridge["drain_seconds"]
+    # The backlog again over each transport: REST as deployed, gRPC beside it.
+    transports = result["transports"]
+    assert transports["order"] == "rest, grpc, grpc, rest"
+    assert [len(transports["tx_per_s_runs"][t]) for t in ("rest", "grpc")] == [2, 2]
+    assert all(rate > 0 for rate in transports["tx_per_s"].values())
     assert result["one_call_per_message"]["scored"] == 100
     assert result["speedup"] == pytest.approx(
         bridge["tx_per_s"] / result["one_call_per_message"]["tx_per_s"], rel=0.01

@@ -7,9 +7,11 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.breaker import CircuitBreaker
+from finrisk.serving.bridge.grpc_client import GrpcV2Client, grpc_address
 from finrisk.serving.bridge.loop import Bridge, RunStats
 from finrisk.serving.bridge.scoring import V2Scorer
 from finrisk.serving.bridge.shadow import Shadow
@@ -28,15 +30,18 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def v2_client(config: BridgeSettings, url: str, *, max_attempts: int | None = None) -> V2Client:
-    return V2Client(
-        url,
-        timeout_s=config.request_timeout_s,
-        max_attempts=max_attempts or config.max_attempts,
-        backoff=Backoff(
+    """The client of the predictor at `url`, over the configured transport."""
+    options: dict[str, Any] = {
+        "timeout_s": config.request_timeout_s,
+        "max_attempts": max_attempts or config.max_attempts,
+        "backoff": Backoff(
             config.backoff_initial_s, max(config.backoff_max_s, config.backoff_initial_s)
         ),
-        breaker=CircuitBreaker(config.breaker_failure_threshold, config.breaker_reset_s),
-    )
+        "breaker": CircuitBreaker(config.breaker_failure_threshold, config.breaker_reset_s),
+    }
+    if config.transport == "grpc":
+        return GrpcV2Client(url, grpc_address(url, config.predictor_grpc_port), **options)
+    return V2Client(url, **options)
 
 
 def build_scorer(config: BridgeSettings) -> V2Scorer:

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -47,28 +47,12 @@ from finrisk.serving.predictor.inputs import (
 from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.model import V1, V2, FinriskModel, RawRequest
 from finrisk.serving.predictor.responses import encode, error_body
-from finrisk.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH_HEADER, PROFILE_PATH
+from finrisk.serving.predictor.served import FinriskRepository, NotReady, NotServed, model_metadata
+from finrisk.serving.protocol import HEADER_LENGTH_HEADER, PROFILE_PATH
 from finrisk.version import __version__
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
-PLATFORM = "finrisk-onnxruntime"
-
-
-class FinriskRepository(kserve.model_repository.ModelRepository):  # type: ignore[name-defined]
-    """kserve's model repository; `load` (the OIP repository extension) reloads from MLflow."""
-
-    def __init__(self, models: Iterable[FinriskModel]) -> None:
-        super().__init__()
-        for model in models:
-            self.update(model)
-
-    async def load(self, name: str) -> bool:
-        model = self.get_model(name)
-        if not isinstance(model, FinriskModel):
-            raise kserve.errors.ModelNotFound(name)
-        await model.reload()
-        return True
 
 
 class ErrorBody(BaseModel):
@@ -188,9 +172,9 @@ def build_app(
     reload_interval: float = 0.0,
     max_body_bytes: int = 64 << 20,
     max_concurrency: int = 64,
+    companions: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
 ) -> FastAPI:
     repository = FinriskRepository(models)
-    dataplane = kserve.protocol.dataplane.DataPlane(model_registry=repository)
     in_flight = 0
 
     @contextlib.asynccontextmanager
@@ -199,7 +183,12 @@ def build_app(
         if reload_interval > 0:
             watcher = asyncio.create_task(watch_aliases(models, reload_interval))
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                # Servers beside this one in the same event loop (gRPC): started with the app,
+                # and stopped while uvicorn shuts down, before it re-raises the signal.
+                for companion in companions:
+                    await stack.enter_async_context(companion())
+                yield
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -215,19 +204,12 @@ def build_app(
     )
 
     def lookup(name: str, version: str | None = None) -> FinriskModel | Response:
-        model = repository.get_model(name)
-        if not isinstance(model, FinriskModel):
-            return _error(
-                404,
-                f"model {name!r} is not served here; models: {', '.join(repository.get_models())}",
-            )
-        if not model.ready or model.scorer is None:
-            return _error(503, f"model {name!r} is not ready")
-        if version is not None and version != model.scorer.version:
-            return _error(
-                404, f"model {name!r} serves version {model.scorer.version}, not {version}"
-            )
-        return model
+        try:
+            return repository.find(name, version)
+        except NotServed as exc:
+            return _error(404, str(exc))
+        except NotReady as exc:
+            return _error(503, str(exc))
 
     async def infer(
         request: Request, name: str, protocol: str, version: str | None = None
@@ -289,24 +271,13 @@ def build_app(
     async def v2_infer_version(request: Request, model_name: str, model_version: str) -> Response:
         return await infer(request, model_name, V2, model_version)
 
-    def metadata(model: FinriskModel) -> dict[str, Any]:
-        scorer = model.scorer
-        assert scorer is not None
-        return {
-            "name": model.name,
-            "versions": [scorer.version],
-            "platform": PLATFORM,
-            "inputs": model.get_input_types(),
-            "outputs": model.get_output_types(),
-        }
-
     async def v2_metadata(model_name: str) -> Response:
         found = lookup(model_name)
-        return found if isinstance(found, Response) else _json(metadata(found))
+        return found if isinstance(found, Response) else _json(model_metadata(found))
 
     async def v2_version_metadata(model_name: str, model_version: str) -> Response:
         found = lookup(model_name, model_version)
-        return found if isinstance(found, Response) else _json(metadata(found))
+        return found if isinstance(found, Response) else _json(model_metadata(found))
 
     async def v2_model_ready(model_name: str) -> Response:
         found = lookup(model_name)
@@ -340,7 +311,7 @@ def build_app(
         assert scorer is not None
         return _json(
             {
-                **metadata(found),
+                **model_metadata(found),
                 "ready": True,
                 "kind": scorer.kind,
                 "version": scorer.version,
@@ -363,9 +334,7 @@ def build_app(
         return _json({"load": True, **result.to_dict()})
 
     async def server_metadata() -> Response:
-        # kserve's answer, plus the binary tensor data extension our infer routes read.
-        found = dataplane.metadata()
-        return _json({**found, "extensions": [*found["extensions"], BINARY_EXTENSION]})
+        return _json(repository.server_metadata())
 
     async def server_ready() -> Response:
         not_ready = [m.name for m in models if not m.ready]

@@ -8,7 +8,9 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    text = "serve the registered models over KServe V1 and V2 (Open Inference Protocol)"
+    text = (
+        "serve the registered models over KServe V1 and V2 (Open Inference Protocol, REST and gRPC)"
+    )
     parser = subparsers.add_parser("serve", help=text, description=text)
     parser.add_argument(
         "--models", help="which models: detector (or anomaly), risk, comma-separated (default both)"
@@ -24,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
+    parser.add_argument(
+        "--grpc-port", type=int, help="gRPC (Open Inference Protocol) port, 0 = none (default 8081)"
+    )
     parser.add_argument(
         "--reload-interval", type=float, help="seconds between alias checks, 0 = never (default 30)"
     )
@@ -56,6 +61,7 @@ _FLAGS = {
     "tracking_uri": "tracking_uri",
     "host": "host",
     "http_port": "http_port",
+    "grpc_port": "grpc_port",
     "reload_interval": "reload_interval_s",
     "max_batch_rows": "max_batch_rows",
     "max_body_bytes": "max_body_bytes",

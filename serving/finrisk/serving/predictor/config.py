@@ -34,6 +34,8 @@ class PredictorSettings(BaseSettings):
     # 127.0.0.1 locally; the container image sets 0.0.0.0.
     host: str = LOOPBACK
     http_port: int = Field(default=8080, ge=0, le=65_535)
+    # The Open Inference Protocol over gRPC, beside HTTP (KServe's port); 0: no gRPC server.
+    grpc_port: int = Field(default=8081, ge=0, le=65_535)
     # Which models to serve: any of detector (or anomaly), risk.
     models: str = "detector,risk"
     alias: str = CHAMPION

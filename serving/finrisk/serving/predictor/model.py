@@ -52,6 +52,15 @@ class RawRequest:
     binary: bytes = b""  # V2 binary tensor data, after the JSON part
 
 
+@dataclass(frozen=True)
+class V2Document:
+    """A V2 request already decoded (gRPC's ModelInferRequest, grpc_messages.py): the same
+    document and binary tensor data a REST body carries, for the same validation."""
+
+    document: dict[str, Any]
+    binary: bytes = b""
+
+
 @dataclass
 class Batch:
     scorer: Scorer  # the version this request is answered with, start to end
@@ -192,6 +201,8 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
         names = scorer.feature_names
         if isinstance(payload, RawRequest):
             protocol, body = payload.protocol, parse_json(payload.body)
+        elif isinstance(payload, V2Document):
+            protocol, body = V2, payload.document
         elif isinstance(payload, bytes | bytearray):
             # kserve hands over the raw bytes when the content type is not JSON.
             raise InputError("content-type must be application/json")
@@ -217,7 +228,7 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
                 reasons_from=reasons_from_parameter(parameters),
                 recommendations=self._recommendations(scorer, parameters),
             )
-        binary = payload.binary if isinstance(payload, RawRequest) else b""
+        binary = payload.binary if isinstance(payload, RawRequest | V2Document) else b""
         request: V2Request = v2_request(body, names, self.max_rows, binary, scorer.compiled.missing)
         check_codes(request.matrix, names, scorer.compiled.categories)
         if request.model_name not in (None, self.name):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+import numpy.typing as npt
 import orjson
 
 from finrisk.compiled import DETECTOR
@@ -57,25 +59,47 @@ def v1_body(scorer: Scorer, scored: Scored) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class OutputTensor:
+    name: str
+    datatype: str
+    values: npt.NDArray[Any]  # rows first, as shaped on the wire
+
+
+def v2_outputs(scorer: Scorer, scored: Scored, outputs: list[str] | None) -> list[OutputTensor]:
+    """The V2 output tensors of a scored batch: the ones asked for, else all, in order (REST
+    and gRPC alike)."""
+    names = outputs if outputs is not None else list(scored.outputs)
+    datatypes = scorer.datatypes()
+    return [OutputTensor(name, datatypes[name], scored.outputs[name]) for name in names]
+
+
+def response_id(request_id: str | None) -> str:
+    # The protocol wants a string id; invent one when the client sent none.
+    return request_id if request_id is not None else uuid.uuid4().hex
+
+
 def v2_body(
     scorer: Scorer, scored: Scored, request_id: str | None, outputs: list[str] | None
 ) -> dict[str, Any]:
-    names = outputs if outputs is not None else list(scored.outputs)
-    datatypes = scorer.datatypes()
     tensors = []
-    for name in names:
-        data = scored.outputs[name]
+    for tensor in v2_outputs(scorer, scored, outputs):
+        data = tensor.values
         flat: Any = data.ravel() if data.ndim > 1 else data
         if data.dtype.kind == "U":  # orjson writes numeric arrays itself, not string ones
             flat = flat.tolist()
         tensors.append(
-            {"name": name, "datatype": datatypes[name], "shape": list(data.shape), "data": flat}
+            {
+                "name": tensor.name,
+                "datatype": tensor.datatype,
+                "shape": list(data.shape),
+                "data": flat,
+            }
         )
     return {
         "model_name": scorer.name,
         "model_version": scorer.version,
-        # The protocol wants a string id; invent one when the client sent none.
-        "id": request_id if request_id is not None else uuid.uuid4().hex,
+        "id": response_id(request_id),
         "parameters": scorer.decision_parameters(),
         "outputs": tensors,
     }

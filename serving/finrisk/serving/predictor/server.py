@@ -1,7 +1,8 @@
-"""Start the predictor: load every model from the registry, then serve HTTP with uvicorn.
+"""Start the predictor: load every model from the registry, then serve HTTP with uvicorn and
+gRPC (grpc_service.py) beside it, in the same event loop, on the same models.
 
-No gRPC server and no kserve ModelServer (which binds 0.0.0.0 and reads sys.argv): the app is
-kserve's endpoints plus finrisk's routes (app.py), served on the configured host only.
+No kserve ModelServer (which binds 0.0.0.0 and reads sys.argv): the app is kserve's endpoints
+plus finrisk's routes (app.py), and both servers bind the configured host only.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 
 import uvicorn
 
 from finrisk.errors import FinriskError
 from finrisk.serving.predictor.app import build_app
 from finrisk.serving.predictor.config import PredictorSettings
+from finrisk.serving.predictor.grpc_service import grpc_server
 from finrisk.serving.predictor.model import MODEL_TYPES, FinriskModel
 
 log = logging.getLogger(__name__)
@@ -59,11 +62,24 @@ def serve(settings: PredictorSettings) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     models = build_models(settings)
     load_all(models, settings.load_timeout_s)
+    companions = []
+    if settings.grpc_port:
+        companions.append(
+            partial(
+                grpc_server,
+                models,
+                host=settings.host,
+                port=settings.grpc_port,
+                max_message_bytes=settings.max_body_bytes,
+                max_concurrency=settings.max_concurrency,
+            )
+        )
     app = build_app(
         models,
         reload_interval=settings.reload_interval_s,
         max_body_bytes=settings.max_body_bytes,
         max_concurrency=settings.max_concurrency,
+        companions=companions,
     )
     config = uvicorn.Config(
         app,
