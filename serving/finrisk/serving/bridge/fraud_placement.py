@@ -21,18 +21,16 @@ happened is ignored, as in the batch path.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from finrisk.errors import FinriskError
 from finrisk.features.definitions import MERCHANT_RISK_WINDOW_NS
 from finrisk.features.merchant_frauds import KnownFrauds, MerchantFraud
 from finrisk.labels import LabelError, parse_label
 from finrisk.serving.bridge.records import where
-from finrisk.serving.bridge.restore import transient
+from finrisk.serving.bridge.side_topics import at_end, read_to_end
 from finrisk.serving.bridge.tx_merchants import TxMerchants
 
 log = logging.getLogger("finrisk.bridge")
@@ -80,16 +78,7 @@ class FraudPlacer:
         self.consumer.incremental_assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(todo)]
         )
-        deadline = time.monotonic() + timeout_s
-        while todo:
-            if time.monotonic() > deadline:
-                raise FinriskError(
-                    f"reading labels from {self.topic} partitions {sorted(todo)} took over "
-                    f"{timeout_s:.0f} s"
-                )
-            for msg in self.consumer.consume(10_000, 0.5):
-                if self._take(msg):
-                    todo.discard(where(msg)[0])
+        read_to_end(self.consumer, todo, self._take, f"labels from {self.topic}", timeout_s)
         return self.placed - before
 
     def revoke(self, partitions: Iterable[int]) -> None:
@@ -122,13 +111,9 @@ class FraudPlacer:
 
     def _take(self, msg: Message) -> bool:
         """Apply one message; True when it marks the end of its partition."""
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return True
-            if not transient(error):
-                raise FinriskError(f"reading labels from {self.topic}: {error}")
-            return False
+        end = at_end(msg, f"labels from {self.topic}")
+        if end is not None:
+            return end
         try:
             record = parse_label(msg.value() or b"")
         except LabelError as exc:

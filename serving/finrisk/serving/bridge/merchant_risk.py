@@ -22,7 +22,6 @@ skipped with a warning naming it and counted (`finrisk_bridge_errors_total{kind=
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -30,7 +29,6 @@ import numpy.typing as npt
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     Message,
     Producer,
     TopicPartition,
@@ -49,7 +47,7 @@ from finrisk.serving.bridge import kafka_config
 from finrisk.serving.bridge.fraud_placement import LABEL_INVALID, FraudPlacer
 from finrisk.serving.bridge.metrics import BridgeMetrics
 from finrisk.serving.bridge.records import where
-from finrisk.serving.bridge.restore import transient
+from finrisk.serving.bridge.side_topics import at_end, read_to_end
 from finrisk.serving.bridge.tx_merchants import TxMerchants
 from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
 from finrisk.settings import Settings
@@ -90,17 +88,8 @@ class MerchantFraudFeed:
             raise FinriskError(f"merchant-frauds topic {self.topic}: not found")
         partitions = sorted(topic.partitions)
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-        todo = set(partitions)
-        deadline = time.monotonic() + timeout_s
-        while todo:
-            if time.monotonic() > deadline:
-                raise FinriskError(
-                    f"reading merchant frauds from {self.topic} partitions {sorted(todo)} took "
-                    f"over {timeout_s:.0f} s"
-                )
-            for msg in self.consumer.consume(10_000, 0.5):
-                if self._take(msg):
-                    todo.discard(where(msg)[0])
+        what = f"merchant frauds from {self.topic}"
+        read_to_end(self.consumer, partitions, self._take, what, timeout_s)
         log.info("merchant frauds: %d records read from %s", self.records, self.topic)
         return self.records
 
@@ -113,13 +102,9 @@ class MerchantFraudFeed:
 
     def _take(self, msg: Message) -> bool:
         """Apply one message; True when it marks the end of its partition."""
-        error = msg.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return True
-            if not transient(error):
-                raise FinriskError(f"reading merchant frauds from {self.topic}: {error}")
-            return False
+        end = at_end(msg, f"merchant frauds from {self.topic}")
+        if end is not None:
+            return end
         self.records += 1
         value = msg.value()
         if value is None:  # a tombstone: an old fraud dropped by its publisher
