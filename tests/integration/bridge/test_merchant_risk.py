@@ -246,10 +246,14 @@ def test_two_bridges_place_the_labels_and_score_the_batch_paths_features(
         assert "not JSON" in text and "merchant must be a non-empty string" in text
     assert any(f"label record {labels}[" in text and "skipped" in text for text in texts)
 
-    # 2. Bridges of a new group read those frauds whole: every score is the batch path's.
+    # 2. Bridges of a new group read those frauds whole: every score is the batch path's. The
+    #    stream again, on a new input topic, produced once both hold a partition (on the first
+    #    topic, the bridge that joins first could score it all before the other joins).
     expected = _expected(merchant_served, stream)
+    again = runs.unique("merchant-input")
+    kafka_config.ensure_topic(stack_settings, again, 2)
     scored, metrics, _ = _two_bridges(
-        stack_settings, merchant_served, stream, topic, frauds, labels, logs
+        stack_settings, merchant_served, stream, again, frauds, labels, logs
     )
     assert _check(scored, expected) >= len(stream.records)
     assert all(m["finrisk_bridge_messages_total{outcome=scored}"] > 0 for m in metrics)
