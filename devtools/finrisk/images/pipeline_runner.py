@@ -7,7 +7,8 @@ handler. No docker daemon runs here, so that handler is swapped, for the run onl
 launches the same image, command and args with `buildah run` (finrisk.images.buildah): as the
 image's user, on the host network, with the pipeline root mounted at its own path (where the
 executor input points the task's artifacts and output file) and a fresh /tmp, the only
-writable folders a pod with a read-only root file system would have.
+writable folders a pod with a read-only root file system would have (a task that writes
+anywhere else fails, as it would there).
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class BuildahTaskHandler(ITaskHandler):
                 for line in task.stdout:
                     print(line, end="")
                 code = task.wait()
+                # A pod's read-only root file system would have refused any other write.
+                written = container.changed_files(ignore=(str(self.pipeline_root), "/tmp"))
+                if code == 0 and written:
+                    print(f"the task wrote outside /tmp and the pipeline root: {written[:5]}")
+                    code = 1
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
