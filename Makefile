@@ -32,13 +32,17 @@ $(STAMP): requirements.lock pyproject.toml $(wildcard */pyproject.toml)
 		$(foreach dist,$(DISTRIBUTIONS),-e $(dist))
 	@touch $@
 
-# The runtime lock is resolved within the development lock, so an image runs the versions the
-# tests ran.
-lock: ## re-resolve requirements.in and requirements.runtime.in into their locks
+# The images' locks are resolved within the development lock, so an image runs the versions the
+# tests ran: the core's (the dependency layer both images share), then each image's own.
+IMAGE_LOCKS := core serving components
+
+lock: ## re-resolve requirements.in, and the images' requirements.{core,serving,components}.in within it
 	@test -x $(BIN)/uv || $(MAKE) setup
 	$(BIN)/uv pip compile -q --python-version 3.11 $(NO_EMIT) requirements.in -o requirements.lock
-	$(BIN)/uv pip compile -q --python-version 3.11 $(NO_EMIT) -c requirements.lock \
-		requirements.runtime.in -o requirements.runtime.lock
+	for name in $(IMAGE_LOCKS); do \
+		$(BIN)/uv pip compile -q --python-version 3.11 $(NO_EMIT) -c requirements.lock \
+			requirements.$$name.in -o requirements.$$name.lock || exit 1; \
+	done
 
 browser: ## install Debian's chromium for the dashboard's browser tests, when missing
 	@scripts/ensure-chromium.sh

@@ -187,11 +187,12 @@ def test_component_docstrings_describe_the_stage() -> None:
     assert data.SOURCES == ("synthetic", "uri", "bigquery")
 
 
-def test_dockerfile_builds_a_non_root_image_from_the_runtime_lock() -> None:
+def test_dockerfile_builds_a_non_root_image_from_its_locks() -> None:
     text = (REPO / "components" / "Dockerfile").read_text()
     instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert instructions[:2] == ["ARG BASE_IMAGE=python:3.11-slim", "FROM ${BASE_IMAGE}"]
-    assert "COPY requirements.runtime.lock ./" in text
-    assert "--no-deps \\\n        -r requirements.runtime.lock" in text
+    for lock in ("requirements.core.lock", "requirements.components.lock"):
+        assert f"COPY {lock} ./" in text
+        assert f"--no-deps \\\n        -r {lock}" in text
     users = [line for line in instructions if line.startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] not in ("0", "root")

@@ -1,5 +1,5 @@
 """The repository's distributions: real folders (no symlink), one `finrisk` namespace, one
-version, sub-commands from entry points, and a runtime lock without development packages."""
+version, sub-commands from entry points (the images' locks: tests/unit/test_image_locks.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from finrisk.version import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ("serving", "components", "pipelines", "devtools", "dashboard")
-# What only developers install: none of it may reach an image.
+# What only developers install: none of it may reach an image (tests/unit/test_image_locks.py).
 DEVELOPMENT_ONLY = (
     "pytest",
     "ruff",
@@ -89,18 +89,6 @@ def test_each_distribution_adds_its_own_sub_commands() -> None:
     }
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"bridge", "produce", "serve", "train", "evaluate", "stack"} <= set(commands)
-
-
-def test_the_runtime_lock_is_the_development_lock_less_the_tools() -> None:
-    development, runtime = _pins("requirements.lock"), _pins("requirements.runtime.lock")
-    assert runtime and all(development.get(name) == pin for name, pin in runtime.items())
-    assert not set(DEVELOPMENT_ONLY) & set(runtime)
-    assert set(DEVELOPMENT_ONLY) <= set(development)
-    for dockerfile in ("serving/Dockerfile", "components/Dockerfile"):
-        lines = (ROOT / dockerfile).read_text(encoding="utf-8").splitlines()
-        words = [word for line in lines if not line.startswith("#") for word in line.split()]
-        locks = {word for word in words if word.endswith(".lock")}
-        assert locks == {"requirements.runtime.lock"}, dockerfile
 
 
 def test_every_core_module_is_held_by_the_import_contracts() -> None:

@@ -45,10 +45,11 @@ def test_a_missing_copied_path_is_named(tmp_path: Path) -> None:
         inputs_key(spec, root, "b", {})
 
 
-def test_the_images_copy_the_runtime_lock_and_no_tests() -> None:
+def test_the_images_copy_their_locks_and_no_tests() -> None:
     for spec in IMAGES:
         copied = spec.copied(ROOT)
-        assert "requirements.runtime.lock" in copied and "finrisk" in copied
+        assert "requirements.core.lock" in copied and "finrisk" in copied
+        assert len([c for c in copied if c.endswith(".lock")]) == 2
         assert not [c for c in copied if c.startswith(("tests", "devtools", ".venv"))]
 
 
@@ -82,7 +83,7 @@ def test_the_ca_bundle_comes_from_the_setting_else_pips(
 
 
 def test_both_dockerfiles_share_the_dependency_layer() -> None:
-    """A layer cache installs the runtime lock once for both images only if every instruction
+    """A layer cache installs the core's lock once for both images only if every instruction
     down to that install is the same."""
 
     def prefix(dockerfile: str) -> list[str]:
@@ -91,7 +92,7 @@ def test_both_dockerfiles_share_the_dependency_layer() -> None:
             for line in (ROOT / dockerfile).read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")
         ]
-        end = next(i for i, line in enumerate(lines) if "-r requirements.runtime.lock" in line)
+        end = next(i for i, line in enumerate(lines) if "-r requirements.core.lock" in line)
         return lines[: end + 1]
 
     assert prefix("serving/Dockerfile") == prefix("components/Dockerfile")

@@ -131,5 +131,5 @@ def test_dockerfile_basics() -> None:
     text = DOCKERFILE.read_text()
     assert "FINRISK_PREDICTOR_HOST=0.0.0.0" in text  # loopback inside a pod would be unreachable
     assert "FINRISK_PREDICTOR_GRPC_PORT=8081" in text
-    for source in ("requirements.runtime.lock", "finrisk", "serving"):
+    for source in ("requirements.serving.lock", "finrisk", "serving"):
         assert any(line.startswith("COPY ") and source in line for line in instructions)

@@ -1,7 +1,8 @@
 """Run the whole retraining DAG on this machine with `kfp.local`.
 
 Every task runs as a subprocess of this Python environment (SubprocessRunner, no virtualenv,
-no pip: the components import the installed finrisk), against the MLflow tracking server
+no pip: the components import the installed finrisk), or as the caller's runner says (the
+component image under buildah: finrisk.images.pipeline_runner), against the MLflow tracking server
 named by MLFLOW_TRACKING_URI (default: the local stack's). Deploy runs as a dry run and
 leaves the InferenceService manifest among the outputs. kfp-kubernetes settings (ConfigMaps,
 Secrets) are ignored locally; the tasks inherit this process's environment instead.
@@ -21,10 +22,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finrisk.errors import FinriskError
 from finrisk.gate import DETECTOR, RISK
+
+if TYPE_CHECKING:
+    from kfp.local import DockerRunner, SubprocessRunner
 
 # Small enough to finish in a minute or two on a laptop, large enough for both label classes.
 LOCAL_DEFAULTS: dict[str, Any] = {"synthetic_users": 400, "synthetic_days": 45}
@@ -98,8 +102,10 @@ def run_local(
     *,
     pipeline_root: str | Path,
     tracking_uri: str,
+    runner: SubprocessRunner | DockerRunner | None = None,
 ) -> LocalRunResult:
-    """Run the DAG to the end; FinriskError when a task fails (its log is printed above)."""
+    """Run the DAG to the end; FinriskError when a task fails (its log is printed above).
+    `runner`: kfp.local's, default a subprocess of this environment per task."""
     import kfp.local
 
     from finrisk.pipelines.retraining import retraining_pipeline
@@ -115,7 +121,9 @@ def run_local(
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         # Resources and display names matter on a cluster only; the runner says so per task.
         warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
-        kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+        if runner is None:
+            runner = kfp.local.SubprocessRunner(use_venv=False)
+        kfp.local.init(runner=runner, pipeline_root=str(root))
         try:
             # Task logs go to stderr: stdout stays for the caller's own (JSON) output.
             with contextlib.redirect_stdout(sys.stderr):
