@@ -55,9 +55,12 @@ def _step(x: Array, row: int, threshold: Array, meta: npt.NDArray[np.int64], i: 
     NaN compares false both ways: `v > t` sends it left, and the missing-right bit right.
     A leaf (its own left child, threshold +inf, missing-right 0) returns itself.
     """
-    m = meta[i]
-    v = x[row, (m >> FEATURE_SHIFT) & FEATURE_MASK]
-    go_right = np.int64(v > threshold[i]) | (np.int64(v != v) & ((m >> MISSING_RIGHT_SHIFT) & 1))
+    # Unsigned indices: numba then skips the negative-index wraparound on every read (~20%).
+    m = meta[np.uint64(i)]
+    v = x[np.uint64(row), np.uint64((m >> FEATURE_SHIFT) & FEATURE_MASK)]
+    go_right = np.int64(v > threshold[np.uint64(i)]) | (
+        np.int64(v != v) & ((m >> MISSING_RIGHT_SHIFT) & 1)
+    )
     return (m & LEFT_MASK) + go_right
 
 

@@ -2,7 +2,8 @@
 
 preprocess parses and validates (V1 dict, V2 request, or the raw body our fast routes pass),
 predict runs the compiled model (large batches in a worker thread: its tree evaluator, the
-numba kernel or ONNX Runtime, releases the GIL, so the event loop keeps serving), postprocess encodes the response once with orjson.
+numba kernel or ONNX Runtime, releases the GIL, so the event loop keeps serving), postprocess
+encodes the response once with orjson.
 """
 
 from __future__ import annotations
