@@ -1,4 +1,4 @@
-"""Trained finrisk models compiled for serving: ONNX Runtime trees plus a small numpy head.
+"""Trained finrisk models compiled for serving: fast tree evaluators plus a small numpy head.
 
 `compile_model(model)` -> CompiledModel with `score(values)`; `check_parity` / `require_parity`
 prove compiled and original scores agree. See compiler.py for the supported estimators.
@@ -13,18 +13,27 @@ from finrisk.compiled.parity import (
     probe_rows,
     require_parity,
 )
-from finrisk.compiled.runtime import ONNX_FILE, SPEC_FILE, CompiledModel, compile_model
+from finrisk.compiled.runtime import (
+    ENGINES,
+    ONNX_FILE,
+    SPEC_FILE,
+    CompiledModel,
+    available_engines,
+    compile_model,
+)
 from finrisk.kinds import DETECTOR, MODEL_KINDS, RISK
 
 __all__ = [
     "DEFAULT_TOLERANCE",
     "DETECTOR",
+    "ENGINES",
     "MODEL_KINDS",
     "ONNX_FILE",
     "RISK",
     "SPEC_FILE",
     "CompiledModel",
     "ParityReport",
+    "available_engines",
     "check_parity",
     "compile_model",
     "model_kind",

@@ -6,6 +6,9 @@ threshold of every tree, and the floating-point neighbours on either side of it,
 comparison would show. For inputs that may be missing, probe rows also hold NaN (boosting's
 learnt missing-value direction, linear imputation and indicators); categorical inputs take
 their codes and NaN.
+
+Every tree evaluator the installation has (runtime.available_engines: the numba kernel and ONNX
+Runtime) scores the rows: a registered model agrees with its original on each of them.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 import pandas as pd
-from onnx import numpy_helper
 from threadpoolctl import threadpool_limits
 
 from finrisk.compiled.compiler import DETECTOR, model_kind
-from finrisk.compiled.runtime import CompiledModel
+from finrisk.compiled.forest import forest_from_graph
+from finrisk.compiled.runtime import CompiledModel, available_engines
 from finrisk.errors import FinriskError
 from finrisk.models.encoding import expand_owners
 
@@ -36,6 +38,7 @@ class ParityReport:
     max_abs_diff: float
     tolerance: float
     flag_mismatches: int  # detectors only: rows whose anomaly flag differs
+    engines: tuple[str, ...] = ()  # the tree evaluators checked (worst one reported)
 
     @property
     def ok(self) -> bool:
@@ -47,6 +50,7 @@ class ParityReport:
             "max_abs_diff": self.max_abs_diff,
             "tolerance": self.tolerance,
             "flag_mismatches": self.flag_mismatches,
+            "engines": list(self.engines),
             "ok": self.ok,
         }
 
@@ -111,16 +115,24 @@ def check_parity(
         raise FinriskError("parity check needs data rows or probe rows")
     frame = pd.concat(frames, ignore_index=True)
     expected = original_scores(model, frame)
-    got = compiled.score(frame.to_numpy(dtype=np.float64))
-    # Both NaN would be a broken model, not agreement: NaN differences count as infinite.
-    diff = np.abs(expected - got)
-    max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
-    flags = 0
-    if compiled.kind == DETECTOR:
-        threshold = float(model.threshold_)
-        flags = int(((expected >= threshold) != (got >= threshold)).sum())
+    values = frame.to_numpy(dtype=np.float64)
+    engines = available_engines() if compiled.graph is not None else [compiled.engine]
+    max_diff, flags = 0.0, 0
+    for engine in engines:
+        runner = compiled if engine == compiled.engine else compiled.with_engine(engine)
+        got = runner.score(values)
+        # Both NaN would be a broken model, not agreement: NaN differences count as infinite.
+        diff = np.abs(expected - got)
+        max_diff = max(max_diff, float(diff.max()) if np.isfinite(diff).all() else float("inf"))
+        if compiled.kind == DETECTOR:
+            threshold = float(model.threshold_)
+            flags = max(flags, int(((expected >= threshold) != (got >= threshold)).sum()))
     return ParityReport(
-        rows=len(frame), max_abs_diff=max_diff, tolerance=tolerance, flag_mismatches=flags
+        rows=len(frame),
+        max_abs_diff=max_diff,
+        tolerance=tolerance,
+        flag_mismatches=flags,
+        engines=tuple(engines),
     )
 
 
@@ -141,16 +153,7 @@ def require_parity(
 def _splits(compiled: CompiledModel) -> list[tuple[int, float]]:
     if compiled.graph is None:
         return []
-    graph = onnx.load_from_string(compiled.graph)
-    out: list[tuple[int, float]] = []
-    for node in graph.graph.node:
-        if node.op_type != "TreeEnsemble":
-            continue
-        attrs = {a.name: a for a in node.attribute}
-        features = list(attrs["nodes_featureids"].ints)
-        splits = numpy_helper.to_array(attrs["nodes_splits"].t)
-        out.extend(zip(features, map(float, splits), strict=True))
-    return out
+    return forest_from_graph(compiled.graph, compiled.n_features, compiled.n_targets).splits()
 
 
 def _standardize_stats(compiled: CompiledModel) -> list[tuple[float, float]]:

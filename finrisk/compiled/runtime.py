@@ -1,7 +1,11 @@
-"""A compiled model at run time: ONNX Runtime for the trees, the numpy head for the rest.
+"""A compiled model at run time: a tree evaluator for the trees, the numpy head for the rest.
 
 Files: `model.onnx` (absent when the model has no trees) and `compiled.json` (format, kind,
 feature order, head spec). The predictor and the registry both load them from here.
+
+Two evaluators of the same ONNX graph (ENGINES): "jit", our numba kernel over arrays read from
+the graph at load time (jit.py, forest.py; ~2-3x faster), and "onnx", ONNX Runtime. "auto"
+takes "jit" when numba is installed, else "onnx"; the ONNX file stays the portable format.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from finrisk.compiled import jit
 from finrisk.compiled.compiler import plan_model
+from finrisk.compiled.forest import forest_from_graph
 from finrisk.compiled.heads import Head, build_head, tree_targets
 from finrisk.compiled.onnx_graph import INPUT, tree_ensemble_graph
 from finrisk.errors import FinriskError
@@ -24,6 +30,10 @@ COMPILED_FORMAT = 1
 ONNX_FILE = "model.onnx"
 SPEC_FILE = "compiled.json"
 Occluder = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+JIT = "jit"
+ONNX = "onnx"
+AUTO = "auto"
+ENGINES = (JIT, ONNX)
 # Batches of at least this many rows use the multi-threaded session (when threads > 1): below
 # it, waking a second thread costs more than it saves.
 PARALLEL_MIN_ROWS = 256
@@ -43,7 +53,13 @@ def _session(graph: bytes, threads: int) -> ort.InferenceSession:
 class CompiledModel:
     """score(values) for a (n, n_features) float64 matrix in `feature_names` order."""
 
-    def __init__(self, spec: Mapping[str, Any], graph: bytes | None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        spec: Mapping[str, Any],
+        graph: bytes | None,
+        threads: int = 1,
+        engine: str = AUTO,
+    ) -> None:
         if spec.get("format") != COMPILED_FORMAT:
             raise FinriskError(
                 f"compiled model format {spec.get('format')!r}; this finrisk reads "
@@ -62,12 +78,22 @@ class CompiledModel:
         targets = tree_targets(spec["head"])
         if targets and (graph is None or max(targets) >= self.n_targets):
             raise FinriskError("compiled head reads tree outputs the graph does not have")
+        self.threads = threads
+        self.engine = resolve_engine(engine)
         self._single: ort.InferenceSession | None = None
         self._parallel: ort.InferenceSession | None = None
-        if graph is not None:
+        self._jit: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]] | None = None
+        if graph is not None and self.engine == JIT:
+            forest = forest_from_graph(graph, self.n_features, self.n_targets)
+            self._jit = jit.evaluator(forest, threads)
+        elif graph is not None:
             self._single = _session(graph, 1)
             if threads > 1:
                 self._parallel = _session(graph, threads)
+
+    def with_engine(self, engine: str) -> CompiledModel:
+        """The same model on another evaluator (the parity check runs every one)."""
+        return CompiledModel(self.spec, self.graph, threads=self.threads, engine=engine)
 
     @property
     def n_features(self) -> int:
@@ -75,6 +101,8 @@ class CompiledModel:
 
     def raw(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
         """The graph's output (sum of leaf values per target), None for tree-less models."""
+        if self._jit is not None:
+            return self._jit(values)
         if self._single is None:
             return None
         session = self._single
@@ -126,7 +154,7 @@ class CompiledModel:
         return written
 
     @classmethod
-    def load(cls, directory: str | Path, threads: int = 1) -> CompiledModel:
+    def load(cls, directory: str | Path, threads: int = 1, engine: str = AUTO) -> CompiledModel:
         source = Path(directory)
         spec_path = source / SPEC_FILE
         if not spec_path.is_file():
@@ -134,10 +162,28 @@ class CompiledModel:
         spec = json.loads(spec_path.read_text())
         graph_path = source / ONNX_FILE
         graph = graph_path.read_bytes() if graph_path.is_file() else None
-        return cls(spec, graph, threads=threads)
+        return cls(spec, graph, threads=threads, engine=engine)
 
 
-def compile_model(model: Any, threads: int = 1) -> CompiledModel:
+def available_engines() -> list[str]:
+    """The evaluators this installation can run, fastest first."""
+    return [JIT, ONNX] if jit.available() else [ONNX]
+
+
+def resolve_engine(engine: str) -> str:
+    """ "auto" -> the fastest available engine; FinriskError for an unknown or missing one."""
+    if engine == AUTO:
+        return available_engines()[0]
+    if engine not in ENGINES:
+        raise FinriskError(
+            f"unknown tree engine {engine!r}: choose from auto, {', '.join(ENGINES)}"
+        )
+    if engine not in available_engines():
+        raise FinriskError(f"tree engine {engine!r} is not installed (numba is missing)")
+    return engine
+
+
+def compile_model(model: Any, threads: int = 1, engine: str = AUTO) -> CompiledModel:
     """Compile a trained finrisk detector or risk model (see compiler.py for what is supported)."""
     plan = plan_model(model)
     graph = None
@@ -160,7 +206,7 @@ def compile_model(model: Any, threads: int = 1) -> CompiledModel:
         "categories": plan.categories,
         "head": plan.head,
     }
-    return CompiledModel(spec, graph, threads=threads)
+    return CompiledModel(spec, graph, threads=threads, engine=engine)
 
 
 def _fold_offsets(node: Any, offsets: npt.NDArray[np.float64]) -> None:

@@ -3,6 +3,7 @@ docs, whose tables are generated from the files in benchmarks/."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -246,3 +247,17 @@ def test_the_readme_shows_the_latest_run_of_each_benchmark() -> None:
     """README.md's table is what `finrisk bench summary` makes of benchmarks/*.jsonl."""
     assert _generated("README.md", "bench-summary") == summary_table(ROOT / "benchmarks")
     assert history.read(ROOT / "benchmarks" / "features.jsonl")  # measured, not only promised
+
+
+def test_in_process_calls_score_fresh_rows_each_time() -> None:
+    from finrisk.bench.serving import IN_PROCESS_WARMUP, _fresh_spans, _time_fresh
+
+    spans = _fresh_spans(n_rows=1000, batch=100, calls=12)
+    assert all(stop - start == 100 and start >= 0 and stop <= 1000 for start, stop in spans)
+    # Consecutive calls never repeat the rows of the call before (the pool wraps round).
+    assert all(a != b for a, b in itertools.pairwise(spans))
+    assert spans[:3] == [(0, 100), (100, 200), (200, 300)]
+    seen: list[list[int]] = []
+    figures = _time_fresh(seen.append, [[k] for k in range(10)])
+    assert seen == [[k] for k in range(10)]  # every input once, the warm-up ones first
+    assert IN_PROCESS_WARMUP < 10 and {"p50_ms", "rows_per_s", "cpu_rows_per_s"} <= set(figures)

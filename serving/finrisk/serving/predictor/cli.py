@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--threads",
         type=int,
-        help="ONNX Runtime threads for large batches (default: cores, at most 4)",
+        help="tree evaluator threads for large batches (default: cores, at most 4)",
     )
     parser.add_argument("--access-log", action="store_true", default=None, help="log every request")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")

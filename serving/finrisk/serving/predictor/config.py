@@ -58,7 +58,8 @@ class PredictorSettings(BaseSettings):
     # flight (a 1 Gi pod must not be talked out of its memory).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_concurrency: int = Field(default=64, ge=1)
-    # ONNX Runtime threads for large batches; 0: the usable cores, at most 4.
+    # Tree evaluator threads (numba kernel or ONNX Runtime) for large batches; 0: the usable
+    # cores, at most 4.
     threads: int = Field(default=0, ge=0)
     # Reasons per row from the risk model unless a request says otherwise.
     reasons: int = Field(default=3, ge=0, le=10)

@@ -1,8 +1,9 @@
 """The kserve.Model of each finrisk model: load from the MLflow registry, score, reload.
 
 preprocess parses and validates (V1 dict, V2 request, or the raw body our fast routes pass),
-predict runs the compiled model (large batches in a worker thread: ONNX Runtime releases the
-GIL, so the event loop keeps serving), postprocess encodes the response once with orjson.
+predict runs the compiled model (large batches in a worker thread: its tree evaluator, the
+numba kernel or ONNX Runtime, releases the GIL, so the event loop keeps serving), postprocess
+encodes the response once with orjson.
 """
 
 from __future__ import annotations
@@ -152,7 +153,14 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
             )
         self._install(self._fetch(version))
         self.ready = True
-        log.info("loaded %s version %s (%s)", self.name, version, self.ref.uri)
+        assert self.scorer is not None
+        log.info(
+            "loaded %s version %s (%s), trees on %s",
+            self.name,
+            version,
+            self.ref.uri,
+            self.scorer.compiled.engine,
+        )
         return True
 
     def _reload_sync(self) -> ReloadResult:
