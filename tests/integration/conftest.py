@@ -7,8 +7,6 @@ predictor test module (started once, ended when the last is done).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import httpx
 import pytest
 
 from finrisk.stack import Service
-from finrisk.stack.process import free_port, log_tail, spawn
+from finrisk.stack.process import free_port, log_tail, spawn, stop_spawned
 from tests.support import trained_models
 from tests.support.predictor_process import Served, register
 
@@ -62,12 +60,7 @@ def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> 
         _wait_ready(url, child, log)
         yield Served(url, uri, detector, risk, log, f"127.0.0.1:{grpc_port}")
     finally:
-        os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        stop_spawned(child)
 
 
 @pytest.fixture(scope="package")

@@ -15,8 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -199,14 +197,7 @@ def _process(
             raise
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+        process.stop_spawned(child, timeout=20)
 
 
 def _http_ok(url: str) -> Callable[[], bool]:

@@ -161,6 +161,19 @@ def terminate(record: PidRecord, timeout: float = 20.0) -> None:
     _reap(record.pid)
 
 
+def stop_spawned(child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM the session `spawn` started, then SIGKILL it if `child` is still there after
+    `timeout`; reaps `child`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -8,9 +8,6 @@ read-only root file system). No image tool, no pass: the tests fail saying what 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +19,7 @@ from finrisk.images import build_images, image_ref
 from finrisk.images.buildah import Buildah, BuildahContainer
 from finrisk.kinds import MODEL_URI_ENV
 from finrisk.settings import Settings
-from finrisk.stack.process import free_port, spawn
+from finrisk.stack.process import free_port, spawn, stop_spawned
 from tests.integration.conftest import _wait_ready
 from tests.support.predictor_process import Served
 
@@ -87,12 +84,7 @@ def predictor_from_image(
             _wait_ready(url, child, log)
             yield ImagePredictor(url, container, tmp / "tmp", log)
         finally:
-            os.killpg(child.pid, signal.SIGTERM)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+            stop_spawned(child)
 
 
 @pytest.fixture(scope="package")
