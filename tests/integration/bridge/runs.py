@@ -100,6 +100,20 @@ def unique(kind: str) -> str:
     return f"test.bridge.{kind}.{uuid.uuid4().hex[:8]}"
 
 
+def named(settings: Settings, name: str, **bridge: Any) -> Settings:
+    """`settings` with a bridge named `name`: its group, and topics `name`.input, .scored,
+    .dlq, .monitoring (and its changelog, `name`.state); `bridge` overrides more settings."""
+    topics = {
+        "input_topic": f"{name}.input",
+        "scored_topic": f"{name}.scored",
+        "dlq_topic": f"{name}.dlq",
+        "monitoring_topic": f"{name}.monitoring",
+        "group_id": name,
+    }
+    named_bridge = settings.bridge.model_copy(update={**topics, **bridge})
+    return settings.model_copy(update={"bridge": named_bridge})
+
+
 def bootstrap(settings: Settings) -> str:
     return settings.kafka.bootstrap_servers
 

@@ -34,18 +34,8 @@ def test_a_session_timeout_the_broker_refuses_is_named(
     kafka: Service, stack_settings: Settings
 ) -> None:
     name = runs.unique("refused-join")
-    bridge_settings = stack_settings.bridge.model_copy(
-        update={
-            "input_topic": f"{name}.input",
-            "scored_topic": f"{name}.scored",
-            "dlq_topic": f"{name}.dlq",
-            "monitoring_topic": f"{name}.monitoring",
-            "group_id": name,
-            # Below the broker's group.min.session.timeout.ms (6000 by default).
-            "session_timeout_ms": 3_000,
-        }
-    )
-    settings = stack_settings.model_copy(update={"bridge": bridge_settings})
+    # Below the broker's group.min.session.timeout.ms (6000 by default).
+    settings = runs.named(stack_settings, name, session_timeout_ms=3_000)
     bridge = Bridge(settings, NeverCalled(), None, serve_http=False)
     bridge.start()
     with pytest.raises(FinriskError, match="FINRISK_BRIDGE__SESSION_TIMEOUT_MS"):
