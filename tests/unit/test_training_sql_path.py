@@ -76,3 +76,19 @@ def test_given_features_must_be_the_transactions(dataset: tuple[Path, pd.DataFra
         run_anomaly(transactions, transaction_features=given.iloc[:, 1:])
     with pytest.raises(FinriskError, match="not indexed like the transactions"):
         run_anomaly(transactions, transaction_features=given.iloc[1:])
+
+
+def test_rows_left_out_by_labels_get_user_features_of_the_rows_kept(tmp_path: Path) -> None:
+    """With a labels table, ingest leaves out recent unlabelled transactions: the user features
+    then describe the rows kept (as on the pandas path), not the whole history the SQL user
+    statistics describe (no user statistics are needed at all)."""
+    transactions, users, _ = generate(12, 20, 1)
+    manifest = {"labels": {"unlabelled_excluded": 3}}
+    write_dataset(tmp_path, Dataset(transactions, users, manifest))
+    _stats(transactions).to_parquet(tmp_path / SQL_STATS_FILE, index=False)
+    training.build_features(tmp_path, tmp_path / "tx.parquet", tmp_path / "u.parquet")
+    written = training.read_user_features(tmp_path / "u.parquet")[0]
+    expected = features.user_features(transactions)
+    pd.testing.assert_frame_equal(
+        written[list(expected.columns)], expected, check_names=False, check_index_type=False
+    )
