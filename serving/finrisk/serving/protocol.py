@@ -143,3 +143,10 @@ def from_raw_contents(raw: bytes, datatype: str) -> npt.NDArray[Any]:
             f"({wire.itemsize} bytes each)"
         )
     return np.frombuffer(raw, dtype=wire).astype(wire.newbyteorder("="))
+
+
+def parameter_value(parameter: Any) -> Any:
+    """An Open Inference Protocol gRPC InferParameter as the JSON value it stands for (int64 ->
+    int, bool -> bool, ...): how the predictor reads a request's and the bridge a response's."""
+    kind = parameter.WhichOneof("parameter_choice")
+    return None if kind is None else getattr(parameter, kind)

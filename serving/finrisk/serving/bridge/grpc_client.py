@@ -23,13 +23,13 @@ import numpy.typing as npt
 
 from finrisk.serving.bridge.v2_client import (
     BadAnswer,
-    EndpointUnavailable,
     InferResult,
     RequestRejected,
     Tensor,
+    Transient,
     V2Client,
 )
-from finrisk.serving.protocol import FP64, FramingError, from_raw_contents
+from finrisk.serving.protocol import FP64, FramingError, from_raw_contents, parameter_value
 
 _RETRYABLE = frozenset(
     {
@@ -114,33 +114,20 @@ class GrpcV2Client(V2Client):
             model_name=response.model_name or model,
             model_version=response.model_version or None,
             outputs=_outputs(response),
-            parameters={k: _value(v) for k, v in response.parameters.items()},
+            parameters={k: parameter_value(v) for k, v in response.parameters.items()},
         )
 
     def _call_grpc(self, request: Any) -> Any:
-        problem = "circuit open"
-        for attempt in range(1, self.max_attempts + 1):
-            if not self.breaker.allow():
-                raise EndpointUnavailable(
-                    f"{self.address}: circuit open ({problem}); next probe in "
-                    f"{self.breaker.retry_in():.1f} s"
-                )
+        def once() -> Any:
             try:
-                response = self._stub.ModelInfer(request, timeout=self._timeout_s)
+                return self._stub.ModelInfer(request, timeout=self._timeout_s)
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code not in _RETRYABLE:
-                    self.breaker.record_success()  # it answered: the endpoint is up
                     raise RequestRejected(_HTTP_STATUS.get(code, 400), exc.details()) from None
-                problem = f"{code.name}: {exc.details()}"
-            else:
-                self.breaker.record_success()
-                return response
-            self.breaker.record_failure()
-            if attempt < self.max_attempts and self.breaker.allow():
-                self.retries += 1
-                self._sleep(self.backoff.delay(attempt))
-        raise EndpointUnavailable(f"{self.address} ModelInfer: {problem}")
+                raise Transient(f"{code.name}: {exc.details()}") from None
+
+        return self.with_retries(self.address, f"{self.address} ModelInfer", once)
 
 
 def _parameter(pb: Any, value: Any) -> Any:
@@ -149,11 +136,6 @@ def _parameter(pb: Any, value: Any) -> Any:
     if isinstance(value, int):
         return pb.InferParameter(int64_param=value)
     return pb.InferParameter(string_param=str(value))
-
-
-def _value(parameter: Any) -> Any:
-    kind = parameter.WhichOneof("parameter_choice")
-    return None if kind is None else getattr(parameter, kind)
 
 
 def _outputs(response: Any) -> dict[str, Tensor]:

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -36,12 +36,19 @@ _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _JSON = {"content-type": JSON_MEDIA_TYPE}
 
 
+T = TypeVar("T")
+
+
 class EndpointUnavailable(Exception):
     """The endpoint is down (or its circuit is open): try again later, drop nothing."""
 
 
 class BadAnswer(EndpointUnavailable):
     """The endpoint answered, but not what this bridge expects (a model or version mismatch)."""
+
+
+class Transient(Exception):
+    """A failed call that may pass by itself (unreachable, timed out, overloaded): retried."""
 
 
 class RequestRejected(Exception):
@@ -212,31 +219,46 @@ class V2Client:
     def _call(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
+        def once() -> httpx.Response:
+            try:
+                response = self._http.request(method, path, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise Transient(f"{type(exc).__name__}: {exc}") from None
+            status = response.status_code
+            if status < 400:
+                return response
+            if status not in _RETRYABLE_STATUS:
+                raise RequestRejected(status, _error_text(response))
+            raise Transient(f"HTTP {status}: {_error_text(response)}")
+
+        return _json(self.with_retries(self.base_url, f"{self.base_url}{path}", once))
+
+    def with_retries(self, endpoint: str, call: str, once: Callable[[], T]) -> T:
+        """`once()` under the circuit breaker, retried with backoff while it raises Transient
+        (up to max_attempts); a RequestRejected means the endpoint answered: it counts as up.
+        One loop for every transport (REST here, gRPC in grpc_client.py)."""
         problem = "circuit open"
         for attempt in range(1, self.max_attempts + 1):
             if not self.breaker.allow():
                 raise EndpointUnavailable(
-                    f"{self.base_url}: circuit open ({problem}); next probe in "
+                    f"{endpoint}: circuit open ({problem}); next probe in "
                     f"{self.breaker.retry_in():.1f} s"
                 )
             try:
-                response = self._http.request(method, path, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                result = once()
+            except RequestRejected:
+                self.breaker.record_success()  # it answered: the endpoint is up
+                raise
+            except Transient as exc:
+                problem = str(exc)
             else:
-                status = response.status_code
-                if status < 400:
-                    self.breaker.record_success()
-                    return _json(response)
-                if status not in _RETRYABLE_STATUS:
-                    self.breaker.record_success()  # it answered: the endpoint is up
-                    raise RequestRejected(status, _error_text(response))
-                problem = f"HTTP {status}: {_error_text(response)}"
+                self.breaker.record_success()
+                return result
             self.breaker.record_failure()
             if attempt < self.max_attempts and self.breaker.allow():
                 self.retries += 1
                 self._sleep(self.backoff.delay(attempt))
-        raise EndpointUnavailable(f"{self.base_url}{path}: {problem}")
+        raise EndpointUnavailable(f"{call}: {problem}")
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -17,7 +17,13 @@ from finrisk.serving.predictor.kserve_import import kserve
 from finrisk.serving.predictor.model import V2Document
 from finrisk.serving.predictor.responses import response_id, v2_outputs
 from finrisk.serving.predictor.scoring import Scored, Scorer
-from finrisk.serving.protocol import BINARY_DATA_SIZE, FP64, FP64_BYTES, raw_contents
+from finrisk.serving.protocol import (
+    BINARY_DATA_SIZE,
+    FP64,
+    FP64_BYTES,
+    parameter_value,
+    raw_contents,
+)
 
 pb = kserve.protocol.grpc.grpc_predict_v2_pb2
 
@@ -36,12 +42,6 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-
-
-def parameter_value(parameter: Any) -> Any:
-    """An InferParameter as the JSON value it stands for (int64 -> int, bool -> bool, ...)."""
-    kind = parameter.WhichOneof("parameter_choice")
-    return None if kind is None else getattr(parameter, kind)
 
 
 def _parameters(entries: Any) -> dict[str, Any]:
