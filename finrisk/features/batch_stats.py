@@ -5,7 +5,8 @@
 - velocity windows: a vectorised binary search, bounded by the user's first row, finds where
   each row's window starts (largest window first, each smaller one searched from there);
   counts are index differences, debit sums differences of the user's cumulative debit sum;
-- novelty: first occurrence of the (user, category) and (user, merchant) pairs;
+- novelty: first occurrence of the (user, category) and (user, merchant) pairs, and the first
+  visits within NEW_MERCHANT_WINDOW as differences of their running count;
 - user statistics: bincount over user ids (which adds in row order, as the online path
   does) and ufunc.reduceat for minima and maxima; the time-decayed "recent" sums weigh each
   row by exp(-age / tau) against its user's latest timestamp (closed form: the weights are
@@ -21,6 +22,7 @@ from finrisk.features.batch_inputs import Sorted
 from finrisk.features.definitions import (
     COUNTED_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
+    NEW_MERCHANT_WINDOW,
     NS_PER_DAY,
     NS_PER_SECOND,
     SUM_WINDOWS,
@@ -71,6 +73,14 @@ def transaction_stats(data: Sorted) -> TxStats:
         if suffix in SUM_WINDOWS:
             window_sums[suffix] = debit_cum - debit_cum_before[lower]
 
+    # New merchants in their window: the user's running count of first visits (a global
+    # cumsum, exact in integers) at this row minus the count before the window's first row.
+    is_new_merchant = _first_seen(data, data.merchant)
+    new_merchants = np.cumsum(is_new_merchant, dtype=np.int64)
+    new_before = new_merchants - is_new_merchant.astype(np.int64)
+    new_lower = window_starts(data.timestamp_ns, data.row_start, NEW_MERCHANT_WINDOW[1])
+    window_new_merchants = new_merchants - new_before[new_lower]
+
     previous = np.empty(n, dtype=np.int64)
     previous[1:] = data.timestamp_ns[:-1]
     previous[first] = data.timestamp_ns[first]
@@ -92,7 +102,8 @@ def transaction_stats(data: Sorted) -> TxStats:
         has_prev=~first,
         seconds_since_prev=gap,
         is_new_category=_first_seen(data, data.category).astype(np.float64),
-        is_new_merchant=_first_seen(data, data.merchant).astype(np.float64),
+        is_new_merchant=is_new_merchant.astype(np.float64),
+        window_new_merchants=window_new_merchants.astype(np.float64),
     )
 
 

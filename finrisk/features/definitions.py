@@ -30,6 +30,14 @@ WINDOWS: tuple[tuple[str, int], ...] = (
 # Windows whose debit amount sums are features (the 10-minute one only counts).
 SUM_WINDOWS: tuple[str, ...] = ("1h", "24h")
 
+# A user's transactions at merchants new to them (their first at that merchant) are counted over
+# this window, (t - length, t] like the velocity windows. Card testing spread over days (a tiny
+# charge or two a day, each at a new merchant) and a takeover shopping at new merchants leave a
+# run of first visits that no single transaction shows; a trip's or a holiday's new merchants
+# come too, so the model weighs the count against the rest. A week covers the slowest card
+# testing's runs of 5 to 14 days at one or two charges a day (measured on the hard scenario:
+# docs/models-and-evaluation.md).
+NEW_MERCHANT_WINDOW: tuple[str, int] = ("7d", 7 * NS_PER_DAY)
 # Seconds since the user's previous transaction are capped here; the first transaction gets
 # the cap (as if the previous one were long ago).
 GAP_CAP_SECONDS = 30.0 * SECONDS_PER_DAY
@@ -102,6 +110,7 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
     "dow_cos",
     "is_new_category",
     "is_new_merchant",
+    f"new_merchants_{NEW_MERCHANT_WINDOW[0]}",
     "amount_to_balance_before",
     "is_overdrawn",
     "signed_log_balance_after",

@@ -107,6 +107,8 @@ class TxStats(NamedTuple):
     seconds_since_prev: Value  # 0.0 for the first transaction
     is_new_category: Value  # 1.0 the first time the user has this category
     is_new_merchant: Value
+    # Transactions at merchants new to the user in NEW_MERCHANT_WINDOW, itself included.
+    window_new_merchants: Value
 
 
 def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
@@ -158,6 +160,7 @@ def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
         np.cos(dow_angle),
         s.is_new_category,
         s.is_new_merchant,
+        _as_float(s.window_new_merchants),
         to_balance,
         _as_float(balance < 0),
         signed_log_balance,

@@ -121,8 +121,17 @@ def observe_columns(state: OnlineState, columns: TxColumns) -> tuple[Matrix, Mat
 
     first = known.first[order]
     clock = np.maximum(batch.ts, last_before)
-    window_counts, window_sums = window_stats(
-        state.windows, batch.slot, batch.ts, clock, prior[-1], after_sums[_DEBIT_CUM_ROW]
+    merchants_after = known.n_merchants[order]
+    new_merchant = known.new_merchant[order]
+    window_counts, window_sums, window_new_merchants = window_stats(
+        state.windows,
+        batch.slot,
+        batch.ts,
+        clock,
+        prior[-1],
+        after_sums[_DEBIT_CUM_ROW],
+        merchants_after - new_merchant,
+        merchants_after,
     )
     tx_stats = TxStats(
         amount=batch.amount,
@@ -142,11 +151,10 @@ def observe_columns(state: OnlineState, columns: TxColumns) -> tuple[Matrix, Mat
             ~first & (batch.ts >= last_before), (batch.ts - last_before) / _NS_PER_SECOND_F, 0.0
         ),
         is_new_category=(seen_category == 0).astype(np.float64),
-        is_new_merchant=known.new_merchant[order],
+        is_new_merchant=new_merchant,
+        window_new_merchants=window_new_merchants,
     )
-    stats_after = user_stats(
-        after_sums, after_times, known.n_merchants[order], top_spend, list(counted)
-    )
+    stats_after = user_stats(after_sums, after_times, merchants_after, top_spend, list(counted))
     # Back to arrival order.
     tx_matrix = np.empty((n, len(TRANSACTION_FEATURES)))
     tx_matrix[order] = feature_matrix(transaction_formulas(tx_stats), n)

@@ -20,9 +20,10 @@ from finrisk.features.online_arrays import Floats, Ints
 from finrisk.features.online_state import SUM_FIELDS, TIME_FIELDS, OnlineState
 from finrisk.features.online_windows import LONGEST, WINDOW_LENGTHS, VelocityWindows
 
-# 3: the numbers in binary after a JSON header. 2 (JSON only) held the same statistics; 1
-# lacked some. A saved state of another version is refused: rebuild its state by replaying.
-SAVED_STATE_VERSION = 3
+# 4: the windows also hold the user's distinct merchants before each entry (the new-merchant
+# window). 3: the numbers in binary after a JSON header. 2 (JSON only) held the statistics of
+# 3; 1 lacked some. A saved state of another version is refused: rebuild its state by replaying.
+SAVED_STATE_VERSION = 4
 
 
 def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
@@ -30,8 +31,8 @@ def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
 
     A saved state is a JSON header (version, category names, merchants, window starts and
     length), a newline, then the numbers as little-endian float64/int64: the statistics,
-    the timestamps, the per-category counts and spend, the window timestamps and debit
-    totals. Written as JSON text the numbers cost ~5x as much, and a checkpoint
+    the timestamps, the per-category counts and spend, the window timestamps, debit
+    totals and merchant counts. Written as JSON text the numbers cost ~5x as much, and a checkpoint
     saves every user changed in the interval.
     """
     slots = [state.slot(user) for user in user_ids]
@@ -55,6 +56,7 @@ def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
         first = window.starts[LONGEST]
         stamps = array("q", window.stamps[first:])
         cums = array("d", window.cums[first:])
+        known = array("d", window.merchants[first:])
         header = {
             "version": SAVED_STATE_VERSION,
             "categories": categories,
@@ -65,6 +67,7 @@ def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
         if sys.byteorder != "little":
             stamps.byteswap()
             cums.byteswap()
+            known.byteswap()
         documents.append(
             b"".join(
                 (
@@ -73,6 +76,7 @@ def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
                     numbers[i * width : (i + 1) * width],
                     stamps.tobytes(),
                     cums.tobytes(),
+                    known.tobytes(),
                 )
             )
         )
@@ -129,15 +133,16 @@ def _read_saved_state(data: bytes) -> _SavedState:
     starts = [int(start) for start in header["window_starts"]]
     sizes = (len(SUM_FIELDS), len(TIME_FIELDS), len(categories), len(categories), entries)
     body = memoryview(data)[end + 1 :]
-    if end < 0 or len(body) != 8 * (sum(sizes) + entries):
+    if end < 0 or len(body) != 8 * (sum(sizes) + 2 * entries):
         raise FinriskError("is unreadable: its numbers are cut short or too long")
     if len(starts) != len(WINDOW_LENGTHS) or not all(0 <= s <= entries for s in starts):
         raise FinriskError("has the wrong windows")
-    offsets = np.cumsum([0, *sizes, entries]) * 8
+    offsets = np.cumsum([0, *sizes, entries, entries]) * 8
     blocks = [body[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     window = VelocityWindows()
     window.stamps = np.frombuffer(blocks[4], dtype="<i8").tolist()
     window.cums = np.frombuffer(blocks[5], dtype="<f8").tolist()
+    window.merchants = np.frombuffer(blocks[6], dtype="<f8").tolist()
     window.starts = starts
     return _SavedState(
         sums=np.frombuffer(blocks[0], dtype="<f8"),

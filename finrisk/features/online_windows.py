@@ -1,10 +1,11 @@
-"""The online path's velocity windows: per user, the count of transactions in each window and
-the debit sum in the summed ones, the one per-transaction loop of a micro-batch.
+"""The online path's velocity windows: per user, the count of transactions in each window, the
+debit sum in the summed ones and the first visits to a merchant in NEW_MERCHANT_WINDOW, the one
+per-transaction loop of a micro-batch.
 
-Each user's windows are one list of (timestamp, debit total before) in arrival order with a
-start per window. A transaction arriving with an earlier timestamp than its user's previous
-one expires the windows relative to the newest timestamp seen for that user, so a late message
-is never lost but its velocity counts are approximate.
+Each user's windows are one list of (timestamp, debit total before, distinct merchants before)
+in arrival order with a start per window. A transaction arriving with an earlier timestamp than
+its user's previous one expires the windows relative to the newest timestamp seen for that
+user, so a late message is never lost but its velocity counts are approximate.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from finrisk.features.definitions import SUM_WINDOWS, WINDOWS
+from finrisk.features.definitions import NEW_MERCHANT_WINDOW, SUM_WINDOWS, WINDOWS
 from finrisk.features.online_arrays import Floats, Ints
 
 # Per window: its length, and whether its debit sum is a feature (in WINDOWS order, which
-# SUM_WINDOWS follows; a test holds it to that).
-WINDOW_LENGTHS: tuple[int, ...] = tuple(length for _, length in WINDOWS)
+# SUM_WINDOWS follows; a test holds it to that). The last window is NEW_MERCHANT_WINDOW's, whose
+# transactions are not counted, only its first visits to merchants.
+COUNTED: int = len(WINDOWS)
+WINDOW_LENGTHS: tuple[int, ...] = (*(length for _, length in WINDOWS), NEW_MERCHANT_WINDOW[1])
+NEW_MERCHANTS = COUNTED
 _SUMMED: tuple[int, ...] = tuple(
     k for k, (suffix, _) in enumerate(WINDOWS) if suffix in SUM_WINDOWS
 )
@@ -28,16 +32,17 @@ _TRIM_AFTER = 64
 
 
 class VelocityWindows:
-    """A user's velocity windows: the (timestamp, debit total before) of their recent
-    transactions in arrival order, and where each window starts in them. A window drops its
-    head while the head expired against the newest timestamp; the newest transaction itself
-    never expires, so a start never passes the end."""
+    """A user's velocity windows: the (timestamp, debit total before, distinct merchants
+    before) of their recent transactions in arrival order, and where each window starts in
+    them. A window drops its head while the head expired against the newest timestamp; the
+    newest transaction itself never expires, so a start never passes the end."""
 
-    __slots__ = ("cums", "stamps", "starts")
+    __slots__ = ("cums", "merchants", "stamps", "starts")
 
     def __init__(self) -> None:
         self.stamps: list[int] = []
         self.cums: list[float] = []
+        self.merchants: list[float] = []
         self.starts = [0] * len(WINDOW_LENGTHS)
 
 
@@ -48,18 +53,25 @@ def window_stats(
     clocks: Ints,
     cum_before: Floats,
     cum_after: Floats,
-) -> tuple[list[Floats], list[Floats]]:
-    """Counts in each window and debit sums in the summed ones, per transaction, each
-    added to the window of its user's slot (round order keeps each user's transactions in
-    arrival order). `clocks` is each user's newest timestamp so far, which the windows
-    expire against; `cum_before`/`cum_after` the user's debit total before and after."""
-    counts: list[list[int]] = [[] for _ in WINDOW_LENGTHS]
+    merchants_before: Floats,
+    merchants_after: Floats,
+) -> tuple[list[Floats], list[Floats], Floats]:
+    """Counts in each of WINDOWS, debit sums in the summed ones and first visits to a
+    merchant in NEW_MERCHANT_WINDOW, per transaction, each added to the window of its user's
+    slot (round order keeps each user's transactions in arrival order). `clocks` is each
+    user's newest timestamp so far, which the windows expire against; `cum_before`/`cum_after`
+    the user's debit total before and after, `merchants_before`/`merchants_after` their
+    number of distinct merchants (a first visit adds one)."""
+    counts: list[list[int]] = [[] for _ in range(COUNTED)]
+    new_merchants: list[float] = []
+    count_new = new_merchants.append
     sums: list[list[float]] = [[] for _ in _SUMMED]
     # Each column's append bound once: this loop runs per transaction.
     count_into = [
         (k, length, column.append)
-        for k, (length, column) in enumerate(zip(WINDOW_LENGTHS, counts, strict=True))
+        for k, (length, column) in enumerate(zip(WINDOW_LENGTHS[:COUNTED], counts, strict=True))
     ]
+    new_length = WINDOW_LENGTHS[NEW_MERCHANTS]
     sum_into = [(k, column.append) for k, column in zip(_SUMMED, sums, strict=True)]
     rows = zip(
         slots.tolist(),
@@ -67,13 +79,16 @@ def window_stats(
         clocks.tolist(),
         cum_before.tolist(),
         cum_after.tolist(),
+        merchants_before.tolist(),
+        merchants_after.tolist(),
         strict=True,
     )
-    for slot, ts, clock, before, after in rows:
+    for slot, ts, clock, before, after, known_before, known_after in rows:
         window = windows[slot]
-        entries, cums, starts = window.stamps, window.cums, window.starts
+        entries, cums, known, starts = window.stamps, window.cums, window.merchants, window.starts
         entries.append(ts)
         cums.append(before)
+        known.append(known_before)
         end = len(entries)
         for k, length, count in count_into:
             cutoff = clock - length
@@ -87,11 +102,18 @@ def window_stats(
             count(end - j)
         for k, total in sum_into:
             total(after - cums[starts[k]])
+        cutoff = clock - new_length
+        j = starts[NEW_MERCHANTS]
+        while entries[j] <= cutoff:
+            j += 1
+        starts[NEW_MERCHANTS] = j
+        count_new(known_after - known[j])
         expired = starts[LONGEST]
         if expired > _TRIM_AFTER:
-            del entries[:expired], cums[:expired]
+            del entries[:expired], cums[:expired], known[:expired]
             window.starts = [start - expired for start in starts]
     return (
         [np.array(column, dtype=np.float64) for column in counts],
         [np.array(column, dtype=np.float64) for column in sums],
+        np.array(new_merchants, dtype=np.float64),
     )

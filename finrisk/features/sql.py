@@ -14,6 +14,9 @@ How the SQL keeps the batch path's semantics (`finrisk.features.batch_stats`):
   ROW` over UNIX_MICROS. A RANGE frame includes the row's peers (same timestamp) that come
   after it in the canonical order, which the batch path does not count; they are subtracted
   (a count and a debit sum over the later peers);
+- first visits in NEW_MERCHANT_WINDOW: each row's first-visit flag (ROW_NUMBER per user and
+  merchant) is computed in a step before, then summed over the window's RANGE frame like a
+  count, less the later peers' flags;
 - the first transaction has no previous one (`has_prev` 0, gap 0): the formula applies the
   gap cap, MIN_ZSCORE_HISTORY and the variance floor, as for the other paths.
 
@@ -34,6 +37,7 @@ import pandas as pd
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
     DEBIT_DIRECTION,
+    NEW_MERCHANT_WINDOW,
     NS_PER_SECOND,
     SUM_WINDOWS,
     TRANSACTION_FEATURES,
@@ -64,6 +68,7 @@ PRIOR_DEBIT_MAX = "prior_debit_max"
 PREVIOUS_MICROS = "previous_micros"
 IS_NEW_CATEGORY = "is_new_category"
 IS_NEW_MERCHANT = "is_new_merchant"
+WINDOW_NEW_MERCHANTS = f"window_new_merchants_{NEW_MERCHANT_WINDOW[0]}"
 STATS_INPUTS: tuple[str, ...] = (AMOUNT, DIRECTION, BALANCE_AFTER, CATEGORY, CHANNEL)
 
 
@@ -86,6 +91,7 @@ STATS_COLUMNS: tuple[str, ...] = (
     *(window_sum_column(suffix) for suffix in SUM_WINDOWS),
     IS_NEW_CATEGORY,
     IS_NEW_MERCHANT,
+    WINDOW_NEW_MERCHANTS,
 )
 
 
@@ -133,18 +139,21 @@ def transaction_stats_sql(table: str, extra_columns: tuple[str, ...] = (), where
         f"({peers} ORDER BY {TRANSACTION_ID} ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
     )
 
-    window_terms: list[str] = []
-    for suffix, length in WINDOWS:
-        frame = (
+    def frame(length: int) -> str:
+        return (
             f"({user} ORDER BY {TS_MICROS} RANGE BETWEEN {_micros(length) - 1} PRECEDING "
             "AND CURRENT ROW)"
         )
+
+    window_terms: list[str] = []
+    for suffix, length in WINDOWS:
         window_terms.append(
-            f"COUNT(*) OVER {frame} - COUNT(*) OVER {later_peers} AS {window_count_column(suffix)}"
+            f"COUNT(*) OVER {frame(length)} - COUNT(*) OVER {later_peers} "
+            f"AS {window_count_column(suffix)}"
         )
         if suffix in SUM_WINDOWS:
             window_terms.append(
-                f"SUM(debit_amount) OVER {frame} "
+                f"SUM(debit_amount) OVER {frame(length)} "
                 f"- COALESCE(SUM(debit_amount) OVER {later_peers}, 0) "
                 f"AS {window_sum_column(suffix)}"
             )
@@ -163,8 +172,9 @@ def transaction_stats_sql(table: str, extra_columns: tuple[str, ...] = (), where
             *window_terms,
             f"IF(ROW_NUMBER() OVER ({user}, {CATEGORY} ORDER BY {TS_MICROS}, {TRANSACTION_ID}) "
             f"= 1, 1, 0) AS {IS_NEW_CATEGORY}",
-            f"IF(ROW_NUMBER() OVER ({user}, {MERCHANT} ORDER BY {TS_MICROS}, {TRANSACTION_ID}) "
-            f"= 1, 1, 0) AS {IS_NEW_MERCHANT}",
+            IS_NEW_MERCHANT,
+            f"SUM({IS_NEW_MERCHANT}) OVER {frame(NEW_MERCHANT_WINDOW[1])} "
+            f"- COALESCE(SUM({IS_NEW_MERCHANT}) OVER {later_peers}, 0) AS {WINDOW_NEW_MERCHANTS}",
         ]
     )
     return (
@@ -175,8 +185,15 @@ def transaction_stats_sql(table: str, extra_columns: tuple[str, ...] = (), where
         f"    IF({debit}, {AMOUNT}, 0) AS debit_amount,\n"
         f"    IF({debit}, LN(1 + {AMOUNT}), 0) AS log_debit\n"
         f"  FROM {source}{condition}\n"
+        "),\n"
+        # The first-visit flag is a window function itself: the window sum reads it from here.
+        "flagged_rows AS (\n"
+        f"  SELECT *,\n"
+        f"    IF(ROW_NUMBER() OVER ({user}, {MERCHANT} ORDER BY {TS_MICROS}, {TRANSACTION_ID}) "
+        f"= 1, 1, 0) AS {IS_NEW_MERCHANT}\n"
+        "  FROM input_rows\n"
         ")\n"
-        f"SELECT\n    {columns}\nFROM input_rows"
+        f"SELECT\n    {columns}\nFROM flagged_rows"
     )
 
 
@@ -211,6 +228,7 @@ def stats_from_rows(rows: pd.DataFrame) -> TxStats:
         seconds_since_prev=(gap_micros * NS_PER_MICRO) / float(NS_PER_SECOND),
         is_new_category=floats(IS_NEW_CATEGORY),
         is_new_merchant=floats(IS_NEW_MERCHANT),
+        window_new_merchants=floats(WINDOW_NEW_MERCHANTS),
     )
 
 

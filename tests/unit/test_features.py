@@ -27,6 +27,7 @@ from finrisk.features.definitions import (
     DAYS_PER_MONTH,
     GAP_CAP_SECONDS,
     LOG_AMOUNT_VARIANCE_FLOOR,
+    NEW_MERCHANT_WINDOW,
     RECENT_DECAY_DAYS,
     SUM_WINDOWS,
     WINDOWS,
@@ -162,6 +163,43 @@ def test_novelty_per_user() -> None:
     f = transaction_features(df)
     assert f["is_new_category"].tolist() == [1.0, 1.0, 0.0, 1.0]
     assert f["is_new_merchant"].tolist() == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_new_merchants_are_counted_over_their_window_in_both_paths() -> None:
+    day = 60 * 24
+    df = frame(
+        [
+            {"minutes": 0, "merchant": "a"},
+            {"minutes": day, "merchant": "b"},
+            {"minutes": 2 * day, "merchant": "a"},  # a second visit: not new
+            {"minutes": 7 * day, "merchant": "c"},  # the first, exactly 7 days earlier, expired
+            {"minutes": 8 * day, "merchant": "d"},  # b's first visit expired too
+            {"minutes": 8 * day + 1, "merchant": "b"},
+            {"minutes": 8 * day + 2, "merchant": "c", "user_id": "u2"},  # per user
+        ]
+    )
+    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
+    assert NEW_MERCHANT_WINDOW[1] == 7 * day * 60 * 10**9
+    expected = [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.0]
+    assert transaction_features(df)[name].tolist() == expected
+    online = OnlineFeatures()
+    assert [online.update(row)[name] for row in df.to_dict("records")] == expected
+
+
+def test_online_new_merchants_survive_a_saved_state() -> None:
+    day = 60 * 24
+    rows = frame([{"minutes": i * day, "merchant": f"m{i % 3}"} for i in range(6)])
+    records = rows.to_dict("records")
+    online = OnlineFeatures()
+    for row in records[:4]:
+        online.update(row)
+    restored = OnlineFeatures()
+    restored.restore("u1", online.saved_state("u1"))
+    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
+    # m0, m1, m2 are new on days 0-2: on days 4 and 5 the window still holds them (less m0
+    # on day 7 onwards), the restored state as the one it was saved from.
+    assert [restored.update(row)[name] for row in records[4:]] == [3.0, 3.0]
+    assert [online.update(row)[name] for row in records[4:]] == [3.0, 3.0]
 
 
 def test_balance_features() -> None:
