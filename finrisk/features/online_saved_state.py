@@ -22,8 +22,12 @@ from finrisk.features.online_windows import LONGEST, WINDOW_LENGTHS, VelocityWin
 
 # 4: the windows also hold the user's distinct merchants before each entry (the new-merchant
 # window). 3: the numbers in binary after a JSON header. 2 (JSON only) held the statistics of
-# 3; 1 lacked some. A saved state of another version is refused: rebuild its state by replaying.
+# 3; 1 lacked some.
 SAVED_STATE_VERSION = 4
+# Read and upgraded (_upgrade_v3), so that a bridge upgraded in place restores the states its
+# predecessor wrote instead of stopping. Any other version is refused: replay the user's
+# transactions (docs/bridge.md, "Upgrading").
+UPGRADED_VERSIONS = (3,)
 
 
 def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
@@ -122,34 +126,55 @@ def _read_saved_state(data: bytes) -> _SavedState:
     end = data.find(b"\n")
     header = orjson.loads(data[:end] if end >= 0 else data)
     version = header.get("version")
-    if version != SAVED_STATE_VERSION:
+    if version != SAVED_STATE_VERSION and version not in UPGRADED_VERSIONS:
+        readable = ", ".join(str(v) for v in (SAVED_STATE_VERSION, *UPGRADED_VERSIONS))
         raise FinriskError(
-            f"has saved-state version {version!r}; this finrisk reads version "
-            f"{SAVED_STATE_VERSION} only (a state of another version lacks statistics the "
-            "features need or is laid out otherwise: drop it and replay the user's transactions)"
+            f"has saved-state version {version!r}; this finrisk reads versions {readable} "
+            "(a state of another version lacks statistics the features need or is laid out "
+            "otherwise: drop it and replay the user's transactions)"
         )
+    upgrade = version != SAVED_STATE_VERSION
     categories = [str(name) for name in header["categories"]]
     entries = int(header["window_entries"])
     starts = [int(start) for start in header["window_starts"]]
-    sizes = (len(SUM_FIELDS), len(TIME_FIELDS), len(categories), len(categories), entries)
+    # Per window entry: its timestamp and debit total before, and (from version 4) the user's
+    # distinct merchants before it.
+    sizes = [len(SUM_FIELDS), len(TIME_FIELDS), len(categories), len(categories), entries, entries]
+    if not upgrade:
+        sizes.append(entries)
     body = memoryview(data)[end + 1 :]
-    if end < 0 or len(body) != 8 * (sum(sizes) + 2 * entries):
+    if end < 0 or len(body) != 8 * sum(sizes):
         raise FinriskError("is unreadable: its numbers are cut short or too long")
-    if len(starts) != len(WINDOW_LENGTHS) or not all(0 <= s <= entries for s in starts):
+    windows = len(WINDOW_LENGTHS) - 1 if upgrade else len(WINDOW_LENGTHS)
+    if len(starts) != windows or not all(0 <= s <= entries for s in starts):
         raise FinriskError("has the wrong windows")
-    offsets = np.cumsum([0, *sizes, entries, entries]) * 8
+    offsets = np.cumsum([0, *sizes]) * 8
     blocks = [body[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+    merchants = set(header["merchants"])
     window = VelocityWindows()
     window.stamps = np.frombuffer(blocks[4], dtype="<i8").tolist()
     window.cums = np.frombuffer(blocks[5], dtype="<f8").tolist()
-    window.merchants = np.frombuffer(blocks[6], dtype="<f8").tolist()
-    window.starts = starts
+    if upgrade:
+        _upgrade_v3(window, starts, len(merchants))
+    else:
+        window.merchants = np.frombuffer(blocks[6], dtype="<f8").tolist()
+        window.starts = starts
     return _SavedState(
         sums=np.frombuffer(blocks[0], dtype="<f8"),
         times=np.frombuffer(blocks[1], dtype="<i8"),
         categories=categories,
         category_counts=np.frombuffer(blocks[2], dtype="<f8"),
         category_spend=np.frombuffer(blocks[3], dtype="<f8"),
-        merchants=set(header["merchants"]),
+        merchants=merchants,
         windows=window,
     )
+
+
+def _upgrade_v3(window: VelocityWindows, starts: list[int], n_merchants: int) -> None:
+    """A version-3 state's windows as version 4 holds them. Version 3 kept the last 24 hours
+    and no merchant counts: the new-merchant window starts at its first entry, and every entry
+    gets the user's present count of distinct merchants, so the first visits before the
+    upgrade are not counted. `new_merchants_7d` counts only those after it, low for up to a
+    week; every other feature is exact."""
+    window.merchants = [float(n_merchants)] * len(window.stamps)
+    window.starts = [*starts, 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -486,21 +487,65 @@ def test_gambling_merchants_are_the_generators_betting_brands() -> None:
     assert flagged
 
 
-def test_old_saved_state_versions_are_refused_clearly() -> None:
+def test_saved_states_of_other_versions_are_refused_clearly() -> None:
     online = OnlineFeatures()
     online.update(frame([{}]).to_dict("records")[0])
     data = online.saved_state("u1")
     header, _ = data.split(b"\n", 1)
     assert orjson.loads(header)["version"] == SAVED_STATE_VERSION
-    old = data.replace(
-        f'"version":{SAVED_STATE_VERSION}'.encode(), f'"version":{SAVED_STATE_VERSION - 1}'.encode()
+    newer = data.replace(
+        f'"version":{SAVED_STATE_VERSION}'.encode(), f'"version":{SAVED_STATE_VERSION + 1}'.encode()
     )
-    assert old != data
-    with pytest.raises(FinriskError, match=f"version {SAVED_STATE_VERSION - 1}.*replay"):
-        OnlineFeatures().restore("u1", old)
+    assert newer != data
+    with pytest.raises(FinriskError, match=f"version {SAVED_STATE_VERSION + 1}.*replay"):
+        OnlineFeatures().restore("u1", newer)
     # Version 2 was one JSON document.
     with pytest.raises(FinriskError, match=r"version 2.*replay"):
         OnlineFeatures().restore("u1", b'{"version": 2, "n_tx": 3}')
+
+
+# A saved state written by finrisk at 6cf435c (version 3: a day of window entries, no merchant
+# counts) after the first `saved_after` transactions of the file beside it.
+V3_STATE = Path(__file__).parent / "data" / "saved_state_v3.bin"
+V3_TRANSACTIONS = Path(__file__).parent / "data" / "saved_state_v3.json"
+
+
+def test_a_version_3_saved_state_is_upgraded() -> None:
+    """A bridge upgraded in place restores its predecessor's states: every feature as if it
+    had never stopped, but the first visits to merchants before the upgrade are not counted."""
+    assert orjson.loads(V3_STATE.read_bytes().split(b"\n", 1)[0])["version"] == 3
+    plan = orjson.loads(V3_TRANSACTIONS.read_bytes())
+    rows = [{**row, "timestamp": pd.Timestamp(row["timestamp"])} for row in plan["transactions"]]
+    saved_after = plan["saved_after"]
+    upgraded = OnlineFeatures()
+    upgraded.restore("u1", V3_STATE.read_bytes())
+    never_stopped = OnlineFeatures()
+    for row in rows[:saved_after]:
+        never_stopped.update(row)
+    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
+    counted = []
+    for row in rows[saved_after:]:
+        got, want = upgraded.update(row), never_stopped.update(row)
+        assert {k: v for k, v in got.items() if k != name} == {
+            k: v for k, v in want.items() if k != name
+        }
+        counted.append(got[name])
+        assert got[name] < want[name]  # the week before the upgrade had first visits
+    # web-d is a first visit after the upgrade, grocer is not.
+    assert counted == [1.0, 1.0]
+    # Saved again, the state is version 4 and reads back to itself.
+    again = upgraded.saved_state("u1")
+    assert orjson.loads(again.split(b"\n", 1)[0])["version"] == SAVED_STATE_VERSION
+    restored = OnlineFeatures()
+    restored.restore("u1", again)
+    assert _parts(restored.saved_state("u1")) == _parts(again)
+
+
+def _parts(saved: bytes) -> tuple[dict[str, Any], bytes]:
+    """A saved state's header (merchants sorted: a set's order is not kept) and numbers."""
+    header, numbers = saved.split(b"\n", 1)
+    fields = orjson.loads(header)
+    return {**fields, "merchants": sorted(fields["merchants"])}, numbers
 
 
 def test_saved_states_cut_short_or_padded_are_refused() -> None:
