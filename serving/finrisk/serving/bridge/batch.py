@@ -163,7 +163,9 @@ def prepare(
     max_message_bytes: int | None = None,
     merchant: MerchantRisk | None = None,
 ) -> Batch:
-    consumed = [msg for msg in messages if msg.error() is None]
+    # Kafka's error events never get here: the loop's consume hands each batch of messages
+    # through ConsumerErrors first, which takes them out (consumer_errors.py).
+    consumed = list(messages)
     next_offsets = {partition: offset + 1 for partition, offset in map(where, consumed)}
     values = [msg.value() for msg in consumed]
     dead: list[tuple[Message, str, str]] = []
