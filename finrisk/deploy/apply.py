@@ -71,8 +71,9 @@ class Conflict(FinriskError):
     """The object changed between reading and patching it (HTTP 409)."""
 
 
-# A put-back races the controller's own status updates: this many fresh reads and patches.
-RESTORE_ATTEMPTS = 5
+# A rollout and its put-back race the controller's own status writes, each of which makes a
+# patch read before it stale (409): this many fresh reads and patches.
+CONFLICT_ATTEMPTS = 5
 
 
 def _call(verb: str, rollout: Rollout, do: Callable[[], Any]) -> Any:
@@ -88,23 +89,35 @@ def _call(verb: str, rollout: Rollout, do: Callable[[], Any]) -> Any:
             ) from None
         hint = {
             403: " (check the pipeline service account's RBAC)",
-            409: " (it changed meanwhile: run the step again)",
+            409: f" (it changed meanwhile, {CONFLICT_ATTEMPTS} times: run the step again)",
         }.get(exc.status, "")
         kind = Conflict if exc.status == 409 else FinriskError
         raise kind(f"could not {verb} {where}: HTTP {exc.status} {exc.reason}{hint}") from None
 
 
-def _put_back(api: Any, rollout: Rollout, previous: dict[str, Any]) -> None:
-    """Restore what the rollout changed. The patch carries the resourceVersion it was made
-    from, and KServe updates the object's status meanwhile: on a conflict, read it again and
-    patch again, a few times, rather than leave the failed rollout serving."""
-    for attempt in range(1, RESTORE_ATTEMPTS + 1):
+def _read_and_patch(
+    api: Any,
+    rollout: Rollout,
+    make_patch: Callable[[dict[str, Any]], dict[str, Any]],
+    **options: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the object as read, as patched): the patch made from a fresh read. It carries the
+    resourceVersion it was made from, and KServe writes the object's status meanwhile: on a
+    conflict, read again and patch again, a few times, rather than fail the step (or, for a
+    put-back, leave a failed rollout serving)."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        current = _get(api, rollout)
         try:
-            _patch(api, rollout, restore_patch(_get(api, rollout), previous))
-            return
+            return current, _patch(api, rollout, make_patch(current), **options)
         except Conflict:
-            if attempt == RESTORE_ATTEMPTS:
+            if attempt == CONFLICT_ATTEMPTS:
                 raise
+    raise AssertionError("unreachable")
+
+
+def _put_back(api: Any, rollout: Rollout, previous: dict[str, Any]) -> None:
+    """Restore what the rollout changed, as `previous` (read before it) had it."""
+    _read_and_patch(api, rollout, lambda current: restore_patch(current, previous))
 
 
 def _get(api: Any, rollout: Rollout) -> dict[str, Any]:
@@ -220,13 +233,15 @@ def deploy(
         written = write_manifest(rollout.planned(), manifest_path)
         return DeployResult("dry run (client)", name, namespace, manifest_path=written)
     api = api if api is not None else kubernetes_api()
-    previous = _get(api, rollout)
-    patch = rollout_patch(previous, rollout)
+
+    def patch(current: dict[str, Any]) -> dict[str, Any]:
+        return rollout_patch(current, rollout)
+
     if dry_run == "server":
-        would = _patch(api, rollout, patch, dry_run="All")
+        _, would = _read_and_patch(api, rollout, patch, dry_run="All")
         written = write_manifest(would, manifest_path)
         return DeployResult("dry run (server)", name, namespace, manifest_path=written)
-    _patch(api, rollout, patch)
+    previous, _ = _read_and_patch(api, rollout, patch)
     deadline = time.monotonic() + timeout_s
     try:
         ready = wait_until_ready(api, name, namespace, timeout_s, poll_s=poll_s)

@@ -19,7 +19,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from finrisk.deploy.apply import (
-    RESTORE_ATTEMPTS,
+    CONFLICT_ATTEMPTS,
     deploy,
     readiness,
     wait_until_ready,
@@ -233,7 +233,7 @@ def test_a_rollout_that_does_not_serve_is_put_back(tmp_path: Path) -> None:
     assert len(api.patches) == 2  # the rollout, then what put it back
 
 
-@pytest.mark.parametrize("races", [1, RESTORE_ATTEMPTS - 1, RESTORE_ATTEMPTS])
+@pytest.mark.parametrize("races", [1, CONFLICT_ATTEMPTS - 1, CONFLICT_ATTEMPTS])
 def test_the_put_back_reads_again_when_the_controller_changed_the_object(
     tmp_path: Path, races: int
 ) -> None:
@@ -263,7 +263,7 @@ def test_the_put_back_reads_again_when_the_controller_changed_the_object(
     run = lambda: deploy(  # noqa: E731
         rollout(), manifest_path=tmp_path / "m.yaml", api=api, timeout_s=10, poll_s=0, probe=probe
     )
-    if races < RESTORE_ATTEMPTS:
+    if races < CONFLICT_ATTEMPTS:
         with pytest.raises(FinriskError, match="is back on what it served before"):
             run()
         assert api.objects[("finrisk", "finrisk")]["spec"] == before["spec"]
@@ -272,6 +272,49 @@ def test_the_put_back_reads_again_when_the_controller_changed_the_object(
             run()
         assert "may still serve the new pair (no alias moved)" in str(failed.value)
         assert "HTTP 409" in str(failed.value)
+
+
+@pytest.mark.parametrize("races", [1, CONFLICT_ATTEMPTS - 1, CONFLICT_ATTEMPTS])
+def test_the_rollout_reads_again_when_the_controller_changed_the_object(
+    tmp_path: Path, races: int
+) -> None:
+    """KServe writes the object's status between the step's read and its patch (found by the
+    real API server under load): the patch, stale, is made again from a fresh read; only a
+    controller that never stops fails the step, with nothing changed."""
+    api = StandInInferenceServices()
+    before = copy.deepcopy(api.objects[("finrisk", "finrisk")])
+    api.on_patch = lambda obj: api.set_ready(True)
+    racing = {"left": races}
+    plain_get = api.get_namespaced_custom_object
+
+    def racing_get(*args: Any) -> dict[str, Any]:
+        found = plain_get(*args)
+        if racing["left"]:
+            racing["left"] -= 1
+            stored = api.objects[("finrisk", "finrisk")]["metadata"]
+            stored["resourceVersion"] = str(int(stored["resourceVersion"]) + 1)  # a status write
+        return found
+
+    api.get_namespaced_custom_object = racing_get  # type: ignore[method-assign]
+    run = lambda: deploy(  # noqa: E731
+        rollout(),
+        manifest_path=tmp_path / "m.yaml",
+        api=api,
+        timeout_s=10,
+        poll_s=0,
+        probe=lambda url, r, deadline: None,
+    )
+    if races < CONFLICT_ATTEMPTS:
+        assert run().action == "rolled out"
+        stored = api.objects[("finrisk", "finrisk")]
+        env = stored["spec"]["predictor"]["containers"][0]["env"]
+        assert {"name": DETECTOR_MODEL_ENV, "value": "models:/finrisk-anomaly-detector/7"} in env
+        assert len(api.patches) == 1
+    else:
+        with pytest.raises(FinriskError, match=r"HTTP 409 .*run the step again"):
+            run()
+        assert api.objects[("finrisk", "finrisk")]["spec"] == before["spec"]
+        assert api.patches == []
 
 
 def test_a_missing_inference_service_says_to_apply_the_base(tmp_path: Path) -> None:
