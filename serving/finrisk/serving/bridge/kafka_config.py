@@ -235,13 +235,24 @@ def ensure_merchant_frauds_topic(settings: Settings) -> None:
         raise FinriskError(f"Kafka at {bootstrap_servers(settings)}: {exc}") from None
 
 
-def _create(client: AdminClient, topics: list[NewTopic]) -> None:
+def _create(client: AdminClient, topics: list[NewTopic], timeout_s: float = 60.0) -> None:
+    """Create `topics` and return once the broker's metadata lists them: the controller has
+    created a topic when its future resolves, and a broker under load lists it a moment later
+    (a caller listing or describing it at once found nothing)."""
     if not topics:
         return
     for topic, future in client.create_topics(topics, operation_timeout=30).items():
         try:
-            future.result(timeout=60)
+            future.result(timeout=timeout_s)
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise FinriskError(f"cannot create Kafka topic {topic}: {error}") from None
+    names = {topic.topic for topic in topics}
+    deadline = time.monotonic() + timeout_s
+    while missing := names - set(client.list_topics(timeout=timeout_s).topics):
+        if time.monotonic() >= deadline:
+            raise FinriskError(
+                f"Kafka topics {sorted(missing)} were created but not listed after {timeout_s:g} s"
+            )
+        time.sleep(0.05)
