@@ -203,3 +203,12 @@ def test_grpc_bytes_contents_that_are_not_text_are_named() -> None:
     )
     with pytest.raises(InputError, match="input 'grade', row 1: bytes_contents is not UTF-8"):
         infer_document(request)
+
+
+def test_a_model_without_categories_takes_no_text() -> None:
+    inputs = [_tensor("a", ["x"], BYTES), _tensor("b", [1.0])]
+    with pytest.raises(InputError) as info:
+        v2_request({"inputs": inputs}, ("a", "b"), 10)
+    assert str(info.value) == "input 'a': datatype 'BYTES' is not accepted; this model takes FP64"
+    with pytest.raises(InputError, match="row 0, feature 'a': expected a number, got str"):
+        v1_matrix({"instances": [{"a": "x", "b": 1.0}]}, ("a", "b"), 10)

@@ -432,7 +432,8 @@ def v2_request(
         extra = sorted(set(item) - V2_INPUT_FIELDS)
         if extra:
             raise InputError(f"input {item['name']!r}: unknown field {extra[0]!r}")
-        if item["datatype"] not in (FP64, BYTES):
+        # BYTES only ever carries category text: a model without categories takes none.
+        if item["datatype"] not in ((FP64, BYTES) if categories else (FP64,)):
             raise InputError(
                 f"input {item['name']!r}: datatype {item['datatype']!r} is not accepted; "
                 f"{_takes(categories)}"
