@@ -8,7 +8,8 @@
   learnt at fit): each value becomes its code, its index in the model's sorted category list
   (`categories_` / the metadata's `categories`); a gap or a value unseen in training is NaN.
   The code is the encoded form the compiled model and the predictor take; a number given for
-  a categorical column is read as a code already (an integer 0..k-1, or NaN).
+  a categorical column is read as a code already (an integer 0..k-1, or NaN). The predictor
+  also takes the text and reads it with the same rule (text_code), so serving cannot skew.
 
 LinearInputs is the linear models' first step: median imputation (medians of the training rows)
 plus one missing-indicator column per numeric column that had gaps in the training rows, and a
@@ -95,16 +96,28 @@ def _codes(name: str, column: pd.Series, levels: Sequence[str]) -> npt.NDArray[n
                 f"0..{len(levels) - 1} (or NaN for missing)"
             )
         return codes
-    lookup = {level: float(i) for i, level in enumerate(levels)}
+    lookup = category_lookup(levels)
     given = column.notna().to_numpy()
     return np.fromiter(
         (
-            lookup.get(str(v).strip(), np.nan) if ok else np.nan
+            text_code(lookup, str(v)) if ok else np.nan
             for v, ok in zip(column.to_numpy(dtype=object), given, strict=True)
         ),
         dtype=np.float64,
         count=len(column),
     )
+
+
+def category_lookup(levels: Sequence[str]) -> dict[str, float]:
+    """Category text -> code (its index in the sorted category list) of one categorical column."""
+    return {level: float(i) for i, level in enumerate(levels)}
+
+
+def text_code(lookup: Mapping[str, float], text: str) -> float:
+    """The code of one category text, the one rule of training and serving (the predictor takes
+    text too): surrounding whitespace is ignored, the rest must match exactly (case too); a text
+    the model never saw, or an empty one, is NaN: missing, as a gap is."""
+    return lookup.get(text.strip(), np.nan)
 
 
 def reference_values(values: Matrix, categorical: Sequence[int]) -> Matrix:

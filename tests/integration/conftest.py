@@ -2,11 +2,13 @@
 
 `served`: `finrisk serve` on two small models registered under unique names with alias
 `champion` in the real MLflow server, on free loopback ports (HTTP and gRPC), for every
-predictor test module (started once, ended when the last is done).
+predictor test module (started once, ended when the last is done). `served_categories`: the
+same for a risk model with a categorical input, started only by the tests that use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -38,19 +40,17 @@ def _wait_ready(url: str, child: subprocess.Popen[bytes], log: Path, timeout: fl
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="package")
-def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    uri = mlflow_server.address
-    suffix = uuid.uuid4().hex[:8]
-    detector, risk = f"test-det-{suffix}", f"test-risk-{suffix}"
-    register(trained_models.detector("supervised"), "detector", detector, uri)
-    register(trained_models.risk_model("hgb"), "risk", risk, uri)
+@contextlib.contextmanager
+def _predictor(
+    uri: str, models: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, str]]:
+    """`finrisk serve` on `models` (its model flags) on free loopback ports: (url, log, gRPC
+    host:port) while ready, ended on exit."""
     port = free_port(2)  # HTTP, and gRPC on the next port
     grpc_port = port + 1
     log = tmp_path_factory.mktemp("predictor") / "predictor.log"
     argv = [
-        sys.executable, "-m", "finrisk", "serve",
-        "--detector-uri", f"models:/{detector}@champion", "--risk-uri", f"models:/{risk}@champion",
+        sys.executable, "-m", "finrisk", "serve", *models,
         "--tracking-uri", uri, "--http-port", str(port), "--grpc-port", str(grpc_port),
         "--reload-interval", "0.5", "--max-batch-rows", "100",
     ]  # fmt: skip
@@ -58,9 +58,37 @@ def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> 
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, child, log)
-        yield Served(url, uri, detector, risk, log, f"127.0.0.1:{grpc_port}")
+        yield url, log, f"127.0.0.1:{grpc_port}"
     finally:
         stop_spawned(child)
+
+
+@pytest.fixture(scope="package")
+def served(mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    uri = mlflow_server.address
+    suffix = uuid.uuid4().hex[:8]
+    detector, risk = f"test-det-{suffix}", f"test-risk-{suffix}"
+    register(trained_models.detector("supervised"), "detector", detector, uri)
+    register(trained_models.risk_model("hgb"), "risk", risk, uri)
+    models = [
+        "--detector-uri", f"models:/{detector}@champion", "--risk-uri", f"models:/{risk}@champion"
+    ]  # fmt: skip
+    with _predictor(uri, models, tmp_path_factory) as (url, log, grpc_address):
+        yield Served(url, uri, detector, risk, log, grpc_address)
+
+
+@pytest.fixture(scope="package")
+def served_categories(
+    mlflow_server: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A predictor serving only a risk model with a categorical input (trained_models
+    "hgb_text"): its own process, so the shared one's models stay as every test knows them."""
+    uri = mlflow_server.address
+    risk = f"test-risk-text-{uuid.uuid4().hex[:8]}"
+    register(trained_models.risk_model("hgb_text"), "risk", risk, uri)
+    models = ["--models", "risk", "--risk-uri", f"models:/{risk}@champion"]
+    with _predictor(uri, models, tmp_path_factory) as (url, log, grpc_address):
+        yield Served(url, uri, "", risk, log, grpc_address)  # no detector here
 
 
 @pytest.fixture(scope="package")

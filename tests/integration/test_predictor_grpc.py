@@ -3,8 +3,9 @@ kserve's InferenceGRPCClient (infer, health, readiness) and the protocol's gener
 kserve ships (metadata, and requests built by hand as a careless or hostile client would).
 
 Contract: for the same rows gRPC answers what REST answers (both models, raw and typed
-tensor contents, a risk model's gaps), and refuses what REST refuses with the same message:
-INVALID_ARGUMENT where REST says 400, NOT_FOUND where it says 404; never INTERNAL or UNKNOWN.
+tensor contents, a risk model's gaps, a categorical input's text or code), and refuses what
+REST refuses with the same message: INVALID_ARGUMENT where REST says 400, NOT_FOUND where it
+says 404; never INTERNAL or UNKNOWN.
 
 (Triton's gRPC client cannot load beside kserve: both register the `inference` protobufs in
 one descriptor pool, and the process refuses the second. Its REST client is tested in
@@ -23,9 +24,12 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
+from finrisk.models.encoding import encode
 from finrisk.serving.predictor.kserve_import import kserve
+from finrisk.serving.protocol import from_raw_contents
 from tests.support import trained_models
 from tests.support.predictor_process import Served
 
@@ -408,3 +412,131 @@ def test_unknown_model_or_version_is_not_found(served: Served, stub: Any) -> Non
             call(message)
         assert refused.value.code() == grpc.StatusCode.NOT_FOUND
         assert "'nobody' is not served here" in refused.value.details()
+
+
+# Category text (served_categories: a risk model with the categorical input `employment`): the
+# text scores as its code, bit for bit, over V1, V2 JSON and gRPC; text where no category is
+# taken is refused alike by REST and gRPC.
+
+
+@pytest.fixture(scope="module")
+def text_stub(served_categories: Served) -> Iterator[Any]:
+    channel = grpc.insecure_channel(served_categories.grpc_address)
+    try:
+        yield pb_grpc.GRPCInferenceServiceStub(channel)
+    finally:
+        channel.close()
+
+
+def _text_rows(served: Served) -> tuple[list[str], np.ndarray, list[str | None]]:
+    """(features, rows as codes, the same rows' employment as text): every category, padded
+    text, gaps and a text never seen in training; the codes are the training encoder's."""
+    metadata = _rest_metadata(served, served.risk)
+    names = [tensor["name"] for tensor in metadata["inputs"]]
+    parameters = metadata["inputs"][names.index("employment")]["parameters"]
+    assert parameters["categories"] == sorted(trained_models.EMPLOYMENT)
+    assert parameters["datatypes"] == ["FP64", "BYTES"]
+    frame, _ = trained_models.risk_text_frame(n=12, seed=43)
+    texts = [*trained_models.EMPLOYMENT, " student ", "unemployed", None]
+    texts += frame["employment"].tolist()[len(texts) :]
+    frame["employment"] = pd.Series(texts, dtype=object).to_numpy()
+    codes = encode(frame, names, {"employment": parameters["categories"]})
+    assert np.isnan(codes[5:7, names.index("employment")]).all()  # unseen text, and a gap
+    return names, codes, texts
+
+
+def _named_v2(names: list[str], values: np.ndarray, text: list[str | None] | None) -> Any:
+    inputs = [
+        {"name": name, "shape": [len(values)], "datatype": "FP64",
+         "data": [None if math.isnan(v) else v for v in values[:, k].tolist()]}
+        for k, name in enumerate(names)
+    ]  # fmt: skip
+    if text is not None:
+        inputs[names.index("employment")].update(datatype="BYTES", data=text)
+    return {"id": "t", "inputs": inputs, "parameters": {"reasons": 2}}
+
+
+def test_category_text_scores_as_its_code_over_every_protocol(
+    served_categories: Served, text_stub: Any
+) -> None:
+    served = served_categories
+    names, codes, texts = _text_rows(served)
+    j = names.index("employment")
+    coded_rows = [
+        {n: (None if math.isnan(v) else v) for n, v in zip(names, row, strict=True)}
+        for row in codes.tolist()
+    ]
+    text_rows = [row | {"employment": t} for row, t in zip(coded_rows, texts, strict=True)]
+    v1 = [
+        httpx.post(f"{served.url}/v1/models/{served.risk}:predict", json={"instances": rows})
+        for rows in (coded_rows, text_rows)
+    ]
+    assert v1[1].status_code == 200, v1[1].text
+    assert v1[0].content == v1[1].content
+
+    v2 = [
+        httpx.post(f"{served.url}/v2/models/{served.risk}/infer", json=_named_v2(names, codes, t))
+        for t in (None, texts)
+    ]
+    assert v2[1].status_code == 200, v2[1].text
+    assert v2[0].content == v2[1].content
+
+    # gRPC: the text as bytes_contents (no null in protobuf: "" is a gap, as it is in training)
+    # against the codes as raw contents
+    text_request = _grpc_request(served.risk, _named_v2(names, codes, [t or "" for t in texts]))
+    text_request.id = "t"  # _grpc_request leaves the id out
+    raw_request = pb.ModelInferRequest(
+        model_name=served.risk,
+        id="t",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(name=n, datatype="FP64", shape=[len(codes)])
+            for n in names
+        ],
+        raw_input_contents=[codes[:, k].astype("<f8").tobytes() for k in range(len(names))],
+        parameters={"reasons": pb.InferParameter(int64_param=2)},
+    )
+    answers = [text_stub.ModelInfer(r) for r in (text_request, raw_request)]
+    assert answers[0].SerializeToString(deterministic=True) == answers[1].SerializeToString(
+        deterministic=True
+    )
+    rest = {o["name"]: o["data"] for o in v2[1].json()["outputs"]}
+    for output, raw in zip(answers[0].outputs, answers[0].raw_output_contents, strict=True):
+        assert from_raw_contents(raw, output.datatype).tolist() == rest[output.name], output.name
+    assert codes[:, j].tolist() != [0.0] * len(codes)  # the rows do carry categories
+
+
+TEXT_REFUSED = {
+    "text for a numeric input": (
+        "total_income",
+        "input 'total_income': datatype 'BYTES' (text) is not accepted for 'total_income'",
+    ),
+    "text as the feature matrix": (
+        "features",
+        "input 'features': the feature matrix is FP64 (categories as codes), not BYTES",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEXT_REFUSED))
+def test_text_where_no_category_is_taken_is_refused_alike(
+    served_categories: Served, text_stub: Any, case: str
+) -> None:
+    served = served_categories
+    names, codes, _ = _text_rows(served)
+    target, message = TEXT_REFUSED[case]
+    if target == "features":
+        body = _v2(["salaried"] * len(names), [1, len(names)], datatype="BYTES")
+    else:
+        body = _named_v2(names, codes[:1], None)
+        body["inputs"][names.index(target)].update(datatype="BYTES", data=["3000"])
+        del body["id"]
+    rest = httpx.post(f"{served.url}/v2/models/{served.risk}/infer", json=body, timeout=30)
+    assert rest.status_code == 400 and message in rest.json()["error"], rest.text
+    with pytest.raises(grpc.RpcError) as refused:
+        text_stub.ModelInfer(_grpc_request(served.risk, body))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == rest.json()["error"]
+    row = {n: 1.0 for n in names} | {"total_income": "3000"}
+    v1 = httpx.post(f"{served.url}/v1/models/{served.risk}:predict", json={"instances": [row]})
+    assert v1.status_code == 400
+    assert "row 0, feature 'total_income': expected a number, got str" in v1.json()["error"]

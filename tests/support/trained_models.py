@@ -60,6 +60,28 @@ def risk_frame(n: int = 400, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, y
 
 
+EMPLOYMENT = ("retired", "salaried", "self-employed", "student")
+
+
+def risk_text_frame(n: int = 400, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
+    """risk_frame's columns plus a text column, `employment` (with gaps), that the label
+    depends on: a risk model with a categorical input."""
+    frame, _ = risk_frame(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    employment = rng.choice(EMPLOYMENT, n).astype(object)
+    employment[rng.random(n) < 0.05] = None
+    frame["employment"] = employment
+    logit = (
+        3 * (frame["expense_income_ratio"] - 1)
+        + 4 * frame["low_balance_freq"]
+        + 1.5 * (employment == "student")
+        - 1.0 * (employment == "retired")
+        - 0.5
+    )
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    return frame, y
+
+
 @cache
 def detector(
     kind: str = "supervised", seed: int = 0
@@ -83,7 +105,11 @@ def detector(
 
 @cache
 def risk_model(kind: str = "hgb", seed: int = 1) -> RiskModel | SeedLogisticRiskModel:
-    """kind: hgb (sigmoid calibration), hgb_isotonic, logistic, seed."""
+    """kind: hgb (sigmoid calibration), hgb_isotonic, logistic, seed; hgb_text: hgb on
+    risk_text_frame (a categorical input)."""
+    if kind == "hgb_text":
+        frame, y = risk_text_frame(seed=seed)
+        return RiskModel(estimator="hgb", max_iter=20, cv=2, random_state=seed).fit(frame, y)
     frame, y = risk_frame(seed=seed)
     if kind == "hgb":
         return RiskModel(estimator="hgb", max_iter=20, cv=2, random_state=seed).fit(frame, y)

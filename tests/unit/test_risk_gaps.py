@@ -5,6 +5,7 @@ columns. Every table here is made by the test itself."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from finrisk.io import read_table
 from finrisk.models.risk import RiskModel, SeedLogisticRiskModel
 from finrisk.registry import ModelRef
 from finrisk.serving.predictor.app import build_app
+from finrisk.serving.predictor.grpc_messages import pb
+from finrisk.serving.predictor.grpc_service import InferenceService
 from finrisk.serving.predictor.model import DetectorPredictor, RiskPredictor
 from finrisk.validation import validate_users
 from tests.support import trained_models
@@ -175,11 +178,11 @@ def test_validate_users_names_the_columns_that_cannot_be_features(tmp_path: Path
             assert repr(column) not in message
 
 
-# Serving: the predictor takes missing values for optional inputs, codes for categories.
+# Serving: the predictor takes missing values for optional inputs, codes or text for categories.
 
 
 @pytest.fixture(scope="module", params=["hgb", "logistic"])
-def served(request: pytest.FixtureRequest, table: Any) -> Any:
+def predictors(request: pytest.FixtureRequest, table: Any) -> Any:
     model = MODELS[request.param]().fit(table.table, table.labels)
     risk = RiskPredictor(ModelRef("risk", alias="champion"))
     risk._install(trained_models.loaded(model, "risk"))  # type: ignore[arg-type]
@@ -187,7 +190,13 @@ def served(request: pytest.FixtureRequest, table: Any) -> Any:
     det = DetectorPredictor(ModelRef("det", alias="champion"))
     det._install(trained_models.loaded(trained_models.detector("supervised"), "det"))  # type: ignore[arg-type]
     det.ready = True
-    with TestClient(build_app([risk, det])) as client:
+    return model, [risk, det]
+
+
+@pytest.fixture(scope="module")
+def served(predictors: Any, table: Any) -> Any:
+    model, models = predictors
+    with TestClient(build_app(models)) as client:
         yield client, model, table
 
 
@@ -231,7 +240,9 @@ def test_metadata_says_which_inputs_may_be_missing(served: Any) -> None:
     inputs = {i["name"]: i for i in client.get("/v2/models/risk").json()["inputs"]}
     assert all(i["parameters"]["optional"] for i in inputs.values())
     assert inputs["grade"]["parameters"]["categories"] == list(GRADES)
-    assert "categories" not in inputs["income"]["parameters"]
+    # a categorical input takes its code or its category text
+    assert inputs["grade"]["parameters"]["datatypes"] == ["FP64", "BYTES"]
+    assert inputs["income"]["parameters"] == {"optional": True}
     det = client.get("/v2/models/det").json()["inputs"]
     assert all("parameters" not in i for i in det)
 
@@ -268,3 +279,106 @@ def test_infinity_and_detector_gaps_stay_400s(served: Any) -> None:
     instance = {n: 0.0 for n in det_names} | {det_names[0]: None}
     response = client.post("/v1/models/det:predict", json={"instances": [instance]})
     assert response.status_code == 400 and "expected a number, got null" in response.text
+
+
+def _text_and_codes(model: Any, table: Any) -> tuple[list[str], np.ndarray, list[str | None]]:
+    """(feature names, rows as codes, the same rows' grade as text): every category, padded
+    text, a gap (null) and a text never seen in training, whose code form is a gap."""
+    _, values = _rows(table, model, n=10)
+    names = list(model.feature_names_)
+    j = names.index("grade")
+    values[:, j] = [0, 1, 2, np.nan, 1, np.nan, 2, 0, 1, 2]
+    texts: list[str | None] = ["A", "B", "C", None, " B ", "never-seen", "C", "A", "B", "C"]
+    return names, values, texts
+
+
+def _json_value(v: float) -> float | None:
+    return None if np.isnan(v) else float(v)
+
+
+def test_category_text_scores_as_its_code_bit_for_bit_v1_and_v2(served: Any) -> None:
+    client, model, table = served
+    names, values, texts = _text_and_codes(model, table)
+    j = names.index("grade")
+    coded = [
+        {n: _json_value(v) for n, v in zip(names, row, strict=True)} for row in values.tolist()
+    ]
+    text = [row | {"grade": t} for row, t in zip(coded, texts, strict=True)]
+    answers = [
+        client.post("/v1/models/risk:predict", json={"instances": rows, "parameters": {}})
+        for rows in (coded, text)
+    ]
+    assert [a.status_code for a in answers] == [200, 200], answers[1].text
+    assert answers[0].content == answers[1].content  # the encoded body, byte for byte
+
+    def v2(grade: dict[str, Any]) -> Any:
+        inputs = [
+            {"name": n, "shape": [len(values)], "datatype": "FP64",
+             "data": [_json_value(v) for v in values[:, k]]}
+            for k, n in enumerate(names)
+        ]  # fmt: skip
+        inputs[j] = {"name": "grade", "shape": [len(values)], **grade}
+        body = {"id": "p", "inputs": inputs, "parameters": {"reasons": 3}}
+        return client.post("/v2/models/risk/infer", json=body)
+
+    codes_answer = v2({"datatype": "FP64", "data": [_json_value(v) for v in values[:, j]]})
+    text_answer = v2({"datatype": "BYTES", "data": texts})
+    assert text_answer.status_code == 200, text_answer.text
+    assert codes_answer.content == text_answer.content
+    probability = next(o for o in text_answer.json()["outputs"] if o["name"] == "probability")
+    # as the model scores the same texts (the unseen one a gap, as in training); the compiled
+    # model agrees with sklearn's to rounding, not bit for bit
+    frame = table.table.head(10).copy()
+    frame["grade"] = pd.Series(texts, dtype=object).to_numpy()
+    np.testing.assert_allclose(probability["data"], model.risk_probability(frame), atol=1e-12)
+
+
+class _Context:
+    async def abort(self, code: Any, message: str) -> None:
+        raise AssertionError(f"{code}: {message}")
+
+
+def test_category_text_scores_as_its_code_bit_for_bit_grpc(predictors: Any, table: Any) -> None:
+    model, models = predictors
+    service = InferenceService(models)
+    names, values, texts = _text_and_codes(model, table)
+    j = names.index("grade")
+
+    def tensor(name: str, datatype: str, **contents: Any) -> Any:
+        return pb.ModelInferRequest.InferInputTensor(
+            name=name,
+            datatype=datatype,
+            shape=[len(values)],
+            contents=pb.InferTensorContents(**contents) if contents else None,
+        )
+
+    def infer(grade_tensor: Any, grade_raw: bytes | None) -> Any:
+        inputs = [tensor(n, "FP64") for n in names]
+        raw = [values[:, k].astype("<f8").tobytes() for k in range(len(names))]
+        inputs[j] = grade_tensor
+        if grade_raw is None:
+            inputs = [
+                tensor(n, "FP64", fp64_contents=values[:, k].tolist()) if k != j else t
+                for k, (n, t) in enumerate(zip(names, inputs, strict=True))
+            ]
+            raw = []
+        else:
+            raw[j] = grade_raw
+        request = pb.ModelInferRequest(model_name="risk", id="g", inputs=inputs,
+                                       raw_input_contents=raw)  # fmt: skip
+        return asyncio.run(service.ModelInfer(request, _Context()))
+
+    as_text = [b"" if t is None else t.encode() for t in texts]  # proto has no null: "" is one
+    codes = values[:, j]
+    answers = {
+        "codes, raw": infer(tensor("grade", "FP64"), codes.astype("<f8").tobytes()),
+        "codes, typed": infer(tensor("grade", "FP64", fp64_contents=codes.tolist()), None),
+        "text, raw": infer(
+            tensor("grade", "BYTES"),
+            b"".join(len(t).to_bytes(4, "little") + t for t in as_text),
+        ),
+        "text, typed": infer(tensor("grade", "BYTES", bytes_contents=as_text), None),
+    }
+    first = answers["codes, raw"].SerializeToString(deterministic=True)
+    for how, answer in answers.items():
+        assert answer.SerializeToString(deterministic=True) == first, how

@@ -33,6 +33,14 @@ PROFILE_PATH = "/v2/models/{model}/versions/{version}/profile"
 
 # The 2-D input's name; the predictor tells the matrix form by its shape, not its name.
 MATRIX_INPUT = "features"
+# Input metadata parameters (docs/serving.md, "Missing values and categories"): the input may
+# be missing (null / NaN); a categorical input's categories (its code is the index in the
+# list); and the datatypes an input takes: a categorical input takes its code (FP64) or its
+# category text (BYTES, one tensor per categorical input; V1 takes the text in place of the
+# code).
+OPTIONAL_PARAMETER = "optional"
+CATEGORIES_PARAMETER = "categories"
+DATATYPES_PARAMETER = "datatypes"
 # The detector's outputs, and its threshold among the response parameters.
 SCORE_OUTPUT = "score"
 FLAG_OUTPUT = "is_anomaly"
@@ -131,7 +139,12 @@ def from_raw_contents(raw: bytes, datatype: str) -> npt.NDArray[Any]:
             offset += _LENGTH.itemsize
             if offset + size > len(raw):
                 raise FramingError(f"a BYTES element of {size} bytes runs past the contents")
-            items.append(raw[offset : offset + size].decode())
+            try:
+                items.append(raw[offset : offset + size].decode())
+            except UnicodeDecodeError:
+                raise FramingError(
+                    f"BYTES element {len(items)} (at byte {offset}) is not UTF-8 text"
+                ) from None
             offset += size
         return np.array(items, dtype=object)
     wire = _FIXED_WIRE.get(datatype)

@@ -3,7 +3,8 @@ from what the REST routes handle, so both protocols share one validation and one
 
 A ModelInferRequest becomes the V2 document a REST body carries: raw_input_contents become
 binary tensor data (each input declaring its `binary_data_size`), typed contents become the
-input's `data`; inputs.v2_request then checks it exactly as it checks a REST request. Only what
+input's `data` (bytes_contents as UTF-8 text, as JSON carries a categorical input's category
+text); inputs.v2_request then checks it exactly as it checks a REST request. Only what
 JSON cannot say wrongly is checked here (how raw contents line up with inputs, which contents
 field a datatype fills). Outputs go back as raw_output_contents, as Triton's server sends them.
 """
@@ -19,6 +20,8 @@ from finrisk.serving.predictor.responses import response_id, v2_outputs
 from finrisk.serving.predictor.scoring import Scored, Scorer
 from finrisk.serving.protocol import (
     BINARY_DATA_SIZE,
+    BOOL,
+    BYTES,
     FP64,
     FP64_BYTES,
     parameter_value,
@@ -29,7 +32,7 @@ pb = kserve.protocol.grpc.grpc_predict_v2_pb2
 
 # Where each datatype's values travel in InferTensorContents.
 CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
+    BOOL: "bool_contents",
     "INT8": "int_contents",
     "INT16": "int_contents",
     "INT32": "int_contents",
@@ -39,9 +42,21 @@ CONTENTS_FIELD = {
     "UINT32": "uint_contents",
     "UINT64": "uint64_contents",
     "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
+    FP64: "fp64_contents",
+    BYTES: "bytes_contents",
 }
+BYTES_CONTENTS = CONTENTS_FIELD[BYTES]
+
+
+def _texts(name: str, values: list[bytes]) -> list[str]:
+    """bytes_contents as the text a JSON body carries (a categorical input's category texts)."""
+    texts = []
+    for i, value in enumerate(values):
+        try:
+            texts.append(value.decode())
+        except UnicodeDecodeError:
+            raise InputError(f"input {name!r}, row {i}: bytes_contents is not UTF-8 text") from None
+    return texts
 
 
 def _parameters(entries: Any) -> dict[str, Any]:
@@ -85,7 +100,8 @@ def infer_document(request: Any) -> V2Document:
                     f"input {tensor.name!r}: datatype {tensor.datatype!r} carries its values in "
                     f"{expected or 'no contents field'}, not {stray[0]}"
                 )
-            item["data"] = list(getattr(tensor.contents, expected)) if expected else []
+            values = list(getattr(tensor.contents, expected)) if expected else []
+            item["data"] = _texts(tensor.name, values) if expected == BYTES_CONTENTS else values
         if parameters:
             item["parameters"] = parameters
         inputs.append(item)

@@ -5,8 +5,12 @@ coerced (a string "1.5", a boolean, a null or a NaN is an error, never a number)
 a feature the model declares optional (`optional`: a risk model's inputs, which it imputes or
 routes, finrisk.compiled) takes a missing value: JSON null, or NaN (binary FP64 data, or a NaN
 literal from a lenient client). Infinity is never a value. A categorical input takes its code
-(the category's index in the model's metadata), an integer, or a missing value. No kserve
-import here: the rules are tested on their own.
+(the category's index in the model's metadata), an integer, or a missing value, or the
+category's text wherever it takes the code: a string in V1, a BYTES input (one per categorical
+input) in V2. Text is read by the training encoder's rule (finrisk.models.encoding.text_code):
+a text the model never saw is a missing value there, so it is here, and it scores exactly as a
+null would. Text anywhere else (a non-categorical input, the FP64 feature matrix) is refused by
+name. No kserve import here: the rules are tested on their own.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import numpy.typing as npt
 import orjson
 
 from finrisk.models.bands import BAND_NAMES
+from finrisk.models.encoding import category_lookup, text_code
 from finrisk.serving import protocol
 from finrisk.serving.protocol import (
     BINARY_DATA_SIZE,
     BINARY_MEDIA_TYPE,
+    BYTES,
     FP64,
     FP64_BYTES,
     HEADER_LENGTH_HEADER,
@@ -40,6 +46,7 @@ from finrisk.serving.protocol import (
 )
 
 Matrix = npt.NDArray[np.float64]
+Categories = Mapping[str, Sequence[str]]
 _NUMBER_TYPES = frozenset({float, int})
 V1_FIELDS = frozenset({"instances", "parameters"})
 # model_name / model_version are not in the protocol, but kserve's own client sends them.
@@ -160,6 +167,63 @@ def _finite(
     return values
 
 
+def _category_text(
+    flat: Sequence[Any],
+    name_of: Callable[[int], str],
+    categories: Categories,
+    where: Callable[[int], str],
+    optional: Callable[[int], bool] | None,
+) -> list[Any]:
+    """`flat` with each text of a categorical input replaced by its code (text_code: the
+    training encoder's rule); text of any other input is left for _numbers to refuse by name."""
+    lookups: dict[str, dict[str, float]] = {}
+    out = list(flat)
+    for i, value in enumerate(flat):
+        if type(value) is not str:
+            continue
+        name = name_of(i)
+        if name not in categories:
+            continue
+        if name not in lookups:
+            lookups[name] = category_lookup(categories[name])
+        code = text_code(lookups[name], value)
+        if math.isnan(code) and not (optional is not None and optional(i)):
+            raise InputError(
+                f"{where(i)}: {_SHORT.repr(value)} is not a category of {name!r} "
+                f"({', '.join(categories[name])})"
+            )
+        out[i] = code
+    return out
+
+
+def _text_column(
+    name: str,
+    flat: Sequence[Any] | npt.NDArray[Any],
+    categories: Categories,
+    label: str,
+    optional: Callable[[int], bool] | None,
+) -> Matrix:
+    """The codes of a BYTES input's category texts (null: missing, where the input may be)."""
+    texts = flat.tolist() if isinstance(flat, np.ndarray) else list(flat)
+    where = partial(_row_of, label)
+    for i, value in enumerate(texts):
+        if type(value) is not str and not (value is None and optional is not None and optional(i)):
+            raise InputError(
+                f"{where(i)}: a BYTES input holds category text, got {_describe(value)}"
+            )
+    codes = _category_text(texts, lambda _i: name, categories, where, optional)
+    return np.array([math.nan if code is None else code for code in codes], dtype=np.float64)
+
+
+def _takes(categories: Categories) -> str:
+    if not categories:
+        return f"this model takes {FP64}"
+    return (
+        f"this model takes {FP64} (codes), and {BYTES} (category text) for its categorical "
+        f"input(s) {', '.join(map(repr, categories))}"
+    )
+
+
 def check_codes(
     matrix: Matrix, feature_names: Sequence[str], categories: Mapping[str, Sequence[str]]
 ) -> Matrix:
@@ -230,8 +294,10 @@ def v1_matrix(
     feature_names: Sequence[str],
     max_rows: int,
     optional: frozenset[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> Matrix:
-    """{"instances": [{feature: number, ...}, ...]} -> (rows, features) in model order."""
+    """{"instances": [{feature: number, ...}, ...]} -> (rows, features) in model order; a
+    categorical feature's value may be its category text."""
     if not isinstance(payload, dict):
         raise InputError('V1 body must be a JSON object {"instances": [...]}')
     unknown = sorted(set(payload) - V1_FIELDS)
@@ -258,8 +324,13 @@ def v1_matrix(
     def where(i: int) -> str:
         return f"row {i // n_features}, feature {feature_names[i % n_features]!r}"
 
-    values = _numbers(list(chain.from_iterable(rows)), where, _by_column(feature_names, optional))
-    return values.reshape(len(instances), n_features)
+    flat = list(chain.from_iterable(rows))
+    may_miss = _by_column(feature_names, optional)
+    if categories and str in set(map(type, flat)):
+        flat = _category_text(
+            flat, lambda i: feature_names[i % n_features], categories, where, may_miss
+        )
+    return _numbers(flat, where, may_miss).reshape(len(instances), n_features)
 
 
 def _by_column(
@@ -323,13 +394,16 @@ def v2_request(
     max_rows: int,
     binary: bytes = b"",
     optional: frozenset[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> V2Request:
     """Open Inference Protocol request -> V2Request (rows, features) in model order.
 
     Either one FP64 input per feature (shape [n] or [n, 1]) or a single FP64 input of shape
     [n, n_features] in the model's feature order; each input's values in its `data`, or in
-    `binary` (the body after the JSON part) when it declares `binary_data_size`.
+    `binary` (the body after the JSON part) when it declares `binary_data_size`. A categorical
+    feature's input may be BYTES instead: its category texts.
     """
+    categories = categories or {}
     if not isinstance(payload, dict):
         raise InputError('V2 body must be a JSON object {"inputs": [...]}')
     unknown = sorted(set(payload) - V2_FIELDS)
@@ -358,16 +432,22 @@ def v2_request(
         extra = sorted(set(item) - V2_INPUT_FIELDS)
         if extra:
             raise InputError(f"input {item['name']!r}: unknown field {extra[0]!r}")
-        if item["datatype"] != FP64:
+        # BYTES only ever carries category text: a model without categories takes none.
+        if item["datatype"] not in ((FP64, BYTES) if categories else (FP64,)):
             raise InputError(
                 f"input {item['name']!r}: datatype {item['datatype']!r} is not accepted; "
-                f"this model takes {FP64}"
+                f"{_takes(categories)}"
             )
     n_features = len(feature_names)
     if len(inputs) == 1 and _is_matrix(inputs[0], feature_names):
+        if inputs[0]["datatype"] == BYTES:
+            raise InputError(
+                f"input {inputs[0]['name']!r}: the feature matrix is {FP64} (categories as "
+                f"codes), not {BYTES}; {_takes(categories)}, one input per feature"
+            )
         matrix = _matrix_input(inputs[0], feature_names, max_rows, optional)
     else:
-        matrix = _named_inputs(inputs, feature_names, max_rows, optional)
+        matrix = _named_inputs(inputs, feature_names, max_rows, optional, categories)
     assert matrix.shape[1] == n_features
     names = {}
     for key in ("model_name", "model_version"):
@@ -391,7 +471,10 @@ def _attach_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
         size = parameters.get(BINARY_DATA_SIZE)
         if size is None:
             continue
-        if type(size) is not int or size < 0 or size % FP64_BYTES:
+        text = item.get("datatype") == BYTES  # each element's 4-byte length, then its bytes
+        if text and (type(size) is not int or size < 0):
+            raise InputError(f"{label}: {BINARY_DATA_SIZE} must be a byte count, got {size!r}")
+        if not text and (type(size) is not int or size < 0 or size % FP64_BYTES):
             raise InputError(
                 f"{label}: {BINARY_DATA_SIZE} must be a whole number of FP64 values "
                 f"({FP64_BYTES} bytes each), got {size!r}"
@@ -403,7 +486,13 @@ def _attach_binary(inputs: list[dict[str, Any]], binary: bytes) -> None:
                 f"{label}: {BINARY_DATA_SIZE} {size} runs past the body's end "
                 f"({len(binary) - offset} binary bytes left; is {HEADER_LENGTH_HEADER} set?)"
             )
-        item["data"] = protocol.fp64_values(binary, size, offset)
+        if text:
+            try:
+                item["data"] = protocol.from_raw_contents(binary[offset : offset + size], BYTES)
+            except protocol.FramingError as exc:
+                raise InputError(f"{label}: {exc}") from None
+        else:
+            item["data"] = protocol.fp64_values(binary, size, offset)
         offset += size
     if offset != len(binary):
         raise InputError(
@@ -466,7 +555,9 @@ def _named_inputs(
     feature_names: Sequence[str],
     max_rows: int,
     optional: frozenset[str] = frozenset(),
+    categories: Categories | None = None,
 ) -> Matrix:
+    categories = categories or {}
     position = {name: j for j, name in enumerate(feature_names)}
     seen: dict[str, int] = {}
     columns: list[tuple[int, dict[str, Any]]] = []
@@ -479,6 +570,11 @@ def _named_inputs(
             )
         if name in seen:
             raise InputError(f"input {name!r} is given twice")
+        if item["datatype"] == BYTES and name not in categories:
+            raise InputError(
+                f"input {name!r}: datatype {BYTES!r} (text) is not accepted for {name!r}, which "
+                f"is not categorical; {_takes(categories)}"
+            )
         seen[name] = 1
         columns.append((position[name], item))
     missing = [name for name in feature_names if name not in seen]
@@ -505,6 +601,9 @@ def _named_inputs(
             raise InputError(f"{label}: shape {shape} needs {rows} values, got {len(flat)}")
         assert matrix is not None
         may_miss = (lambda _i: True) if item["name"] in optional else None
-        matrix[:, j] = _numbers(flat, partial(_row_of, label), may_miss)
+        if item["datatype"] == BYTES:
+            matrix[:, j] = _text_column(item["name"], flat, categories, label, may_miss)
+        else:
+            matrix[:, j] = _numbers(flat, partial(_row_of, label), may_miss)
     assert matrix is not None
     return matrix

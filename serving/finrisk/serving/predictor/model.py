@@ -221,10 +221,11 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
             protocol, body = V2, rest
         max_reasons = min(MAX_REASONS, len(names))
         if protocol == V1:
+            categories = scorer.compiled.categories
             matrix = check_codes(
-                v1_matrix(body, names, self.max_rows, scorer.compiled.missing),
+                v1_matrix(body, names, self.max_rows, scorer.compiled.missing, categories),
                 names,
-                scorer.compiled.categories,
+                categories,
             )
             parameters = v1_parameters(body)
             reasons = reasons_parameter(parameters, max_reasons)
@@ -237,7 +238,9 @@ class FinriskModel(kserve.Model):  # type: ignore[name-defined]
                 recommendations=self._recommendations(scorer, parameters),
             )
         binary = payload.binary if isinstance(payload, RawRequest | V2Document) else b""
-        request: V2Request = v2_request(body, names, self.max_rows, binary, scorer.compiled.missing)
+        request: V2Request = v2_request(
+            body, names, self.max_rows, binary, scorer.compiled.missing, scorer.compiled.categories
+        )
         check_codes(request.matrix, names, scorer.compiled.categories)
         if request.model_name not in (None, self.name):
             raise InputError(f"the body names model {request.model_name!r}, the URL {self.name!r}")

@@ -24,9 +24,13 @@ from finrisk.models.recommendations import RecommendationSearch
 from finrisk.registry import LoadedModel
 from finrisk.serving.protocol import (
     BAND_OUTPUT,
+    BYTES,
+    CATEGORIES_PARAMETER,
     CONTRIBUTIONS_OUTPUT,
+    DATATYPES_PARAMETER,
     FLAG_OUTPUT,
     FP64,
+    OPTIONAL_PARAMETER,
     PROBABILITY_OUTPUT,
     REASONS_OUTPUT,
     RECOMMENDATIONS_OUTPUT,
@@ -48,7 +52,8 @@ class TensorSpec:
     datatype: str
     shape: list[int]
     # Inputs only (docs/serving.md, "Missing values and categories"): whether a value may be
-    # missing (null / NaN), and a categorical input's categories (the value is the index).
+    # missing (null / NaN), and a categorical input's categories (the value is the index, or
+    # the category's text: such an input also takes BYTES).
     optional: bool = False
     categories: list[str] | None = None
 
@@ -56,9 +61,10 @@ class TensorSpec:
         out: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": self.shape}
         parameters: dict[str, Any] = {}
         if self.optional:
-            parameters["optional"] = True
+            parameters[OPTIONAL_PARAMETER] = True
         if self.categories is not None:
-            parameters["categories"] = list(self.categories)
+            parameters[CATEGORIES_PARAMETER] = list(self.categories)
+            parameters[DATATYPES_PARAMETER] = [self.datatype, BYTES]
         if parameters:
             out["parameters"] = parameters
         return out
@@ -135,10 +141,10 @@ class Scorer:
         k = self.default_reasons
         return [
             TensorSpec(PROBABILITY_OUTPUT, FP64, [-1]),
-            TensorSpec(BAND_OUTPUT, "BYTES", [-1]),
-            TensorSpec(REASONS_OUTPUT, "BYTES", [-1, k]),
+            TensorSpec(BAND_OUTPUT, BYTES, [-1]),
+            TensorSpec(REASONS_OUTPUT, BYTES, [-1, k]),
             TensorSpec(CONTRIBUTIONS_OUTPUT, FP64, [-1, k]),
-            TensorSpec(RECOMMENDATIONS_OUTPUT, "BYTES", [-1]),
+            TensorSpec(RECOMMENDATIONS_OUTPUT, BYTES, [-1]),
         ]
 
     def output_names(self) -> list[str]:
