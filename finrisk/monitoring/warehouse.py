@@ -81,11 +81,13 @@ _OPTIONAL_NUMBERS = ("threshold", "risk_probability", "challenger_score")
 _FRAUD_LIST = ", ".join(f"'{outcome}'" for outcome in sorted(FRAUD_OUTCOMES))
 
 # One row per labelled transaction: fraud when any outcome is (finrisk.labels' rule), known
-# from its first label. Replayed rows change neither.
+# from its first label; fraud_labelled_at is when its fraud became known (its earliest fraud
+# outcome, NULL when none: what merchant risk counts from). Replayed rows change none.
 LABELS_BY_TRANSACTION = f"""
 SELECT transaction_id,
        LOGICAL_OR(outcome IN ({_FRAUD_LIST})) AS is_fraud,
-       MIN(labelled_at) AS labelled_at
+       MIN(labelled_at) AS labelled_at,
+       MIN(IF(outcome IN ({_FRAUD_LIST}), labelled_at, NULL)) AS fraud_labelled_at
 FROM `{{labels}}`
 GROUP BY transaction_id
 """

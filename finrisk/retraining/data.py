@@ -34,6 +34,7 @@ from finrisk.retraining.dataset import (
     read_dataset,
     write_dataset,
 )
+from finrisk.retraining.label_file import LABELS_FILE, write_label_file
 from finrisk.schema import (
     FRAUD_TYPE,
     IS_FRAUD,
@@ -217,6 +218,9 @@ def labelled(
 
 
 def _labels_frame(client: Any, table: str) -> pd.DataFrame:
+    """One row per labelled transaction (transaction_id, is_fraud, labelled_at): a fraud's
+    labelled_at is when its fraud became known (its earliest fraud outcome), as merchant risk
+    counts it (finrisk.retraining.label_file)."""
     from google.api_core import exceptions
 
     from finrisk.monitoring.warehouse import LABELS_BY_TRANSACTION
@@ -226,7 +230,9 @@ def _labels_frame(client: Any, table: str) -> pd.DataFrame:
         frame: pd.DataFrame = rows.to_arrow(create_bqstorage_client=False).to_pandas()
     except exceptions.GoogleAPIError as exc:
         raise FinriskError(f"reading the labels table {table!r} failed: {exc}") from None
-    return frame
+    fraud = frame["is_fraud"].astype(bool)
+    frame.loc[fraud, "labelled_at"] = frame.loc[fraud, "fraud_labelled_at"]
+    return frame.drop(columns="fraud_labelled_at")
 
 
 def _read_client(endpoint: str | None, read_endpoint: str | None) -> Any:
@@ -239,15 +245,16 @@ def _read_client(endpoint: str | None, read_endpoint: str | None) -> Any:
     return None if endpoint else bigquery_read_client()
 
 
-# The SQL path's files of statistics, which go with the dataset they were computed from.
-SQL_FILES: tuple[str, ...] = (SQL_STATS_FILE, SQL_USER_STATS_FILE)
+# Files that go with the dataset they were read with: the SQL path's statistics, and the
+# labels of a labels table.
+COPIED_FILES: tuple[str, ...] = (SQL_STATS_FILE, SQL_USER_STATS_FILE, LABELS_FILE)
 
 
 def _from_bigquery(
     request: IngestRequest, endpoint: str | None, read_endpoint: str | None
-) -> tuple[Dataset, dict[str, pd.DataFrame]]:
-    """The dataset read from BigQuery, and the SQL path's statistics by file name (none on the
-    pandas path)."""
+) -> tuple[Dataset, dict[str, pd.DataFrame], pd.DataFrame | None]:
+    """The dataset read from BigQuery, the SQL path's statistics by file name (none on the
+    pandas path), and the labels table's rows by transaction (None without one)."""
     from finrisk.bigquery_client import bigquery_client
     from finrisk.features.sql import checked_table_id
     from finrisk.retraining.bigquery_sample import read_sample
@@ -282,13 +289,14 @@ def _from_bigquery(
         else:
             transactions = _bigquery_frame(client, table)
             users = _bigquery_frame(client, users_table) if users_table else None
+        labels = None
         if request.bigquery_labels_table:
             labels = _labels_frame(client, request.bigquery_labels_table)
             transactions, manifest["labels"] = labelled(
                 transactions, labels, request.label_maturity_days
             )
             manifest["labels"]["table"] = request.bigquery_labels_table
-    return Dataset(transactions, users, manifest), stats
+    return Dataset(transactions, users, manifest), stats, labels
 
 
 # ---------------------------------------------------------------- stages
@@ -297,6 +305,7 @@ def _from_bigquery(
 def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
     """Write the source's tables (as read) to `out_dir`; returns the manifest."""
     stats: dict[str, pd.DataFrame] = {}
+    labels: pd.DataFrame | None = None
     if request.source == SYNTHETIC:
         from finrisk.synthetic import generate
 
@@ -309,12 +318,15 @@ def ingest(request: IngestRequest, out_dir: str | Path) -> dict[str, Any]:
     else:
         from finrisk.bigquery_client import endpoints_from_env
 
-        data, stats = _from_bigquery(request, *endpoints_from_env(os.environ))
+        data, stats, labels = _from_bigquery(request, *endpoints_from_env(os.environ))
     data.manifest["rows"] = len(data.transactions)
     data.manifest["users_rows"] = None if data.users is None else len(data.users)
     write_dataset(out_dir, data)
     for name, frame in stats.items():
         frame.to_parquet(Path(out_dir) / name, index=False)
+    if labels is not None:
+        # The train task trains the detector with merchant risk from them (label_file).
+        write_label_file(out_dir, labels, data.transactions[TRANSACTION_ID].astype(str))
     return data.manifest
 
 
@@ -378,8 +390,8 @@ def validate(raw_dir: str | Path, out_dir: str | Path) -> ValidationOutcome:
     fp = fingerprint(transactions, users)
     manifest = {**raw.manifest, "fingerprint": fp}
     write_dataset(out_dir, Dataset(transactions, users, manifest))
-    # The SQL path's statistics go with the dataset they were computed from.
-    for name in SQL_FILES:
+    # The SQL path's statistics and the labels go with the dataset they were read with.
+    for name in COPIED_FILES:
         if (Path(raw_dir) / name).is_file():
             shutil.copyfile(Path(raw_dir) / name, Path(out_dir) / name)
     summary = (

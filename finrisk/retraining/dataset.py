@@ -5,6 +5,8 @@ users.parquet          one row per user with the `is_risky` label (optional)
 manifest.json          where the data came from
 transaction_stats.parquet  BigQuery's feature statistics (the SQL path only,
                        finrisk.retraining.bigquery_sample)
+labels.parquet         the confirmed labels read with a labels table (optional,
+                       finrisk.retraining.label_file)
 """
 
 from __future__ import annotations

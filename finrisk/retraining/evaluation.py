@@ -182,6 +182,9 @@ def evaluate(
         DETECTOR: {
             "threshold": float(detector_run.thresholds[OURS]),
             "mode": detector_metrics.get("ours_mode"),
+            # Trained with merchant risk (a labels table): the champion is scored on the same
+            # rows with the same as-of merchant features (build_features).
+            "merchant_features": bool(detector_run.facts.get("merchant_features")),
             "split": detector_metrics["split"],
         },
         RISK: {"bands": risk_metrics["bands"], "split": risk_metrics["split"]},

@@ -10,7 +10,7 @@ which the evaluation stage reads so that it scores exactly the held-out rows tra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ from finrisk import features
 from finrisk.errors import FinriskError
 from finrisk.evaluation.inputs import RiskData
 from finrisk.evaluation.runs import AnomalyRun, RiskRun, run_anomaly, run_risk
+from finrisk.evaluation.split import FRAUD_LABEL_DELAY_DAYS
+from finrisk.features.batch_merchants import merchant_features
+from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
 from finrisk.features.snapshots import HISTORY_CUTOFF
 from finrisk.labels import LabelRecord
 from finrisk.models.anomaly import TransactionAnomalyDetector
@@ -30,6 +33,7 @@ from finrisk.models.persistence import save_model
 from finrisk.models.risk import RiskModel
 from finrisk.retraining.bigquery_sample import SQL_STATS_FILE, SQL_USER_STATS_FILE
 from finrisk.retraining.dataset import read_dataset, user_labels
+from finrisk.retraining.label_file import read_label_records
 from finrisk.schema import IS_FRAUD, IS_RISKY, TRANSACTION_ID, USER_ID
 
 
@@ -49,7 +53,9 @@ def build_features(
 ) -> FeatureSummary:
     """Transaction features (row order of the dataset, keyed by transaction id) and user
     features with the `is_risky` label, as parquet files. The user file also holds each user's
-    point-in-time snapshots (HISTORY_CUTOFF column > 0; whole histories have 0).
+    point-in-time snapshots (HISTORY_CUTOFF column > 0; whole histories have 0). When the
+    dataset holds labels (label_file), the transaction file also holds the merchant risk
+    features as served (SERVED_MERCHANT_FEATURES, as of each row's time).
 
     On the BigQuery SQL path (the dataset folder holds its statistics) both come from the
     statistics BigQuery computed (equal to the batch ones within 1e-9): nothing is
@@ -73,6 +79,12 @@ def build_features(
         tx_features, user_table = features.batch_features(tx)
         snapshots = features.history_snapshots(tx)
     tx_out = tx_features.copy()
+    records = read_label_records(dataset_dir, tx)
+    if records is not None:
+        # Merchant risk as served, each row's from the labels known at its time: what the
+        # evaluation scores a champion that reads it with, on the challenger's test rows.
+        merchant = merchant_features(tx, records)[list(SERVED_MERCHANT_FEATURES)]
+        tx_out = pd.concat([tx_out, merchant.set_axis(tx_out.index)], axis=1)
     tx_out.insert(0, TRANSACTION_ID, tx[TRANSACTION_ID].to_numpy())
     if IS_FRAUD in tx.columns:
         tx_out[IS_FRAUD] = tx[IS_FRAUD].to_numpy()
@@ -234,11 +246,25 @@ def train_detector(
     model_path: str | Path,
     run_path: str | Path,
     options: TrainingOptions,
+    label_delay_days: float = FRAUD_LABEL_DELAY_DAYS,
+    merchant_risk: bool = True,
 ) -> AnomalyRun:
     """`fit_detector` on a dataset folder; the model and the whole run saved for the next
-    stages. On the SQL path the features come from BigQuery's statistics."""
+    stages. On the SQL path the features come from BigQuery's statistics.
+
+    When the folder holds labels (label_file: ingest read a labels table), the detector trains
+    as `finrisk train --labels` does: with merchant risk (SERVED_MERCHANT_FEATURES, from the
+    labels known at each row's time) and only on labels known at the test cut-off,
+    `label_delay_days` before it. Without, or with `merchant_risk` false (a detector that a
+    bridge already running without merchant risk can go on serving: docs/bridge.md), it trains
+    on `options` as given."""
     tx = read_dataset(dataset_dir).transactions
-    run = fit_detector(tx, options, transaction_features=sql_transaction_features(dataset_dir, tx))
+    records = read_label_records(dataset_dir, tx) if merchant_risk else None
+    if records is not None:
+        options = replace(options, label_delay_days=label_delay_days)
+    run = fit_detector(
+        tx, options, records, transaction_features=sql_transaction_features(dataset_dir, tx)
+    )
     save_model(run.ours, model_path)
     save_run(run, run_path)
     return run

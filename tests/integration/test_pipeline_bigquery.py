@@ -249,3 +249,104 @@ def test_the_sql_path_trains_from_a_bigquery_sample(
     assert detector.ours is not None and risk is not None
     assert IS_RISKY in pd.read_parquet(tmp_path / "u.parquet").columns
     client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
+
+def test_the_pipeline_trains_the_detector_with_merchant_risk_from_the_labels_table(
+    bigquery_emulator: Service,
+    mlflow_server: Service,
+    stack_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The whole DAG (kfp.local) reading a labels table: the registered detector reads the
+    merchant risk the bridge serves and was trained only on labels known at the cut-off; run
+    again, the gate scores that champion on the challenger's test rows with the same as-of
+    merchant risk (rescored, not its recorded metrics)."""
+    import json
+
+    from finrisk import features, registry
+    from finrisk.cli import main
+    from finrisk.evaluation.runs import AnomalyRun
+    from finrisk.evaluation.split import FRAUD_LABEL_DELAY_DAYS
+    from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
+    from finrisk.monitoring.warehouse import Tables, ensure_tables, label_row
+    from finrisk.retraining.evaluation import RESCORED
+    from finrisk.retraining.label_file import LABELS_FILE
+    from finrisk.retraining.training import load_run
+    from finrisk.sinks.bigquery import insert_rows
+    from finrisk.stack.tables import load_table
+    from finrisk.synthetic.labels import synthetic_labels
+
+    bq = stack_settings.bigquery
+    client = bigquery_client(bq.project, bq.endpoint)
+    tables = Tables(bq.project, f"pipeline_{uuid.uuid4().hex[:10]}")
+    client.create_dataset(f"{tables.project}.{tables.dataset}")
+    transactions, users, _ = generate(200, 35, 5, scenario="hard")
+    source = {
+        name: f"{tables.project}.{tables.dataset}.{name}" for name in ("transactions", "users")
+    }
+    load_table(client, source["transactions"], transactions, HISTORY_COLUMNS)
+    load_table(client, source["users"], users, USER_COLUMNS)
+    ensure_tables(client, tables)
+    records = synthetic_labels(transactions, 5)
+    assert (
+        insert_rows(client, tables.labels_id, [label_row(r) for r in records], deadline_s=60) == []
+    )
+
+    # The tasks inherit this environment: the emulator's endpoints, as the ConfigMap gives them.
+    monkeypatch.setenv(cluster.BIGQUERY_ENDPOINT_KEY, bq.endpoint)
+    monkeypatch.setenv(cluster.BIGQUERY_READ_ENDPOINT_KEY, bq.read_endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    detector = f"it-labels-detector-{suffix}"
+    parameters = {
+        "data_source": "bigquery",
+        "bigquery_table": source["transactions"],
+        "bigquery_users_table": source["users"],
+        "bigquery_labels_table": tables.labels_id,
+        "label_maturity_days": 10,
+        "detector_model_name": detector,
+        "risk_model_name": f"it-labels-risk-{suffix}",
+        "mlflow_experiment": f"it-labels-{suffix}",
+        "detector_params": '{"max_iter": 40, "min_positives": 5}',
+        "risk_params": '{"max_iter": 40}',
+        "detector_floor": 0.0,
+        "risk_floor": 0.0,
+    }
+    argv = ["pipeline", "run", "--local", "--json", "--tracking-uri", mlflow_server.address]
+    for name, value in parameters.items():
+        argv += ["-p", f"{name}={value}"]
+    results = []
+    for run in ("run1", "run2"):
+        code = main([*argv, "--pipeline-root", str(tmp_path / run)])
+        out, err = capsys.readouterr()
+        assert code == 0, err[-4000:]
+        results.append(json.loads(out))
+    assert results[0]["gate_decision"] == "promote", results[0]["gate_reason"]
+
+    # Registered: a detector the bridge serves merchant risk for.
+    loaded = registry.load(detector, "champion", tracking_uri=mlflow_server.address)
+    assert tuple(loaded.compiled.feature_names) == (
+        *features.TRANSACTION_FEATURES,
+        *SERVED_MERCHANT_FEATURES,
+    )
+    (run1,) = [p for p in (tmp_path / "run1").iterdir() if p.is_dir()]
+    # Ingest kept the labels beside the transactions; the detector trained on labels known at
+    # the cut-off only: no training or validation row within the delay before the test.
+    assert (run1 / "validate-data" / "dataset" / LABELS_FILE).is_file()
+    trained = load_run(run1 / "train-detector" / "training_run", AnomalyRun)
+    assert trained.split.label_delay_days == FRAUD_LABEL_DELAY_DAYS
+    dataset = read_dataset(run1 / "validate-data" / "dataset").transactions
+    times = pd.to_datetime(dataset[TIMESTAMP], utc=True)
+    known = trained.split.train | trained.split.validation
+    assert times[known].max() < trained.split.labels_known_before
+    assert (times[~known & ~trained.split.test] >= trained.split.labels_known_before).all()
+    assert trained.facts["merchant_features"] is True
+
+    # Run 2: the champion reading merchant risk is rescored on this run's test rows.
+    (run2,) = [p for p in (tmp_path / "run2").iterdir() if p.is_dir()]
+    result = json.loads((run2 / "evaluate-models" / "evaluation").read_text())
+    assert result["champion"]["detector"]["source"] == RESCORED
+    assert result["champion"]["detector"]["version"] == "1"
+    assert result["details"]["detector"]["merchant_features"] is True
+    client.delete_dataset(f"{tables.project}.{tables.dataset}", delete_contents=True)

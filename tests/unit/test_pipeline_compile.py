@@ -292,6 +292,20 @@ def test_ingest_takes_the_confirmed_labels_table(compiled: CompiledPipeline) -> 
     assert defaults["label_maturity_days"]["defaultValue"] == 60.0
 
 
+def test_the_detector_trains_with_the_label_delay_parameter(compiled: CompiledPipeline) -> None:
+    """label_delay_days and detector_merchant_risk reach train_detector, by default the delay
+    `finrisk train --labels` trains with, and merchant risk on."""
+    from finrisk.evaluation.split import FRAUD_LABEL_DELAY_DAYS
+
+    ir = _ir(compiled)[0]
+    train = _tasks(ir)["train-detector"]["inputs"]["parameters"]
+    assert train["label_delay_days"]["componentInputParameter"].endswith("label_delay_days")
+    defaults = ir["root"]["inputDefinitions"]["parameters"]
+    assert defaults["label_delay_days"]["defaultValue"] == FRAUD_LABEL_DELAY_DAYS
+    assert train["merchant_risk"]["componentInputParameter"].endswith("detector_merchant_risk")
+    assert defaults["detector_merchant_risk"]["defaultValue"] is True
+
+
 def test_ingest_takes_the_bigquery_sql_path_parameters(compiled: CompiledPipeline) -> None:
     """The SQL path's switch, sample share and page size reach ingest, with its defaults."""
     ir = _ir(compiled)[0]

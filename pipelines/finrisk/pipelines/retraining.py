@@ -18,6 +18,11 @@ With `promotion="shadow"` a pair that passes beside a champion stays `challenger
 predictor serving that alias reloads it, and the bridge shadows it on live traffic); `finrisk
 monitor` promotes it once the realized metrics on the shadowed traffic agree (finrisk.gate).
 
+With `bigquery_labels_table`, ingest keeps the confirmed labels beside the transactions and the
+detector trains as `finrisk train --labels` does: with merchant risk, and only on labels known
+`label_delay_days` before the test cut-off (without a labels table, or with
+`detector_merchant_risk` false, it trains as before).
+
 The challenger is rolled out, Ready and answering for its versions before its alias becomes
 `champion`: a failed rollout is put back and no alias moves.
 
@@ -45,6 +50,7 @@ from finrisk.components import (
     validate_data,
 )
 from finrisk.deploy import cluster
+from finrisk.evaluation.split import FRAUD_LABEL_DELAY_DAYS
 from finrisk.gate import PROMOTE, SHADOW
 from finrisk.kinds import DEFAULT_MODEL_NAMES, DETECTOR, RISK
 
@@ -111,6 +117,8 @@ def retraining_pipeline(
     bigquery_users_table: str = "",
     bigquery_labels_table: str = "",
     label_maturity_days: float = 60.0,
+    label_delay_days: float = FRAUD_LABEL_DELAY_DAYS,
+    detector_merchant_risk: bool = True,
     bigquery_sql_features: bool = True,
     bigquery_sample_share: float = 1.0,
     bigquery_sample_rows: int = 0,
@@ -181,8 +189,13 @@ def retraining_pipeline(
             )
             _resources(features, HEAVY)
 
+            # With a labels table: merchant risk, and only labels known at the cut-off.
             detector = train_detector(
-                dataset=validate.outputs["dataset"], seed=seed, params_json=detector_params
+                dataset=validate.outputs["dataset"],
+                seed=seed,
+                params_json=detector_params,
+                label_delay_days=label_delay_days,
+                merchant_risk=detector_merchant_risk,
             ).set_display_name("train detector")
             _resources(detector, HEAVY)
 
