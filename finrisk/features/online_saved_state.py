@@ -20,10 +20,12 @@ from finrisk.features.online_arrays import Floats, Ints
 from finrisk.features.online_state import SUM_FIELDS, TIME_FIELDS, OnlineState
 from finrisk.features.online_windows import LONGEST, WINDOW_LENGTHS, VelocityWindows
 
-# 4: the windows also hold the user's distinct merchants before each entry (the new-merchant
-# window). 3: the numbers in binary after a JSON header. 2 (JSON only) held the statistics of
-# 3; 1 lacked some. A saved state of another version is refused: rebuild its state by replaying.
-SAVED_STATE_VERSION = 4
+# 5: two more window starts, the 3-day and the 24-hour new-merchant windows' (the last two of
+# `window_starts`; 4's starts are the first ones of 5's). 4: the windows also hold the user's
+# distinct merchants before each entry (the new-merchant window). 3: the numbers in binary
+# after a JSON header. 2 (JSON only) held the statistics of 3; 1 lacked some. A saved state of
+# another version is refused: rebuild its state by replaying.
+SAVED_STATE_VERSION = 5
 
 
 def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:

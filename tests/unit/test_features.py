@@ -27,7 +27,8 @@ from finrisk.features.definitions import (
     DAYS_PER_MONTH,
     GAP_CAP_SECONDS,
     LOG_AMOUNT_VARIANCE_FLOOR,
-    NEW_MERCHANT_WINDOW,
+    NEW_MERCHANT_WINDOWS,
+    NO_CATEGORY_HISTORY_RATIO,
     RECENT_DECAY_DAYS,
     SUM_WINDOWS,
     WINDOWS,
@@ -108,6 +109,28 @@ def test_amount_against_prior_debits() -> None:
     )
 
 
+def test_amount_against_the_users_prior_mean_in_its_category_in_both_paths() -> None:
+    none = NO_CATEGORY_HISTORY_RATIO
+    df = frame(
+        [
+            {"amount": 10.0},  # groceries' first: no prior spend there
+            {"amount": 100.0, "category": "electronics"},  # a category's first, again
+            {"amount": 30.0},  # groceries' mean so far 10
+            {"amount": 500.0, "direction": "credit", "category": "salary"},  # a credit
+            {"amount": 500.0, "direction": "credit", "category": "salary"},
+            {"amount": 40.0},  # groceries' mean (10 + 30) / 2 = 20; electronics not in it
+            {"amount": 50.0, "category": "electronics"},  # electronics' mean 100
+            {"amount": 5.0, "user_id": "u2"},  # another user's groceries: their first
+        ]
+    )
+    expected = [none, none, math.log(3.0), 0.0, 0.0, math.log(2.0), math.log(0.5), none]
+    name = "log_amount_to_category_mean"
+    assert transaction_features(df)[name].tolist() == pytest.approx(expected, abs=1e-15)
+    online = OnlineFeatures()
+    got = [online.update(row)[name] for row in df.to_dict("records")]
+    assert got == pytest.approx(expected, abs=1e-15)
+
+
 def test_velocity_windows_and_gaps() -> None:
     df = frame(
         [
@@ -178,12 +201,25 @@ def test_new_merchants_are_counted_over_their_window_in_both_paths() -> None:
             {"minutes": 8 * day + 2, "merchant": "c", "user_id": "u2"},  # per user
         ]
     )
-    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
-    assert NEW_MERCHANT_WINDOW[1] == 7 * day * 60 * 10**9
-    expected = [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.0]
-    assert transaction_features(df)[name].tolist() == expected
+    ns_per_minute = 60 * 10**9
+    assert dict(NEW_MERCHANT_WINDOWS) == {
+        "7d": 7 * day * ns_per_minute,
+        "3d": 3 * day * ns_per_minute,
+        "24h": day * ns_per_minute,
+    }
+    expected = {
+        "new_merchants_7d": [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.0],
+        # a's first visit expired on day 3, b's on day 4; d and c are new on days 7 and 8.
+        "new_merchants_3d": [1.0, 2.0, 2.0, 1.0, 2.0, 2.0, 1.0],
+        # Each first visit expires a day later exactly: a's at b's, b's at the second a's.
+        "new_merchants_24h": [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+    }
+    batch = transaction_features(df)
     online = OnlineFeatures()
-    assert [online.update(row)[name] for row in df.to_dict("records")] == expected
+    got = [online.update(row) for row in df.to_dict("records")]
+    for name, values in expected.items():
+        assert batch[name].tolist() == values, name
+        assert [result[name] for result in got] == values, name
 
 
 def test_online_new_merchants_survive_a_saved_state() -> None:
@@ -195,11 +231,14 @@ def test_online_new_merchants_survive_a_saved_state() -> None:
         online.update(row)
     restored = OnlineFeatures()
     restored.restore("u1", online.saved_state("u1"))
-    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
-    # m0, m1, m2 are new on days 0-2: on days 4 and 5 the window still holds them (less m0
-    # on day 7 onwards), the restored state as the one it was saved from.
-    assert [restored.update(row)[name] for row in records[4:]] == [3.0, 3.0]
-    assert [online.update(row)[name] for row in records[4:]] == [3.0, 3.0]
+    # m0, m1, m2 are new on days 0-2: on days 4 and 5 the week still holds them, three days
+    # only m2 on day 4 and none on day 5, a day none, the restored state as the one it was
+    # saved from.
+    names = ("new_merchants_7d", "new_merchants_3d", "new_merchants_24h")
+    expected = [(3.0, 1.0, 0.0), (3.0, 0.0, 0.0)]
+    for features in (restored, online):
+        got = [features.update(row) for row in records[4:]]
+        assert [tuple(result[name] for name in names) for result in got] == expected
 
 
 def test_balance_features() -> None:
