@@ -5,8 +5,10 @@
 - velocity windows: a vectorised binary search, bounded by the user's first row, finds where
   each row's window starts (largest window first, each smaller one searched from there);
   counts are index differences, debit sums differences of the user's cumulative debit sum;
+- per (user, category): prior counts and debit sums, the running values of the row before
+  within the pair;
 - novelty: first occurrence of the (user, category) and (user, merchant) pairs, and the first
-  visits within NEW_MERCHANT_WINDOW as differences of their running count;
+  visits within each of NEW_MERCHANT_WINDOWS as differences of their running count;
 - user statistics: bincount over user ids (which adds in row order, as the online path
   does) and ufunc.reduceat for minima and maxima; the time-decayed "recent" sums weigh each
   row by exp(-age / tau) against its user's latest timestamp (closed form: the weights are
@@ -22,7 +24,7 @@ from finrisk.features.batch_inputs import Sorted
 from finrisk.features.definitions import (
     COUNTED_CATEGORIES,
     LOW_BALANCE_THRESHOLD,
-    NEW_MERCHANT_WINDOW,
+    NEW_MERCHANT_WINDOWS,
     NS_PER_DAY,
     NS_PER_SECOND,
     SUM_WINDOWS,
@@ -57,6 +59,7 @@ def transaction_stats(data: Sorted) -> TxStats:
     debit_cum_before = _shift_in_group(debit_cum, first)
     running_max = pd.Series(debit_amount).groupby(data.group, sort=False).cummax().to_numpy()
     prior_max = _shift_in_group(running_max, first)
+    prior_category_count, prior_category_spend = _prior_in_category(data, debit_amount)
 
     # Integer running counts are exact with one global cumsum minus the user's offset.
     debit_count = np.cumsum(debit, dtype=np.int64)
@@ -73,13 +76,16 @@ def transaction_stats(data: Sorted) -> TxStats:
         if suffix in SUM_WINDOWS:
             window_sums[suffix] = debit_cum - debit_cum_before[lower]
 
-    # New merchants in their window: the user's running count of first visits (a global
+    # New merchants in their windows: the user's running count of first visits (a global
     # cumsum, exact in integers) at this row minus the count before the window's first row.
     is_new_merchant = _first_seen(data, data.merchant)
     new_merchants = np.cumsum(is_new_merchant, dtype=np.int64)
     new_before = new_merchants - is_new_merchant.astype(np.int64)
-    new_lower = window_starts(data.timestamp_ns, data.row_start, NEW_MERCHANT_WINDOW[1])
-    window_new_merchants = new_merchants - new_before[new_lower]
+    window_new_merchants: dict[str, np.ndarray] = {}
+    lower = data.row_start
+    for suffix, length in sorted(NEW_MERCHANT_WINDOWS, key=lambda w: -w[1]):
+        lower = window_starts(data.timestamp_ns, lower, length)
+        window_new_merchants[suffix] = new_merchants - new_before[lower]
 
     previous = np.empty(n, dtype=np.int64)
     previous[1:] = data.timestamp_ns[:-1]
@@ -97,13 +103,17 @@ def transaction_stats(data: Sorted) -> TxStats:
         prior_debit_log_sum=log_sum,
         prior_debit_log_sumsq=log_sumsq,
         prior_debit_max=prior_max,
+        prior_category_count=prior_category_count,
+        prior_category_spend=prior_category_spend,
         window_counts=[window_counts[suffix] for suffix, _ in WINDOWS],
         window_debit_sums=[window_sums[suffix] for suffix in SUM_WINDOWS],
         has_prev=~first,
         seconds_since_prev=gap,
         is_new_category=_first_seen(data, data.category).astype(np.float64),
         is_new_merchant=is_new_merchant.astype(np.float64),
-        window_new_merchants=window_new_merchants.astype(np.float64),
+        window_new_merchants=[
+            window_new_merchants[suffix].astype(np.float64) for suffix, _ in NEW_MERCHANT_WINDOWS
+        ],
     )
 
 
@@ -212,6 +222,21 @@ def _shift_in_group(values: np.ndarray, first: np.ndarray) -> np.ndarray:
     shifted[1:] = values[:-1]
     shifted[first] = 0
     return shifted
+
+
+def _prior_in_category(data: Sorted, debit_amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the user's prior transactions in its category and their debit amounts' sum.
+
+    The sum is the previous row's running sum within the (user, category) pair, not the
+    running sum less the row's own amount: it then adds the same amounts in the same order
+    as the online path's per-category spend, to the last bit.
+    """
+    pair = data.group.astype(np.int64) * (len(data.category.levels) + 1) + data.category.codes
+    by_pair = pd.Series(debit_amount).groupby(pair, sort=False)
+    count = by_pair.cumcount().to_numpy(dtype=np.float64)
+    running = by_pair.cumsum()
+    spend = running.groupby(pair, sort=False).shift(1, fill_value=0.0).to_numpy()
+    return count, spend
 
 
 def window_starts(stamps: np.ndarray, lower: np.ndarray, length: int) -> np.ndarray:

@@ -31,13 +31,26 @@ WINDOWS: tuple[tuple[str, int], ...] = (
 SUM_WINDOWS: tuple[str, ...] = ("1h", "24h")
 
 # A user's transactions at merchants new to them (their first at that merchant) are counted over
-# this window, (t - length, t] like the velocity windows. Card testing spread over days (a tiny
-# charge or two a day, each at a new merchant) and a takeover shopping at new merchants leave a
-# run of first visits that no single transaction shows; a trip's or a holiday's new merchants
-# come too, so the model weighs the count against the rest. A week covers the slowest card
-# testing's runs of 5 to 14 days at one or two charges a day (measured on the hard scenario:
-# docs/models-and-evaluation.md).
-NEW_MERCHANT_WINDOW: tuple[str, int] = ("7d", 7 * NS_PER_DAY)
+# these windows, (t - length, t] like the velocity windows, longest first. Card testing spread
+# over days (a tiny charge or two a day, each at a new merchant) and a takeover shopping at new
+# merchants leave a run of first visits that no single transaction shows; a trip's or a
+# holiday's new merchants come too, so the model weighs the counts against the rest. A week
+# covers the slowest card testing's runs of 5 to 14 days at one or two charges a day; three
+# days and a day beside it tell a run that is going on now (a takeover's few purchases within
+# the hour) from one that was (each measured on the hard scenario and chosen on the validation
+# period: docs/models-and-evaluation.md).
+NEW_MERCHANT_WINDOWS: tuple[tuple[str, int], ...] = (
+    ("7d", 7 * NS_PER_DAY),
+    ("3d", 3 * NS_PER_DAY),
+    ("24h", NS_PER_DAY),
+)
+# A debit's amount against the user's own prior mean debit in its category: log(amount / mean),
+# the mean being the category's prior spend over its prior transactions (a category is debit or
+# credit, never both: finrisk.schema.Categories). A takeover that buys in the user's own
+# categories at their usual hours still spends more there than the user does; a debit in a
+# category the user has not paid in before (and any credit) gets NO_CATEGORY_HISTORY_RATIO, the
+# log of a ratio of 1 (as usual: is_new_category says it is new).
+NO_CATEGORY_HISTORY_RATIO = 0.0
 # Seconds since the user's previous transaction are capped here; the first transaction gets
 # the cap (as if the previous one were long ago).
 GAP_CAP_SECONDS = 30.0 * SECONDS_PER_DAY
@@ -100,6 +113,7 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
     "is_debit",
     "amount_log_zscore",
     "log_amount_to_prior_max",
+    "log_amount_to_category_mean",
     "log_prior_debit_count",
     *(f"tx_count_{suffix}" for suffix, _ in WINDOWS),
     *(f"log_debit_sum_{suffix}" for suffix in SUM_WINDOWS),
@@ -110,7 +124,7 @@ TRANSACTION_FEATURES: tuple[str, ...] = (
     "dow_cos",
     "is_new_category",
     "is_new_merchant",
-    f"new_merchants_{NEW_MERCHANT_WINDOW[0]}",
+    *(f"new_merchants_{suffix}" for suffix, _ in NEW_MERCHANT_WINDOWS),
     "amount_to_balance_before",
     "is_overdrawn",
     "signed_log_balance_after",

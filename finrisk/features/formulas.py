@@ -40,6 +40,7 @@ from finrisk.features.definitions import (
     MIN_MONTHS,
     MIN_SALARY_INTERVALS,
     MIN_ZSCORE_HISTORY,
+    NO_CATEGORY_HISTORY_RATIO,
     NS_PER_DAY,
     NS_PER_SECOND,
     RECENT_DECAY_DAYS,
@@ -101,14 +102,16 @@ class TxStats(NamedTuple):
     prior_debit_log_sum: Value  # sum of log1p(amount) over prior debits
     prior_debit_log_sumsq: Value  # sum of log1p(amount)**2 over prior debits
     prior_debit_max: Value  # largest prior debit amount, 0.0 when none
+    prior_category_count: Value  # prior transactions in this transaction's category
+    prior_category_spend: Value  # sum of their debit amounts
     window_counts: Sequence[Value]  # transactions in each of WINDOWS, itself included
     window_debit_sums: Sequence[Value]  # debit amounts in each of SUM_WINDOWS, itself included
     has_prev: Value  # 1.0 unless this is the user's first transaction
     seconds_since_prev: Value  # 0.0 for the first transaction
     is_new_category: Value  # 1.0 the first time the user has this category
     is_new_merchant: Value
-    # Transactions at merchants new to the user in NEW_MERCHANT_WINDOW, itself included.
-    window_new_merchants: Value
+    # Transactions at merchants new to the user in each of NEW_MERCHANT_WINDOWS, itself included.
+    window_new_merchants: Sequence[Value]
 
 
 def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
@@ -130,6 +133,15 @@ def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
     # With no prior debit the amount is compared with itself (ratio 1, log 0).
     prior_max = np.where(n_prior > 0, s.prior_debit_max, s.amount)
     to_prior_max = debit * np.log(s.amount / prior_max)
+    has_category_spend = s.prior_category_spend > 0
+    category_mean = np.where(
+        has_category_spend,
+        s.prior_category_spend / np.maximum(s.prior_category_count, 1.0),
+        s.amount,
+    )
+    to_category_mean = debit * np.where(
+        has_category_spend, np.log(s.amount / category_mean), NO_CATEGORY_HISTORY_RATIO
+    )
 
     gap = np.where(s.has_prev, np.minimum(s.seconds_since_prev, GAP_CAP_SECONDS), GAP_CAP_SECONDS)
 
@@ -150,6 +162,7 @@ def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
         debit,
         zscore,
         to_prior_max,
+        to_category_mean,
         np.log1p(n_prior),
         *[_as_float(count) for count in s.window_counts],
         *[np.log1p(np.maximum(total, 0.0)) for total in s.window_debit_sums],
@@ -160,7 +173,7 @@ def transaction_formulas(s: TxStats) -> tuple[Value, ...]:
         np.cos(dow_angle),
         s.is_new_category,
         s.is_new_merchant,
-        _as_float(s.window_new_merchants),
+        *[_as_float(count) for count in s.window_new_merchants],
         to_balance,
         _as_float(balance < 0),
         signed_log_balance,

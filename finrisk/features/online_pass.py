@@ -95,6 +95,7 @@ def observe_columns(state: OnlineState, columns: TxColumns) -> tuple[Matrix, Mat
     after_sums = np.empty((len(SUM_FIELDS), n))
     after_times = np.empty((len(TIME_FIELDS), n), dtype=np.int64)
     seen_category = np.empty(n)
+    spent_in_category = np.empty(n)
     top_spend = np.empty(n)
     counted = np.empty((len(COUNTED_CATEGORIES), n))
     for start, stop in zip(rounds[:-1].tolist(), rounds[1:].tolist(), strict=True):
@@ -115,6 +116,7 @@ def observe_columns(state: OnlineState, columns: TxColumns) -> tuple[Matrix, Mat
         seen_category[start:stop] = seen
         state.category_counts[cells] = seen + 1.0
         spend = state.category_spend[cells]
+        spent_in_category[start:stop] = spend
         state.category_spend[cells] = np.where(part.debit, spend + part.amount, spend)
         top_spend[start:stop] = state.category_spend[slot].max(axis=1)
         counted[:, start:stop] = state.category_counts[slot[:, None], state.counted].T
@@ -144,6 +146,8 @@ def observe_columns(state: OnlineState, columns: TxColumns) -> tuple[Matrix, Mat
         prior_debit_log_sum=prior[1],
         prior_debit_log_sumsq=prior[2],
         prior_debit_max=prior[3],
+        prior_category_count=seen_category,
+        prior_category_spend=spent_in_category,
         window_counts=window_counts,
         window_debit_sums=window_sums,
         has_prev=~first,

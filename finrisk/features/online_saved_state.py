@@ -16,18 +16,23 @@ import numpy as np
 import orjson
 
 from finrisk.errors import FinriskError
+from finrisk.features.definitions import WINDOWS
 from finrisk.features.online_arrays import Floats, Ints
 from finrisk.features.online_state import SUM_FIELDS, TIME_FIELDS, OnlineState
 from finrisk.features.online_windows import LONGEST, WINDOW_LENGTHS, VelocityWindows
 
-# 4: the windows also hold the user's distinct merchants before each entry (the new-merchant
-# window). 3: the numbers in binary after a JSON header. 2 (JSON only) held the statistics of
-# 3; 1 lacked some.
-SAVED_STATE_VERSION = 4
-# Read and upgraded (_upgrade_v3), so that a bridge upgraded in place restores the states its
-# predecessor wrote instead of stopping. Any other version is refused: replay the user's
-# transactions (docs/bridge.md, "Upgrading").
-UPGRADED_VERSIONS = (3,)
+# 5: two more window starts, the 3-day and the 24-hour new-merchant windows' (the last two of
+# `window_starts`; 4's starts are the first ones of 5's). 4: the windows also hold the user's
+# distinct merchants before each entry (the new-merchant window). 3: the numbers in binary
+# after a JSON header. 2 (JSON only) held the statistics of 3; 1 lacked some.
+SAVED_STATE_VERSION = 5
+# Read and upgraded (_read_saved_state, _upgraded_starts), so that a bridge upgraded in place
+# restores the states its predecessor wrote instead of stopping. Any other version is refused:
+# replay the user's transactions (docs/bridge.md, "Upgrading").
+UPGRADED_VERSIONS = (3, 4)
+_LAST_TS = TIME_FIELDS.index("last_ts")
+# The window starts each version kept: the velocity windows', then the new-merchant ones'.
+_STARTS_KEPT = {3: len(WINDOWS), 4: len(WINDOWS) + 1, SAVED_STATE_VERSION: len(WINDOW_LENGTHS)}
 
 
 def saved_states(state: OnlineState, user_ids: Sequence[Any]) -> list[bytes]:
@@ -133,32 +138,33 @@ def _read_saved_state(data: bytes) -> _SavedState:
             "(a state of another version lacks statistics the features need or is laid out "
             "otherwise: drop it and replay the user's transactions)"
         )
-    upgrade = version != SAVED_STATE_VERSION
     categories = [str(name) for name in header["categories"]]
     entries = int(header["window_entries"])
     starts = [int(start) for start in header["window_starts"]]
     # Per window entry: its timestamp and debit total before, and (from version 4) the user's
     # distinct merchants before it.
     sizes = [len(SUM_FIELDS), len(TIME_FIELDS), len(categories), len(categories), entries, entries]
-    if not upgrade:
+    if version >= 4:
         sizes.append(entries)
     body = memoryview(data)[end + 1 :]
     if end < 0 or len(body) != 8 * sum(sizes):
         raise FinriskError("is unreadable: its numbers are cut short or too long")
-    windows = len(WINDOW_LENGTHS) - 1 if upgrade else len(WINDOW_LENGTHS)
-    if len(starts) != windows or not all(0 <= s <= entries for s in starts):
+    if len(starts) != _STARTS_KEPT[version] or not all(0 <= s <= entries for s in starts):
         raise FinriskError("has the wrong windows")
     offsets = np.cumsum([0, *sizes]) * 8
     blocks = [body[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     merchants = set(header["merchants"])
+    times = np.frombuffer(blocks[1], dtype="<i8")
     window = VelocityWindows()
     window.stamps = np.frombuffer(blocks[4], dtype="<i8").tolist()
     window.cums = np.frombuffer(blocks[5], dtype="<f8").tolist()
-    if upgrade:
-        _upgrade_v3(window, starts, len(merchants))
-    else:
+    if version >= 4:
         window.merchants = np.frombuffer(blocks[6], dtype="<f8").tolist()
-        window.starts = starts
+    else:
+        # No per-entry merchant counts: each entry gets the user's present count, so the first
+        # visits before the upgrade are not counted (new_merchants_* low for up to a week).
+        window.merchants = [float(len(merchants))] * entries
+    window.starts = _upgraded_starts(starts, window.stamps, int(times[_LAST_TS]))
     return _SavedState(
         sums=np.frombuffer(blocks[0], dtype="<f8"),
         times=np.frombuffer(blocks[1], dtype="<i8"),
@@ -170,11 +176,15 @@ def _read_saved_state(data: bytes) -> _SavedState:
     )
 
 
-def _upgrade_v3(window: VelocityWindows, starts: list[int], n_merchants: int) -> None:
-    """A version-3 state's windows as version 4 holds them. Version 3 kept the last 24 hours
-    and no merchant counts: the new-merchant window starts at its first entry, and every entry
-    gets the user's present count of distinct merchants, so the first visits before the
-    upgrade are not counted. `new_merchants_7d` counts only those after it, low for up to a
-    week; every other feature is exact."""
-    window.merchants = [float(n_merchants)] * len(window.stamps)
-    window.starts = [*starts, 0]
+def _upgraded_starts(starts: list[int], stamps: list[int], last_ts: int) -> list[int]:
+    """Every window's start, those an older version did not keep found as the window loop
+    finds them (online_windows.window_stats): past each entry expired against the user's
+    newest timestamp, the newest entry never. Scanning from the first entry gives the loop's
+    own answer: every entry the loop passed had expired against an earlier, lower clock."""
+    found = list(starts)
+    for length in WINDOW_LENGTHS[len(starts) :]:
+        j, cutoff = 0, last_ts - length
+        while j < len(stamps) - 1 and stamps[j] <= cutoff:
+            j += 1
+        found.append(j)
+    return found

@@ -1,6 +1,6 @@
 """The online path's velocity windows: per user, the count of transactions in each window, the
-debit sum in the summed ones and the first visits to a merchant in NEW_MERCHANT_WINDOW, the one
-per-transaction loop of a micro-batch.
+debit sum in the summed ones and the first visits to a merchant in each of NEW_MERCHANT_WINDOWS,
+the one per-transaction loop of a micro-batch.
 
 Each user's windows are one list of (timestamp, debit total before, distinct merchants before)
 in arrival order with a start per window. A transaction arriving with an earlier timestamp than
@@ -14,15 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from finrisk.features.definitions import NEW_MERCHANT_WINDOW, SUM_WINDOWS, WINDOWS
+from finrisk.features.definitions import NEW_MERCHANT_WINDOWS, SUM_WINDOWS, WINDOWS
 from finrisk.features.online_arrays import Floats, Ints
 
 # Per window: its length, and whether its debit sum is a feature (in WINDOWS order, which
-# SUM_WINDOWS follows; a test holds it to that). The last window is NEW_MERCHANT_WINDOW's, whose
-# transactions are not counted, only its first visits to merchants.
+# SUM_WINDOWS follows; a test holds it to that). The windows after those are NEW_MERCHANT_WINDOWS'
+# (in their order, so a saved state's window starts of an older version are a prefix of these),
+# whose transactions are not counted, only their first visits to merchants.
 COUNTED: int = len(WINDOWS)
-WINDOW_LENGTHS: tuple[int, ...] = (*(length for _, length in WINDOWS), NEW_MERCHANT_WINDOW[1])
-NEW_MERCHANTS = COUNTED
+WINDOW_LENGTHS: tuple[int, ...] = (
+    *(length for _, length in WINDOWS),
+    *(length for _, length in NEW_MERCHANT_WINDOWS),
+)
+NEW_MERCHANTS: tuple[int, ...] = tuple(range(COUNTED, len(WINDOW_LENGTHS)))
 _SUMMED: tuple[int, ...] = tuple(
     k for k, (suffix, _) in enumerate(WINDOWS) if suffix in SUM_WINDOWS
 )
@@ -55,23 +59,25 @@ def window_stats(
     cum_after: Floats,
     merchants_before: Floats,
     merchants_after: Floats,
-) -> tuple[list[Floats], list[Floats], Floats]:
+) -> tuple[list[Floats], list[Floats], list[Floats]]:
     """Counts in each of WINDOWS, debit sums in the summed ones and first visits to a
-    merchant in NEW_MERCHANT_WINDOW, per transaction, each added to the window of its user's
-    slot (round order keeps each user's transactions in arrival order). `clocks` is each
+    merchant in each of NEW_MERCHANT_WINDOWS, per transaction, each added to the window of its
+    user's slot (round order keeps each user's transactions in arrival order). `clocks` is each
     user's newest timestamp so far, which the windows expire against; `cum_before`/`cum_after`
     the user's debit total before and after, `merchants_before`/`merchants_after` their
     number of distinct merchants (a first visit adds one)."""
     counts: list[list[int]] = [[] for _ in range(COUNTED)]
-    new_merchants: list[float] = []
-    count_new = new_merchants.append
+    new_merchants: list[list[float]] = [[] for _ in NEW_MERCHANTS]
     sums: list[list[float]] = [[] for _ in _SUMMED]
     # Each column's append bound once: this loop runs per transaction.
     count_into = [
         (k, length, column.append)
         for k, (length, column) in enumerate(zip(WINDOW_LENGTHS[:COUNTED], counts, strict=True))
     ]
-    new_length = WINDOW_LENGTHS[NEW_MERCHANTS]
+    new_into = [
+        (k, WINDOW_LENGTHS[k], column.append)
+        for k, column in zip(NEW_MERCHANTS, new_merchants, strict=True)
+    ]
     sum_into = [(k, column.append) for k, column in zip(_SUMMED, sums, strict=True)]
     rows = zip(
         slots.tolist(),
@@ -102,12 +108,13 @@ def window_stats(
             count(end - j)
         for k, total in sum_into:
             total(after - cums[starts[k]])
-        cutoff = clock - new_length
-        j = starts[NEW_MERCHANTS]
-        while entries[j] <= cutoff:
-            j += 1
-        starts[NEW_MERCHANTS] = j
-        count_new(known_after - known[j])
+        for k, length, count_new in new_into:
+            cutoff = clock - length
+            j = starts[k]
+            while entries[j] <= cutoff:
+                j += 1
+            starts[k] = j
+            count_new(known_after - known[j])
         expired = starts[LONGEST]
         if expired > _TRIM_AFTER:
             del entries[:expired], cums[:expired], known[:expired]
@@ -115,5 +122,5 @@ def window_stats(
     return (
         [np.array(column, dtype=np.float64) for column in counts],
         [np.array(column, dtype=np.float64) for column in sums],
-        np.array(new_merchants, dtype=np.float64),
+        [np.array(column, dtype=np.float64) for column in new_merchants],
     )

@@ -9,14 +9,16 @@ How the SQL keeps the batch path's semantics (`finrisk.features.batch_stats`):
 
 - order: each user's rows are ordered by (timestamp, transaction_id)
   (`finrisk.features.ordering`); "prior" statistics are ROWS frames ending 1 PRECEDING;
+- per (user, category) prior counts and debit sums: the same ROWS frame partitioned by user
+  and category;
 - velocity windows (t - length, t], itself included: timestamps are integer microseconds
   (BigQuery's precision), so the window is `RANGE BETWEEN length - 1 PRECEDING AND CURRENT
   ROW` over UNIX_MICROS. A RANGE frame includes the row's peers (same timestamp) that come
   after it in the canonical order, which the batch path does not count; they are subtracted
   (a count and a debit sum over the later peers);
-- first visits in NEW_MERCHANT_WINDOW: each row's first-visit flag (ROW_NUMBER per user and
-  merchant) is computed in a step before, then summed over the window's RANGE frame like a
-  count, less the later peers' flags;
+- first visits in each of NEW_MERCHANT_WINDOWS: each row's first-visit flag (ROW_NUMBER per
+  user and merchant) is computed in a step before, then summed over the window's RANGE frame
+  like a count, less the later peers' flags;
 - the first transaction has no previous one (`has_prev` 0, gap 0): the formula applies the
   gap cap, MIN_ZSCORE_HISTORY and the variance floor, as for the other paths.
 
@@ -37,7 +39,7 @@ import pandas as pd
 from finrisk.errors import FinriskError
 from finrisk.features.definitions import (
     DEBIT_DIRECTION,
-    NEW_MERCHANT_WINDOW,
+    NEW_MERCHANT_WINDOWS,
     NS_PER_SECOND,
     SUM_WINDOWS,
     TRANSACTION_FEATURES,
@@ -66,9 +68,10 @@ PRIOR_DEBIT_LOG_SUM = "prior_debit_log_sum"
 PRIOR_DEBIT_LOG_SUMSQ = "prior_debit_log_sumsq"
 PRIOR_DEBIT_MAX = "prior_debit_max"
 PREVIOUS_MICROS = "previous_micros"
+PRIOR_CATEGORY_COUNT = "prior_category_count"
+PRIOR_CATEGORY_SPEND = "prior_category_spend"
 IS_NEW_CATEGORY = "is_new_category"
 IS_NEW_MERCHANT = "is_new_merchant"
-WINDOW_NEW_MERCHANTS = f"window_new_merchants_{NEW_MERCHANT_WINDOW[0]}"
 STATS_INPUTS: tuple[str, ...] = (AMOUNT, DIRECTION, BALANCE_AFTER, CATEGORY, CHANNEL)
 
 
@@ -80,6 +83,10 @@ def window_sum_column(suffix: str) -> str:
     return f"window_debit_sum_{suffix}"
 
 
+def window_new_merchants_column(suffix: str) -> str:
+    return f"window_new_merchants_{suffix}"
+
+
 STATS_COLUMNS: tuple[str, ...] = (
     TS_MICROS,
     PRIOR_DEBIT_COUNT,
@@ -87,11 +94,13 @@ STATS_COLUMNS: tuple[str, ...] = (
     PRIOR_DEBIT_LOG_SUMSQ,
     PRIOR_DEBIT_MAX,
     PREVIOUS_MICROS,
+    PRIOR_CATEGORY_COUNT,
+    PRIOR_CATEGORY_SPEND,
     *(window_count_column(suffix) for suffix, _ in WINDOWS),
     *(window_sum_column(suffix) for suffix in SUM_WINDOWS),
     IS_NEW_CATEGORY,
     IS_NEW_MERCHANT,
-    WINDOW_NEW_MERCHANTS,
+    *(window_new_merchants_column(suffix) for suffix, _ in NEW_MERCHANT_WINDOWS),
 )
 
 
@@ -134,6 +143,10 @@ def transaction_stats_sql(table: str, extra_columns: tuple[str, ...] = (), where
     user = f"PARTITION BY {USER_ID}"
     ordered = f"{user} ORDER BY {TS_MICROS}, {TRANSACTION_ID}"
     prior = f"({ordered} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    prior_in_category = (
+        f"({user}, {CATEGORY} ORDER BY {TS_MICROS}, {TRANSACTION_ID} "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    )
     peers = f"PARTITION BY {USER_ID}, {TS_MICROS}"
     later_peers = (
         f"({peers} ORDER BY {TRANSACTION_ID} ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
@@ -169,12 +182,18 @@ def transaction_stats_sql(table: str, extra_columns: tuple[str, ...] = (), where
             f"COALESCE(SUM(log_debit * log_debit) OVER {prior}, 0) AS {PRIOR_DEBIT_LOG_SUMSQ}",
             f"COALESCE(MAX(debit_amount) OVER {prior}, 0) AS {PRIOR_DEBIT_MAX}",
             f"LAG({TS_MICROS}) OVER ({ordered}) AS {PREVIOUS_MICROS}",
+            f"COUNT(*) OVER {prior_in_category} AS {PRIOR_CATEGORY_COUNT}",
+            f"COALESCE(SUM(debit_amount) OVER {prior_in_category}, 0) AS {PRIOR_CATEGORY_SPEND}",
             *window_terms,
             f"IF(ROW_NUMBER() OVER ({user}, {CATEGORY} ORDER BY {TS_MICROS}, {TRANSACTION_ID}) "
             f"= 1, 1, 0) AS {IS_NEW_CATEGORY}",
             IS_NEW_MERCHANT,
-            f"SUM({IS_NEW_MERCHANT}) OVER {frame(NEW_MERCHANT_WINDOW[1])} "
-            f"- COALESCE(SUM({IS_NEW_MERCHANT}) OVER {later_peers}, 0) AS {WINDOW_NEW_MERCHANTS}",
+            *(
+                f"SUM({IS_NEW_MERCHANT}) OVER {frame(length)} "
+                f"- COALESCE(SUM({IS_NEW_MERCHANT}) OVER {later_peers}, 0) "
+                f"AS {window_new_merchants_column(suffix)}"
+                for suffix, length in NEW_MERCHANT_WINDOWS
+            ),
         ]
     )
     return (
@@ -221,6 +240,8 @@ def stats_from_rows(rows: pd.DataFrame) -> TxStats:
         prior_debit_log_sum=floats(PRIOR_DEBIT_LOG_SUM),
         prior_debit_log_sumsq=floats(PRIOR_DEBIT_LOG_SUMSQ),
         prior_debit_max=floats(PRIOR_DEBIT_MAX),
+        prior_category_count=floats(PRIOR_CATEGORY_COUNT),
+        prior_category_spend=floats(PRIOR_CATEGORY_SPEND),
         window_counts=[floats(window_count_column(suffix)) for suffix, _ in WINDOWS],
         window_debit_sums=[floats(window_sum_column(suffix)) for suffix in SUM_WINDOWS],
         has_prev=has_prev,
@@ -228,7 +249,9 @@ def stats_from_rows(rows: pd.DataFrame) -> TxStats:
         seconds_since_prev=(gap_micros * NS_PER_MICRO) / float(NS_PER_SECOND),
         is_new_category=floats(IS_NEW_CATEGORY),
         is_new_merchant=floats(IS_NEW_MERCHANT),
-        window_new_merchants=floats(WINDOW_NEW_MERCHANTS),
+        window_new_merchants=[
+            floats(window_new_merchants_column(suffix)) for suffix, _ in NEW_MERCHANT_WINDOWS
+        ],
     )
 
 

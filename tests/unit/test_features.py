@@ -28,7 +28,8 @@ from finrisk.features.definitions import (
     DAYS_PER_MONTH,
     GAP_CAP_SECONDS,
     LOG_AMOUNT_VARIANCE_FLOOR,
-    NEW_MERCHANT_WINDOW,
+    NEW_MERCHANT_WINDOWS,
+    NO_CATEGORY_HISTORY_RATIO,
     RECENT_DECAY_DAYS,
     SUM_WINDOWS,
     WINDOWS,
@@ -109,6 +110,28 @@ def test_amount_against_prior_debits() -> None:
     )
 
 
+def test_amount_against_the_users_prior_mean_in_its_category_in_both_paths() -> None:
+    none = NO_CATEGORY_HISTORY_RATIO
+    df = frame(
+        [
+            {"amount": 10.0},  # groceries' first: no prior spend there
+            {"amount": 100.0, "category": "electronics"},  # a category's first, again
+            {"amount": 30.0},  # groceries' mean so far 10
+            {"amount": 500.0, "direction": "credit", "category": "salary"},  # a credit
+            {"amount": 500.0, "direction": "credit", "category": "salary"},
+            {"amount": 40.0},  # groceries' mean (10 + 30) / 2 = 20; electronics not in it
+            {"amount": 50.0, "category": "electronics"},  # electronics' mean 100
+            {"amount": 5.0, "user_id": "u2"},  # another user's groceries: their first
+        ]
+    )
+    expected = [none, none, math.log(3.0), 0.0, 0.0, math.log(2.0), math.log(0.5), none]
+    name = "log_amount_to_category_mean"
+    assert transaction_features(df)[name].tolist() == pytest.approx(expected, abs=1e-15)
+    online = OnlineFeatures()
+    got = [online.update(row)[name] for row in df.to_dict("records")]
+    assert got == pytest.approx(expected, abs=1e-15)
+
+
 def test_velocity_windows_and_gaps() -> None:
     df = frame(
         [
@@ -179,12 +202,25 @@ def test_new_merchants_are_counted_over_their_window_in_both_paths() -> None:
             {"minutes": 8 * day + 2, "merchant": "c", "user_id": "u2"},  # per user
         ]
     )
-    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
-    assert NEW_MERCHANT_WINDOW[1] == 7 * day * 60 * 10**9
-    expected = [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.0]
-    assert transaction_features(df)[name].tolist() == expected
+    ns_per_minute = 60 * 10**9
+    assert dict(NEW_MERCHANT_WINDOWS) == {
+        "7d": 7 * day * ns_per_minute,
+        "3d": 3 * day * ns_per_minute,
+        "24h": day * ns_per_minute,
+    }
+    expected = {
+        "new_merchants_7d": [1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.0],
+        # a's first visit expired on day 3, b's on day 4; d and c are new on days 7 and 8.
+        "new_merchants_3d": [1.0, 2.0, 2.0, 1.0, 2.0, 2.0, 1.0],
+        # Each first visit expires a day later exactly: a's at b's, b's at the second a's.
+        "new_merchants_24h": [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+    }
+    batch = transaction_features(df)
     online = OnlineFeatures()
-    assert [online.update(row)[name] for row in df.to_dict("records")] == expected
+    got = [online.update(row) for row in df.to_dict("records")]
+    for name, values in expected.items():
+        assert batch[name].tolist() == values, name
+        assert [result[name] for result in got] == values, name
 
 
 def test_online_new_merchants_survive_a_saved_state() -> None:
@@ -196,11 +232,14 @@ def test_online_new_merchants_survive_a_saved_state() -> None:
         online.update(row)
     restored = OnlineFeatures()
     restored.restore("u1", online.saved_state("u1"))
-    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
-    # m0, m1, m2 are new on days 0-2: on days 4 and 5 the window still holds them (less m0
-    # on day 7 onwards), the restored state as the one it was saved from.
-    assert [restored.update(row)[name] for row in records[4:]] == [3.0, 3.0]
-    assert [online.update(row)[name] for row in records[4:]] == [3.0, 3.0]
+    # m0, m1, m2 are new on days 0-2: on days 4 and 5 the week still holds them, three days
+    # only m2 on day 4 and none on day 5, a day none, the restored state as the one it was
+    # saved from.
+    names = ("new_merchants_7d", "new_merchants_3d", "new_merchants_24h")
+    expected = [(3.0, 1.0, 0.0), (3.0, 0.0, 0.0)]
+    for features in (restored, online):
+        got = [features.update(row) for row in records[4:]]
+        assert [tuple(result[name] for name in names) for result in got] == expected
 
 
 def test_balance_features() -> None:
@@ -504,41 +543,53 @@ def test_saved_states_of_other_versions_are_refused_clearly() -> None:
         OnlineFeatures().restore("u1", b'{"version": 2, "n_tx": 3}')
 
 
-# A saved state written by finrisk at 6cf435c (version 3: a day of window entries, no merchant
-# counts) after the first `saved_after` transactions of the file beside it.
-V3_STATE = Path(__file__).parent / "data" / "saved_state_v3.bin"
-V3_TRANSACTIONS = Path(__file__).parent / "data" / "saved_state_v3.json"
+# Saved states written by earlier releases after the first `saved_after` transactions of
+# saved_states.json: version 3 by 6cf435c (a day of window entries, no merchant counts),
+# version 4 by 3192be6 (a week of entries with merchant counts; the 7-day first-visit window).
+DATA = Path(__file__).parent / "data"
+NEW_MERCHANT_NAMES = tuple(f"new_merchants_{suffix}" for suffix, _ in NEW_MERCHANT_WINDOWS)
 
 
-def test_a_version_3_saved_state_is_upgraded() -> None:
-    """A bridge upgraded in place restores its predecessor's states: every feature as if it
-    had never stopped, but the first visits to merchants before the upgrade are not counted."""
-    assert orjson.loads(V3_STATE.read_bytes().split(b"\n", 1)[0])["version"] == 3
-    plan = orjson.loads(V3_TRANSACTIONS.read_bytes())
+def _after_restoring(version: int) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """The features of the transactions after the save: (restored from the saved state of
+    `version`, computed by a state that never stopped)."""
+    saved = (DATA / f"saved_state_v{version}.bin").read_bytes()
+    assert orjson.loads(saved.split(b"\n", 1)[0])["version"] == version
+    plan = orjson.loads((DATA / "saved_states.json").read_bytes())
     rows = [{**row, "timestamp": pd.Timestamp(row["timestamp"])} for row in plan["transactions"]]
-    saved_after = plan["saved_after"]
     upgraded = OnlineFeatures()
-    upgraded.restore("u1", V3_STATE.read_bytes())
+    upgraded.restore("u1", saved)
     never_stopped = OnlineFeatures()
-    for row in rows[:saved_after]:
+    for row in rows[: plan["saved_after"]]:
         never_stopped.update(row)
-    name = f"new_merchants_{NEW_MERCHANT_WINDOW[0]}"
-    counted = []
-    for row in rows[saved_after:]:
-        got, want = upgraded.update(row), never_stopped.update(row)
-        assert {k: v for k, v in got.items() if k != name} == {
-            k: v for k, v in want.items() if k != name
-        }
-        counted.append(got[name])
-        assert got[name] < want[name]  # the week before the upgrade had first visits
-    # web-d is a first visit after the upgrade, grocer is not.
-    assert counted == [1.0, 1.0]
-    # Saved again, the state is version 4 and reads back to itself.
+    after = rows[plan["saved_after"] :]
+    got = [upgraded.update(row) for row in after]
+    # Saved again, the state is of this version and reads back to itself.
     again = upgraded.saved_state("u1")
     assert orjson.loads(again.split(b"\n", 1)[0])["version"] == SAVED_STATE_VERSION
     restored = OnlineFeatures()
     restored.restore("u1", again)
     assert _parts(restored.saved_state("u1")) == _parts(again)
+    return got, [never_stopped.update(row) for row in after]
+
+
+def test_a_version_4_saved_state_is_upgraded_exactly() -> None:
+    """A bridge upgraded in place restores its predecessor's states: version 4 lacks only the
+    3-day and 24-hour first-visit windows' starts, found again from its entries."""
+    got, want = _after_restoring(4)
+    assert got == want
+
+
+def test_a_version_3_saved_state_is_upgraded() -> None:
+    """Version 3 kept no merchant counts: every feature as if the bridge had never stopped,
+    but the first visits to merchants before the upgrade are not counted."""
+    got, want = _after_restoring(3)
+    for restored, exact in zip(got, want, strict=True):
+        others = set(restored) - set(NEW_MERCHANT_NAMES)
+        assert {k: restored[k] for k in others} == {k: exact[k] for k in others}
+        # The week, three days and day before had first visits, the upgraded state counts
+        # none of them: web-d is a first visit after the upgrade, grocer is not.
+        assert all(restored[name] == 1.0 < exact[name] for name in NEW_MERCHANT_NAMES)
 
 
 def _parts(saved: bytes) -> tuple[dict[str, Any], bytes]:

@@ -70,6 +70,10 @@ def test_online_transaction_features_equal_batch(stream: pd.DataFrame) -> None:
     # The stream must exercise the features, not compare constants.
     assert (batch["tx_count_10m"] > 1).any()
     assert 0 < batch["is_new_merchant"].mean() < 1
+    assert (batch["log_amount_to_category_mean"] > 0).any()
+    assert (batch["log_amount_to_category_mean"] < 0).any()
+    assert (batch["new_merchants_24h"] < batch["new_merchants_3d"]).any()
+    assert (batch["new_merchants_3d"] < batch["new_merchants_7d"]).any()
 
 
 def test_online_user_features_equal_batch(stream: pd.DataFrame) -> None:
