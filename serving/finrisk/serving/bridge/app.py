@@ -83,6 +83,7 @@ def run_bridge(settings: Settings, *, idle_exit_s: float | None = None) -> RunSt
     no operator needed (docs/bridge.md, "When the champion changes")."""
     total = RunStats()
     current: list[Bridge] = []
+    stopping = threading.Event()
 
     def graceful(signum: int, _frame: FrameType | None) -> None:
         log.info("%s: finishing the batch, committing, closing", signal.Signals(signum).name)
@@ -90,7 +91,6 @@ def run_bridge(settings: Settings, *, idle_exit_s: float | None = None) -> RunSt
         for bridge in current:
             bridge.stop()
 
-    stopping = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, graceful)
