@@ -14,7 +14,7 @@ from finrisk.features import TRANSACTION_FEATURES
 from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
 from finrisk.features.merchant_frauds import MerchantFraud
 from finrisk.serving.bridge.batch import prepare
-from finrisk.serving.bridge.binding import Binding
+from finrisk.serving.bridge.binding import Binding, RestartToBind
 from finrisk.serving.bridge.fraud_placement import FraudPlacer
 from finrisk.serving.bridge.merchant_risk import (
     MerchantFraudFeed,
@@ -27,7 +27,7 @@ from finrisk.serving.bridge.producer import wire_records
 from finrisk.serving.bridge.scoring import V2Scorer
 from finrisk.serving.bridge.state import StateStore
 from finrisk.serving.bridge.tx_merchants import TxMerchants
-from finrisk.serving.bridge.v2_client import BadAnswer, EndpointUnavailable
+from finrisk.serving.bridge.v2_client import EndpointUnavailable
 from finrisk.synthetic import generate
 
 DAY = 86_400 * 10**9
@@ -159,12 +159,12 @@ def test_a_detector_reading_merchant_risk_binds_to_the_extra_column() -> None:
     assert challenger.select(rows).shape == (2, len(TRANSACTION_FEATURES))
 
 
-def test_a_matrix_without_the_merchant_column_is_refused_naming_the_cause() -> None:
+def test_a_matrix_without_the_merchant_column_asks_for_a_restart_naming_the_cause() -> None:
     wanted = (*TRANSACTION_FEATURES, *SERVED_MERCHANT_FEATURES)
-    binding = Binding.of("d", wanted, wanted)
-    with pytest.raises(BadAnswer, match="restart the bridge"):
-        binding.check_width(len(TRANSACTION_FEATURES))
-    binding.check_width(len(wanted))
+    at_start = V2Scorer.tx_columns(wanted)
+    with pytest.raises(RestartToBind, match="log_merchant_recent_frauds"):
+        Binding.of("d", wanted, TRANSACTION_FEATURES, version="2", at_start=at_start)
+    assert Binding.of("d", wanted, wanted, at_start=at_start).identity
 
 
 class _PlainScorer:

@@ -55,7 +55,8 @@ class Predictor:
         order = DETECTOR_ORDER if name == "det" else RISK_ORDER
         if request.method == "GET":
             inputs = [{"name": f, "datatype": "FP64", "shape": [-1]} for f in order]
-            return httpx.Response(200, json={"name": name, "versions": ["4"], "inputs": inputs})
+            version = "4" if name == "det" else "9"  # the versions its answers name
+            return httpx.Response(200, json={"name": name, "versions": [version], "inputs": inputs})
         length = request.headers.get("inference-header-content-length")
         content = request.content if length is None else request.content[: int(length)]
         body = orjson.loads(content)

@@ -13,7 +13,8 @@ anomaly sink and dead-letter topic, at least once (or exactly once), nothing los
   `batching` (size/time bounds), `state` (feature state and its changelog records), `dedup`,
   `outputs`.
 - The predictor and the sink: `v2_client`, `backoff`, `breaker`, `scoring` (the predictor's
-  contract), `sink_writer`.
+  contract), `binding` (each served version's column order, bound again when it changes),
+  `sink_writer`.
 - Around it: `metrics` (Prometheus, health), `app` (assembly from settings: build_bridge,
   run_bridge), `workers` (N bridge processes on one host), `producer` (`finrisk produce`),
   `cli` (both commands). The benchmark and its one-call-per-message baseline are development

@@ -10,6 +10,7 @@ from types import FrameType
 from typing import Any
 
 from finrisk.serving.bridge.backoff import Backoff
+from finrisk.serving.bridge.binding import RestartToBind
 from finrisk.serving.bridge.breaker import CircuitBreaker
 from finrisk.serving.bridge.grpc_client import GrpcV2Client, grpc_address
 from finrisk.serving.bridge.loop import Bridge, RunStats
@@ -74,19 +75,38 @@ def build_bridge(settings: Settings, *, serve_http: bool = True) -> Bridge:
 
 
 def run_bridge(settings: Settings, *, idle_exit_s: float | None = None) -> RunStats:
-    """Run a bridge in this (main) thread; SIGTERM and SIGINT make it finish and commit."""
-    bridge = build_bridge(settings)
+    """Run a bridge in this (main) thread; SIGTERM and SIGINT make it finish and commit.
+
+    A champion promoted meanwhile that reads features the bridge computes only from its start
+    (merchant risk) ends the run without committing what it had not sent (RestartToBind); a
+    new bridge then starts in this process, binds with them and replays from the last commit:
+    no operator needed (docs/bridge.md, "When the champion changes")."""
+    total = RunStats()
+    current: list[Bridge] = []
+    stopping = threading.Event()
 
     def graceful(signum: int, _frame: FrameType | None) -> None:
         log.info("%s: finishing the batch, committing, closing", signal.Signals(signum).name)
-        bridge.stop()
+        stopping.set()
+        for bridge in current:
+            bridge.stop()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, graceful)
-    bridge.start()
-    tune_collector(settings.bridge.batch_max_messages)
-    return bridge.run(idle_exit_s=idle_exit_s)
+    while not stopping.is_set():
+        bridge = build_bridge(settings)
+        current[:] = [bridge]
+        if stopping.is_set():  # a signal while it was built
+            bridge.stop()
+        try:
+            bridge.start()
+            tune_collector(settings.bridge.batch_max_messages)
+            return total.add(bridge.run(idle_exit_s=idle_exit_s))
+        except RestartToBind as exc:
+            total.add(bridge.stats)
+            log.warning("%s: starting the bridge again in this process", exc)
+    return total
 
 
 def tune_collector(batch_max_messages: int) -> None:

@@ -22,6 +22,7 @@ from finrisk.serving.bridge.accounting import Accounting
 from finrisk.serving.bridge.at_least_once import AtLeastOnce
 from finrisk.serving.bridge.batch import Batch, prepare
 from finrisk.serving.bridge.batching import MicroBatcher
+from finrisk.serving.bridge.binding import RestartToBind
 from finrisk.serving.bridge.consumer_errors import ConsumerErrors
 from finrisk.serving.bridge.delivery import Delivery
 from finrisk.serving.bridge.delivery_mode import DeliveryMode
@@ -203,6 +204,9 @@ class Bridge:
                 ):
                     break
             self._drain_on_stop()
+        except RestartToBind:
+            self._abandon_unsent()
+            raise
         finally:
             self.close()
         return runtime.stats
@@ -231,6 +235,21 @@ class Bridge:
         if self._ops is not None:
             self._ops.stop()
             self._ops = None
+
+    def _abandon_unsent(self) -> None:
+        """The run ends to bind with features this bridge computes only from its start
+        (binding.RestartToBind): the batches not sent were prepared without them and are
+        dropped, uncommitted, for the next run to replay from the last commit and the
+        changelog (exactly once, no transaction holds them: a batch's opens once it is
+        scored). What was sent is made durable first, as on SIGTERM, but no new checkpoint
+        is written: the users' state now includes the dropped batches."""
+        in_flight = self.runtime.in_flight
+        dropped = sum(batch.size for batch in in_flight.pending)
+        in_flight.pending.clear()
+        in_flight.held.clear()
+        self.runtime.checkpoints.owed = False
+        self._drain_on_stop()
+        log.warning("ending the run to bind again: %d messages left for the next run", dropped)
 
     def _drain_on_stop(self) -> None:
         """Batches caught by SIGTERM get a grace period; what cannot finish stays uncommitted."""

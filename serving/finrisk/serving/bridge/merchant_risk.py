@@ -187,8 +187,8 @@ def open_merchant_risk(
             return None
     except (EndpointUnavailable, RequestRejected) as exc:
         # As before merchant risk: a predictor down at start pauses the stream, it does not
-        # stop the bridge. A detector that reads merchant risk is then refused at its first
-        # batch, naming the cause (Binding.check_width).
+        # stop the bridge. A detector that reads merchant risk then ends the run at its first
+        # batch (binding.RestartToBind), and the bridge starts again, with merchant risk.
         log.warning("could not ask the predictor whether the detector reads merchant risk: %s", exc)
         return None
     bridge = settings.bridge

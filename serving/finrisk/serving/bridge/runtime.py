@@ -53,6 +53,12 @@ class RunStats:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: RunStats) -> RunStats:
+        """These stats plus `other`'s (the runs of one process, or its workers)."""
+        for name, value in other.as_dict().items():
+            setattr(self, name, getattr(self, name) + value)
+        return self
+
 
 @dataclass
 class InFlight:

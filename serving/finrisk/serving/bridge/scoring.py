@@ -17,6 +17,8 @@ MEDIUM or HIGH, in the same call. With `recommendations` > 0 the risk model is a
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
@@ -27,14 +29,26 @@ import numpy.typing as npt
 import orjson
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
-from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
 from finrisk.kinds import CHALLENGER
 from finrisk.models.bands import MEDIUM
-from finrisk.serving.bridge.binding import Binding, feature_order
+from finrisk.serving.bridge.binding import (
+    MERCHANT_COLUMNS,
+    Binding,
+    feature_order,
+    matrix_columns,
+    served_version,
+)
 from finrisk.serving.bridge.merchant_risk import reads_merchant_risk
 from finrisk.serving.bridge.outputs import Score
 from finrisk.serving.bridge.shadow import Shadow
-from finrisk.serving.bridge.v2_client import BadAnswer, InferResult, V2Client, column
+from finrisk.serving.bridge.v2_client import (
+    BadAnswer,
+    EndpointUnavailable,
+    InferResult,
+    RequestRejected,
+    V2Client,
+    column,
+)
 from finrisk.serving.protocol import (
     BAND_LOW_PARAMETER,
     BAND_OUTPUT,
@@ -55,6 +69,12 @@ from finrisk.serving.protocol import (
 ELEVATED_BAND = MEDIUM
 
 ReasonsPolicy = Literal["all", "elevated", "none"]
+
+# Versions that keep changing between reading their metadata and scoring: after this many
+# bindings for one batch, it stalls (retried with backoff) rather than spin.
+MAX_REBINDS = 3
+
+log = logging.getLogger("finrisk.bridge")
 
 
 class Scorer(Protocol):
@@ -99,6 +119,9 @@ class V2Scorer:
         self._detector: Binding | None = None
         self._risk: Binding | None = None
         self._merchant_risk = False
+        # The columns of the bridge's transaction matrix, known from its first batch.
+        self._tx_have: tuple[str, ...] | None = None
+        self._lock = threading.RLock()  # bind() is called with it held
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -115,41 +138,114 @@ class V2Scorer:
         return client.profile(model, version)
 
     def bind(self) -> None:
-        """Read both models' feature order from their metadata, and whether each server takes
-        binary tensors (retried by the clients)."""
+        """Read both models' metadata (their served version and feature order), and whether
+        each server takes binary tensors (retried by the clients)."""
         self.detector.negotiate()
         if self.risk is not None and self.risk is not self.detector:
             self.risk.negotiate()
-        order = feature_order(self.detector.metadata(self.detector_model).inputs, ())
-        self._detector = Binding.of(self.detector_model, order, self.tx_columns(order))
-        self._merchant_risk = reads_merchant_risk(order)
+        self._detector = self._bind_detector(self._tx_have)
+        self._merchant_risk = reads_merchant_risk(self._detector.wanted)
         if self.risk is not None and self.risk_model is not None:
-            order = feature_order(self.risk.metadata(self.risk_model).inputs, ())
-            self._risk = Binding.of(self.risk_model, order, USER_FEATURES)
+            metadata = self.risk.metadata(self.risk_model)
+            self._risk = Binding.of(
+                self.risk_model,
+                feature_order(metadata.inputs, ()),
+                USER_FEATURES,
+                version=served_version(metadata),
+            )
+
+    def _bind_detector(self, have: Sequence[str] | None) -> Binding:
+        """The detector's binding to the matrix of columns `have` (at start, before the first
+        batch, the matrix this detector would get)."""
+        metadata = self.detector.metadata(self.detector_model)
+        order = feature_order(metadata.inputs, ())
+        return Binding.of(
+            self.detector_model,
+            order,
+            self.tx_columns(order) if have is None else have,
+            version=served_version(metadata),
+            at_start=MERCHANT_COLUMNS,
+        )
 
     @staticmethod
     def tx_columns(detector_order: Sequence[str]) -> tuple[str, ...]:
         """The bridge's transaction matrix for a detector: TRANSACTION_FEATURES, then the
         served merchant features when it reads them (docs/bridge.md, "Merchant risk")."""
         if reads_merchant_risk(detector_order):
-            return (*TRANSACTION_FEATURES, *SERVED_MERCHANT_FEATURES)
+            return MERCHANT_COLUMNS
         return TRANSACTION_FEATURES
 
     def detector_reads_merchant_risk(self) -> bool:
         """Whether the served detector reads merchant risk (asks the predictor once)."""
-        if self._detector is None or (self.risk is not None and self._risk is None):
-            self.bind()
-        return self._merchant_risk
+        with self._lock:
+            if self._detector is None or (self.risk is not None and self._risk is None):
+                self.bind()
+            return self._merchant_risk
 
     def score(
         self, tx_rows: npt.NDArray[np.float64], user_rows: npt.NDArray[np.float64]
     ) -> list[Score]:
-        if self._detector is None or (self.risk is not None and self._risk is None):
-            self.bind()
-        detector = self._detector
-        assert detector is not None
-        detector.check_width(tx_rows.shape[1])
-        n = len(tx_rows)
+        """Score a batch with the versions served now, each bound by its own feature order.
+
+        A served version that changed since it was bound is bound again before its answer is
+        kept: an answer names the version that computed it, and one from a version other than
+        the one bound (the alias moved meanwhile) is thrown away and the batch scored again. A
+        batch refused as a whole (4xx) re-reads the metadata first: a new version of another
+        width is bound again rather than its rows split into dead letters."""
+        for _ in range(MAX_REBINDS):
+            detector, risk_binding = self._bindings(tx_rows.shape[1])
+            try:
+                champion, risk, challenger = self._score_once(
+                    detector, risk_binding, tx_rows, user_rows
+                )
+            except RequestRejected:
+                if not self._rebound(detector, risk_binding):
+                    raise  # the same versions refused the rows: the loop isolates them
+                continue
+            moved = detector.answered_by_another(champion.model_version)
+            if risk is not None and risk_binding is not None:
+                moved |= risk_binding.answered_by_another(risk[0].model_version)
+            if not moved:
+                return _scores(champion, risk, len(tx_rows), challenger)
+            log.warning("a batch was answered by a version other than the one bound; binding again")
+            self._drop(detector, risk_binding)
+        raise EndpointUnavailable(
+            f"the served versions changed {MAX_REBINDS} times while one batch was scored; "
+            "trying again"
+        )
+
+    def _bindings(self, width: int) -> tuple[Binding, Binding | None]:
+        """The bindings to score with now, bound first when needed. Two threads may score at
+        once (the loop isolating a refused batch's rows while the next batch is scored), so
+        the bindings are read and replaced under a lock."""
+        with self._lock:
+            # Which columns the bridge computes was decided at its start (merchant risk or not).
+            self._tx_have = matrix_columns(width)
+            detector = self._detector
+            if (
+                detector is None
+                or detector.columns.max(initial=-1) >= width
+                or (self.risk is not None and self._risk is None)
+            ):
+                self.bind()
+            assert self._detector is not None
+            return self._detector, self._risk
+
+    def _drop(self, detector: Binding, risk: Binding | None) -> None:
+        """Forget these bindings (not newer ones another thread made meanwhile)."""
+        with self._lock:
+            if self._detector is detector:
+                self._detector = None
+            if self._risk is risk:
+                self._risk = None
+
+    def _score_once(
+        self,
+        detector: Binding,
+        risk: Binding | None,
+        tx_rows: npt.NDArray[np.float64],
+        user_rows: npt.NDArray[np.float64],
+    ) -> tuple[InferResult, RiskAnswer | None, InferResult | None]:
         # The models are called at once: the detector (and its challenger) from worker threads.
         pending = self._pool.submit(
             self.detector.infer,
@@ -158,13 +254,24 @@ class V2Scorer:
             input_name=MATRIX_INPUT,
         )
         shadow = self._pool.submit(self.shadow.score, tx_rows) if self.shadow else None
-        risk = self._risk_scores(user_rows) if self.risk is not None else None
+        answer = self._risk_scores(user_rows, risk) if risk is not None else None
         champion = pending.result()
-        return _scores(champion, risk, n, None if shadow is None else shadow.result())
+        return champion, answer, None if shadow is None else shadow.result()
 
-    def _risk_scores(self, user_rows: npt.NDArray[np.float64]) -> RiskAnswer:
-        risk, binding = self.risk, self._risk
-        assert risk is not None and binding is not None
+    def _rebound(self, detector: Binding, risk: Binding | None) -> bool:
+        """Whether either model's served version (or inputs) changed since it was bound: if
+        so, those bindings are dropped, to be read again."""
+        stale = detector.stale(self.detector.metadata(self.detector_model))
+        if self.risk is not None and risk is not None and self.risk_model is not None:
+            stale |= risk.stale(self.risk.metadata(self.risk_model))
+        if stale:
+            log.warning("a batch was refused and the served version changed; binding again")
+            self._drop(detector, risk)
+        return stale
+
+    def _risk_scores(self, user_rows: npt.NDArray[np.float64], binding: Binding) -> RiskAnswer:
+        risk = self.risk
+        assert risk is not None
         n = len(user_rows)
         k = self.reasons_per_row
         parameters: dict[str, Any] = {REASONS_PARAMETER: 0 if self.reasons == "none" else k}

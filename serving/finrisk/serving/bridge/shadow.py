@@ -16,8 +16,13 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
-from finrisk.features import TRANSACTION_FEATURES
-from finrisk.serving.bridge.binding import Binding, feature_order
+from finrisk.serving.bridge.binding import (
+    Binding,
+    RestartToBind,
+    feature_order,
+    matrix_columns,
+    served_version,
+)
 from finrisk.serving.bridge.v2_client import (
     EndpointUnavailable,
     InferResult,
@@ -37,21 +42,36 @@ class Shadow:
         self._binding: Binding | None = None
 
     def score(self, tx_rows: npt.NDArray[np.float64]) -> InferResult | None:
-        """The challenger's answer on a batch's transaction rows; None when it has none."""
+        """The challenger's answer on a batch's transaction rows; None when it has none.
+
+        Bound by the order of the version it serves: an answer from another version (its alias
+        moved) is thrown away and the batch tried once more, bound again; a version reading
+        features the bridge's matrix lacks gets no batch (logged, naming them)."""
         try:
-            binding = self._binding
-            if binding is None:
-                self.client.negotiate()
-                order = feature_order(self.client.metadata(self.model).inputs, ())
-                binding = self._binding = Binding.of(self.model, order, TRANSACTION_FEATURES)
-            return self.client.infer(self.model, binding.select(tx_rows), input_name=MATRIX_INPUT)
-        except (EndpointUnavailable, RequestRejected) as exc:
+            for _ in range(2):
+                binding = self._binding
+                if binding is None:
+                    binding = self._binding = self._bind(matrix_columns(tx_rows.shape[1]))
+                result = self.client.infer(
+                    self.model, binding.select(tx_rows), input_name=MATRIX_INPUT
+                )
+                if not binding.answered_by_another(result.model_version):
+                    return result
+                self._binding = None
+            raise EndpointUnavailable(f"the challenger {self.model} changed version twice")
+        except (EndpointUnavailable, RequestRejected, RestartToBind) as exc:
             # Its feature order is read again next time: the alias may have moved meanwhile.
             self._binding = None
             self.failures += 1
             if self.failures == 1 or self.failures % 100 == 0:
                 log.warning("the challenger scored no batch (%d so far): %s", self.failures, exc)
             return None
+
+    def _bind(self, have: tuple[str, ...]) -> Binding:
+        self.client.negotiate()
+        metadata = self.client.metadata(self.model)
+        order = feature_order(metadata.inputs, ())
+        return Binding.of(self.model, order, have, version=served_version(metadata))
 
     def profile(self, version: str) -> dict[str, object] | None:
         return self.client.profile(self.model, version)

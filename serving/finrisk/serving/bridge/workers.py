@@ -18,7 +18,6 @@ failed worker's uncommitted ones are scored again after a restart. Workers whose
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -126,8 +125,7 @@ def _sum_stats(results: multiprocessing.Queue[dict[str, int]], expected: int) ->
             part = results.get(timeout=_STATS_TIMEOUT_S)
         except queue.Empty:
             break
-        for field in dataclasses.fields(total):
-            setattr(total, field.name, getattr(total, field.name) + part[field.name])
+        total.add(RunStats(**part))
     return total
 
 
