@@ -297,8 +297,9 @@ class DriftRun:
             "bigquery_users_table": self.table("users"),
             "bigquery_labels_table": self.table("labels"),
             "label_maturity_days": options.label_maturity_days,
-            # One bridge scores before and after the promotion: a detector reading merchant
-            # risk would need it restarted (docs/bridge.md), so the demo trains as before.
+            # The demo's alarms and figures (docs/monitoring.md) are of the detector without
+            # merchant risk; a pipeline that promotes one reading it, and the bridge following
+            # it, are tested on their own (test_pipeline_bigquery, test_champion_change).
             "detector_merchant_risk": False,
             "seed": options.seed,
             # The risk model's test set is a few hundred of these customers: its ROC-AUC moves
