@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 import pytest
 
 from finrisk.bench.local_processes import (
@@ -19,12 +20,18 @@ from finrisk.bench.local_processes import (
     RegisteredModels,
     bridge_environment,
 )
+from finrisk.features import transaction_features
+from finrisk.features.batch_merchants import merchant_features
+from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
+from finrisk.labels import LabelRecord
 from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.producer import produce
+from finrisk.serving.bridge.producer import produce, wire_records
 from finrisk.serving.bridge.state import StateStore
 from finrisk.settings import Settings
 from finrisk.sinks.bigquery import BigQuerySink
 from finrisk.stack.process import free_port
+from finrisk.synthetic import generate
+from finrisk.synthetic.labels import synthetic_labels
 from tests.support.kafka_reading import Record, read_topic
 
 __all__ = ["free_port"]
@@ -255,3 +262,33 @@ def assert_every_anomaly_stored(
     repeated = {tx_id for tx_id, n in Counter(ids).items() if n > 1}
     if may_repeat is not None:
         assert repeated <= may_repeat, sorted(repeated - may_repeat)
+
+
+@dataclass(frozen=True)
+class HardStream:
+    """A hard-scenario stream as the bridge reads it and as the batch path computes it."""
+
+    records: list[tuple[bytes, bytes]]
+    frame: pd.DataFrame  # the streamed transactions as the batch path reads them
+    labels: list[LabelRecord]  # the generator's confirmed-label stream
+    features: pd.DataFrame  # transaction features and served merchant risk, per row of frame
+
+
+def hard_stream(users: int, days: int, seed: int) -> HardStream:
+    """Generate the hard scenario and read its wire records back as the batch path does."""
+    hard, _, _ = generate(users=users, days=days, seed=seed, scenario="hard")
+    records = wire_records(hard)
+    frame = pd.DataFrame([orjson.loads(value) for _, value in records])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    frame["is_fraud"] = (
+        hard.set_index("transaction_id").loc[frame["transaction_id"], "is_fraud"].to_numpy()
+    )
+    labels = synthetic_labels(hard, seed)
+    features = pd.concat(
+        [
+            transaction_features(frame),
+            merchant_features(frame, labels)[list(SERVED_MERCHANT_FEATURES)],
+        ],
+        axis=1,
+    )
+    return HardStream(records, frame, labels, features)

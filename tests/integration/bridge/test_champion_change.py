@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 
@@ -28,17 +27,13 @@ from finrisk.bench.local_processes import (
     RegisteredModels,
     bridge_environment,
 )
-from finrisk.features import transaction_features
-from finrisk.features.batch_merchants import merchant_features
 from finrisk.features.definitions import SERVED_MERCHANT_FEATURES, TRANSACTION_FEATURES
 from finrisk.features.merchant_frauds import merchant_frauds_of
 from finrisk.models import TransactionAnomalyDetector
 from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.producer import produce, wire_records
+from finrisk.serving.bridge.producer import produce
 from finrisk.settings import Settings
 from finrisk.stack import Service
-from finrisk.synthetic import generate
-from finrisk.synthetic.labels import synthetic_labels
 from tests.integration.bridge import runs
 from tests.support.kafka_reading import Record, read_topic, wait_for
 
@@ -65,23 +60,10 @@ class Stream:
 
 @pytest.fixture(scope="module")
 def stream() -> Stream:
-    hard, _, _ = generate(users=60, days=30, seed=SEED, scenario="hard")
-    records = wire_records(hard)
-    frame = pd.DataFrame([orjson.loads(value) for _, value in records])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
-    frame["is_fraud"] = (
-        hard.set_index("transaction_id").loc[frame["transaction_id"], "is_fraud"].to_numpy()
-    )
-    labels = synthetic_labels(hard, SEED)
-    features = pd.concat(
-        [
-            transaction_features(frame),
-            merchant_features(frame, labels)[list(SERVED_MERCHANT_FEATURES)],
-        ],
-        axis=1,
-    )
+    base = runs.hard_stream(users=60, days=30, seed=SEED)
+    features = base.features.copy()
     features[UNKNOWN] = np.linspace(0.0, 1.0, len(features))  # only for training
-    return Stream(records, frame, features, merchant_frauds_of(frame, labels))
+    return Stream(base.records, base.frame, features, merchant_frauds_of(base.frame, base.labels))
 
 
 @dataclass(frozen=True)

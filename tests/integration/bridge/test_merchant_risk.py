@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 import pytest
 
@@ -25,8 +23,6 @@ from finrisk.bench.local_processes import (
     RegisteredModels,
     bridge_environment,
 )
-from finrisk.features import transaction_features
-from finrisk.features.batch_merchants import merchant_features
 from finrisk.features.definitions import (
     MERCHANT_RISK_WINDOW_NS,
     SERVED_MERCHANT_FEATURES,
@@ -36,11 +32,9 @@ from finrisk.features.merchant_frauds import MerchantFraud, decode, merchant_fra
 from finrisk.labels import LabelRecord
 from finrisk.models import TransactionAnomalyDetector
 from finrisk.serving.bridge import kafka_config
-from finrisk.serving.bridge.producer import produce, wire_records
+from finrisk.serving.bridge.producer import produce
 from finrisk.settings import Settings
 from finrisk.stack import Service
-from finrisk.synthetic import generate
-from finrisk.synthetic.labels import synthetic_labels
 from tests.integration.bridge import runs
 from tests.support.kafka_reading import Record, end_offsets, read_topic, wait_for
 
@@ -54,32 +48,12 @@ HOSTILE = [
 ]
 
 
-@dataclass
-class Stream:
-    records: list[tuple[bytes, bytes]]
-    frame: pd.DataFrame  # the streamed transactions as the batch path reads them
-    labels: list[LabelRecord]
-    features: pd.DataFrame  # what the detector reads, per row of `frame`
+Stream = runs.HardStream
 
 
 @pytest.fixture(scope="module")
 def stream() -> Stream:
-    hard, _, _ = generate(users=300, days=40, seed=SEED, scenario="hard")
-    records = wire_records(hard)
-    frame = pd.DataFrame([orjson.loads(value) for _, value in records])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
-    frame["is_fraud"] = (
-        hard.set_index("transaction_id").loc[frame["transaction_id"], "is_fraud"].to_numpy()
-    )
-    labels = synthetic_labels(hard, SEED)
-    features = pd.concat(
-        [
-            transaction_features(frame),
-            merchant_features(frame, labels)[list(SERVED_MERCHANT_FEATURES)],
-        ],
-        axis=1,
-    )
-    return Stream(records, frame, labels, features)
+    return runs.hard_stream(users=300, days=40, seed=SEED)
 
 
 @pytest.fixture(scope="module")
