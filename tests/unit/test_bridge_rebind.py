@@ -15,14 +15,13 @@ import pytest
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
 from finrisk.features.definitions import SERVED_MERCHANT_FEATURES
 from finrisk.serving.bridge import app
-from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.binding import FeaturesNotComputed, RestartToBind
-from finrisk.serving.bridge.breaker import CircuitBreaker
 from finrisk.serving.bridge.runtime import RunStats
 from finrisk.serving.bridge.scoring import V2Scorer
 from finrisk.serving.bridge.shadow import Shadow
-from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected, V2Client
+from finrisk.serving.bridge.v2_client import EndpointUnavailable, RequestRejected
 from finrisk.settings import Settings
+from tests.support.mock_predictor import mock_client
 
 TX = tuple(TRANSACTION_FEATURES)
 MERCHANT = (*TX, *SERVED_MERCHANT_FEATURES)
@@ -82,17 +81,6 @@ class Registry:
         )
 
 
-def _client(registry: Registry) -> V2Client:
-    return V2Client(
-        "http://predictor.test",
-        timeout_s=1,
-        max_attempts=1,
-        backoff=Backoff(0.01, 0.1),
-        breaker=CircuitBreaker(3, 1.0),
-        transport=httpx.MockTransport(registry),
-    )
-
-
 def _matrices(
     n: int = 4, tx_columns: tuple[str, ...] = TX
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -107,7 +95,7 @@ def _expected(matrix: npt.NDArray[np.float64], have: tuple[str, ...], first: str
 
 
 def _scorer(registry: Registry, **kwargs: object) -> V2Scorer:
-    client = _client(registry)
+    client = mock_client(registry)
     return V2Scorer(client, client, "det", "risk", reasons="none", **kwargs)  # type: ignore[arg-type]
 
 
@@ -232,7 +220,7 @@ def test_the_shadow_challenger_follows_its_alias_and_never_scores_misplaced_colu
     challenger.versions["challenger"] = {"5": REVERSED, "6": ROTATED, "7": (*TX, "unknown_x")}
     challenger.served["challenger"] = "5"
     champion = Registry({"1": TX}, {"1": USER_FEATURES})
-    shadow = Shadow(_client(challenger), "challenger")
+    shadow = Shadow(mock_client(challenger), "challenger")
     scorer = _scorer(champion, shadow=shadow)
     tx, users = _matrices()
     scores = scorer.score(tx, users)

@@ -12,6 +12,7 @@ from finrisk.serving.bridge.backoff import Backoff
 from finrisk.serving.bridge.breaker import CircuitBreaker
 from finrisk.serving.bridge.scoring import V2Scorer
 from finrisk.serving.bridge.v2_client import BadAnswer, V2Client
+from tests.support.mock_predictor import mock_client
 
 # The served detector takes its features in reverse order; the risk model takes five of them.
 DETECTOR_ORDER = list(reversed(TRANSACTION_FEATURES))
@@ -140,17 +141,6 @@ class Predictor:
         )
 
 
-def _client(predictor: Predictor) -> V2Client:
-    return V2Client(
-        "http://predictor.test",
-        timeout_s=1,
-        max_attempts=1,
-        backoff=Backoff(0.01, 0.1),
-        breaker=CircuitBreaker(3, 1.0),
-        transport=httpx.MockTransport(predictor),
-    )
-
-
 def _matrices(n: int) -> tuple[np.ndarray, np.ndarray]:
     tx = np.zeros((n, len(TRANSACTION_FEATURES)))
     tx[:, -1] = np.linspace(10, 90, n)  # the detector scores 0.1 .. 0.9
@@ -161,7 +151,7 @@ def _matrices(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_columns_follow_each_models_metadata_and_both_are_scored() -> None:
     predictor = Predictor()
-    client = _client(predictor)
+    client = mock_client(predictor)
     scorer = V2Scorer(client, client, "det", "risk", reasons="none")
     tx, users = _matrices(4)
     scores = scorer.score(tx, users)
@@ -181,7 +171,7 @@ def test_elevated_policy_explains_only_medium_and_high_rows_in_one_call(
     honours_reasons_from: bool,
 ) -> None:
     predictor = Predictor(honours_reasons_from=honours_reasons_from)
-    client = _client(predictor)
+    client = mock_client(predictor)
     scorer = V2Scorer(client, client, "det", "risk", reasons="elevated", reasons_per_row=3)
     scores = scorer.score(*_matrices(4))
     scorer.close()
@@ -199,7 +189,7 @@ def test_rows_go_as_binary_tensors_to_a_server_that_lists_the_extension() -> Non
     scores = {}
     for binary in (False, True):
         predictor = Predictor(binary=binary)
-        client = _client(predictor)
+        client = mock_client(predictor)
         scorer = V2Scorer(client, client, "det", "risk", reasons="all")
         scores[binary] = scorer.score(*_matrices(4))
         scorer.close()
@@ -209,7 +199,7 @@ def test_rows_go_as_binary_tensors_to_a_server_that_lists_the_extension() -> Non
 
 def test_all_policy_explains_every_row_in_one_call() -> None:
     predictor = Predictor()
-    client = _client(predictor)
+    client = mock_client(predictor)
     scorer = V2Scorer(client, client, "det", "risk", reasons="all", reasons_per_row=2)
     scores = scorer.score(*_matrices(4))
     scorer.close()
@@ -223,7 +213,7 @@ def test_a_model_wanting_an_unknown_feature_is_a_bad_answer() -> None:
         inputs = [{"name": "shoe_size", "datatype": "FP64", "shape": [-1]}]
         return httpx.Response(200, json={"name": "det", "inputs": inputs})
 
-    client = _client(odd)  # type: ignore[arg-type]
+    client = mock_client(odd)  # type: ignore[arg-type]
     scorer = V2Scorer(client, None, "det", None)
     with pytest.raises(BadAnswer, match="shoe_size"):
         scorer.score(*_matrices(2))
@@ -232,7 +222,7 @@ def test_a_model_wanting_an_unknown_feature_is_a_bad_answer() -> None:
 
 @pytest.mark.parametrize("reasons", ["all", "elevated"])
 def test_reasons_of_the_wrong_length_are_a_bad_answer(reasons: str) -> None:
-    client = _client(Predictor(short_reasons=True))
+    client = mock_client(Predictor(short_reasons=True))
     scorer = V2Scorer(client, client, "det", "risk", reasons=reasons, reasons_per_row=3)  # type: ignore[arg-type]
     with pytest.raises(BadAnswer, match=r"'reasons' has 11 values for 4 rows \(3 per row\)"):
         scorer.score(*_matrices(4))
@@ -241,7 +231,7 @@ def test_reasons_of_the_wrong_length_are_a_bad_answer(reasons: str) -> None:
 
 def test_detector_alone_scores_without_risk_fields() -> None:
     predictor = Predictor()
-    client = _client(predictor)
+    client = mock_client(predictor)
     scorer = V2Scorer(client, None, "det", None)
     scores = scorer.score(*_matrices(3))
     scorer.close()
@@ -268,7 +258,7 @@ def test_answers_typed_loosely_are_converted() -> None:
         ]
         return httpx.Response(200, json={"model_name": "det", "outputs": outputs})
 
-    client = _client(loose)  # type: ignore[arg-type]
+    client = mock_client(loose)  # type: ignore[arg-type]
     scorer = V2Scorer(client, None, "det", None)
     scores = scorer.score(*_matrices(2))
     scorer.close()
@@ -284,15 +274,15 @@ def test_the_shadow_challenger_is_scored_beside_and_never_changes_the_champion()
     from finrisk.serving.bridge.shadow import Shadow
 
     tx, users = _matrices(4)
-    champion_only = V2Scorer(_client(Predictor()), _client(Predictor()), "det", "risk")
+    champion_only = V2Scorer(mock_client(Predictor()), mock_client(Predictor()), "det", "risk")
     expected = champion_only.score(tx, users)
     challenger = Predictor()
     scorer = V2Scorer(
-        _client(Predictor()),
-        _client(Predictor()),
+        mock_client(Predictor()),
+        mock_client(Predictor()),
         "det",
         "risk",
-        shadow=Shadow(_client(challenger), "det"),
+        shadow=Shadow(mock_client(challenger), "det"),
     )
     scores = scorer.score(tx, users)
     assert [s[:8] for s in scores] == [s[:8] for s in expected]  # the champion's, unchanged
@@ -316,7 +306,9 @@ def test_the_shadow_challenger_is_scored_beside_and_never_changes_the_champion()
         ),
         "det",
     )
-    scorer = V2Scorer(_client(Predictor()), _client(Predictor()), "det", "risk", shadow=failing)
+    scorer = V2Scorer(
+        mock_client(Predictor()), mock_client(Predictor()), "det", "risk", shadow=failing
+    )
     for _ in range(2):
         scores = scorer.score(tx, users)
         assert scores == expected and {s.challenger_version for s in scores} == {None}
@@ -325,7 +317,7 @@ def test_the_shadow_challenger_is_scored_beside_and_never_changes_the_champion()
 
 def test_recommendations_are_asked_for_and_carried_for_elevated_rows() -> None:
     predictor = Predictor()
-    client = _client(predictor)
+    client = mock_client(predictor)
     scorer = V2Scorer(client, client, "det", "risk", reasons="elevated", recommendations=2)
     scores = scorer.score(*_matrices(4))
     scorer.close()
@@ -340,7 +332,7 @@ def test_recommendations_are_asked_for_and_carried_for_elevated_rows() -> None:
 
 def test_recommendations_are_off_by_default() -> None:
     predictor = Predictor()
-    client = _client(predictor)
+    client = mock_client(predictor)
     scorer = V2Scorer(client, client, "det", "risk")
     scores = scorer.score(*_matrices(4))
     scorer.close()
@@ -350,11 +342,11 @@ def test_recommendations_are_off_by_default() -> None:
 
 
 def test_an_empty_search_is_an_empty_list_and_bad_text_a_bad_answer() -> None:
-    client = _client(Predictor(recommendations_text="[]"))
+    client = mock_client(Predictor(recommendations_text="[]"))
     scorer = V2Scorer(client, client, "det", "risk", recommendations=1)
     assert [s.recommendations for s in scorer.score(*_matrices(4))] == [None, [], [], None]
     scorer.close()
-    client = _client(Predictor(recommendations_text="{not json"))
+    client = mock_client(Predictor(recommendations_text="{not json"))
     scorer = V2Scorer(client, client, "det", "risk", recommendations=1)
     with pytest.raises(BadAnswer, match=r"output 'recommendations' holds .* not a JSON array"):
         scorer.score(*_matrices(4))
