@@ -31,6 +31,12 @@ _SUMMED: tuple[int, ...] = tuple(
     k for k, (suffix, _) in enumerate(WINDOWS) if suffix in SUM_WINDOWS
 )
 LONGEST = WINDOW_LENGTHS.index(max(WINDOW_LENGTHS))
+# New-merchant windows of a counted window's length (the 24-hour one): index -> that window's.
+_SAME_AS_COUNTED: dict[int, int] = {
+    k: WINDOW_LENGTHS[:COUNTED].index(WINDOW_LENGTHS[k])
+    for k in NEW_MERCHANTS
+    if WINDOW_LENGTHS[k] in WINDOW_LENGTHS[:COUNTED]
+}
 # A window list drops its expired head once this many entries have expired from every window.
 _TRIM_AFTER = 64
 
@@ -74,9 +80,17 @@ def window_stats(
         (k, length, column.append)
         for k, (length, column) in enumerate(zip(WINDOW_LENGTHS[:COUNTED], counts, strict=True))
     ]
-    new_into = [
+    # A new-merchant window as long as a counted one starts where that one does (same length,
+    # same clock): its start is copied, not searched for again.
+    new_scanned = [
         (k, WINDOW_LENGTHS[k], column.append)
         for k, column in zip(NEW_MERCHANTS, new_merchants, strict=True)
+        if k not in _SAME_AS_COUNTED
+    ]
+    new_copied = [
+        (k, _SAME_AS_COUNTED[k], column.append)
+        for k, column in zip(NEW_MERCHANTS, new_merchants, strict=True)
+        if k in _SAME_AS_COUNTED
     ]
     sum_into = [(k, column.append) for k, column in zip(_SUMMED, sums, strict=True)]
     rows = zip(
@@ -108,12 +122,15 @@ def window_stats(
             count(end - j)
         for k, total in sum_into:
             total(after - cums[starts[k]])
-        for k, length, count_new in new_into:
+        for k, length, count_new in new_scanned:
             cutoff = clock - length
             j = starts[k]
             while entries[j] <= cutoff:
                 j += 1
             starts[k] = j
+            count_new(known_after - known[j])
+        for k, same, count_new in new_copied:
+            j = starts[k] = starts[same]
             count_new(known_after - known[j])
         expired = starts[LONGEST]
         if expired > _TRIM_AFTER:
