@@ -58,6 +58,7 @@ class StandInInferenceServices:
         )
         self.patches: list[dict[str, Any]] = []
         self.on_patch: Any = None  # what "the controller" does after each patch
+        self.racing_reads = 0  # reads after which "the controller" writes the status
 
     def _check(self, group: str, version: str, plural: str) -> None:
         assert (group, version, plural) == ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -68,7 +69,12 @@ class StandInInferenceServices:
         self._check(group, version, plural)
         if (namespace, name) not in self.objects:
             raise ApiException(status=404, reason="Not Found")
-        return copy.deepcopy(self.objects[(namespace, name)])
+        found = copy.deepcopy(self.objects[(namespace, name)])
+        if self.racing_reads:  # the controller writes the status right after this read
+            self.racing_reads -= 1
+            stored = self.objects[(namespace, name)]["metadata"]
+            stored["resourceVersion"] = str(int(stored["resourceVersion"]) + 1)
+        return found
 
     def patch_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, name: str, body: Any, **kw: Any
@@ -243,21 +249,9 @@ def test_the_put_back_reads_again_when_the_controller_changed_the_object(
     api = StandInInferenceServices()
     before = copy.deepcopy(api.objects[("finrisk", "finrisk")])
     api.on_patch = lambda obj: api.set_ready(True)
-    reads_left = {"racing": 0}
-    plain_get = api.get_namespaced_custom_object
-
-    def racing_get(*args: Any) -> dict[str, Any]:
-        found = plain_get(*args)
-        if reads_left["racing"]:
-            reads_left["racing"] -= 1
-            stored = api.objects[("finrisk", "finrisk")]["metadata"]
-            stored["resourceVersion"] = str(int(stored["resourceVersion"]) + 1)  # a status write
-        return found
-
-    api.get_namespaced_custom_object = racing_get  # type: ignore[method-assign]
 
     def probe(url: str, r: Rollout, deadline: float) -> None:
-        reads_left["racing"] = races  # from the put-back's first read on
+        api.racing_reads = races  # from the put-back's first read on
         raise FinriskError("did not answer 200 in time")
 
     run = lambda: deploy(  # noqa: E731
@@ -284,18 +278,7 @@ def test_the_rollout_reads_again_when_the_controller_changed_the_object(
     api = StandInInferenceServices()
     before = copy.deepcopy(api.objects[("finrisk", "finrisk")])
     api.on_patch = lambda obj: api.set_ready(True)
-    racing = {"left": races}
-    plain_get = api.get_namespaced_custom_object
-
-    def racing_get(*args: Any) -> dict[str, Any]:
-        found = plain_get(*args)
-        if racing["left"]:
-            racing["left"] -= 1
-            stored = api.objects[("finrisk", "finrisk")]["metadata"]
-            stored["resourceVersion"] = str(int(stored["resourceVersion"]) + 1)  # a status write
-        return found
-
-    api.get_namespaced_custom_object = racing_get  # type: ignore[method-assign]
+    api.racing_reads = races  # from the rollout's first read on
     run = lambda: deploy(  # noqa: E731
         rollout(),
         manifest_path=tmp_path / "m.yaml",
