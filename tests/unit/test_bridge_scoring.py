@@ -8,10 +8,8 @@ import orjson
 import pytest
 
 from finrisk.features import TRANSACTION_FEATURES, USER_FEATURES
-from finrisk.serving.bridge.backoff import Backoff
-from finrisk.serving.bridge.breaker import CircuitBreaker
 from finrisk.serving.bridge.scoring import V2Scorer
-from finrisk.serving.bridge.v2_client import BadAnswer, V2Client
+from finrisk.serving.bridge.v2_client import BadAnswer
 from tests.support.mock_predictor import mock_client
 
 # The served detector takes its features in reverse order; the risk model takes five of them.
@@ -295,17 +293,7 @@ def test_the_shadow_challenger_is_scored_beside_and_never_changes_the_champion()
     def down(_request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, json={"error": "challenger down"})
 
-    failing = Shadow(
-        V2Client(
-            "http://challenger.test",
-            timeout_s=1,
-            max_attempts=1,
-            backoff=Backoff(0.01, 0.1),
-            breaker=CircuitBreaker(3, 1.0),
-            transport=httpx.MockTransport(down),
-        ),
-        "det",
-    )
+    failing = Shadow(mock_client(down), "det")
     scorer = V2Scorer(
         mock_client(Predictor()), mock_client(Predictor()), "det", "risk", shadow=failing
     )
